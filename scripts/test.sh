@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# test.sh - install what is needed, then build and run the whole test suite twice:
+# once as a Release build with -Wall -Wextra -Werror, once under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then run each fuzzer for a bounded time.
+#
+#   sudo bash scripts/test.sh
+#
+# Environment:
+#   CCMAIL_SKIP_DEPS=1        do not call scripts/install-deps.sh
+#   CCMAIL_SKIP_ASAN=1        skip the sanitizer pass
+#   CCMAIL_FUZZ_SECONDS=N     seconds per fuzzer (default 60; 0 skips fuzzing)
+#   CCMAIL_BUILD_ROOT=DIR     where build trees go (default: build/ in the source tree)
+#   CCMAIL_CTEST_ARGS="..."   extra ctest arguments, e.g. "-L unit"
+set -euo pipefail
+
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_root="${CCMAIL_BUILD_ROOT:-$src/build}"
+jobs="$(nproc)"
+
+if [ "${CCMAIL_SKIP_DEPS:-0}" != 1 ]; then
+  bash "$src/scripts/install-deps.sh"
+fi
+
+failed=0
+passed_total=0
+failed_total=0
+
+# run_ctest <build dir> <name>: runs ctest and adds its counts to the totals.
+run_ctest() {
+  local dir="$1" name="$2" log
+  log="$dir/ctest.log"
+  echo "=== ctest ($name) ==="
+  set +e
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest --output-on-failure --timeout 1500 -j "$jobs" ${CCMAIL_CTEST_ARGS:-}) 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local line total nfail
+  line="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n1 || true)"
+  if [ -n "$line" ]; then
+    nfail="$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")"
+    total="$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")"
+    passed_total=$((passed_total + total - nfail))
+    failed_total=$((failed_total + nfail))
+  fi
+  if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+    echo "ctest ($name) FAILED (exit $rc)"
+    failed=1
+    [ -n "$line" ] || failed_total=$((failed_total + 1))
+  fi
+}
+
+# configure_and_build <build dir> <cmake args...>
+configure_and_build() {
+  local dir="$1"; shift
+  cmake -S "$src" -B "$dir" -G Ninja -DCCMAIL_WERROR=ON "$@"
+  cmake --build "$dir" -j "$jobs"
+}
+
+echo "=== Release build (-Wall -Wextra -Werror) ==="
+configure_and_build "$build_root/release" -DCMAKE_BUILD_TYPE=Release
+run_ctest "$build_root/release" release
+
+if [ "${CCMAIL_SKIP_ASAN:-0}" != 1 ]; then
+  echo "=== ASan+UBSan build ==="
+  configure_and_build "$build_root/asan" -DCMAKE_BUILD_TYPE=Debug -DCCMAIL_SANITIZE=ON -DCCMAIL_BENCH=OFF
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    run_ctest "$build_root/asan" asan
+fi
+
+fuzz_seconds="${CCMAIL_FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" != 0 ] && [ -f "$src/tests/fuzz/CMakeLists.txt" ]; then
+  echo "=== libFuzzer targets, ${fuzz_seconds}s each ==="
+  CC=clang CXX=clang++ configure_and_build "$build_root/fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCCMAIL_FUZZ=ON -DCCMAIL_TESTS=OFF -DCCMAIL_BENCH=OFF
+  for fuzzer in "$build_root"/fuzz/tests/fuzz/fuzz_*; do
+    [ -x "$fuzzer" ] || continue
+    corpus="$build_root/fuzz/corpus-$(basename "$fuzzer")"
+    mkdir -p "$corpus"
+    seeds="$src/tests/fuzz/seeds/$(basename "$fuzzer")"
+    echo "--- $(basename "$fuzzer")"
+    if "$fuzzer" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -print_final_stats=1 \
+         "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) > "$corpus.log" 2>&1; then
+      passed_total=$((passed_total + 1))
+      tail -n 3 "$corpus.log"
+    else
+      echo "fuzzer $(basename "$fuzzer") FAILED:"; tail -n 60 "$corpus.log"
+      failed=1; failed_total=$((failed_total + 1))
+    fi
+  done
+fi
+
+echo "test.sh: $passed_total passed, $failed_total failed"
+exit "$failed"

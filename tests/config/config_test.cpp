@@ -1,0 +1,112 @@
+#include "ccmail/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "ccmail/config/settings.h"
+
+namespace ccmail {
+namespace {
+
+TEST(Config, DefaultsComeFromTheSettingsTable) {
+  Config cfg;
+  std::string mode;
+  ASSERT_TRUE(cfg.GetEnum("capture_mode", {"divert", "copy"}, &mode).ok());
+  EXPECT_EQ(mode, "divert");
+  EXPECT_EQ(cfg.Where("capture_mode"), "default");
+  EXPECT_FALSE(cfg.IsSet("capture_mode"));
+}
+
+TEST(Config, ParsesMainCfSyntaxWithCommentsAndContinuations) {
+  Config cfg;
+  Status s = Config::Parse(
+      "# a comment\n"
+      "\n"
+      "ccmail_domains = corp.example,\n"
+      "    branch.example  other.example\n"
+      "message_size_limit = 10m\n"
+      "batch_max_delay=250ms\n"
+      "gateway_postoffice = INTERNET # not a comment in main.cf syntax\n",
+      "test.conf", &cfg);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<std::string> domains;
+  ASSERT_TRUE(cfg.GetList("ccmail_domains", &domains).ok());
+  EXPECT_EQ(domains, (std::vector<std::string>{"corp.example", "branch.example", "other.example"}));
+  uint64_t size = 0;
+  ASSERT_TRUE(cfg.GetSize("message_size_limit", &size).ok());
+  EXPECT_EQ(size, 10u << 20);
+  std::chrono::milliseconds d{};
+  ASSERT_TRUE(cfg.GetDuration("batch_max_delay", &d).ok());
+  EXPECT_EQ(d.count(), 250);
+  EXPECT_EQ(cfg.GetRaw("gateway_postoffice"), "INTERNET # not a comment in main.cf syntax");
+  EXPECT_EQ(cfg.Where("message_size_limit"), "test.conf:5");
+}
+
+TEST(Config, UnknownDuplicateAndMalformedLinesNameFileAndLine) {
+  Config cfg;
+  Status s = Config::Parse("log_level = info\ncaptur_mode = copy\n", "a.conf", &cfg);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("a.conf:2: unknown setting \"captur_mode\""), std::string::npos) << s.message();
+
+  s = Config::Parse("log_level = info\nlog_level = debug\n", "b.conf", &cfg);
+  EXPECT_NE(s.message().find("b.conf:2: \"log_level\" is already set at b.conf:1"), std::string::npos)
+      << s.message();
+
+  s = Config::Parse("just words\n", "c.conf", &cfg);
+  EXPECT_NE(s.message().find("c.conf:1: expected \"name = value\""), std::string::npos) << s.message();
+
+  s = Config::Parse("  leading continuation\n", "d.conf", &cfg);
+  EXPECT_NE(s.message().find("d.conf:1: continuation line"), std::string::npos) << s.message();
+}
+
+TEST(Config, BadValuesNameTheSettingAndWhatWasExpected) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("reject_unknown = maybe\nmessage_size_limit = 10 parsecs\n"
+                            "batch_max_delay = soon\nclaim_table_slots = 0\nmilter_socket_mode = 0999\n",
+                            "e.conf", &cfg).ok());
+  bool b;
+  Status s = cfg.GetBool("reject_unknown", &b);
+  EXPECT_EQ(s.message(), "e.conf:1: reject_unknown = \"maybe\": expected yes or no");
+  uint64_t n;
+  EXPECT_NE(cfg.GetSize("message_size_limit", &n).message().find("e.conf:2"), std::string::npos);
+  std::chrono::milliseconds d{};
+  EXPECT_NE(cfg.GetDuration("batch_max_delay", &d).message().find("e.conf:3"), std::string::npos);
+  EXPECT_NE(cfg.GetUInt("claim_table_slots", 4, 1u << 24, &n).message().find("from 4 to 16777216"),
+            std::string::npos);
+  unsigned mode;
+  EXPECT_FALSE(cfg.GetMode("milter_socket_mode", &mode).ok());
+}
+
+TEST(Config, SizesAndDurationsRejectOverflow) {
+  Config cfg;
+  ASSERT_TRUE(cfg.Set("backlog_limit_bytes", "99999999999999999t").ok());
+  uint64_t n;
+  EXPECT_FALSE(cfg.GetSize("backlog_limit_bytes", &n).ok());
+  ASSERT_TRUE(cfg.Set("dedup_window", "2w").ok());
+  std::chrono::milliseconds d{};
+  ASSERT_TRUE(cfg.GetDuration("dedup_window", &d).ok());
+  EXPECT_EQ(d.count(), 14LL * 86400 * 1000);
+  EXPECT_EQ(cfg.Where("dedup_window"), "command line");
+  EXPECT_FALSE(cfg.Set("no_such_setting", "1").ok());
+}
+
+TEST(Config, LoadReportsMissingFileWithItsPath) {
+  Config cfg;
+  Status s = Config::Load("/nonexistent/ccmail-bridge.conf", &cfg);
+  EXPECT_TRUE(s.IsNotFound());
+  EXPECT_NE(s.message().find("/nonexistent/ccmail-bridge.conf"), std::string::npos);
+}
+
+TEST(Settings, EveryDefaultIsDocumentedAndNamesAreUnique) {
+  std::set<std::string_view> names;
+  for (const SettingSpec& s : AllSettings()) {
+    EXPECT_TRUE(names.insert(s.name).second) << "duplicate setting " << s.name;
+    EXPECT_FALSE(s.meaning.empty()) << s.name;
+    EXPECT_FALSE(s.component.empty()) << s.name;
+  }
+}
+
+}  // namespace
+}  // namespace ccmail

@@ -2,6 +2,11 @@
 
 add_library(ccmail_build_flags INTERFACE)
 target_compile_options(ccmail_build_flags INTERFACE -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wpointer-arith)
+# GCC 12 reports -Wrestrict false positives inside libstdc++ for ordinary std::string
+# concatenation at -O2/-O3 (GCC bug 105329, fixed in 13); with -Werror they stop the build.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(ccmail_build_flags INTERFACE -Wno-restrict)
+endif()
 if(CCMAIL_WERROR)
   target_compile_options(ccmail_build_flags INTERFACE -Werror)
 endif()

@@ -1,0 +1,99 @@
+// address_map.h - which SMTP addresses are cc:Mail users, and their cc:Mail names.
+//
+// SYNOPSIS
+//   AddressMapOptions opt{.ccmail_domains = {"ccmail.corp.example"}, .default_postoffice = "HUBPO"};
+//   std::shared_ptr<const AddressMap> map;
+//   Status s = AddressMap::Load("/etc/ccmail-bridge/address-map", opt, &map);
+//   if (auto who = map->Resolve("jsmith@corp.example")) use(who->name, who->postoffice);
+//
+//   // or everything from the config (address_map, ccmail_domains, default_postoffice):
+//   s = AddressMap::LoadFromConfig(config, &map);
+//
+// DESCRIPTION
+//   The map file has one rule a line; blank lines and lines whose first
+//   non-blank character is '#' are ignored:
+//
+//     jsmith@corp.example      Smith, John at HUBPO2   an address -> a cc:Mail name at a PO
+//     helpdesk@corp.example    Help Desk               no " at PO": default_postoffice
+//     @branch.example          BRANCHPO                every user@branch.example -> user at BRANCHPO
+//     @sales.example           Sales Box at HUBPO      every address of the domain -> one name
+//
+//   The key is separated from the value by white space; the value splits at
+//   its LAST " at " (any case). Keys are case-insensitive; names keep their
+//   case. Resolve() tries, in order: the exact address, the "@domain" rule,
+//   then the PMDF fallbacks for a domain listed in ccmail_domains:
+//   "user%po@domain" -> "user" at "po", "user@domain" -> "user" at
+//   default_postoffice (none when default_postoffice is empty). A quoted local
+//   part ("John Smith"@domain) is unquoted.
+//
+//   A loaded map is an immutable snapshot held by shared_ptr<const>: a reload
+//   builds a new one and swaps the pointer, readers keep the old one until done.
+//
+// DIAGNOSTICS
+//   Load/Parse return kInvalidArgument "<file>:<line>: <reason>" for a
+//   malformed line (missing value, bad address, control characters, duplicate
+//   key naming the first line), kNotFound/kIoError when the file cannot be read.
+//
+// THREAD SAFETY
+//   Resolve() and every const method are safe from any number of threads.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "ccmail/common/status.h"
+#include "ccmail/config/config.h"
+
+namespace ccmail::format {
+
+struct CcMailAddress {
+  std::string name;        // cc:Mail directory name, e.g. "Smith, John"
+  std::string postoffice;  // e.g. "HUBPO2"
+  bool operator==(const CcMailAddress&) const = default;
+};
+
+struct AddressMapOptions {
+  std::vector<std::string> ccmail_domains;  // PMDF fallbacks apply to these domains
+  std::string default_postoffice;           // PO for bare user@<ccmail domain>
+};
+
+class AddressMap {
+ public:
+  static Status Load(const std::string& path, const AddressMapOptions& options,
+                     std::shared_ptr<const AddressMap>* out);
+  static Status Parse(std::string_view text, const std::string& source_name,
+                      const AddressMapOptions& options, std::shared_ptr<const AddressMap>* out);
+  // Reads address_map (a missing file is an error only when address_map is set
+  // explicitly), ccmail_domains and default_postoffice from config.
+  static Status LoadFromConfig(const Config& config, std::shared_ptr<const AddressMap>* out);
+
+  // The cc:Mail user an SMTP address belongs to, or nullopt. Accepts
+  // "<addr>" and surrounding white space. Never fails otherwise.
+  std::optional<CcMailAddress> Resolve(std::string_view smtp_address) const;
+  // True when domain (any case) is in ccmail_domains or has an "@domain" rule.
+  bool IsCcMailDomain(std::string_view domain) const;
+
+  size_t rule_count() const { return exact_.size() + domains_.size(); }
+  const std::string& source() const { return source_; }
+  const AddressMapOptions& options() const { return options_; }
+
+  AddressMap(const AddressMap&) = delete;
+  AddressMap& operator=(const AddressMap&) = delete;
+
+ private:
+  AddressMap() = default;
+  struct DomainRule {
+    std::string name;  // empty: the local part is the name
+    std::string postoffice;
+  };
+  std::string source_;
+  AddressMapOptions options_;
+  std::unordered_map<std::string, CcMailAddress> exact_;  // lower-case address -> user
+  std::unordered_map<std::string, DomainRule> domains_;   // lower-case domain -> rule
+};
+
+}  // namespace ccmail::format

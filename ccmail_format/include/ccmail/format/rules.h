@@ -1,0 +1,87 @@
+// rules.h - the uncertain rules of the cc:Mail import format, one function each.
+//
+// DESCRIPTION
+//   No public grammar of IMPORT's text format exists (ccmail-format.md tags
+//   each fact confirmed, inferred or unknown). Each rule that is not confirmed
+//   lives in exactly one function here, driven by a setting, so a test against
+//   a real IMPORT/EXPORT can correct it without touching the writer or reader:
+//
+//   ItemSizeCount      the /ITEMSIZE counting rule (reference 8.3, LOW confidence)
+//   NeedsKeywordProtection / kKeywordProtection
+//                      keyword-looking lines in the keyword-delimited layout
+//   FormatCcDate / ParseCcDate
+//                      M/D/YY H:MM (date_format, timezone)
+//   FormatRecipient    "Name at PO", bare for the local post office
+//   FormatSender       "addr@domain at GATEWAY"
+//   CleanSubject       RFC 2047-decoded subject -> one safe line
+//   DosFileName        attachment names: 8.3, upper case, no device names
+//
+//   All functions are pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "ccmail/format/address_map.h"
+#include "ccmail/format/settings.h"
+
+namespace ccmail::format {
+
+// The counting rule of /ITEMSIZE. A count line holds the number of bytes from
+// the first byte after the count line's CRLF to the end of its section:
+//   - an item: its data only (text lines with their CRLFs; raw file bytes);
+//   - Contents: every item block (keyword lines, count lines, data, and the CRLF
+//     written after raw file data that does not end in one);
+//   - Message: the header lines after the count, "Contents:", its count line and
+//     the whole Contents block.
+// section_bytes is what the writer measured for that span; the function exists
+// so that the rule (e.g. "count line included") changes in one place.
+uint64_t ItemSizeCount(uint64_t section_bytes);
+
+// Keyword-delimited layout only: a data line that a reader could take for a
+// keyword ("Message:", "Contents:", "<word> item:", and, to be safe, the header
+// keywords "From:", "Date:", "To:", "Cc:", "Bcc:", "Subject:"; any case, after
+// optional white space) gets one leading space.
+bool NeedsKeywordProtection(std::string_view line);
+inline constexpr char kKeywordProtection = ' ';
+
+// when (UTC seconds) as local time of settings.timezone in settings.date_format,
+// e.g. "6/2/98 8:39". 24-hour, no leading zeros.
+std::string FormatCcDate(time_t when, const FormatSettings& settings);
+// Inverse, used by the reader; nullopt when text is not in that format.
+std::optional<time_t> ParseCcDate(std::string_view text, const FormatSettings& settings);
+
+// "Smith, John at HUBPO2", or "Smith, John" when postoffice is empty or equals
+// settings.local_postoffice (case-insensitive). Control characters become '?'.
+std::string FormatRecipient(const CcMailAddress& who, const FormatSettings& settings);
+
+// "jdoe@example.com at INTERNET" from an envelope sender (angle brackets and
+// white space stripped; "," '"' and control characters replaced, so no comma or
+// quote enters From). An empty (null) sender becomes "MAILER-DAEMON".
+std::string FormatSender(std::string_view envelope_sender, const FormatSettings& settings);
+
+// utf8 (already RFC 2047-decoded) -> one line in the code page: controls and
+// line breaks become spaces, runs of white space collapse, [ ] -> ( ) when
+// subject_brackets, cut to subject_max characters.
+std::string CleanSubject(std::string_view utf8, const FormatSettings& settings);
+
+// A unique attachment name: the file name's last path component, sanitised
+// (letters, digits and _-$~!#%&{}@'` only, upper case), 8.3 unless
+// long_filenames, the extension taken from mime_type when missing, never a DOS
+// device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9, CLOCK$), never "." or "..",
+// made unique against *used (which receives the result) with ~N suffixes.
+std::string DosFileName(std::string_view utf8_name, std::string_view mime_type,
+                        const FormatSettings& settings, std::set<std::string>* used);
+
+// Extension (upper case, no dot) for a MIME type from settings.mime_type_map
+// first, then the built-in table; "DAT" when unknown.
+std::string ExtensionForMimeType(std::string_view mime_type, const FormatSettings& settings);
+
+// True when name (an 8.3 or long name) is a DOS device name, with or without extension.
+bool IsDosDeviceName(std::string_view name);
+
+}  // namespace ccmail::format

@@ -1,0 +1,31 @@
+// codepage.h (private) - text into the import file's code page.
+//
+//   Charset -> UTF-8 through iconv (GMime's charset aliases), broken bytes
+//   become U+FFFD; UTF-8 -> code page through a table built once from glibc
+//   iconv (IBM850, IBM437, WINDOWS-1252); anything the code page lacks, and
+//   every C0 control but TAB, becomes '?'. Thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "ccmail/format/settings.h"
+
+namespace ccmail::format {
+
+// Appends utf8 converted to the code page. Line breaks are NOT special here:
+// CR and LF become '?' like the other controls (callers split lines first).
+void AppendInCodePage(std::string_view utf8, CodePage cp, std::string* out);
+
+// bytes in charset (a MIME charset name, possibly empty/unknown/lying) -> UTF-8.
+// Empty or unknown charset: UTF-8 if the bytes are valid UTF-8, else windows-1252.
+std::string ToUtf8(std::string bytes, std::string_view charset);
+
+bool IsValidUtf8(std::string_view s);
+
+// Text body -> code-page lines with CRLF: any of CRLF, LF, CR ends a line; the
+// result always ends with CRLF unless utf8 is empty. When protect_keywords, lines
+// that NeedsKeywordProtection() get kKeywordProtection in front.
+void AppendTextLines(std::string_view utf8, CodePage cp, bool protect_keywords, std::string* out);
+
+}  // namespace ccmail::format

@@ -1,0 +1,536 @@
+// converter.cpp - RFC 5322/MIME -> cc:Mail import-file messages (see converter.h).
+//
+// Shape of the work: parse with GMime straight from the spool fd (persistent
+// stream: part contents stay on disk), plan the items (main text, attached
+// messages, files, notices, Headers), measure every section so /ITEMSIZE counts
+// are known before the first byte is written, then write one copy of the
+// message per group of recipients that fits under header_limit.
+#include "ccmail/format/converter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <unordered_set>
+
+#include "ccmail/format/rules.h"
+#include "codepage.h"
+#include "html_text.h"
+#include "mime.h"
+
+namespace ccmail::format {
+namespace {
+
+constexpr size_t kTitleMax = 30;  // KB184991: item titles were cut to 30 characters
+
+std::string LowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Trimmed(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+// An item as planned: text data already in the code page, or a MIME part to stream.
+struct Item {
+  bool is_file = false;
+  std::string title;          // code page, one line
+  std::string text;           // text item data, or file data held in memory (UNNAMED.TXT)
+  GMimePart* part = nullptr;  // file data streamed from the message (borrowed from the tree)
+  uint64_t raw_size = 0;      // decoded bytes of a file item
+};
+
+std::string ContentTypeOf(GMimeObject* obj) {
+  GMimeContentType* ct = g_mime_object_get_content_type(obj);
+  if (ct == nullptr) return "application/octet-stream";
+  const char* type = g_mime_content_type_get_media_type(ct);
+  const char* sub = g_mime_content_type_get_media_subtype(ct);
+  return LowerAscii(std::string(type ? type : "application") + "/" + (sub ? sub : "octet-stream"));
+}
+
+void CollectAddresses(InternetAddressList* list, std::unordered_set<std::string>* out) {
+  if (list == nullptr) return;
+  const int n = internet_address_list_length(list);
+  for (int i = 0; i < n; ++i) {
+    InternetAddress* a = internet_address_list_get_address(list, i);
+    if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
+      const char* addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
+      if (addr == nullptr) addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+      if (addr) out->insert(LowerAscii(addr));
+    } else if (INTERNET_ADDRESS_IS_GROUP(a)) {
+      CollectAddresses(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)), out);
+    }
+  }
+}
+
+std::string BareAddress(std::string_view s) {
+  std::string t = Trimmed(s);
+  if (t.size() >= 2 && t.front() == '<' && t.back() == '>') t = Trimmed(t.substr(1, t.size() - 2));
+  return LowerAscii(t);
+}
+
+// One line of decoded header text (for summaries of attached messages).
+std::string HeaderText(GMimeObject* obj, const char* name) {
+  GMimeHeaderList* headers = g_mime_object_get_header_list(obj);
+  if (headers == nullptr) return {};
+  GMimeHeader* h = g_mime_header_list_get_header(headers, name);
+  if (h == nullptr) return {};
+  const char* raw = g_mime_header_get_value(h);  // GMime 3: already unfolded and RFC 2047-decoded
+  return raw ? std::string(raw) : std::string();
+}
+
+// Walks the MIME tree and plans the items.
+class Planner {
+ public:
+  Planner(const FormatSettings& s) : s_(s) {}
+
+  Status Plan(GMimeMessage* message) {
+    Visit(g_mime_message_get_mime_part(message), 1, kMainText);
+    return status_;
+  }
+
+  std::vector<Item> Finish(GMimeMessage* message, std::vector<std::string>* notices);
+
+ private:
+  static constexpr int kMainText = -1;
+
+  struct TextTarget {
+    std::string utf8;
+    bool taken = false;
+  };
+
+  void Visit(GMimeObject* obj, size_t depth, int target) {
+    if (obj == nullptr || !status_.ok()) return;
+    if (depth > s_.max_nesting_depth) {
+      ++too_deep_;
+      return;
+    }
+    if (GMIME_IS_MULTIPART(obj)) {
+      GMimeMultipart* mp = GMIME_MULTIPART(obj);
+      const int n = g_mime_multipart_get_count(mp);
+      const std::string type = ContentTypeOf(obj);
+      if (type == "multipart/alternative" && n > 0) {
+        // The text/plain alternative; else a nested multipart (related HTML); else the HTML; else the last.
+        GMimeObject* pick = nullptr;
+        for (const char* want : {"text/plain", "multipart/", "text/html"}) {
+          for (int i = 0; i < n && pick == nullptr; ++i) {
+            GMimeObject* child = g_mime_multipart_get_part(mp, i);
+            if (ContentTypeOf(child).rfind(want, 0) == 0) pick = child;
+          }
+          if (pick) break;
+        }
+        if (pick == nullptr) pick = g_mime_multipart_get_part(mp, n - 1);
+        Visit(pick, depth + 1, target);
+        return;
+      }
+      for (int i = 0; i < n; ++i) Visit(g_mime_multipart_get_part(mp, i), depth + 1, target);
+      return;
+    }
+    if (GMIME_IS_MESSAGE_PART(obj)) {
+      GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+      if (inner == nullptr) return;
+      // An attached message stays readable: a text item with its header summary and text.
+      const int idx = static_cast<int>(attached_.size());
+      attached_.push_back(TextTarget{});
+      std::string summary;
+      for (const char* h : {"From", "To", "Cc", "Date", "Subject"}) {
+        std::string v = HeaderText(GMIME_OBJECT(inner), h);
+        if (!v.empty()) summary += std::string(h) + ": " + v + "\n";
+      }
+      summary += "\n";
+      attached_[idx].utf8 = summary;
+      std::string title = CleanSubjectTitle(HeaderText(GMIME_OBJECT(inner), "Subject"));
+      order_.push_back(Slot{Slot::kAttached, idx, title});
+      Visit(g_mime_message_get_mime_part(inner), depth + 1, idx);
+      return;
+    }
+    if (!GMIME_IS_PART(obj)) return;
+    GMimePart* part = GMIME_PART(obj);
+    const std::string type = ContentTypeOf(obj);
+    const char* fname = g_mime_part_get_filename(part);
+    const char* disp = g_mime_object_get_disposition(obj);
+    const bool attachment = disp != nullptr && LowerAscii(disp) == "attachment";
+    const bool texty = type == "text/plain" || type == "text/html" || type == "text/enriched";
+    TextTarget& tgt = target == kMainText ? main_text_ : attached_[target];
+    if (texty && !attachment && (fname == nullptr || !tgt.taken)) {
+      std::string raw;
+      status_ = DecodePart(part, &raw);
+      if (!status_.ok()) return;
+      GMimeContentType* ct = g_mime_object_get_content_type(obj);
+      const char* cs = ct ? g_mime_content_type_get_parameter(ct, "charset") : nullptr;
+      std::string utf8 = ToUtf8(std::move(raw), cs ? cs : "");
+      if (type == "text/html") utf8 = HtmlToText(utf8);
+      if (!tgt.taken) {
+        if (tgt.utf8.empty()) tgt.utf8 = std::move(utf8);  // the main body: no second copy
+        else tgt.utf8 += utf8;
+        tgt.taken = true;
+      } else {
+        // A further inline text part: its own text item, in place.
+        const int idx = static_cast<int>(attached_.size());
+        attached_.push_back(TextTarget{std::move(utf8), true});
+        order_.push_back(Slot{Slot::kAttached, idx, fname ? CleanSubjectTitle(fname) : std::string()});
+      }
+      return;
+    }
+    std::string name = fname ? fname : "";
+    order_.push_back(Slot{Slot::kFile, static_cast<int>(files_.size()), {}});
+    files_.push_back(FilePlan{part, name, type});
+  }
+
+  std::string CleanSubjectTitle(const std::string& utf8) {
+    FormatSettings t = s_;
+    t.subject_max = kTitleMax;
+    return CleanSubject(utf8, t);
+  }
+
+  // Text (code page, CRLF lines) split into items of at most text_item_max bytes.
+  void SplitText(const std::string& title, std::string cp, std::vector<Item>* out) const {
+    const size_t max = s_.text_item_max;
+    if (cp.size() <= max) {
+      out->push_back(Item{false, title, std::move(cp), nullptr, 0});
+      return;
+    }
+    size_t pos = 0;
+    while (pos < cp.size()) {
+      size_t end = std::min(cp.size(), pos + max);
+      std::string chunk;
+      if (end < cp.size()) {
+        // Search this chunk only (a text without line breaks must stay linear).
+        size_t crlf = std::string_view(cp).substr(pos, end - pos).rfind("\r\n");
+        if (crlf != std::string_view::npos && crlf > 0) {
+          end = pos + crlf + 2;
+          chunk = cp.substr(pos, end - pos);
+        } else {
+          // One line longer than an item: break it (the reader sees two lines).
+          end = pos + max - 2;
+          chunk = cp.substr(pos, end - pos) + "\r\n";
+        }
+      } else {
+        chunk = cp.substr(pos);
+      }
+      pos = end;
+      out->push_back(Item{false, title, std::move(chunk), nullptr, 0});
+    }
+  }
+
+  // Whole lines (CRLF) of cp that fit in one text item together with note.
+  std::string TruncateText(std::string cp, const std::string& note) const {
+    if (cp.size() <= s_.text_item_max) return cp;
+    const size_t room = s_.text_item_max - note.size();  // text_item_max >= 256 > note
+    size_t cut = cp.rfind("\r\n", room - 2);
+    cp.resize(cut == std::string::npos ? 0 : cut + 2);
+    return cp + note;
+  }
+
+  std::string ToCpText(const std::string& utf8) const {
+    std::string cp;
+    AppendTextLines(utf8, s_.codepage, !s_.itemsize, &cp);
+    return cp;
+  }
+
+  struct Slot {
+    enum Kind { kAttached, kFile } kind;
+    int index;
+    std::string title;
+  };
+  struct FilePlan {
+    GMimePart* part;
+    std::string name;
+    std::string type;
+  };
+
+  const FormatSettings& s_;
+  Status status_;
+  TextTarget main_text_;
+  std::vector<TextTarget> attached_;
+  std::vector<FilePlan> files_;
+  std::vector<Slot> order_;
+  size_t too_deep_ = 0;
+};
+
+std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string>* notices) {
+  std::vector<Item> items;
+  std::set<std::string> used_names;
+  // 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
+  std::string main_cp = ToCpText(main_text_.utf8);
+  std::string().swap(main_text_.utf8);  // memory: only the code-page copy stays
+  bool only_blank = true;
+  for (char c : main_cp)
+    if (c != '\r' && c != '\n' && c != ' ' && c != '\t') { only_blank = false; break; }
+  if (only_blank) main_cp = "(no text)\r\n";  // KB178122: never an empty text item
+  const size_t reserve = (s_.headers_item ? 1 : 0) + 1;  // Headers + a possible notice
+  const size_t pieces = (main_cp.size() + s_.text_item_max - 1) / s_.text_item_max;
+  if (main_cp.size() > s_.text_item_max &&
+      (s_.large_body == LargeBody::kFile || pieces + reserve >= s_.max_items)) {
+    if (s_.large_body == LargeBody::kSplit)
+      notices->push_back("the message text (" + std::to_string(main_cp.size()) + " bytes) was too long for " +
+                         std::to_string(s_.max_items) + " text items and is attached as UNNAMED.TXT");
+    items.push_back(Item{false, "", "The message text is in the attached file UNNAMED.TXT.\r\n", nullptr, 0});
+    Item f{true, DosFileName("UNNAMED.TXT", "text/plain", s_, &used_names), std::move(main_cp), nullptr, 0};
+    f.raw_size = f.text.size();
+    items.push_back(std::move(f));
+  } else {
+    SplitText("", std::move(main_cp), &items);
+  }
+  // 2. Attached messages, extra text parts and files, in message order.
+  for (const Slot& slot : order_) {
+    if (slot.kind == Slot::kAttached) {
+      std::string cp = ToCpText(attached_[slot.index].utf8);
+      if (cp.empty()) cp = "(no text)\r\n";
+      SplitText(slot.title, std::move(cp), &items);
+    } else {
+      const FilePlan& fp = files_[slot.index];
+      Item f;
+      f.is_file = true;
+      f.part = fp.part;
+      std::string shown = fp.name;
+      if (shown.empty()) {
+        GMimeContentType* ct = g_mime_object_get_content_type(GMIME_OBJECT(fp.part));
+        const char* n = ct ? g_mime_content_type_get_parameter(ct, "name") : nullptr;
+        shown = n ? n : "";
+      }
+      f.title = DosFileName(shown, fp.type, s_, &used_names);
+      items.push_back(std::move(f));
+    }
+  }
+  if (too_deep_ > 0)
+    notices->push_back(std::to_string(too_deep_) + " part(s) nested deeper than " +
+                       std::to_string(s_.max_nesting_depth) + " levels were not converted");
+  // 3. Item cap: keep the first ones, list the rest in a notice.
+  const size_t tail = s_.headers_item ? 1 : 0;
+  const bool need_notice_slot = !notices->empty();
+  size_t room = s_.max_items - tail - (need_notice_slot ? 1 : 0);
+  if (items.size() > room) {
+    room = s_.max_items - tail - 1;
+    std::string dropped;
+    size_t n = 0;
+    for (size_t i = room; i < items.size(); ++i, ++n) {
+      if (dropped.size() < 1500) dropped += (dropped.empty() ? "" : ", ") + (items[i].title.empty() ? std::string("(text)") : items[i].title);
+    }
+    items.resize(room);
+    notices->push_back(std::to_string(n) + " more item(s) were not converted (cc:Mail takes at most " +
+                       std::to_string(s_.max_items) + "): " + dropped);
+  }
+  if (!notices->empty()) {
+    std::string text = "ccmail-bridge could not convert all of this message:\n";
+    for (const std::string& n : *notices) text += "- " + n + "\n";
+    items.push_back(Item{false, "Notice", TruncateText(ToCpText(text), "(list truncated)\r\n"), nullptr, 0});
+  }
+  // 4. The original header block (visible recipients, priority, receipts... live here).
+  if (s_.headers_item) {
+    char* raw = g_mime_object_get_headers(GMIME_OBJECT(message), nullptr);
+    std::string utf8 = ToUtf8(raw ? std::string(raw) : std::string(), "");
+    g_free(raw);
+    std::string cp = ToCpText(utf8);
+    if (cp.empty()) cp = "(no header fields)\r\n";
+    items.push_back(Item{false, "Headers", TruncateText(std::move(cp), "(header block truncated)\r\n"), nullptr, 0});
+  }
+  return items;
+}
+
+std::string CountLine(uint64_t n) { return std::to_string(ItemSizeCount(n)) + "\r\n"; }
+
+// Bytes of hex data (/FILES/HEX): two upper-case digits a byte, 76 digits a line.
+constexpr size_t kHexBytesPerLine = 38;
+uint64_t HexSize(uint64_t raw) {
+  const uint64_t lines = (raw + kHexBytesPerLine - 1) / kHexBytesPerLine;
+  return raw * 2 + lines * 2;
+}
+
+class HexWriter {
+ public:
+  explicit HexWriter(OutputSink* out) : out_(out) {}
+  Status Add(std::string_view data) {
+    static const char kDigits[] = "0123456789ABCDEF";
+    for (unsigned char c : data) {
+      buf_.push_back(kDigits[c >> 4]);
+      buf_.push_back(kDigits[c & 15]);
+      if (++col_ == kHexBytesPerLine) { buf_ += "\r\n"; col_ = 0; }
+      if (buf_.size() >= 60000) { CCMAIL_RETURN_IF_ERROR(out_->Write(buf_.data(), buf_.size())); buf_.clear(); }
+    }
+    return Status::Ok();
+  }
+  Status Finish() {
+    if (col_ != 0) buf_ += "\r\n";
+    col_ = 0;
+    Status s = out_->Write(buf_.data(), buf_.size());
+    buf_.clear();
+    return s;
+  }
+ private:
+  OutputSink* out_;
+  std::string buf_;
+  size_t col_ = 0;
+};
+
+struct Counted {
+  OutputSink* out;
+  uint64_t n = 0;
+  Status Write(std::string_view s) {
+    n += s.size();
+    return out->Write(s.data(), s.size());
+  }
+};
+
+}  // namespace
+
+Converter::Converter(FormatSettings settings) : settings_(std::move(settings)) {}
+
+Status Converter::Convert(const ConvertInput& in, OutputSink* out, ConvertResult* result) const {
+  const FormatSettings& s = settings_;
+  ConvertResult local;
+  ConvertResult& res = result ? *result : local;
+  res = ConvertResult{};
+  const std::string who = in.log_id.empty() ? std::string("message") : in.log_id;
+  auto unconvertible = [&](const std::string& why) { return Status::InvalidArgument(who + ": unconvertible: " + why); };
+  if (in.recipients.empty()) return unconvertible("no cc:Mail recipients given");
+  if (in.length == 0) return unconvertible("empty message");
+
+  // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
+  struct stat st;
+  if (fstat(in.fd, &st) != 0) return Status::FromErrno(who + ": fstat message", errno);
+  if (!S_ISREG(st.st_mode))
+    return Status::FromErrno(who + ": message input is not a regular file (the converter seeks in it)", EINVAL);
+  if (static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(in.offset) + in.length)
+    return Status::FromErrno(who + ": message file shorter than offset+length", EIO);
+
+  EnsureGMimeInitialized();
+  // Our own open file description, so the caller's file position is not moved.
+  int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
+  if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
+  std::unique_ptr<GMimeStream, GObjectUnref> stream(
+      g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+  std::unique_ptr<GMimeParser, GObjectUnref> parser(g_mime_parser_new_with_stream(stream.get()));
+  g_mime_parser_set_persist_stream(parser.get(), TRUE);
+  g_mime_parser_set_format(parser.get(), GMIME_FORMAT_MESSAGE);
+  std::unique_ptr<GMimeMessage, GObjectUnref> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  if (!message) return unconvertible("not an RFC 5322 message (GMime could not parse it)");
+
+  // Roles: To/Cc when the envelope recipient is visible there, else Bcc.
+  std::unordered_set<std::string> hdr_to, hdr_cc;
+  CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_TO), &hdr_to);
+  CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_CC), &hdr_cc);
+  std::vector<std::string> lines_to, lines_cc, lines_bcc;
+  std::unordered_set<std::string> seen_lines;  // one line per cc:Mail user: IMPORT delivers once per line
+  for (const ConvertRecipient& r : in.recipients) {
+    if (r.ccmail.name.empty()) return unconvertible("recipient " + r.smtp_address + " has no cc:Mail name");
+    std::string a = BareAddress(r.smtp_address);
+    std::string line = FormatRecipient(r.ccmail, s);
+    if (!seen_lines.insert(LowerAscii(line)).second) continue;
+    if (hdr_to.count(a)) lines_to.push_back("To: " + line + "\r\n");
+    else if (hdr_cc.count(a)) lines_cc.push_back("Cc: " + line + "\r\n");
+    else lines_bcc.push_back("Bcc: " + line + "\r\n");
+  }
+  std::vector<std::string> rcpt_lines;
+  for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines.insert(rcpt_lines.end(), v->begin(), v->end());
+
+  // Date: the message's own date when sane, else the receive time.
+  time_t when = in.received;
+  if (GDateTime* d = g_mime_message_get_date(message.get())) {
+    const gint64 t = g_date_time_to_unix(d);
+    if (t > 0 && t <= static_cast<gint64>(in.received) + 86400 &&
+        t >= static_cast<gint64>(in.received) - 10LL * 366 * 86400)
+      when = static_cast<time_t>(t);
+  }
+  const char* subj = g_mime_message_get_subject(message.get());
+  const std::string fixed_head = "From: " + FormatSender(in.envelope_sender, s) + "\r\n" +
+                                 "Date: " + FormatCcDate(when, s) + "\r\n";
+  const std::string subject_line = "Subject: " + CleanSubject(subj ? subj : "", s) + "\r\n";
+
+  // Plan and measure the items.
+  Planner planner(s);
+  Status ps = planner.Plan(message.get());
+  if (!ps.ok()) return ps.WithContext(who);
+  std::vector<Item> items = planner.Finish(message.get(), &res.notices);
+  for (Item& it : items) {
+    if (!it.is_file || it.part == nullptr) continue;
+    uint64_t n = 0;
+    Status cs = ForEachDecodedChunk(it.part, [&n](std::string_view c) { n += c.size(); return Status::Ok(); });
+    if (!cs.ok()) return cs.WithContext(who);
+    it.raw_size = n;
+  }
+  const bool hex = s.files == FileData::kHex;
+  uint64_t contents_len = 0;
+  std::vector<std::string> keyword_lines;
+  for (const Item& it : items) {
+    std::string kw = std::string(it.is_file ? "File item: " : "Text item: ") + it.title;
+    while (!kw.empty() && kw.back() == ' ') kw.pop_back();
+    keyword_lines.push_back(kw + "\r\n");
+    uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
+    contents_len += keyword_lines.back().size() + (s.itemsize ? CountLine(data).size() : 0) + data +
+                    ((it.is_file && !hex) ? 2 : 0);
+  }
+
+  // Split the recipients so that every copy's header block stays under header_limit.
+  const uint64_t fixed = fixed_head.size() + subject_line.size();
+  std::vector<std::vector<const std::string*>> copies(1);
+  uint64_t used = fixed;
+  for (const std::string& line : rcpt_lines) {
+    if (fixed + line.size() >= s.header_limit)
+      return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone exceeds header_limit " +
+                           std::to_string(s.header_limit));
+    if (used + line.size() >= s.header_limit) {
+      copies.emplace_back();
+      used = fixed;
+    }
+    copies.back().push_back(&line);
+    used += line.size();
+  }
+
+  for (const auto& copy : copies) {
+    Counted w{out};
+    std::string head = fixed_head;
+    for (const std::string* l : copy) head += *l;
+    head += subject_line;
+    const std::string contents_count = CountLine(contents_len);
+    const uint64_t message_len = head.size() + std::strlen("Contents:\r\n") + (s.itemsize ? contents_count.size() : 0) + contents_len;
+    std::string prefix = "Message:\r\n";
+    if (s.itemsize) prefix += CountLine(message_len);
+    prefix += head;
+    prefix += "Contents:\r\n";
+    if (s.itemsize) prefix += contents_count;
+    CCMAIL_RETURN_IF_ERROR(w.Write(prefix).WithContext(who));
+    for (size_t i = 0; i < items.size(); ++i) {
+      const Item& it = items[i];
+      const uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
+      std::string kw = keyword_lines[i];
+      if (s.itemsize) kw += CountLine(data);
+      CCMAIL_RETURN_IF_ERROR(w.Write(kw).WithContext(who));
+      if (!it.is_file) {
+        CCMAIL_RETURN_IF_ERROR(w.Write(it.text).WithContext(who));
+        continue;
+      }
+      uint64_t produced = 0;
+      HexWriter hw(out);
+      auto sinkfn = [&](std::string_view c) -> Status {
+        produced += c.size();
+        if (produced > it.raw_size) return Status::FromErrno("message content changed while converting", EIO);
+        if (hex) return hw.Add(c);
+        return w.Write(c);
+      };
+      Status fs = it.part ? ForEachDecodedChunk(it.part, sinkfn) : sinkfn(it.text);
+      if (fs.ok() && hex) fs = hw.Finish();
+      if (!fs.ok()) return fs.WithContext(who);
+      if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);
+      if (hex) w.n += HexSize(it.raw_size);
+      else CCMAIL_RETURN_IF_ERROR(w.Write("\r\n").WithContext(who));
+    }
+    res.bytes_written += w.n;
+    res.messages_written += 1;
+  }
+  res.items_written = static_cast<int>(items.size());
+  return Status::Ok();
+}
+
+}  // namespace ccmail::format

@@ -1,0 +1,149 @@
+#include "ccmail/format/address_map.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "ccmail/config/config.h"
+
+namespace ccmail::format {
+namespace {
+
+std::shared_ptr<const AddressMap> MustParse(const std::string& text, AddressMapOptions opt = {}) {
+  std::shared_ptr<const AddressMap> m;
+  Status s = AddressMap::Parse(text, "map", opt, &m);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return m;
+}
+
+TEST(AddressMap, ExactRulesAreCaseInsensitiveAndKeepNameCase) {
+  auto m = MustParse("# comment\n\njsmith@corp.example  Smith, John at HUBPO2\n  helpdesk@corp.example\tHelp Desk at Hub \n");
+  EXPECT_EQ(m->rule_count(), 2u);
+  auto r = m->Resolve("JSmith@Corp.Example");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->name, "Smith, John");
+  EXPECT_EQ(r->postoffice, "HUBPO2");
+  r = m->Resolve(" <helpdesk@corp.example> ");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, (CcMailAddress{"Help Desk", "Hub"}));
+  EXPECT_FALSE(m->Resolve("nobody@corp.example"));
+  EXPECT_FALSE(m->Resolve(""));
+  EXPECT_FALSE(m->Resolve("no-at-sign"));
+}
+
+TEST(AddressMap, NameSplitsAtTheLastAt) {
+  auto m = MustParse("a@x.example  Meet at Noon at PO1\nb@x.example Caps AT PO2\n");
+  EXPECT_EQ(*m->Resolve("a@x.example"), (CcMailAddress{"Meet at Noon", "PO1"}));
+  EXPECT_EQ(*m->Resolve("b@x.example"), (CcMailAddress{"Caps", "PO2"}));
+}
+
+TEST(AddressMap, DefaultPostOfficeForRulesWithoutOne) {
+  AddressMapOptions opt;
+  opt.default_postoffice = "HUB";
+  auto m = MustParse("helpdesk@corp.example Help Desk\n", opt);
+  EXPECT_EQ(*m->Resolve("helpdesk@corp.example"), (CcMailAddress{"Help Desk", "HUB"}));
+  std::shared_ptr<const AddressMap> bad;
+  Status s = AddressMap::Parse("helpdesk@corp.example Help Desk\n", "f", {}, &bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("f:1:"), std::string::npos) << s.message();
+}
+
+TEST(AddressMap, DomainRules) {
+  auto m = MustParse("@branch.example BRANCHPO\n@sales.example Sales Box at HUBPO\n");
+  EXPECT_EQ(*m->Resolve("Anna@Branch.Example"), (CcMailAddress{"Anna", "BRANCHPO"}));
+  EXPECT_EQ(*m->Resolve("anyone@sales.example"), (CcMailAddress{"Sales Box", "HUBPO"}));
+  EXPECT_TRUE(m->IsCcMailDomain("BRANCH.example"));
+  EXPECT_FALSE(m->IsCcMailDomain("other.example"));
+}
+
+TEST(AddressMap, PmdfFallbacksForCcMailDomains) {
+  AddressMapOptions opt;
+  opt.ccmail_domains = {"CCMail.Corp.Example"};
+  opt.default_postoffice = "HUBPO";
+  auto m = MustParse("jsmith@ccmail.corp.example Smith, John at HUBPO2\n", opt);
+  EXPECT_EQ(*m->Resolve("jsmith@ccmail.corp.example"), (CcMailAddress{"Smith, John", "HUBPO2"}));
+  EXPECT_EQ(*m->Resolve("mgarcia@ccmail.corp.example"), (CcMailAddress{"mgarcia", "HUBPO"}));
+  EXPECT_EQ(*m->Resolve("user%REMOTEPO@ccmail.corp.example"), (CcMailAddress{"user", "REMOTEPO"}));
+  EXPECT_EQ(*m->Resolve("\"John Smith\"@ccmail.corp.example"), (CcMailAddress{"John Smith", "HUBPO"}));
+  EXPECT_FALSE(m->Resolve("x@elsewhere.example"));
+  EXPECT_TRUE(m->IsCcMailDomain("ccmail.corp.example"));
+  opt.default_postoffice.clear();
+  auto m2 = MustParse("", opt);
+  EXPECT_FALSE(m2->Resolve("mgarcia@ccmail.corp.example"));  // no default PO: not resolvable
+  EXPECT_TRUE(m2->Resolve("u%PO@ccmail.corp.example"));
+}
+
+TEST(AddressMap, MalformedLinesNameFileAndLine) {
+  struct Case { const char* text; const char* expect; };
+  for (const Case& c : {Case{"ok@x.example A at B\nlonely\n", "m.map:2: expected"},
+                        Case{"\n\nnot-an-address Name at PO\n", "m.map:3: bad address"},
+                        Case{"a@x.example A at B\nA@X.example C at D\n", "m.map:2: duplicate rule for \"a@x.example\" (first at line 1)"},
+                        Case{"a@x.example  at PO\n", "m.map:1: empty cc:Mail name"},
+                        Case{"a@x.example Name at A,B\n", "m.map:1: bad post office"},
+                        Case{"@bad domain.example PO\n", "m.map:1"},
+                        Case{"a@x.example Na\x01me at PO\n", "m.map:1: control character"},
+                        Case{"@d.example two words\n", "m.map:1: a domain rule"}}) {
+    std::shared_ptr<const AddressMap> m;
+    Status s = AddressMap::Parse(c.text, "m.map", {}, &m);
+    ASSERT_FALSE(s.ok()) << c.text;
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(s.message().find(c.expect), std::string::npos) << s.message();
+  }
+}
+
+TEST(AddressMap, LoadFromFileAndMissingFile) {
+  char path[] = "/tmp/ccmail-map-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text = "jsmith@corp.example Smith, John at HUBPO2\n";
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  std::shared_ptr<const AddressMap> m;
+  ASSERT_TRUE(AddressMap::Load(path, {}, &m).ok());
+  EXPECT_EQ(m->source(), path);
+  EXPECT_TRUE(m->Resolve("jsmith@corp.example"));
+  unlink(path);
+  Status s = AddressMap::Load(path, {}, &m);
+  EXPECT_TRUE(s.IsNotFound()) << s.ToString();
+  EXPECT_NE(s.message().find(path), std::string::npos);
+}
+
+TEST(AddressMap, LoadFromConfig) {
+  char path[] = "/tmp/ccmail-map-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  Config cfg;
+  ASSERT_TRUE(Config::Parse(std::string("address_map = ") + path + "\nccmail_domains = cc.example\ndefault_postoffice = HUB\n", "c", &cfg).ok());
+  std::shared_ptr<const AddressMap> m;
+  ASSERT_TRUE(AddressMap::LoadFromConfig(cfg, &m).ok());
+  EXPECT_EQ(*m->Resolve("x@cc.example"), (CcMailAddress{"x", "HUB"}));
+  unlink(path);
+  EXPECT_FALSE(AddressMap::LoadFromConfig(cfg, &m).ok());  // explicitly configured file is missing
+}
+
+TEST(AddressMap, SnapshotSwapIsSafeWhileReadersResolve) {
+  std::shared_ptr<const AddressMap> current = MustParse("a@x.example A at PO1\n");
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::thread reader([&] {
+    while (!stop) {
+      std::shared_ptr<const AddressMap> snap = std::atomic_load(&current);
+      auto r = snap->Resolve("a@x.example");
+      if (!r || (r->postoffice != "PO1" && r->postoffice != "PO2")) ++bad;
+    }
+  });
+  for (int i = 0; i < 200; ++i) {
+    std::atomic_store(&current, MustParse(i % 2 ? "a@x.example A at PO1\n" : "a@x.example A at PO2\n"));
+  }
+  stop = true;
+  reader.join();
+  EXPECT_EQ(bad, 0);
+}
+
+}  // namespace
+}  // namespace ccmail::format

@@ -1,0 +1,105 @@
+// ledger.h - the exporter's durable record of what was exported (the commit point).
+//
+// DESCRIPTION
+//   SQLite in WAL mode with synchronous=FULL; the exporter is its only writer. Tables:
+//     meta(key PRIMARY KEY, value)            epoch, spool_clean_seq, schema version
+//     batches(seq PRIMARY KEY, epoch, post_office, file_name, created_ms, messages)
+//     captures(capture_id PRIMARY KEY, batch_seq)       every capture id recorded
+//     deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms,
+//                PRIMARY KEY(content_key, recipient))   kind EXPORTED or DUP
+//   CommitBatch() is ONE transaction = the export decision: crash points
+//   ledger.commit.before / ledger.commit.after surround the COMMIT.
+//   Recipient strings are compared as given (callers pass a normalised SMTP address or
+//   "cc:Mail name@post office" - pick one and stay with it).
+//
+// FAILURES
+//   Every call returns a Status; a failed commit leaves the ledger as it was (SQLite
+//   rollback). The exporter treats a failed commit like a crash (restart + recovery).
+//
+// THREAD SAFETY
+//   One Ledger object per process, used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ccmail/common/status.h"
+#include "ccmail/store/capture_id.h"
+#include "ccmail/store/content_key.h"
+
+namespace ccmail::store {
+
+enum class DeliveryKind { kExported = 1, kDup = 2 };
+
+struct LedgerDelivery {
+  CaptureId capture_id;
+  ContentKey content_key;
+  std::string recipient;
+  DeliveryKind kind = DeliveryKind::kExported;
+};
+
+struct LedgerBatch {
+  uint64_t seq = 0;         // assigned by CommitBatch (strictly increasing)
+  uint64_t epoch = 0;       // the ledger's current epoch
+  std::string post_office;
+  std::string file_name;
+  int64_t created_ms = 0;   // defaults to now
+  std::vector<CaptureId> capture_ids;   // every capture taking part (also all-DUP ones)
+  std::vector<LedgerDelivery> deliveries;
+};
+
+struct LedgerCounters {
+  uint64_t epoch = 0;
+  uint64_t batches = 0;
+  uint64_t captures = 0;
+  uint64_t exported = 0;
+  uint64_t dups = 0;
+  uint64_t last_seq = 0;
+  uint64_t spool_clean_seq = 0;
+};
+
+class Ledger {
+ public:
+  // Opens or creates the ledger file. Does NOT bump the epoch (call BumpEpoch at start).
+  static Status Open(const std::string& path, std::unique_ptr<Ledger>* out);
+  ~Ledger();
+
+  // epoch = epoch + 1 in its own transaction (crash point recovery.epoch). Returns it.
+  Status BumpEpoch(uint64_t* new_epoch);
+  uint64_t epoch() const { return epoch_; }
+  // The next seq CommitBatch will use.
+  Status NextSeq(uint64_t* seq);
+
+  // The commit point. Fills batch->seq and batch->epoch. A delivery whose (key, recipient)
+  // is already EXPORTED is stored as nothing new and reported: kAlreadyExists with no
+  // change (caller should have checked with IsExported; see design 5.6-4).
+  Status CommitBatch(LedgerBatch* batch);
+
+  Status HasCapture(const CaptureId& id, bool* found);
+  Status IsExported(const ContentKey& key, const std::string& recipient, bool* exported);
+  // Batch rows (for recovery: which .part files are committed).
+  Status HasBatch(uint64_t seq, bool* found);
+  Status ListBatchesSince(uint64_t after_seq, std::vector<LedgerBatch>* out);  // no deliveries
+
+  Status SetSpoolCleanSeq(uint64_t seq);
+  // Deletes deliveries/captures/batches older than cutoff_ms whose batch_seq <=
+  // spool_clean_seq, at most rows_per_txn rows per transaction (crash point prune.k
+  // per transaction). *deleted counts delivery+capture rows.
+  Status Prune(int64_t cutoff_ms, size_t rows_per_txn, uint64_t* deleted);
+
+  Status Counters(LedgerCounters* out);
+  // PRAGMA integrity_check == "ok".
+  Status IntegrityCheck();
+
+ public:
+  struct Impl;  // implementation detail (named here only for helpers in ledger.cpp)
+
+ private:
+  explicit Ledger(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  uint64_t epoch_ = 0;
+};
+
+}  // namespace ccmail::store

@@ -1,0 +1,174 @@
+// spool.h - the durable spool: the queue of record for captured messages.
+//
+// LAYOUT
+//   <root>/tmp/<capture_id>.<writer_tag>  being written (never acknowledged)
+//   <root>/new/<capture_id>               durable, not yet exported
+//   <root>/corrupt/<capture_id>[.reason]  failed verification, with a reason file
+//
+// FILE FORMAT (version 1, all integers little-endian)
+//   header  : "CCMSPOOL" magic(8) | u32 version=1 | u32 reserved=0
+//   message : the raw RFC 5322 message bytes as received (streamed, never held in memory)
+//   meta    : text lines "key=value\n" (capture_id, content_key, queue_id, sender,
+//             received_ms, message_size, rcpt=<smtp>\t<ccmail name>\t<post office>, ...),
+//             values percent-escaped for '%', '\n', '\t', '\r' and '='
+//   trailer : "CCMTRAIL"(8) | u64 message_size | u64 meta_size | u32 crc32(message)
+//             | u32 crc32(meta) | u32 crc32(trailer fields before this) | "CCMEND\n\0"(8)
+//   The trailer is last, so a torn file never verifies. Checksums are zlib CRC-32
+//   (polynomial 0xEDB88320). File size = 16 + message_size + meta_size + 44.
+//
+// PROTOCOL (SpoolWriter)
+//   Begin: create tmp exclusive (spool.tmp.created). Append: streamed writes.
+//   Commit(meta): write meta+trailer (spool.tmp.written), fsync (spool.tmp.fsynced),
+//   rename into new (spool.renamed), fsync new/ (spool.dir.fsynced) = durability point.
+//   Any failure: the tmp file is closed and unlinked, nothing is in new/, a Status is
+//   returned; a failed fsync is never retried on the same file.
+//
+// THREAD SAFETY
+//   Spool is thread-safe (counters are atomic). A SpoolWriter belongs to one thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ccmail/common/status.h"
+#include "ccmail/common/unique_fd.h"
+#include "ccmail/store/capture_id.h"
+#include "ccmail/store/content_key.h"
+#include "ccmail/store/io.h"
+
+namespace ccmail::store {
+
+struct SpoolRecipient {
+  std::string smtp_address;   // as given in RCPT TO, angle brackets stripped
+  std::string ccmail_name;    // resolved at capture time ("Smith, John")
+  std::string post_office;    // resolved at capture time
+  friend bool operator==(const SpoolRecipient&, const SpoolRecipient&) = default;
+};
+
+struct SpoolMeta {
+  CaptureId capture_id;
+  ContentKey content_key;
+  std::string queue_id;          // MTA queue id (milter macro i), may be empty
+  std::string envelope_sender;   // MAIL FROM, angle brackets stripped ("" = null sender)
+  std::vector<SpoolRecipient> recipients;
+  int64_t received_ms = 0;       // wall clock ms at capture
+  uint64_t message_size = 0;     // filled by Commit / Open
+};
+
+struct SpoolStats {
+  uint64_t count = 0;  // files in new/
+  uint64_t bytes = 0;  // their total size
+};
+
+class Spool;
+
+// Streams one capture into tmp/ and commits it. Destroying an uncommitted writer removes
+// the tmp file (abort).
+class SpoolWriter {
+ public:
+  ~SpoolWriter();
+  SpoolWriter(const SpoolWriter&) = delete;
+  SpoolWriter& operator=(const SpoolWriter&) = delete;
+
+  const CaptureId& id() const { return id_; }
+  uint64_t bytes_written() const { return size_; }
+  // Appends raw message bytes (chunk as received from the MTA).
+  Status Append(const void* data, size_t n);
+  // Writes meta + trailer, fsync, rename into new/, fsync new/. meta.capture_id and
+  // meta.message_size are set from this writer. On error the tmp file is removed.
+  Status Commit(SpoolMeta meta);
+  // Removes the tmp file (idempotent).
+  void Abort();
+
+ private:
+  friend class Spool;
+  SpoolWriter(Spool* spool, CaptureId id, std::string tmp_path, UniqueFd fd);
+  Spool* spool_;
+  CaptureId id_;
+  std::string tmp_path_;
+  UniqueFd fd_;
+  uint64_t size_ = 0;
+  uint32_t crc_ = 0;
+  bool done_ = false;
+  bool failed_ = false;
+};
+
+// An opened, verified spool file.
+struct SpoolEntry {
+  SpoolMeta meta;
+  UniqueFd fd;            // read-only, positioned anywhere; use pread
+  off_t message_offset = 0;
+  uint64_t message_length = 0;
+  uint64_t file_size = 0;
+};
+
+class Spool {
+ public:
+  // Opens (creating tmp/, new/, corrupt/ with mode 0700 if missing) the spool at root.
+  // writer_tag names this writer in tmp file names ("<reg>.<gen>" or "<pid>").
+  static Status Open(const std::string& root, std::unique_ptr<Spool>* out,
+                     DurableIo* io = nullptr, std::string writer_tag = "");
+  ~Spool();
+
+  const std::string& root() const { return root_; }
+  std::string new_dir() const { return root_ + "/new"; }
+  std::string tmp_dir() const { return root_ + "/tmp"; }
+  std::string corrupt_dir() const { return root_ + "/corrupt"; }
+  DurableIo& io() { return *io_; }
+
+  // Starts a capture with a fresh id.
+  Status Begin(std::unique_ptr<SpoolWriter>* out);
+  Status BeginWithId(const CaptureId& id, std::unique_ptr<SpoolWriter>* out);
+
+  // Ids of files in new/ (unordered; skips names that are not capture ids).
+  Status ListPending(std::vector<CaptureId>* ids) const;
+  // Opens and verifies new/<id>. A file that fails verification is moved to corrupt/
+  // with a reason file and kCorrupt is returned; kNotFound if absent.
+  Status OpenEntry(const CaptureId& id, SpoolEntry* entry);
+  // Verifies without moving a corrupt file (read-only callers).
+  Status VerifyOnly(const CaptureId& id, SpoolEntry* entry) const;
+  // Unlinks new/<id> and fsyncs new/ (sync_dir=false lets the caller batch: call
+  // SyncNewDir() once afterwards).
+  Status Remove(const CaptureId& id, bool sync_dir = true);
+  Status SyncNewDir();
+  // Moves new/<id> to corrupt/ with a reason file; fsyncs both directories.
+  Status Quarantine(const CaptureId& id, const std::string& reason);
+
+  // Deletes tmp/ files whose writer tag the predicate says is dead (the tag is the part
+  // after "<id>."). Returns the number removed in *removed.
+  Status CleanTmp(const std::function<bool(const std::string& writer_tag)>& writer_is_live,
+                  size_t* removed);
+
+  // Backlog of new/: O(1) per call. Counted at Open by one directory walk, maintained by
+  // Commit/Remove/Quarantine in this process, and re-counted by a directory walk at most
+  // once per stats_refresh_ms (default 1000) so other processes' commits and the
+  // exporter's removals show up (one walk per second, never one per message).
+  SpoolStats Stats();
+  Status RescanStats();
+  void set_stats_refresh_ms(int64_t ms) { stats_refresh_ms_ = ms; }
+
+ private:
+  friend class SpoolWriter;
+  Spool(std::string root, DurableIo* io, std::string tag);
+  Status VerifyFile(const std::string& path, SpoolEntry* entry) const;
+  std::string root_;
+  DurableIo* io_;
+  std::string tag_;
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<int64_t> last_scan_ms_{0};
+  int64_t stats_refresh_ms_ = 1000;
+  std::mutex scan_mu_;
+};
+
+// Parses the writer-tag of a tmp file name "<32hex>.<tag>"; empty if not of that form.
+std::string TmpWriterTag(const std::string& file_name);
+
+}  // namespace ccmail::store

@@ -1,0 +1,262 @@
+// io.cpp - the real DurableIo, named crash points and injected faults.
+#include "ccmail/store/io.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+namespace ccmail::store {
+namespace {
+
+struct FaultRule {
+  uint64_t n = 0;
+  FaultKind kind = FaultKind::kNone;  // kNone = crash
+};
+
+struct FaultSpec {
+  std::mutex mu;
+  bool any = false;  // fast path: no rule at all
+  std::multimap<std::string, FaultRule> crash;
+  std::multimap<std::string, FaultRule> fail;
+  std::map<std::string, uint64_t> crash_passes;
+  std::map<std::string, uint64_t> fail_passes;
+};
+
+FaultSpec& Spec() {
+  static FaultSpec* spec = [] {
+    auto* s = new FaultSpec;
+    return s;
+  }();
+  return *spec;
+}
+
+std::once_flag g_loaded;
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+void LoadLocked(FaultSpec& s) {
+  s.crash.clear();
+  s.fail.clear();
+  s.crash_passes.clear();
+  s.fail_passes.clear();
+  if (const char* v = std::getenv("CCMAIL_CRASH_AT")) {
+    for (const auto& item : SplitComma(v)) {
+      size_t colon = item.rfind(':');
+      if (colon == std::string::npos) continue;
+      FaultRule r;
+      r.n = std::strtoull(item.c_str() + colon + 1, nullptr, 10);
+      if (r.n == 0) continue;
+      s.crash.emplace(item.substr(0, colon), r);
+    }
+  }
+  if (const char* v = std::getenv("CCMAIL_FAIL_AT")) {
+    for (const auto& item : SplitComma(v)) {
+      size_t c2 = item.rfind(':');
+      if (c2 == std::string::npos || c2 == 0) continue;
+      size_t c1 = item.rfind(':', c2 - 1);
+      if (c1 == std::string::npos) continue;
+      std::string kind = item.substr(c2 + 1);
+      FaultRule r;
+      r.n = std::strtoull(item.c_str() + c1 + 1, nullptr, 10);
+      if (kind == "ENOSPC") r.kind = FaultKind::kNoSpace;
+      else if (kind == "EIO") r.kind = FaultKind::kIoError;
+      else if (kind == "SHORT") r.kind = FaultKind::kShortWrite;
+      if (r.n == 0 || r.kind == FaultKind::kNone) continue;
+      s.fail.emplace(item.substr(0, c1), r);
+    }
+  }
+  s.any = !s.crash.empty() || !s.fail.empty();
+}
+
+void EnsureLoaded() {
+  std::call_once(g_loaded, [] {
+    auto& s = Spec();
+    std::lock_guard<std::mutex> lock(s.mu);
+    LoadLocked(s);
+  });
+}
+
+Status InjectedStatus(FaultKind k, const std::string& what) {
+  switch (k) {
+    case FaultKind::kNoSpace: return Status::FromErrno(what + " (injected)", ENOSPC);
+    case FaultKind::kIoError: return Status::FromErrno(what + " (injected)", EIO);
+    case FaultKind::kShortWrite: return Status::FromErrno(what + " (injected short write)", ENOSPC);
+    case FaultKind::kNone: break;
+  }
+  return Status::Ok();
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// The real POSIX implementation.
+class RealIo final : public DurableIo {
+ public:
+  Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd,
+                         const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "create " + path);
+    }
+    int r = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
+    if (r < 0) return Status::FromErrno("create " + path, errno);
+    fd->reset(r);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status WriteAll(int fd, const void* data, size_t n, const std::string& what,
+                  const char* point) override {
+    const char* p = static_cast<const char*>(data);
+    if (point) {
+      FaultKind k = InjectedFailure(point);
+      if (k == FaultKind::kShortWrite) {
+        size_t half = n / 2;
+        if (half > 0 && ::write(fd, p, half) < 0) return Status::FromErrno("write " + what, errno);
+        return InjectedStatus(k, "write " + what);
+      }
+      if (k != FaultKind::kNone) return InjectedStatus(k, "write " + what);
+    }
+    size_t left = n;
+    while (left > 0) {
+      ssize_t w = ::write(fd, p, left);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("write " + what, errno);
+      }
+      if (w == 0) return Status::FromErrno("write " + what + " (wrote 0 bytes)", EIO);
+      p += w;
+      left -= static_cast<size_t>(w);
+    }
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status Fsync(int fd, const std::string& what, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync " + what);
+    }
+    if (::fsync(fd) != 0) return Status::FromErrno("fsync " + what, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status Close(UniqueFd* fd, const std::string& what) override {
+    int raw = fd->release();
+    if (raw >= 0 && ::close(raw) != 0 && errno != EINTR) return Status::FromErrno("close " + what, errno);
+    return Status::Ok();
+  }
+
+  Status Rename(const std::string& from, const std::string& to, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "rename " + from + " -> " + to);
+    }
+    if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno("rename " + from + " -> " + to, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status FsyncDir(const std::string& dir, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync directory " + dir);
+    }
+    UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d.valid()) return Status::FromErrno("open directory " + dir, errno);
+    if (::fsync(d.get()) != 0) return Status::FromErrno("fsync directory " + dir, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status Unlink(const std::string& path, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "unlink " + path);
+    }
+    if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+const std::vector<std::string>& SpoolCaptureCrashPoints() {
+  static const std::vector<std::string> v = {kCrashSpoolTmpCreated, kCrashSpoolTmpWritten, kCrashSpoolTmpFsynced,
+                                             kCrashSpoolRenamed, kCrashSpoolDirFsynced};
+  return v;
+}
+
+const std::vector<std::string>& AllStoreCrashPoints() {
+  static const std::vector<std::string> v = {
+      kCrashSpoolTmpCreated, kCrashSpoolTmpWritten,     kCrashSpoolTmpFsynced,
+      kCrashSpoolRenamed,    kCrashSpoolDirFsynced,     kCrashSpoolUnlinked,
+      kCrashSpoolUnlinkDirFsynced, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter,
+      kCrashLedgerEpoch,     kCrashPrune};
+  return v;
+}
+
+void CrashPoint(const char* name) {
+  EnsureLoaded();
+  auto& s = Spec();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.any) return;
+  auto range = s.crash.equal_range(name);
+  if (range.first == range.second) return;
+  uint64_t pass = ++s.crash_passes[name];
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second.n == pass) {
+      ::kill(::getpid(), SIGKILL);
+      ::_exit(137);  // not reached
+    }
+  }
+}
+
+FaultKind InjectedFailure(const char* name) {
+  EnsureLoaded();
+  auto& s = Spec();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.any) return FaultKind::kNone;
+  auto range = s.fail.equal_range(name);
+  if (range.first == range.second) return FaultKind::kNone;
+  uint64_t pass = ++s.fail_passes[name];
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second.n == pass) return it->second.kind;
+  }
+  return FaultKind::kNone;
+}
+
+void ReloadFaultSpecFromEnv() {
+  EnsureLoaded();
+  auto& s = Spec();
+  std::lock_guard<std::mutex> lock(s.mu);
+  LoadLocked(s);
+}
+
+DurableIo& DurableIo::Real() {
+  static RealIo* io = new RealIo;
+  return *io;
+}
+
+// Exposed for power_loss_io.cpp.
+std::string StoreDirOf(const std::string& path) { return DirOf(path); }
+
+}  // namespace ccmail::store

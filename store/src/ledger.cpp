@@ -1,0 +1,392 @@
+// ledger.cpp - SQLite WAL + synchronous=FULL; one transaction per batch.
+#include "ccmail/store/ledger.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+
+#include "ccmail/store/io.h"
+
+namespace ccmail::store {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches(
+  seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, post_office TEXT NOT NULL,
+  file_name TEXT NOT NULL, created_ms INTEGER NOT NULL, messages INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS captures(
+  capture_id BLOB PRIMARY KEY, batch_seq INTEGER NOT NULL, created_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries(
+  content_key BLOB NOT NULL, recipient TEXT NOT NULL, kind INTEGER NOT NULL,
+  capture_id BLOB NOT NULL, batch_seq INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+  PRIMARY KEY(content_key, recipient, kind, capture_id)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_exported ON deliveries(content_key, recipient) WHERE kind = 1;
+CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(created_ms);
+CREATE INDEX IF NOT EXISTS captures_age ON captures(created_ms);
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 1), ('epoch', 0), ('spool_clean_seq', 0),
+  ('exported_total', 0), ('dup_total', 0), ('last_seq', 0);
+)sql";
+
+}  // namespace
+
+struct Ledger::Impl {
+  std::string path;
+  sqlite3* db = nullptr;
+  ~Impl() {
+    if (db) sqlite3_close_v2(db);
+  }
+  Status Err(const std::string& what, int rc) const {
+    std::string msg = path + ": " + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    if (rc == SQLITE_FULL) return Status::NoSpace(msg);
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) return Status::Corrupt(msg);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return Status::Busy(msg);
+    if (rc == SQLITE_CONSTRAINT) return Status::AlreadyExists(msg);
+    return Status::FromErrno(msg, EIO);
+  }
+  Status Exec(const char* sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string m = err ? err : sqlite3_errstr(rc);
+      sqlite3_free(err);
+      return Err(std::string("exec ") + sql + " (" + m + ")", rc);
+    }
+    return Status::Ok();
+  }
+};
+
+// A small prepared-statement helper.
+class Stmt {
+ public:
+  Stmt(Ledger::Impl* im, const char* sql) : im_(im) {
+    rc_ = sqlite3_prepare_v2(im->db, sql, -1, &st_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Status ok(const char* what) const { return rc_ == SQLITE_OK ? Status::Ok() : im_->Err(what, rc_); }
+  Stmt& Blob(int i, const void* p, int n) {
+    sqlite3_bind_blob(st_, i, p, n, SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Text(int i, const std::string& s) {
+    sqlite3_bind_text(st_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Int(int i, int64_t v) {
+    sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(st_); }
+  void Reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  int64_t Col(int i) { return sqlite3_column_int64(st_, i); }
+  std::string ColText(int i) {
+    const unsigned char* t = sqlite3_column_text(st_, i);
+    return t ? reinterpret_cast<const char*>(t) : "";
+  }
+  sqlite3_stmt* raw() { return st_; }
+
+ private:
+  Ledger::Impl* im_;
+  sqlite3_stmt* st_ = nullptr;
+  int rc_;
+};
+
+namespace {
+Status GetMeta(Ledger::Impl* im, const char* key, uint64_t* v) {
+  Stmt st(im, "SELECT value FROM meta WHERE key = ?");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare meta read"));
+  st.Text(1, key);
+  int rc = st.Step();
+  if (rc == SQLITE_ROW) {
+    *v = static_cast<uint64_t>(st.Col(0));
+    return Status::Ok();
+  }
+  if (rc == SQLITE_DONE) return Status::Corrupt(im->path + ": meta row " + key + " missing");
+  return im->Err(std::string("read meta ") + key, rc);
+}
+Status SetMeta(Ledger::Impl* im, const char* key, int64_t v) {
+  Stmt st(im, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare meta write"));
+  st.Text(1, key).Int(2, v);
+  int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : im->Err(std::string("write meta ") + key, rc);
+}
+Status AddMeta(Ledger::Impl* im, const char* key, int64_t delta) {
+  Stmt st(im, "UPDATE meta SET value = value + ? WHERE key = ?");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare meta add"));
+  st.Int(1, delta).Text(2, key);
+  int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : im->Err(std::string("update meta ") + key, rc);
+}
+
+// Runs f inside BEGIN IMMEDIATE ... COMMIT; rolls back on error.
+template <typename F>
+Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* after = nullptr) {
+  CCMAIL_RETURN_IF_ERROR(im->Exec("BEGIN IMMEDIATE"));
+  Status s = f();
+  if (s.ok()) {
+    if (before) {
+      if (FaultKind k = InjectedFailure(before); k != FaultKind::kNone) {
+        s = k == FaultKind::kNoSpace ? Status::NoSpace(im->path + ": commit (injected)")
+                                     : Status::FromErrno(im->path + ": commit (injected)", EIO);
+      } else {
+        CrashPoint(before);
+      }
+    }
+  }
+  if (s.ok()) {
+    s = im->Exec("COMMIT");
+    if (s.ok()) {
+      if (after) CrashPoint(after);
+      return s;
+    }
+  }
+  Status r = im->Exec("ROLLBACK");
+  (void)r;  // "no transaction is active" after a failed COMMIT that SQLite rolled back
+  return s;
+}
+}  // namespace
+
+Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Ledger::~Ledger() = default;
+
+Status Ledger::Open(const std::string& path, std::unique_ptr<Ledger>* out) {
+  auto im = std::make_unique<Impl>();
+  im->path = path;
+  int rc = sqlite3_open_v2(path.c_str(), &im->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) return im->Err("open", rc);
+  sqlite3_busy_timeout(im->db, 5000);
+  sqlite3_extended_result_codes(im->db, 0);
+  CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA journal_mode=WAL"));
+  {
+    Stmt st(im.get(), "PRAGMA journal_mode");
+    CCMAIL_RETURN_IF_ERROR(st.ok("journal_mode"));
+    if (st.Step() != SQLITE_ROW || st.ColText(0) != "wal")
+      return Status::Unavailable(path + ": cannot switch to WAL journal mode (file system without shared memory?)");
+  }
+  CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA synchronous=FULL"));
+  CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA foreign_keys=OFF"));
+  Ledger::Impl* raw = im.get();
+  CCMAIL_RETURN_IF_ERROR(InTxn(raw, [&] { return raw->Exec(kSchema); }));
+  uint64_t schema = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(raw, "schema", &schema));
+  if (schema != 1) return Status::Corrupt(path + ": unknown ledger schema " + std::to_string(schema));
+  std::unique_ptr<Ledger> l(new Ledger(std::move(im)));
+  uint64_t epoch = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(l->impl_.get(), "epoch", &epoch));
+  l->epoch_ = epoch;
+  *out = std::move(l);
+  return Status::Ok();
+}
+
+Status Ledger::BumpEpoch(uint64_t* new_epoch) {
+  Impl* im = impl_.get();
+  uint64_t e = 0;
+  Status ts = InTxn(im, [&] {
+    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
+    ++e;
+    return SetMeta(im, "epoch", static_cast<int64_t>(e));
+  }, nullptr, kCrashLedgerEpoch);
+  if (!ts.ok()) return ts;
+  epoch_ = e;
+  if (new_epoch) *new_epoch = e;
+  return Status::Ok();
+}
+
+Status Ledger::NextSeq(uint64_t* seq) {
+  Stmt st(impl_.get(), "SELECT COALESCE(MAX(seq), 0) + 1 FROM batches");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare next seq"));
+  if (st.Step() != SQLITE_ROW) return impl_->Err("next seq", SQLITE_ERROR);
+  uint64_t a = static_cast<uint64_t>(st.Col(0));
+  // seq never reuses a pruned number: also above spool_clean_seq.
+  uint64_t clean = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(impl_.get(), "spool_clean_seq", &clean));
+  uint64_t last = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(impl_.get(), "last_seq", &last));
+  *seq = std::max({a, clean + 1, last + 1});
+  return Status::Ok();
+}
+
+Status Ledger::CommitBatch(LedgerBatch* b) {
+  Impl* im = impl_.get();
+  if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatch before BumpEpoch");
+  int64_t now = b->created_ms ? b->created_ms : NowMs();
+  uint64_t seq = 0;
+  int64_t exported = 0, dups = 0;
+  Status s = InTxn(im, [&]() -> Status {
+    // Fencing: another exporter may have bumped the epoch.
+    uint64_t e = 0;
+    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
+    if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
+    CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
+    Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
+    bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b->post_office)
+        .Text(4, b->file_name).Int(5, now).Int(6, static_cast<int64_t>(b->capture_ids.size()));
+    if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
+    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
+    for (const auto& id : b->capture_ids) {
+      ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, now);
+      if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
+      ci.Reset();
+    }
+    Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
+    for (const auto& d : b->deliveries) {
+      di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
+          .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, now);
+      int rc = di.Step();
+      if (rc == SQLITE_CONSTRAINT) {
+        if (d.kind == DeliveryKind::kDup) {  // the same capture listed twice as DUP: harmless
+          di.Reset();
+          continue;
+        }
+        return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
+                                     " already exported (capture " + d.capture_id.ToString() + ")");
+      }
+      if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
+      di.Reset();
+      (d.kind == DeliveryKind::kExported ? exported : dups)++;
+    }
+    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
+    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "dup_total", dups));
+    return SetMeta(im, "last_seq", static_cast<int64_t>(seq));
+  }, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter);
+  if (!s.ok()) return s;
+  b->seq = seq;
+  b->epoch = epoch_;
+  b->created_ms = now;
+  return Status::Ok();
+}
+
+Status Ledger::HasCapture(const CaptureId& id, bool* found) {
+  Stmt st(impl_.get(), "SELECT 1 FROM captures WHERE capture_id = ?");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture lookup"));
+  st.Blob(1, id.bytes.data(), 16);
+  int rc = st.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("capture lookup", rc);
+  *found = rc == SQLITE_ROW;
+  return Status::Ok();
+}
+
+Status Ledger::IsExported(const ContentKey& key, const std::string& recipient, bool* exported) {
+  Stmt st(impl_.get(), "SELECT 1 FROM deliveries WHERE content_key = ? AND recipient = ? AND kind = 1");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare delivery lookup"));
+  st.Blob(1, key.bytes.data(), 32).Text(2, recipient);
+  int rc = st.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("delivery lookup", rc);
+  *exported = rc == SQLITE_ROW;
+  return Status::Ok();
+}
+
+Status Ledger::HasBatch(uint64_t seq, bool* found) {
+  Stmt st(impl_.get(), "SELECT 1 FROM batches WHERE seq = ?");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare batch lookup"));
+  st.Int(1, static_cast<int64_t>(seq));
+  int rc = st.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("batch lookup", rc);
+  *found = rc == SQLITE_ROW;
+  return Status::Ok();
+}
+
+Status Ledger::ListBatchesSince(uint64_t after, std::vector<LedgerBatch>* out) {
+  out->clear();
+  Stmt st(impl_.get(), "SELECT seq, epoch, post_office, file_name, created_ms FROM batches WHERE seq > ? ORDER BY seq");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare batch list"));
+  st.Int(1, static_cast<int64_t>(after));
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    LedgerBatch b;
+    b.seq = static_cast<uint64_t>(st.Col(0));
+    b.epoch = static_cast<uint64_t>(st.Col(1));
+    b.post_office = st.ColText(2);
+    b.file_name = st.ColText(3);
+    b.created_ms = st.Col(4);
+    out->push_back(std::move(b));
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : impl_->Err("batch list", rc);
+}
+
+Status Ledger::SetSpoolCleanSeq(uint64_t seq) {
+  Impl* im = impl_.get();
+  return InTxn(im, [&] { return SetMeta(im, "spool_clean_seq", static_cast<int64_t>(seq)); });
+}
+
+Status Ledger::Prune(int64_t cutoff_ms, size_t rows_per_txn, uint64_t* deleted) {
+  Impl* im = impl_.get();
+  if (rows_per_txn == 0) rows_per_txn = 1000;
+  uint64_t total = 0;
+  uint64_t clean = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "spool_clean_seq", &clean));
+  struct Step { const char* sql; };
+  const Step steps[] = {
+      {"DELETE FROM deliveries WHERE (content_key, recipient, kind, capture_id) IN ("
+       "SELECT content_key, recipient, kind, capture_id FROM deliveries WHERE created_ms < ? AND batch_seq <= ? LIMIT ?)"},
+      {"DELETE FROM captures WHERE capture_id IN ("
+       "SELECT capture_id FROM captures WHERE created_ms < ? AND batch_seq <= ? LIMIT ?)"},
+      {"DELETE FROM batches WHERE seq IN (SELECT seq FROM batches WHERE created_ms < ? AND seq <= ? LIMIT ?)"},
+  };
+  for (const auto& step : steps) {
+    for (;;) {
+      int changed = 0;
+      Status ts = InTxn(im, [&]() -> Status {
+        Stmt st(im, step.sql);
+        CCMAIL_RETURN_IF_ERROR(st.ok("prepare prune"));
+        st.Int(1, cutoff_ms).Int(2, static_cast<int64_t>(clean)).Int(3, static_cast<int64_t>(rows_per_txn));
+        int rc = st.Step();
+        if (rc != SQLITE_DONE) return im->Err("prune", rc);
+        changed = sqlite3_changes(im->db);
+        return Status::Ok();
+      }, nullptr, kCrashPrune);
+      if (!ts.ok()) return ts;
+      if (step.sql != steps[2].sql) total += static_cast<uint64_t>(changed);
+      if (static_cast<size_t>(changed) < rows_per_txn) break;
+    }
+  }
+  if (deleted) *deleted = total;
+  return Status::Ok();
+}
+
+Status Ledger::Counters(LedgerCounters* c) {
+  Impl* im = impl_.get();
+  *c = LedgerCounters{};
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &c->epoch));
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "spool_clean_seq", &c->spool_clean_seq));
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "exported_total", &c->exported));
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "dup_total", &c->dups));
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "last_seq", &c->last_seq));
+  Stmt b(im, "SELECT COUNT(*) FROM batches");
+  CCMAIL_RETURN_IF_ERROR(b.ok("count batches"));
+  if (b.Step() == SQLITE_ROW) c->batches = static_cast<uint64_t>(b.Col(0));
+  Stmt k(im, "SELECT COUNT(*) FROM captures");
+  CCMAIL_RETURN_IF_ERROR(k.ok("count captures"));
+  if (k.Step() == SQLITE_ROW) c->captures = static_cast<uint64_t>(k.Col(0));
+  return Status::Ok();
+}
+
+Status Ledger::IntegrityCheck() {
+  Stmt st(impl_.get(), "PRAGMA integrity_check");
+  CCMAIL_RETURN_IF_ERROR(st.ok("integrity_check"));
+  std::string result;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    if (!result.empty()) result += "; ";
+    result += st.ColText(0);
+  }
+  if (rc != SQLITE_DONE) return impl_->Err("integrity_check", rc);
+  if (result != "ok") return Status::Corrupt(impl_->path + ": integrity_check: " + result);
+  return Status::Ok();
+}
+
+}  // namespace ccmail::store

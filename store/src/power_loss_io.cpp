@@ -1,0 +1,195 @@
+// power_loss_io.cpp - a DurableIo that can forget whatever was not made durable.
+//
+// Like SQLite's crash VFS (src/test6.c) and LazyFS's "lose unfsynced writes": every
+// operation really happens on disk, and the ones not yet covered by an fsync (file data)
+// or a directory fsync (create/rename/unlink) are remembered; SimulateCrash() undoes a
+// random subset of them, newest first, which is what a power loss may leave behind.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <map>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "ccmail/store/io.h"
+
+namespace ccmail::store {
+
+std::string StoreDirOf(const std::string& path);  // io.cpp
+
+namespace {
+struct DirOp {
+  enum Kind { kCreate, kRename, kUnlink } kind;
+  std::string dir;      // the directory whose fsync makes it durable
+  std::string path;     // create/unlink: the name; rename: the new name
+  std::string from;     // rename: the old name
+  std::string content;  // unlink: the bytes the file had
+};
+struct FileState {
+  uint64_t durable_len = 0;
+  uint64_t len = 0;
+};
+
+Status ReadWhole(const std::string& path, std::string* out) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path, errno);
+  out->clear();
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::read(fd.get(), buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("read " + path, errno);
+    }
+    if (r == 0) break;
+    out->append(buf, static_cast<size_t>(r));
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+struct PowerLossIo::State {
+  mutable std::mutex mu;
+  std::mt19937_64 rng;
+  bool skip_dir_fsync = false;
+  std::map<int, std::string> fd_path;
+  std::map<std::string, FileState> files;  // by current path
+  std::vector<DirOp> ops;
+};
+
+PowerLossIo::PowerLossIo(uint64_t seed) : state_(std::make_unique<State>()) { state_->rng.seed(seed); }
+PowerLossIo::~PowerLossIo() = default;
+
+void PowerLossIo::set_skip_dir_fsync(bool skip) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->skip_dir_fsync = skip;
+}
+
+Status PowerLossIo::CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd, const char*) {
+  int r = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
+  if (r < 0) return Status::FromErrno("create " + path, errno);
+  fd->reset(r);
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->fd_path[r] = path;
+  state_->files[path] = FileState{};
+  state_->ops.push_back(DirOp{DirOp::kCreate, StoreDirOf(path), path, "", ""});
+  return Status::Ok();
+}
+
+Status PowerLossIo::WriteAll(int fd, const void* data, size_t n, const std::string& what, const char* point) {
+  Status s = DurableIo::Real().WriteAll(fd, data, n, what, point);
+  std::lock_guard<std::mutex> l(state_->mu);
+  auto it = state_->fd_path.find(fd);
+  if (it != state_->fd_path.end()) {
+    struct stat st;
+    if (::fstat(fd, &st) == 0) state_->files[it->second].len = static_cast<uint64_t>(st.st_size);
+  }
+  return s;
+}
+
+Status PowerLossIo::Fsync(int fd, const std::string& what, const char*) {
+  if (::fsync(fd) != 0) return Status::FromErrno("fsync " + what, errno);
+  std::lock_guard<std::mutex> l(state_->mu);
+  auto it = state_->fd_path.find(fd);
+  if (it != state_->fd_path.end()) {
+    auto& f = state_->files[it->second];
+    f.durable_len = f.len;
+  }
+  return Status::Ok();
+}
+
+Status PowerLossIo::Close(UniqueFd* fd, const std::string& what) {
+  {
+    std::lock_guard<std::mutex> l(state_->mu);
+    state_->fd_path.erase(fd->get());
+  }
+  return DurableIo::Real().Close(fd, what);
+}
+
+Status PowerLossIo::Rename(const std::string& from, const std::string& to, const char*) {
+  if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno("rename " + from + " -> " + to, errno);
+  std::lock_guard<std::mutex> l(state_->mu);
+  auto it = state_->files.find(from);
+  if (it != state_->files.end()) {
+    state_->files[to] = it->second;
+    state_->files.erase(from);
+  }
+  for (auto& [fd, p] : state_->fd_path)
+    if (p == from) p = to;
+  state_->ops.push_back(DirOp{DirOp::kRename, StoreDirOf(to), to, from, ""});
+  return Status::Ok();
+}
+
+Status PowerLossIo::FsyncDir(const std::string& dir, const char* point) {
+  {
+    std::lock_guard<std::mutex> l(state_->mu);
+    if (state_->skip_dir_fsync) return Status::Ok();
+  }
+  Status s = DurableIo::Real().FsyncDir(dir, point);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> l(state_->mu);
+  std::vector<DirOp> keep;
+  for (auto& op : state_->ops)
+    if (op.dir != dir) keep.push_back(std::move(op));
+  state_->ops = std::move(keep);
+  return Status::Ok();
+}
+
+Status PowerLossIo::Unlink(const std::string& path, const char*) {
+  std::string content;
+  bool saved = ReadWhole(path, &content).ok();
+  if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path, errno);
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->files.erase(path);
+  if (saved) state_->ops.push_back(DirOp{DirOp::kUnlink, StoreDirOf(path), path, "", std::move(content)});
+  return Status::Ok();
+}
+
+size_t PowerLossIo::PendingCount() const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  size_t n = state_->ops.size();
+  for (const auto& [p, f] : state_->files)
+    if (f.len != f.durable_len) ++n;
+  return n;
+}
+
+size_t PowerLossIo::SimulateCrash() {
+  std::lock_guard<std::mutex> l(state_->mu);
+  State& st = *state_;
+  size_t lost = 0;
+  auto coin = [&] { return (st.rng() & 1) == 0; };
+  // File data first: unsynced bytes may be lost (the file is cut somewhere after its
+  // last fsynced length).
+  for (auto& [path, f] : st.files) {
+    if (f.len == f.durable_len || !coin()) continue;
+    uint64_t keep = f.durable_len + (f.len > f.durable_len ? st.rng() % (f.len - f.durable_len) : 0);
+    if (::truncate(path.c_str(), static_cast<off_t>(keep)) == 0) ++lost;
+  }
+  // Then directory entries, newest first.
+  for (auto it = st.ops.rbegin(); it != st.ops.rend(); ++it) {
+    if (!coin()) continue;
+    const DirOp& op = *it;
+    switch (op.kind) {
+      case DirOp::kCreate:
+        if (::unlink(op.path.c_str()) == 0) ++lost;
+        break;
+      case DirOp::kRename:
+        if (::rename(op.path.c_str(), op.from.c_str()) == 0) ++lost;
+        break;
+      case DirOp::kUnlink: {
+        UniqueFd fd(::open(op.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600));
+        if (fd.valid() && ::write(fd.get(), op.content.data(), op.content.size()) >= 0) ++lost;
+        break;
+      }
+    }
+  }
+  st.ops.clear();
+  st.files.clear();
+  st.fd_path.clear();
+  return lost;
+}
+
+}  // namespace ccmail::store

@@ -1,0 +1,511 @@
+// spool.cpp - tmp -> write -> fsync -> rename into new -> fsync new/.
+#include "ccmail/store/spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "ccmail/common/log.h"
+
+namespace ccmail::store {
+namespace {
+
+constexpr char kMagic[8] = {'C', 'C', 'M', 'S', 'P', 'O', 'O', 'L'};
+constexpr char kTrailMagic[8] = {'C', 'C', 'M', 'T', 'R', 'A', 'I', 'L'};
+constexpr char kEndMagic[8] = {'C', 'C', 'M', 'E', 'N', 'D', '\n', '\0'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderSize = 16;
+constexpr size_t kTrailerSize = 44;
+constexpr uint64_t kMaxMetaSize = 16u << 20;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+uint32_t Crc(uint32_t crc, const void* p, size_t n) {
+  const Bytef* b = static_cast<const Bytef*>(p);
+  while (n > 0) {
+    uInt chunk = n > (1u << 30) ? (1u << 30) : static_cast<uInt>(n);
+    crc = static_cast<uint32_t>(crc32(crc, b, chunk));
+    b += chunk;
+    n -= chunk;
+  }
+  return crc;
+}
+
+void PutU32(std::string* s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
+}
+void PutU64(std::string* s, uint64_t v) {
+  for (int i = 0; i < 8; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
+}
+uint32_t GetU32(const unsigned char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+uint64_t GetU64(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+
+std::string Escape(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '%' || c == '\n' || c == '\t' || c == '\r' || c == '=' || c == '\0') {
+      char buf[4];
+      snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool Unescape(const std::string& v, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '%') {
+      out->push_back(v[i]);
+      continue;
+    }
+    if (i + 2 >= v.size()) return false;
+    auto hv = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    int hi = hv(v[i + 1]), lo = hv(v[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi << 4 | lo));
+    i += 2;
+  }
+  return true;
+}
+
+std::string EncodeMeta(const SpoolMeta& m) {
+  std::string s;
+  auto line = [&](const char* k, const std::string& v) {
+    s += k;
+    s += '=';
+    s += Escape(v);
+    s += '\n';
+  };
+  line("capture_id", m.capture_id.ToString());
+  line("content_key", m.content_key.ToString());
+  line("queue_id", m.queue_id);
+  line("sender", m.envelope_sender);
+  line("received_ms", std::to_string(m.received_ms));
+  line("message_size", std::to_string(m.message_size));
+  for (const auto& r : m.recipients) {
+    s += "rcpt=" + Escape(r.smtp_address) + "\t" + Escape(r.ccmail_name) + "\t" + Escape(r.post_office) + "\n";
+  }
+  return s;
+}
+
+bool ParseU64(const std::string& s, uint64_t* v) {
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t r = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    r = r * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *v = r;
+  return true;
+}
+
+Status DecodeMeta(const std::string& text, SpoolMeta* m) {
+  size_t pos = 0;
+  bool have_id = false, have_key = false, have_size = false;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) return Status::Corrupt("meta: last line not terminated");
+    std::string line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) return Status::Corrupt("meta: line without '=' at offset " + std::to_string(pos));
+    std::string k = line.substr(0, eq), raw = line.substr(eq + 1), v;
+    if (k == "rcpt") {
+      SpoolRecipient r;
+      size_t t1 = raw.find('\t');
+      size_t t2 = t1 == std::string::npos ? t1 : raw.find('\t', t1 + 1);
+      if (t2 == std::string::npos) return Status::Corrupt("meta: bad rcpt line");
+      if (!Unescape(raw.substr(0, t1), &r.smtp_address) || !Unescape(raw.substr(t1 + 1, t2 - t1 - 1), &r.ccmail_name) ||
+          !Unescape(raw.substr(t2 + 1), &r.post_office))
+        return Status::Corrupt("meta: bad escape in rcpt");
+      m->recipients.push_back(std::move(r));
+      continue;
+    }
+    if (!Unescape(raw, &v)) return Status::Corrupt("meta: bad escape in " + k);
+    if (k == "capture_id") {
+      auto id = CaptureId::Parse(v);
+      if (!id) return Status::Corrupt("meta: bad capture_id");
+      m->capture_id = *id;
+      have_id = true;
+    } else if (k == "content_key") {
+      auto ck = ContentKey::Parse(v);
+      if (!ck) return Status::Corrupt("meta: bad content_key");
+      m->content_key = *ck;
+      have_key = true;
+    } else if (k == "queue_id") {
+      m->queue_id = v;
+    } else if (k == "sender") {
+      m->envelope_sender = v;
+    } else if (k == "received_ms") {
+      uint64_t x;
+      if (!ParseU64(v, &x)) return Status::Corrupt("meta: bad received_ms");
+      m->received_ms = static_cast<int64_t>(x);
+    } else if (k == "message_size") {
+      if (!ParseU64(v, &m->message_size)) return Status::Corrupt("meta: bad message_size");
+      have_size = true;
+    }  // unknown keys: ignored (forward compatible)
+  }
+  if (!have_id || !have_key || !have_size) return Status::Corrupt("meta: capture_id, content_key or message_size missing");
+  return Status::Ok();
+}
+
+Status PreadAll(int fd, void* buf, size_t n, off_t off, const std::string& what) {
+  char* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, off);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("read " + what, errno);
+    }
+    if (r == 0) return Status::Corrupt(what + ": unexpected end of file at offset " + std::to_string(off));
+    p += r;
+    n -= static_cast<size_t>(r);
+    off += r;
+  }
+  return Status::Ok();
+}
+
+Status EnsureDir(const std::string& d) {
+  if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + d, errno);
+  struct stat st;
+  if (::stat(d.c_str(), &st) != 0) return Status::FromErrno("stat " + d, errno);
+  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(d + " is not a directory");
+  return Status::Ok();
+}
+
+template <typename F>
+Status ForEachEntry(const std::string& dir, F f) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Status::FromErrno("opendir " + dir, errno);
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    f(std::string(e->d_name));
+    errno = 0;
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err) return Status::FromErrno("readdir " + dir, err);
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string TmpWriterTag(const std::string& name) {
+  if (name.size() < 34 || name[32] != '.') return "";
+  if (!CaptureId::Parse(std::string_view(name).substr(0, 32))) return "";
+  return name.substr(33);
+}
+
+// ---- SpoolWriter ----
+
+SpoolWriter::SpoolWriter(Spool* spool, CaptureId id, std::string tmp_path, UniqueFd fd)
+    : spool_(spool), id_(id), tmp_path_(std::move(tmp_path)), fd_(std::move(fd)) {}
+
+SpoolWriter::~SpoolWriter() { Abort(); }
+
+void SpoolWriter::Abort() {
+  if (done_) return;
+  done_ = true;
+  fd_.reset();
+  // The tmp file was never acknowledged; no fsync needed for its removal.
+  Status s = spool_->io().Unlink(tmp_path_);
+  if (!s.ok() && !s.IsNotFound()) LogWarning("spool: abort %s: %s", id_.ToString().c_str(), s.ToString().c_str());
+}
+
+Status SpoolWriter::Append(const void* data, size_t n) {
+  if (done_ || failed_) return Status::InvalidArgument("spool writer " + id_.ToString() + " is closed");
+  Status s = spool_->io().WriteAll(fd_.get(), data, n, tmp_path_, kCrashSpoolTmpWritten);
+  if (!s.ok()) {
+    failed_ = true;
+    Abort();
+    return s.WithContext("capture " + id_.ToString());
+  }
+  crc_ = Crc(crc_, data, n);
+  size_ += n;
+  return Status::Ok();
+}
+
+Status SpoolWriter::Commit(SpoolMeta meta) {
+  if (done_ || failed_) return Status::InvalidArgument("spool writer " + id_.ToString() + " is closed");
+  meta.capture_id = id_;
+  meta.message_size = size_;
+  std::string tail = EncodeMeta(meta);
+  uint64_t meta_size = tail.size();
+  uint32_t meta_crc = Crc(0, tail.data(), tail.size());
+  std::string trailer(kTrailMagic, 8);
+  PutU64(&trailer, size_);
+  PutU64(&trailer, meta_size);
+  PutU32(&trailer, crc_);
+  PutU32(&trailer, meta_crc);
+  PutU32(&trailer, Crc(0, trailer.data(), trailer.size()));
+  trailer.append(kEndMagic, 8);
+  tail += trailer;
+
+  DurableIo& io = spool_->io();
+  auto fail = [&](const Status& s) {
+    done_ = true;  // never fsync this file again (fsyncgate): abandon it
+    fd_.reset();
+    Status u = io.Unlink(tmp_path_);
+    if (!u.ok() && !u.IsNotFound()) LogWarning("spool: remove %s: %s", tmp_path_.c_str(), u.ToString().c_str());
+    return s.WithContext("capture " + id_.ToString());
+  };
+  Status s = io.WriteAll(fd_.get(), tail.data(), tail.size(), tmp_path_, kCrashSpoolTmpWritten);
+  if (!s.ok()) return fail(s);
+  s = io.Fsync(fd_.get(), tmp_path_, kCrashSpoolTmpFsynced);
+  if (!s.ok()) return fail(s);
+  s = io.Close(&fd_, tmp_path_);
+  if (!s.ok()) return fail(s);
+  std::string final_path = spool_->new_dir() + "/" + id_.ToString();
+  s = io.Rename(tmp_path_, final_path, kCrashSpoolRenamed);
+  if (!s.ok()) return fail(s);
+  done_ = true;
+  s = io.FsyncDir(spool_->new_dir(), kCrashSpoolDirFsynced);
+  if (!s.ok()) {
+    // The name may or may not survive a power loss: not acknowledged. Take it back out
+    // of new/ so it is not exported behind the client's back (the client will retry).
+    Status u = io.Unlink(final_path);
+    if (!u.ok()) LogWarning("spool: remove %s after failed directory fsync: %s", final_path.c_str(), u.ToString().c_str());
+    return s.WithContext("capture " + id_.ToString());
+  }
+  spool_->count_.fetch_add(1, std::memory_order_relaxed);
+  spool_->bytes_.fetch_add(kHeaderSize + size_ + tail.size(), std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+// ---- Spool ----
+
+Spool::Spool(std::string root, DurableIo* io, std::string tag)
+    : root_(std::move(root)), io_(io), tag_(std::move(tag)) {}
+Spool::~Spool() = default;
+
+Status Spool::Open(const std::string& root, std::unique_ptr<Spool>* out, DurableIo* io, std::string writer_tag) {
+  if (root.empty()) return Status::InvalidArgument("spool directory is empty");
+  for (const char* sub : {"", "/tmp", "/new", "/corrupt"}) CCMAIL_RETURN_IF_ERROR(EnsureDir(root + sub));
+  if (writer_tag.empty()) writer_tag = "p" + std::to_string(::getpid());
+  if (writer_tag.find('/') != std::string::npos) return Status::InvalidArgument("writer tag contains '/'");
+  std::unique_ptr<Spool> sp(new Spool(root, io ? io : &DurableIo::Real(), writer_tag));
+  CCMAIL_RETURN_IF_ERROR(sp->RescanStats());
+  *out = std::move(sp);
+  return Status::Ok();
+}
+
+Status Spool::Begin(std::unique_ptr<SpoolWriter>* out) { return BeginWithId(CaptureId::New(), out); }
+
+Status Spool::BeginWithId(const CaptureId& id, std::unique_ptr<SpoolWriter>* out) {
+  std::string path = tmp_dir() + "/" + id.ToString() + "." + tag_;
+  UniqueFd fd;
+  Status cs = io_->CreateExclusive(path, 0600, &fd, kCrashSpoolTmpCreated);
+  if (!cs.ok()) return cs.WithContext("capture " + id.ToString());
+  std::string header(kMagic, 8);
+  PutU32(&header, kVersion);
+  PutU32(&header, 0);
+  std::unique_ptr<SpoolWriter> w(new SpoolWriter(this, id, path, std::move(fd)));
+  Status s = io_->WriteAll(w->fd_.get(), header.data(), header.size(), path, kCrashSpoolTmpWritten);
+  if (!s.ok()) {
+    w->failed_ = true;
+    w->Abort();
+    return s.WithContext("capture " + id.ToString());
+  }
+  *out = std::move(w);
+  return Status::Ok();
+}
+
+Status Spool::ListPending(std::vector<CaptureId>* ids) const {
+  ids->clear();
+  return ForEachEntry(new_dir(), [&](const std::string& n) {
+    if (auto id = CaptureId::Parse(n)) ids->push_back(*id);
+  });
+}
+
+Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path, errno);
+  uint64_t fsize = static_cast<uint64_t>(st.st_size);
+  if (fsize < kHeaderSize + kTrailerSize)
+    return Status::Corrupt(path + ": file too short (" + std::to_string(fsize) + " bytes)");
+  unsigned char hdr[kHeaderSize];
+  CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), hdr, kHeaderSize, 0, path));
+  if (std::memcmp(hdr, kMagic, 8) != 0) return Status::Corrupt(path + ": bad magic at offset 0");
+  if (GetU32(hdr + 8) != kVersion) return Status::Corrupt(path + ": unknown version " + std::to_string(GetU32(hdr + 8)));
+  if (GetU32(hdr + 12) != 0) return Status::Corrupt(path + ": reserved header field is not zero at offset 12");
+  unsigned char tr[kTrailerSize];
+  off_t toff = static_cast<off_t>(fsize - kTrailerSize);
+  CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), tr, kTrailerSize, toff, path));
+  if (std::memcmp(tr, kTrailMagic, 8) != 0 || std::memcmp(tr + 36, kEndMagic, 8) != 0)
+    return Status::Corrupt(path + ": no trailer at offset " + std::to_string(toff) + " (torn write?)");
+  if (Crc(0, tr, 32) != GetU32(tr + 32)) return Status::Corrupt(path + ": trailer checksum mismatch");
+  uint64_t msize = GetU64(tr + 8), metasize = GetU64(tr + 16);
+  uint32_t mcrc = GetU32(tr + 24), metacrc = GetU32(tr + 28);
+  if (metasize > kMaxMetaSize || msize > fsize || kHeaderSize + msize + metasize + kTrailerSize != fsize)
+    return Status::Corrupt(path + ": sizes in trailer do not match the file size " + std::to_string(fsize));
+  std::string meta(metasize, '\0');
+  off_t moff = static_cast<off_t>(kHeaderSize + msize);
+  CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), meta.data(), metasize, moff, path));
+  if (Crc(0, meta.data(), meta.size()) != metacrc) return Status::Corrupt(path + ": metadata checksum mismatch at offset " + std::to_string(moff));
+  // Stream the message through the CRC.
+  uint32_t crc = 0;
+  std::string buf(1 << 16, '\0');
+  uint64_t left = msize;
+  off_t off = kHeaderSize;
+  while (left > 0) {
+    size_t n = left > buf.size() ? buf.size() : static_cast<size_t>(left);
+    CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), buf.data(), n, off, path));
+    crc = Crc(crc, buf.data(), n);
+    left -= n;
+    off += static_cast<off_t>(n);
+  }
+  if (crc != mcrc) return Status::Corrupt(path + ": message checksum mismatch");
+  SpoolMeta m;
+  Status s = DecodeMeta(meta, &m);
+  if (!s.ok()) return s.WithContext(path);
+  if (m.message_size != msize) return Status::Corrupt(path + ": message_size in metadata differs from trailer");
+  entry->meta = std::move(m);
+  entry->fd = std::move(fd);
+  entry->message_offset = kHeaderSize;
+  entry->message_length = msize;
+  entry->file_size = fsize;
+  return Status::Ok();
+}
+
+Status Spool::VerifyOnly(const CaptureId& id, SpoolEntry* entry) const {
+  std::string path = new_dir() + "/" + id.ToString();
+  Status s = VerifyFile(path, entry);
+  if (s.ok() && entry->meta.capture_id != id)
+    return Status::Corrupt(path + ": capture id inside is " + entry->meta.capture_id.ToString());
+  return s;
+}
+
+Status Spool::OpenEntry(const CaptureId& id, SpoolEntry* entry) {
+  Status s = VerifyOnly(id, entry);
+  if (s.IsCorrupt()) {
+    Status q = Quarantine(id, s.message());
+    if (!q.ok()) LogError("spool: cannot quarantine %s: %s", id.ToString().c_str(), q.ToString().c_str());
+    else LogWarning("spool: %s moved to %s: %s", id.ToString().c_str(), corrupt_dir().c_str(), s.message().c_str());
+  }
+  return s;
+}
+
+Status Spool::Remove(const CaptureId& id, bool sync_dir) {
+  std::string path = new_dir() + "/" + id.ToString();
+  struct stat st;
+  uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  Status s = io_->Unlink(path, kCrashSpoolUnlinked);
+  if (!s.ok()) return s;
+  // Counters never go below zero (another process may have committed it).
+  uint64_t c = count_.load(std::memory_order_relaxed);
+  while (c > 0 && !count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {}
+  uint64_t b = bytes_.load(std::memory_order_relaxed);
+  while (b > 0 && !bytes_.compare_exchange_weak(b, b >= size ? b - size : 0, std::memory_order_relaxed)) {}
+  if (sync_dir) return SyncNewDir();
+  return Status::Ok();
+}
+
+Status Spool::SyncNewDir() { return io_->FsyncDir(new_dir(), kCrashSpoolUnlinkDirFsynced); }
+
+Status Spool::Quarantine(const CaptureId& id, const std::string& reason) {
+  std::string from = new_dir() + "/" + id.ToString();
+  std::string to = corrupt_dir() + "/" + id.ToString();
+  std::string rpath = to + ".reason";
+  // Reason first (best effort but durable), then the move.
+  UniqueFd fd;
+  Status s = io_->CreateExclusive(rpath + ".tmp", 0600, &fd);
+  if (s.ok()) {
+    std::string text = reason + "\n";
+    s = io_->WriteAll(fd.get(), text.data(), text.size(), rpath);
+    if (s.ok()) s = io_->Fsync(fd.get(), rpath);
+    Status c = io_->Close(&fd, rpath);
+    if (s.ok()) s = c;
+    if (s.ok()) s = io_->Rename(rpath + ".tmp", rpath);
+    if (!s.ok()) (void)io_->Unlink(rpath + ".tmp");
+  }
+  if (!s.ok()) LogWarning("spool: reason file %s: %s", rpath.c_str(), s.ToString().c_str());
+  struct stat st;
+  uint64_t size = ::stat(from.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  CCMAIL_RETURN_IF_ERROR(io_->Rename(from, to));
+  CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(corrupt_dir()));
+  CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(new_dir()));
+  uint64_t c = count_.load();
+  while (c > 0 && !count_.compare_exchange_weak(c, c - 1)) {}
+  uint64_t b = bytes_.load();
+  while (b > 0 && !bytes_.compare_exchange_weak(b, b >= size ? b - size : 0)) {}
+  return Status::Ok();
+}
+
+Status Spool::CleanTmp(const std::function<bool(const std::string&)>& writer_is_live, size_t* removed) {
+  size_t n = 0;
+  std::vector<std::string> victims;
+  CCMAIL_RETURN_IF_ERROR(ForEachEntry(tmp_dir(), [&](const std::string& name) {
+    std::string tag = TmpWriterTag(name);
+    if (tag.empty()) return;  // not ours: leave it for the administrator
+    if (!writer_is_live(tag)) victims.push_back(name);
+  }));
+  for (const auto& v : victims) {
+    Status s = io_->Unlink(tmp_dir() + "/" + v);
+    if (s.ok()) ++n;
+    else if (!s.IsNotFound()) return s;
+  }
+  if (n > 0) CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(tmp_dir()));
+  if (removed) *removed = n;
+  return Status::Ok();
+}
+
+Status Spool::RescanStats() {
+  uint64_t count = 0, bytes = 0;
+  std::string dir = new_dir();
+  CCMAIL_RETURN_IF_ERROR(ForEachEntry(dir, [&](const std::string& n) {
+    if (!CaptureId::Parse(n)) return;
+    struct stat st;
+    if (::stat((dir + "/" + n).c_str(), &st) != 0) return;  // removed meanwhile
+    ++count;
+    bytes += static_cast<uint64_t>(st.st_size);
+  }));
+  count_.store(count);
+  bytes_.store(bytes);
+  last_scan_ms_.store(NowMs());
+  return Status::Ok();
+}
+
+SpoolStats Spool::Stats() {
+  int64_t now = NowMs();
+  if (now - last_scan_ms_.load(std::memory_order_relaxed) >= stats_refresh_ms_) {
+    std::unique_lock<std::mutex> lock(scan_mu_, std::try_to_lock);
+    if (lock.owns_lock() && now - last_scan_ms_.load() >= stats_refresh_ms_) {
+      Status s = RescanStats();
+      if (!s.ok()) {
+        last_scan_ms_.store(now);  // do not walk on every call while the error lasts
+        LogWarning("spool: backlog scan: %s", s.ToString().c_str());
+      }
+    }
+  }
+  return SpoolStats{count_.load(std::memory_order_relaxed), bytes_.load(std::memory_order_relaxed)};
+}
+
+}  // namespace ccmail::store

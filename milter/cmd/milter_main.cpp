@@ -1,0 +1,154 @@
+// ccmail-milter - thin main(): config, socket, privilege drop, pid file, signals, run.
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "ccmail/common/log.h"
+#include "ccmail/config/config.h"
+#include "ccmail/format/address_map.h"
+#include "ccmail/milter/directory_sink.h"
+#include "ccmail/milter/milter.h"
+#include "ccmail/milter/settings.h"
+
+using namespace ccmail;
+using namespace ccmail::milter;
+
+namespace {
+
+Status LoadAll(const std::string& path, const std::vector<std::string>& overrides, MilterSettings* ms,
+               std::shared_ptr<const Policy>* policy) {
+  Config cfg;
+  CCMAIL_RETURN_IF_ERROR(Config::Load(path, &cfg));
+  for (const std::string& o : overrides) {
+    auto eq = o.find('=');
+    if (eq == std::string::npos) return Status::InvalidArgument("-o " + o + ": expected name=value");
+    CCMAIL_RETURN_IF_ERROR(cfg.Set(o.substr(0, eq), o.substr(eq + 1)));
+  }
+  std::string level;
+  CCMAIL_RETURN_IF_ERROR(cfg.GetString("log_level", &level));
+  LogLevel lv;
+  if (!ParseLogLevel(level, &lv)) return Status::InvalidArgument(cfg.Where("log_level") + ": log_level: bad value");
+  LogSetLevel(lv);
+  CCMAIL_RETURN_IF_ERROR(MilterSettings::FromConfig(cfg, ms));
+  std::shared_ptr<const format::AddressMap> map;
+  CCMAIL_RETURN_IF_ERROR(format::AddressMap::LoadFromConfig(cfg, &map));
+  *policy = std::make_shared<const Policy>(Policy{Router(map, ms->reject_unknown), ms->mode, ms->limits, ms->admission});
+  return Status::Ok();
+}
+
+Status DropPrivileges(const std::string& user) {
+  if (geteuid() != 0 || user.empty()) return Status::Ok();
+  struct passwd* pw = getpwnam(user.c_str());
+  if (!pw) return Status::InvalidArgument("milter_user: no such user: " + user);
+  if (initgroups(pw->pw_name, pw->pw_gid) != 0) return Status::FromErrno("initgroups " + user, errno);
+  if (setgid(pw->pw_gid) != 0) return Status::FromErrno("setgid", errno);
+  if (setuid(pw->pw_uid) != 0) return Status::FromErrno("setuid " + user, errno);
+  if (setuid(0) == 0) return Status::Unavailable("privilege drop did not stick");
+  return Status::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ccmail-milter: capture mail for cc:Mail users (libmilter filter)"};
+  std::string config_path = "/etc/ccmail-bridge/ccmail-bridge.conf";
+  std::vector<std::string> overrides;
+  bool check = false, to_stderr = false;
+  app.add_option("-c,--config", config_path, "configuration file");
+  app.add_option("-o", overrides, "override a setting: name=value (repeatable)");
+  app.add_flag("--check", check, "check the configuration and the address map, then exit");
+  app.add_flag("--stderr", to_stderr, "log to stderr instead of syslog");
+  CLI11_PARSE(app, argc, argv);
+
+  LogInit("ccmail-milter", to_stderr || check ? LogTarget::kStderr : LogTarget::kSyslog);
+  MilterSettings ms;
+  std::shared_ptr<const Policy> policy;
+  if (Status s = LoadAll(config_path, overrides, &ms, &policy); !s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+  if (check) return 0;
+
+  // Signals: blocked in every thread; this main thread takes them with sigtimedwait.
+  // libmilter's own signal thread would turn SIGHUP into a stop; Linux delivers a
+  // process-directed signal to the main thread first when it is waiting for it.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGPIPE}) sigaddset(&sigs, sig);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  MilterService svc(nullptr, policy);
+  if (Status s = svc.BindSocket(ms); !s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+  if (!ms.pid_file.empty()) {
+    std::ofstream pf(ms.pid_file, std::ios::trunc);
+    if (!pf) LogWarning("cannot write pid file %s: %s", ms.pid_file.c_str(), std::strerror(errno));
+    pf << getpid() << "\n";
+  }
+  if (Status s = DropPrivileges(ms.user); !s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+  // Opened as the unprivileged user, so every spool file belongs to it.
+  std::unique_ptr<CaptureSink> sink;
+  if (Status s = DirectorySink::Open(ms.spool_directory + "/milter-interim", &sink); !s.ok()) {
+    LogError("fatal: spool: %s", s.ToString().c_str());
+    return 1;
+  }
+  svc.set_sink(sink.get());
+
+  std::atomic<bool> done{false};
+  Status run_status;
+  std::thread runner([&] {
+    run_status = svc.Run();
+    done = true;
+  });
+  LogInfo("listening on %s, capture_mode=%s", ms.socket.c_str(), ms.mode == CaptureMode::kCopy ? "copy" : "divert");
+  sd_notify(0, "READY=1");
+  sigdelset(&sigs, SIGPIPE);
+  struct timespec tick{0, 200 * 1000 * 1000};
+  while (!done) {
+    int sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig == SIGHUP) {
+      sd_notify(0, "RELOADING=1");
+      MilterSettings fresh;
+      std::shared_ptr<const Policy> np;
+      Status s = LoadAll(config_path, overrides, &fresh, &np);
+      if (s.ok()) {
+        svc.SetPolicy(np);
+        LogInfo("reloaded %s (socket, user and spool changes need a restart)", config_path.c_str());
+      } else {
+        LogError("reload failed, keeping the running configuration: %s", s.ToString().c_str());
+      }
+      sd_notify(0, "READY=1");
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      sd_notify(0, "STOPPING=1");
+      LogInfo("stopping: no new connections, finishing messages in flight");
+      svc.Stop();
+      break;
+    }
+  }
+  runner.join();
+  if (!svc.DrainInFlight(std::chrono::seconds(30))) LogWarning("stopped with messages still in flight");
+  if (!ms.pid_file.empty()) unlink(ms.pid_file.c_str());
+  if (!run_status.ok()) {
+    LogError("fatal: %s", run_status.ToString().c_str());
+    return 1;
+  }
+  LogInfo("stopped after %llu capture(s)", static_cast<unsigned long long>(svc.captured.load()));
+  return 0;
+}

@@ -1,0 +1,58 @@
+// milter.h - the libmilter glue: runs ccmail-milter's filter until stopped.
+//
+// SYNOPSIS
+//   MilterService svc(&sink, policy, settings);
+//   Status s = svc.Run();            // blocks in smfi_main until Stop()
+//   svc.SetPolicy(new_policy);       // SIGHUP: new messages use the new snapshot
+//   svc.Stop();                      // SIGTERM: no new connections; Run() waits
+//                                    // (bounded) for messages in flight
+//
+// DESCRIPTION
+//   Registers the callbacks with libmilter (protocol with DATA callback,
+//   SMFIF_DELRCPT), asks for macro {i} at MAIL, RCPT, DATA and end of message
+//   with smfi_setsymlist, and turns each CaptureSession Step into SMFIS_* plus
+//   smfi_setreply. After a capture is durable it removes the cc:Mail
+//   recipients (divert) and logs one line: queue id, capture id, recipients,
+//   size. libmilter allows one filter per process, so one MilterService.
+//   BindSocket() opens the listening socket (call before dropping privileges),
+//   applying mode and group to a unix: socket.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "ccmail/common/status.h"
+#include "ccmail/milter/capture_session.h"
+#include "ccmail/milter/capture_sink.h"
+#include "ccmail/milter/settings.h"
+
+namespace ccmail::milter {
+
+class MilterService {
+ public:
+  MilterService(CaptureSink* sink, std::shared_ptr<const Policy> policy);
+  ~MilterService();
+
+  Status BindSocket(const MilterSettings& settings);
+  Status Run();
+  void Stop();
+  void SetPolicy(std::shared_ptr<const Policy> policy);
+  std::shared_ptr<const Policy> policy() const;
+  // Waits until no message is between MAIL FROM and its end; false on timeout.
+  bool DrainInFlight(std::chrono::milliseconds timeout);
+
+  CaptureSink* sink() const { return sink_; }
+  // Sets the sink before Run() (it may be opened after the privilege drop).
+  void set_sink(CaptureSink* sink) { sink_ = sink; }
+  std::atomic<int> in_flight{0};
+  std::atomic<uint64_t> captured{0};
+
+ private:
+  CaptureSink* sink_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const Policy> policy_;
+};
+
+}  // namespace ccmail::milter

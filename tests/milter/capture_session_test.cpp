@@ -1,0 +1,355 @@
+// In-process harness: drives CaptureSession (what every libmilter callback calls)
+// against a fake sink that records what was streamed and can fail on demand.
+#include "ccmail/milter/capture_session.h"
+
+#include <gtest/gtest.h>
+
+#include "ccmail/milter/admission.h"
+#include "ccmail/milter/directory_sink.h"
+#include "ccmail/milter/settings.h"
+
+namespace ccmail::milter {
+namespace {
+
+struct FakeState {
+  std::string data;              // bytes of the capture being written
+  std::vector<std::string> committed;  // raw messages made "durable"
+  std::vector<CaptureEnvelope> envelopes;
+  int begun = 0, aborted = 0;
+  bool fail_begin = false, fail_write = false, fail_commit_nospace = false, fail_commit = false;
+  SinkProbe probe;
+};
+
+class FakeWriter : public CaptureWriter {
+ public:
+  explicit FakeWriter(FakeState* st) : st_(st) { st_->data.clear(); }
+  Status AddHeader(std::string_view n, std::string_view v) override {
+    return Put(std::string(n) + ":" + std::string(v) + "\r\n");
+  }
+  Status EndHeaders() override { return Put("\r\n"); }
+  Status AddBody(std::string_view c) override { return Put(std::string(c)); }
+  Status Commit(const CaptureEnvelope& env, CaptureReceipt* r) override {
+    if (st_->fail_commit_nospace) return Status::NoSpace("fsync: No space left on device");
+    if (st_->fail_commit) return Status::FromErrno("fsync spool/tmp/x", EIO);
+    st_->committed.push_back(st_->data);
+    st_->envelopes.push_back(env);
+    r->capture_id = "0123456789abcdef0123456789abcdef";
+    r->size = st_->data.size();
+    done_ = true;
+    return Status::Ok();
+  }
+  void Abort() override {
+    if (!done_ && !aborted_) ++st_->aborted;
+    aborted_ = true;
+  }
+  ~FakeWriter() override { Abort(); }
+
+ private:
+  Status Put(const std::string& s) {
+    if (st_->fail_write) return Status::NoSpace("write: No space left on device");
+    st_->data += s;
+    return Status::Ok();
+  }
+  FakeState* st_;
+  bool done_ = false, aborted_ = false;
+};
+
+class FakeSink : public CaptureSink {
+ public:
+  FakeState st;
+  Status Begin(std::unique_ptr<CaptureWriter>* w) override {
+    if (st.fail_begin) return Status::FromErrno("create spool/tmp/x", EACCES);
+    ++st.begun;
+    *w = std::make_unique<FakeWriter>(&st);
+    return Status::Ok();
+  }
+  SinkProbe Probe() override { return st.probe; }
+};
+
+std::shared_ptr<const Policy> MakePolicy(CaptureMode mode = CaptureMode::kDivert, bool reject_unknown = false,
+                                         Limits limits = {}) {
+  format::AddressMapOptions opt{.ccmail_domains = {"cc.example"}, .default_postoffice = ""};
+  std::shared_ptr<const format::AddressMap> map;
+  Status s = format::AddressMap::Parse(
+      "jsmith@corp.example  Smith, John at HUBPO2\n"
+      "kim@cc.example       Kim Lee at HUBPO\n"
+      "@branch.example      BRANCHPO\n",
+      "test-map", opt, &map);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return std::make_shared<const Policy>(Policy{Router(map, reject_unknown), mode, limits, AdmissionLimits{}});
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  FakeSink sink;
+  CaptureSession session{&sink};
+
+  // One message through every step; returns the end result.
+  EndResult Send(std::shared_ptr<const Policy> policy, std::vector<std::string> rcpts,
+                 std::string body = "hello\r\n") {
+    EXPECT_EQ(session.MailFrom(policy, "<alice@example.org>", {}).kind, Step::Kind::kContinue);
+    for (auto& r : rcpts) EXPECT_EQ(session.Rcpt(r).kind, Step::Kind::kContinue) << r;
+    EXPECT_EQ(session.Data().kind, Step::Kind::kContinue);
+    EXPECT_EQ(session.Header("Subject", " hi").kind, Step::Kind::kContinue);
+    EXPECT_EQ(session.Header("Message-ID", " <1@example.org>").kind, Step::Kind::kContinue);
+    EXPECT_EQ(session.EndOfHeaders().kind, Step::Kind::kContinue);
+    EXPECT_EQ(session.Body(body).kind, Step::Kind::kContinue);
+    return session.EndOfMessage("4AbC12");
+  }
+};
+
+TEST(RouterTest, ClassifiesExactDomainRuleUnknownAndOther) {
+  auto p = MakePolicy();
+  EXPECT_EQ(p->router.Classify("<jsmith@corp.example>").kind, Route::Kind::kCcMail);
+  EXPECT_EQ(p->router.Classify("<JSmith@Corp.Example>").address.name, "Smith, John");
+  Route b = p->router.Classify("<pat@branch.example>");
+  EXPECT_EQ(b.kind, Route::Kind::kCcMail);
+  EXPECT_EQ(b.address.postoffice, "BRANCHPO");
+  EXPECT_EQ(p->router.Classify("<nobody@cc.example>").kind, Route::Kind::kUnknown);
+  EXPECT_EQ(p->router.Classify("<bob@example.org>").kind, Route::Kind::kOther);
+  EXPECT_EQ(p->router.Classify("<>").kind, Route::Kind::kOther);
+  EXPECT_EQ(p->router.Classify("").kind, Route::Kind::kOther);
+}
+
+TEST_F(SessionTest, DivertCapturesAndDeletesOnlyCcMailRecipients) {
+  EndResult r = Send(MakePolicy(), {"<jsmith@corp.example>", "<bob@example.org>", "<kim@cc.example>"});
+  ASSERT_TRUE(r.captured);
+  EXPECT_EQ(r.step.kind, Step::Kind::kContinue);
+  EXPECT_EQ(r.delete_recipients, (std::vector<std::string>{"<jsmith@corp.example>", "<kim@cc.example>"}));
+  ASSERT_EQ(sink.st.committed.size(), 1u);
+  EXPECT_EQ(sink.st.committed[0], "Subject: hi\r\nMessage-ID: <1@example.org>\r\n\r\nhello\r\n");
+  const CaptureEnvelope& env = sink.st.envelopes[0];
+  EXPECT_EQ(env.queue_id, "4AbC12");
+  EXPECT_EQ(env.sender, "alice@example.org");
+  ASSERT_EQ(env.recipients.size(), 2u);
+  EXPECT_EQ(env.recipients[0].ccmail_name, "Smith, John");
+  EXPECT_EQ(env.recipients[0].postoffice, "HUBPO2");
+  EXPECT_EQ(env.recipients[1].smtp_address, "kim@cc.example");
+  EXPECT_FALSE(session.in_message());
+}
+
+TEST_F(SessionTest, CopyModeCapturesAndDeletesNothing) {
+  EndResult r = Send(MakePolicy(CaptureMode::kCopy), {"<jsmith@corp.example>"});
+  ASSERT_TRUE(r.captured);
+  EXPECT_TRUE(r.delete_recipients.empty());
+  EXPECT_EQ(sink.st.committed.size(), 1u);
+}
+
+TEST_F(SessionTest, NoCcMailRecipientIsAcceptedAtDataWithoutOpeningAnything) {
+  auto p = MakePolicy();
+  ASSERT_EQ(session.MailFrom(p, "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<bob@example.org>").kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Data().kind, Step::Kind::kAccept);
+  EXPECT_EQ(sink.st.begun, 0);
+  EXPECT_FALSE(session.in_message());
+}
+
+TEST_F(SessionTest, RejectUnknownGives550AtRcptOnlyWhenEnabled) {
+  ASSERT_EQ(session.MailFrom(MakePolicy(CaptureMode::kDivert, true), "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  Step st = session.Rcpt("<nobody@cc.example>");
+  EXPECT_EQ(st.kind, Step::Kind::kReject);
+  EXPECT_EQ(st.reply, (Reply{"550", "5.1.1", "nobody@cc.example: no such cc:Mail user"}));
+  ASSERT_EQ(session.MailFrom(MakePolicy(CaptureMode::kDivert, false), "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Rcpt("<nobody@cc.example>").kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Data().kind, Step::Kind::kAccept);
+}
+
+TEST_F(SessionTest, RecipientLimitGives452At4_5_3) {
+  Limits l;
+  l.recipients = 2;
+  ASSERT_EQ(session.MailFrom(MakePolicy(CaptureMode::kDivert, false, l), "<a@x.org>", {}).kind,
+            Step::Kind::kContinue);
+  EXPECT_EQ(session.Rcpt("<a@branch.example>").kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Rcpt("<b@branch.example>").kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Rcpt("<B@branch.example>").kind, Step::Kind::kContinue);  // same user again
+  Step st = session.Rcpt("<c@branch.example>");
+  EXPECT_EQ(st.kind, Step::Kind::kTempfail);
+  EXPECT_EQ(st.reply.rcode, "452");
+  EXPECT_EQ(st.reply.xcode, "4.5.3");
+  EXPECT_EQ(session.Rcpt("<bob@example.org>").kind, Step::Kind::kContinue);  // others unaffected
+}
+
+TEST_F(SessionTest, SizeLimitGives552DuringStreamingAndDropsTheCapture) {
+  Limits l;
+  l.message_size = 100;
+  auto p = MakePolicy(CaptureMode::kDivert, false, l);
+  ASSERT_EQ(session.MailFrom(p, "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Header("Subject", " x").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.EndOfHeaders().kind, Step::Kind::kContinue);
+  Step st = session.Body(std::string(200, 'x'));
+  EXPECT_EQ(st.kind, Step::Kind::kReject);
+  EXPECT_EQ(st.reply.rcode, "552");
+  EXPECT_EQ(st.reply.xcode, "5.3.4");
+  EXPECT_EQ(sink.st.aborted, 1);
+  EXPECT_EQ(session.EndOfMessage("Q").step.kind, Step::Kind::kContinue);  // ignored after reject
+  EXPECT_TRUE(sink.st.committed.empty());
+}
+
+TEST_F(SessionTest, HeaderCountLimitGives552) {
+  Limits l;
+  l.header_count = 3;
+  auto p = MakePolicy(CaptureMode::kDivert, false, l);
+  ASSERT_EQ(session.MailFrom(p, "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(session.Header("X-H", " v").kind, Step::Kind::kContinue);
+  Step st = session.Header("X-H", " v");
+  EXPECT_EQ(st.kind, Step::Kind::kReject);
+  EXPECT_EQ(st.reply.rcode, "552");
+  EXPECT_EQ(st.reply.xcode, "5.3.4");
+  EXPECT_NE(st.reply.text.find("header"), std::string::npos);
+}
+
+TEST_F(SessionTest, SpoolOpenFailureTempfails451) {
+  sink.st.fail_begin = true;
+  ASSERT_EQ(session.MailFrom(MakePolicy(), "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  Step st = session.Data();
+  EXPECT_EQ(st.kind, Step::Kind::kTempfail);
+  EXPECT_EQ(st.reply.rcode, "451");
+  EXPECT_EQ(st.reply.xcode, "4.3.0");
+}
+
+TEST_F(SessionTest, WriteFailureTempfailsAndNothingIsCommitted) {
+  ASSERT_EQ(session.MailFrom(MakePolicy(), "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  sink.st.fail_write = true;
+  Step st = session.Header("Subject", " x");
+  EXPECT_EQ(st.kind, Step::Kind::kTempfail);
+  EXPECT_EQ(st.reply.rcode, "451");
+  EXPECT_EQ(sink.st.aborted, 1);
+}
+
+TEST_F(SessionTest, CommitFailureTempfailsWithNoRecipientDeleted) {
+  sink.st.fail_commit = true;
+  EndResult r = Send(MakePolicy(), {"<jsmith@corp.example>"});
+  EXPECT_FALSE(r.captured);
+  EXPECT_EQ(r.step.kind, Step::Kind::kTempfail);
+  EXPECT_EQ(r.step.reply.rcode, "451");
+  EXPECT_TRUE(r.delete_recipients.empty());
+  sink.st.fail_commit = false;
+  sink.st.fail_commit_nospace = true;
+  r = Send(MakePolicy(), {"<jsmith@corp.example>"});
+  EXPECT_EQ(r.step.reply.rcode, "452");
+  EXPECT_EQ(r.step.reply.xcode, "4.3.1");
+  EXPECT_TRUE(sink.st.committed.empty());
+}
+
+TEST_F(SessionTest, AdmissionRefusalsTempfailAtEndOfMessage) {
+  struct Case {
+    SinkProbe probe;
+    const char* rcode;
+    const char* xcode;
+  };
+  SinkProbe missing;
+  missing.table_present = false;
+  SinkProbe stalled;
+  stalled.exporter_idle = std::chrono::minutes(5);
+  stalled.backlog_messages = 1;
+  SinkProbe low;
+  low.free_bytes = 1024;
+  SinkProbe backlog;
+  backlog.backlog_messages = 100000;
+  SinkProbe bytes;
+  bytes.backlog_bytes = 4ull << 30;
+  for (const Case& c : {Case{missing, "451", "4.3.0"}, Case{stalled, "451", "4.3.0"}, Case{low, "452", "4.3.1"},
+                        Case{backlog, "452", "4.3.1"}, Case{bytes, "452", "4.3.1"}}) {
+    sink.st.probe = c.probe;
+    EndResult r = Send(MakePolicy(), {"<jsmith@corp.example>"});
+    EXPECT_FALSE(r.captured);
+    EXPECT_EQ(r.step.kind, Step::Kind::kTempfail);
+    EXPECT_EQ(r.step.reply.rcode, c.rcode);
+    EXPECT_EQ(r.step.reply.xcode, c.xcode);
+  }
+  EXPECT_TRUE(sink.st.committed.empty());
+  // An idle exporter with nothing to do is not a stall.
+  SinkProbe idle;
+  idle.exporter_idle = std::chrono::hours(5);
+  sink.st.probe = idle;
+  EXPECT_TRUE(Send(MakePolicy(), {"<jsmith@corp.example>"}).captured);
+}
+
+TEST_F(SessionTest, AbortDropsTheCaptureAndTheNextMessageWorks) {
+  ASSERT_EQ(session.MailFrom(MakePolicy(), "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Header("Subject", " x").kind, Step::Kind::kContinue);
+  session.Abort();  // RSET
+  EXPECT_EQ(sink.st.aborted, 1);
+  EXPECT_TRUE(Send(MakePolicy(), {"<kim@cc.example>"}).captured);
+  EXPECT_TRUE(Send(MakePolicy(), {"<jsmith@corp.example>"}).captured);  // several per connection
+  EXPECT_EQ(sink.st.committed.size(), 2u);
+  ASSERT_EQ(sink.st.envelopes[1].recipients.size(), 1u);
+  EXPECT_EQ(sink.st.envelopes[1].recipients[0].smtp_address, "jsmith@corp.example");
+}
+
+TEST_F(SessionTest, PolicyIsFixedAtMailFrom) {
+  auto divert = MakePolicy(CaptureMode::kDivert);
+  ASSERT_EQ(session.MailFrom(divert, "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  divert.reset();  // a reload dropped the old snapshot: the session keeps its own
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  EndResult r = session.EndOfMessage("Q");
+  EXPECT_TRUE(r.captured);
+  EXPECT_EQ(r.delete_recipients.size(), 1u);
+}
+
+TEST(SettingsTest, SocketSpecs) {
+  EXPECT_TRUE(ValidateSocketSpec("unix:/run/x.sock").ok());
+  EXPECT_TRUE(ValidateSocketSpec("inet:10025@127.0.0.1").ok());
+  EXPECT_FALSE(ValidateSocketSpec("inet:10025").ok());
+  EXPECT_FALSE(ValidateSocketSpec("inet:99999@127.0.0.1").ok());
+  EXPECT_FALSE(ValidateSocketSpec("unix:relative").ok());
+  EXPECT_FALSE(ValidateSocketSpec("tcp:1@x").ok());
+}
+
+TEST(SettingsTest, BadValueNamesFileAndLine) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("capture_mode = divert\nmessage_size_limit = lots\n", "/etc/x.conf", &cfg).ok());
+  MilterSettings ms;
+  Status s = MilterSettings::FromConfig(cfg, &ms);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("/etc/x.conf:2"), std::string::npos) << s.ToString();
+  ASSERT_TRUE(Config::Parse("milter_socket = inet:25\n", "/etc/y.conf", &cfg).ok());
+  s = MilterSettings::FromConfig(cfg, &ms);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("/etc/y.conf:1"), std::string::npos) << s.ToString();
+  ASSERT_TRUE(Config::Parse("capture_mode = copy\nreject_unknown = yes\n", "/etc/z.conf", &cfg).ok());
+  ASSERT_TRUE(MilterSettings::FromConfig(cfg, &ms).ok());
+  EXPECT_EQ(ms.mode, CaptureMode::kCopy);
+  EXPECT_TRUE(ms.reject_unknown);
+}
+
+TEST(DirectorySinkTest, CommitIsDurableAndAbortLeavesNothing) {
+  char tmpl[] = "/tmp/ccmail-milter-sink-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::unique_ptr<CaptureSink> sink;
+  ASSERT_TRUE(DirectorySink::Open(dir, &sink).ok());
+  std::unique_ptr<CaptureWriter> w;
+  ASSERT_TRUE(sink->Begin(&w).ok());
+  ASSERT_TRUE(w->AddHeader("Subject", " a").ok());
+  ASSERT_TRUE(w->EndHeaders().ok());
+  ASSERT_TRUE(w->AddBody("body\r\n").ok());
+  CaptureEnvelope env{"Q1", "a@x.org", {{"jsmith@corp.example", "Smith, John", "HUBPO2"}}, {}};
+  CaptureReceipt rc;
+  ASSERT_TRUE(w->Commit(env, &rc).ok());
+  EXPECT_EQ(rc.capture_id.size(), 32u);
+  EXPECT_EQ(rc.size, std::string("Subject: a\r\n\r\nbody\r\n").size());
+  EXPECT_EQ(access((dir + "/new/" + rc.capture_id).c_str(), F_OK), 0);
+  EXPECT_EQ(access((dir + "/new/" + rc.capture_id + ".meta").c_str(), F_OK), 0);
+  std::unique_ptr<CaptureWriter> w2;
+  ASSERT_TRUE(sink->Begin(&w2).ok());
+  ASSERT_TRUE(w2->AddBody("x").ok());
+  w2.reset();  // destructor aborts
+  std::string cmd = "test -z \"$(ls -A " + dir + "/tmp)\"";
+  EXPECT_EQ(system(cmd.c_str()), 0);
+  EXPECT_TRUE(sink->Probe().free_bytes.has_value());
+  system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace ccmail::milter

@@ -1,0 +1,134 @@
+# tests/mta/postfix.sh - a private Postfix instance on loopback, for tests and benchmarks.
+#
+# Source it from bash, then:
+#   pf_start DIR [main.cf lines...]   # config in DIR/etc, queue in DIR/queue, log in DIR/maillog;
+#                                     # smtpd on 127.0.0.1:$PF_PORT (a free port); every delivery
+#                                     # goes to the discard transport, logged in the maillog
+#   pf_stop DIR                       # always call it (trap): stops master, waits for it
+#   pf_wait_log DIR REGEX [seconds]   # waits until the maillog matches
+#   pf_sendmail DIR args...           # Postfix's sendmail(1) against this instance (-C DIR/etc)
+#   mta_free_port                     # prints a free TCP port on 127.0.0.1
+#   smtp_send PORT FROM RCPT... < message   # one SMTP transaction; prints the server replies;
+#                                           # returns 0 when the final reply is 2xx
+# Needs root (Postfix's master runs as root, mail_owner = postfix). Loopback only.
+
+mta_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+pf_start() {
+  local dir=$1; shift
+  PF_PORT=$(mta_free_port)
+  mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
+  chown postfix "$dir/data"
+  : > "$dir/maillog"; chmod 666 "$dir/maillog"
+  cat > "$dir/etc/main.cf" <<MAIN
+compatibility_level = 3.6
+queue_directory = $dir/queue
+data_directory = $dir/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mta-test.localdomain
+mydomain = localdomain
+myorigin = localdomain
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject
+default_transport = discard
+local_transport = discard
+relay_transport = discard
+maillog_file = $dir/maillog
+maillog_file_prefixes = $dir
+smtputf8_enable = no
+milter_default_action = tempfail
+MAIN
+  local line
+  for line in "$@"; do echo "$line" >> "$dir/etc/main.cf"; done
+  cat > "$dir/etc/master.cf" <<MASTER
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+MASTER
+  postfix -c "$dir/etc" set-permissions >/dev/null 2>&1 || true
+  postfix -c "$dir/etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log"; return 1; }
+  postfix -c "$dir/etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log"; return 1; }
+  local i
+  for i in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$PF_PORT) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "postfix did not listen on $PF_PORT" >&2; return 1
+}
+
+pf_stop() {
+  local dir=$1
+  [ -f "$dir/etc/main.cf" ] || return 0
+  postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
+  local pidf="$dir/queue/pid/master.pid" i
+  for i in $(seq 1 50); do
+    [ -f "$pidf" ] && kill -0 "$(tr -d ' ' < "$pidf")" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  postfix -c "$dir/etc" abort >/dev/null 2>&1 || true
+}
+
+pf_wait_log() {
+  local dir=$1 re=$2 secs=${3:-20} i
+  for i in $(seq 1 $((secs * 10))); do
+    grep -Eq "$re" "$dir/maillog" && return 0
+    sleep 0.1
+  done
+  echo "timeout waiting for /$re/ in $dir/maillog" >&2; return 1
+}
+
+pf_sendmail() {
+  local dir=$1; shift
+  /usr/sbin/sendmail -C "$dir/etc" "$@"
+}
+
+smtp_send() {
+  local port=$1 from=$2; shift 2
+  python3 -c "$MTA_SMTP_SEND_PY" "$port" "$from" "$@"
+}
+
+# The message comes on stdin, so the program is passed with -c.
+MTA_SMTP_SEND_PY=$(cat <<'PY'
+import smtplib, sys
+port, sender, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+msg = sys.stdin.buffer.read()
+s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+s.ehlo("test.localdomain")
+code, text = s.mail(sender); print("MAIL", code, text.decode())
+ok = 0
+for r in rcpts:
+    code, text = s.rcpt(r); print("RCPT", r, code, text.decode())
+    ok += code // 100 == 2
+if ok == 0:
+    s.quit(); sys.exit(1)
+try:
+    code, text = s.data(msg)
+except smtplib.SMTPDataError as e:
+    code, text = e.smtp_code, e.smtp_error
+print("DATA", code, text.decode())
+s.quit()
+sys.exit(0 if code // 100 == 2 else 1)
+PY
+)

@@ -21,11 +21,11 @@ packages=(
   # build
   build-essential g++ cmake ninja-build pkg-config git ca-certificates
   libmilter-dev libboost-dev libgmime-3.0-dev libsqlite3-dev libsystemd-dev libcli11-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # tests and demo: real MTA peers and tools
-  postfix miltertest swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
+  postfix miltertest m4 swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
   # packaging
   debhelper devscripts lintian fakeroot dpkg-dev
 )

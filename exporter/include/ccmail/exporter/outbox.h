@@ -1,0 +1,86 @@
+// outbox.h - publication of cc:Mail batch files into outbox/<POSTOFFICE>/.
+//
+// What it offers: an Outbox rooted at a directory holding out/tmp (work files) and
+// outbox/<PO>/ (published batches). A batch is written to out/tmp/<NAME>.part, fsynced,
+// then (after the caller committed its ledger transaction) renamed into outbox/<PO>/<NAME>
+// with its manifest <STEM>.MAN beside it, and finally the per-post-office watermark file
+// outbox/<PO>/WATERMRK is rewritten (write, fsync, rename, fsync dir). Consumers (the job
+// that runs cc:Mail IMPORT) must only take batches whose (epoch, seq) is <= the watermark:
+// a rename is visible before it is durable, the watermark is written only after it is.
+//
+// Names: 8.3, "<EEE><SSSSS>.CCM": EEE = epoch mod 36^3, SSSSS = seq mod 36^5, base 36,
+// upper case. Unique as long as one epoch publishes fewer than 60,466,176 batches and
+// consumers take batches within 46,656 restarts.
+//
+// How it fails: every step returns a Status with the path and errno text; nothing is
+// retried on the same file after a failed fsync (the caller abandons the batch with
+// Abandon() and rebuilds it). Thread-safety: one Outbox per exporter thread; not shared.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ccmail/common/status.h"
+
+namespace ccmail::exporter {
+
+// 8.3 batch file name for (epoch, seq), e.g. "00100001.CCM".
+std::string BatchFileName(uint64_t epoch, uint64_t seq);
+// Manifest file name of a batch file name ("00100001.CCM" -> "00100001.MAN").
+std::string ManifestFileName(const std::string& batch_name);
+
+// One line of a manifest: a delivery published in the batch.
+struct ManifestEntry {
+  std::string capture_id;   // 32 hex chars
+  std::string content_key;  // 64 hex chars
+  std::string recipient;    // cc:Mail name of the recipient
+  std::string sender;       // SMTP envelope sender ("" for the null sender); bounces go here
+};
+
+// Manifest text: "# ccmail-bridge manifest v1 epoch=E seq=S po=PO batch=NAME count=N\n"
+// then one "capture_id<TAB>content_key<TAB>recipient<TAB>sender\n" per delivery, in the
+// order the messages appear in the batch file.
+std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& po,
+                           const std::string& batch_name, const std::vector<ManifestEntry>& entries);
+Status ParseManifest(const std::string& text, std::vector<ManifestEntry>* entries);
+
+struct Watermark {
+  uint64_t epoch = 0;
+  uint64_t seq = 0;
+  std::string batch_name;
+};
+// Reads outbox/<PO>/WATERMRK ("epoch seq name\n"). NotFound when no batch was published yet.
+Status ReadWatermark(const std::string& po_dir, Watermark* wm);
+
+class Outbox {
+ public:
+  // root: the exporter's state root; uses <root>/out/tmp and <root>/outbox/<PO>.
+  explicit Outbox(std::string root);
+
+  // Creates out/tmp and outbox/ if missing (and fsyncs their parents).
+  Status Init();
+
+  std::string TmpDir() const { return root_ + "/out/tmp"; }
+  std::string PostOfficeDir(const std::string& po) const { return root_ + "/outbox/" + po; }
+  std::string PartPath(const std::string& batch_name) const;
+
+  // Writes batch content and manifest as out/tmp/<NAME>.part and out/tmp/<STEM>.MAN.part,
+  // fsyncs both files and out/tmp. After this the caller commits its ledger transaction.
+  Status WritePart(uint64_t epoch, uint64_t seq, const std::string& po, const std::string& content,
+                   const std::vector<ManifestEntry>& entries);
+  // After the ledger commit: renames manifest then batch into outbox/<PO>/, fsyncs that
+  // directory and out/tmp, then advances the watermark. Idempotent (a roll-forward after a
+  // crash may find the renames already done).
+  Status Publish(uint64_t epoch, uint64_t seq, const std::string& po);
+  // Removes the .part files of an uncommitted batch (best effort, fsyncs out/tmp).
+  Status Abandon(uint64_t epoch, uint64_t seq);
+
+ private:
+  std::string root_;
+};
+
+// Validates a post office name for use as a directory (1-8 chars, A-Z 0-9 - _).
+bool ValidPostOfficeName(const std::string& po);
+
+}  // namespace ccmail::exporter

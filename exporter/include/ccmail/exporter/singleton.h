@@ -1,0 +1,23 @@
+// singleton.h - the one-exporter rule (design decision 7, recovery step 5.7-1).
+//
+// What it offers: AcquireExporterLock() takes flock(LOCK_EX|LOCK_NB) on a lock file and
+// keeps the descriptor; the kernel drops the lock when the process dies, however it dies,
+// so no stale-lock cleanup and no pid guessing exist. The lock file is never unlinked (an
+// unlink would let a second exporter lock a fresh inode). Epoch fencing in the ledger comes
+// on top of this.
+//
+// How it fails: kBusy when another live process holds the lock (the caller must exit
+// without touching anything); other errors carry the path and errno.
+// Thread-safety: call once per process at start.
+#pragma once
+
+#include <string>
+
+#include "ccmail/common/status.h"
+#include "ccmail/common/unique_fd.h"
+
+namespace ccmail::exporter {
+
+Status AcquireExporterLock(const std::string& lock_path, UniqueFd* held);
+
+}  // namespace ccmail::exporter

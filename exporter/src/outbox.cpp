@@ -1,0 +1,215 @@
+// Outbox publication: .part in out/tmp -> (ledger commit by caller) -> rename into
+// outbox/<PO>/ -> fsync dirs -> watermark. Every durability step is explicit because a
+// rename that is visible but not yet durable must never be taken by the consumer.
+#include "ccmail/exporter/outbox.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "ccmail/common/unique_fd.h"
+#include "ccmail/store/io.h"
+
+namespace ccmail::exporter {
+namespace {
+
+using store::CrashPoint;
+using store::DurableIo;
+
+constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+std::string Base36(uint64_t v, int width) {
+  std::string s(static_cast<size_t>(width), '0');
+  for (int i = width - 1; i >= 0; --i) {
+    s[static_cast<size_t>(i)] = kDigits[v % 36];
+    v /= 36;
+  }
+  return s;
+}
+
+Status MkdirP(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part;
+    if (::mkdir(cur.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + cur, errno);
+    cur += "/";
+  }
+  return Status::Ok();
+}
+
+Status FsyncDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open dir " + dir, errno);
+  if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync dir " + dir, errno);
+  return Status::Ok();
+}
+
+// Creates `path` exclusively, writes `data`, fsyncs and closes it, through DurableIo so the
+// named crash points (CCMAIL_CRASH_AT) and injected faults (CCMAIL_FAIL_AT) apply:
+// "<point>.written" and "<point>.fsynced".
+Status WriteDurable(const std::string& path, const std::string& data, const std::string& point) {
+  DurableIo& io = DurableIo::Real();
+  UniqueFd fd;
+  Status s = io.CreateExclusive(path, 0640, &fd);
+  const std::string written = point + ".written", fsynced = point + ".fsynced";
+  if (s.ok()) s = io.WriteAll(fd.get(), data.data(), data.size(), path, written.c_str());
+  if (s.ok()) s = io.Fsync(fd.get(), path, fsynced.c_str());
+  if (s.ok()) s = io.Close(&fd, path);
+  return s;
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+// rename unless the destination already holds the result of an earlier (crashed) run.
+Status RenameIfPresent(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) == 0) return Status::Ok();
+  if (errno == ENOENT && Exists(to)) return Status::Ok();
+  return Status::FromErrno("rename " + from + " -> " + to, errno);
+}
+
+std::string Stem(const std::string& name) {
+  auto dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(0, dot);
+}
+
+}  // namespace
+
+std::string BatchFileName(uint64_t epoch, uint64_t seq) {
+  return Base36(epoch % (36ULL * 36 * 36), 3) + Base36(seq % (36ULL * 36 * 36 * 36 * 36), 5) + ".CCM";
+}
+
+std::string ManifestFileName(const std::string& batch_name) { return Stem(batch_name) + ".MAN"; }
+
+bool ValidPostOfficeName(const std::string& po) {
+  if (po.empty() || po.size() > 8) return false;
+  for (char c : po) {
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& po,
+                           const std::string& batch_name, const std::vector<ManifestEntry>& entries) {
+  std::string out = "# ccmail-bridge manifest v1 epoch=" + std::to_string(epoch) + " seq=" +
+                    std::to_string(seq) + " po=" + po + " batch=" + batch_name +
+                    " count=" + std::to_string(entries.size()) + "\n";
+  for (const auto& e : entries) out += e.capture_id + "\t" + e.content_key + "\t" + e.recipient + "\t" + e.sender + "\n";
+  return out;
+}
+
+Status ParseManifest(const std::string& text, std::vector<ManifestEntry>* entries) {
+  entries->clear();
+  std::istringstream in(text);
+  std::string line;
+  size_t lineno = 0;
+  long declared = -1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (lineno == 1) {
+      if (line.rfind("# ccmail-bridge manifest v1 ", 0) != 0)
+        return Status::Corrupt("manifest line 1: bad header");
+      auto p = line.find(" count=");
+      if (p == std::string::npos) return Status::Corrupt("manifest line 1: no count");
+      declared = std::strtol(line.c_str() + p + 7, nullptr, 10);
+      continue;
+    }
+    auto t1 = line.find('\t');
+    auto t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+    auto t3 = t2 == std::string::npos ? t2 : line.find('\t', t2 + 1);
+    if (t3 == std::string::npos) return Status::Corrupt("manifest line " + std::to_string(lineno) + ": expected 4 fields");
+    ManifestEntry e{line.substr(0, t1), line.substr(t1 + 1, t2 - t1 - 1), line.substr(t2 + 1, t3 - t2 - 1),
+                    line.substr(t3 + 1)};
+    if (e.capture_id.size() != 32 || e.content_key.size() != 64 || e.recipient.empty())
+      return Status::Corrupt("manifest line " + std::to_string(lineno) + ": bad field length");
+    entries->push_back(std::move(e));
+  }
+  if (declared < 0) return Status::Corrupt("manifest: empty");
+  if (static_cast<size_t>(declared) != entries->size())
+    return Status::Corrupt("manifest: count=" + std::to_string(declared) + " but " +
+                           std::to_string(entries->size()) + " lines (truncated?)");
+  return Status::Ok();
+}
+
+Status ReadWatermark(const std::string& po_dir, Watermark* wm) {
+  std::ifstream in(po_dir + "/WATERMRK");
+  if (!in) return Status::NotFound("no watermark in " + po_dir);
+  if (!(in >> wm->epoch >> wm->seq >> wm->batch_name)) return Status::Corrupt(po_dir + "/WATERMRK: unreadable");
+  return Status::Ok();
+}
+
+Outbox::Outbox(std::string root) : root_(std::move(root)) {}
+
+Status Outbox::Init() {
+  for (const std::string& d : {TmpDir(), root_ + "/outbox"}) {
+    Status s = MkdirP(d);
+    if (!s.ok()) return s;
+  }
+  for (const std::string& d : {root_, root_ + "/out"}) {
+    Status s = FsyncDir(d);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+std::string Outbox::PartPath(const std::string& batch_name) const { return TmpDir() + "/" + batch_name + ".part"; }
+
+Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& po, const std::string& content,
+                         const std::vector<ManifestEntry>& entries) {
+  if (!ValidPostOfficeName(po)) return Status::InvalidArgument("post office name not usable as a directory: '" + po + "'");
+  const std::string name = BatchFileName(epoch, seq);
+  const std::string man = ManifestFileName(name);
+  Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, po, name, entries),
+                          "batch.manifest");
+  if (s.ok()) s = WriteDurable(PartPath(name), content, "batch.part");
+  if (s.ok()) s = DurableIo::Real().FsyncDir(TmpDir(), "batch.tmpdir.fsynced");
+  return s;
+}
+
+Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
+  const std::string name = BatchFileName(epoch, seq);
+  const std::string man = ManifestFileName(name);
+  const std::string dir = PostOfficeDir(po);
+  Status s = MkdirP(dir);
+  if (s.ok()) s = FsyncDir(root_ + "/outbox");
+  // Manifest first: a consumer that sees a batch always finds its manifest.
+  if (s.ok()) s = RenameIfPresent(TmpDir() + "/" + man + ".part", dir + "/" + man);
+  if (s.ok()) s = RenameIfPresent(PartPath(name), dir + "/" + name);
+  if (s.ok()) CrashPoint("batch.renamed");
+  if (s.ok()) s = DurableIo::Real().FsyncDir(dir, "batch.dir.fsynced");
+  if (s.ok()) s = FsyncDir(TmpDir());
+  if (!s.ok()) return s;
+  // Watermark: only advance, never move back (a roll-forward of an older batch).
+  Watermark cur;
+  if (ReadWatermark(dir, &cur).ok() && (cur.epoch > epoch || (cur.epoch == epoch && cur.seq >= seq)))
+    return Status::Ok();
+  const std::string tmp = dir + "/WATERMRK.tmp";
+  ::unlink(tmp.c_str());
+  s = WriteDurable(tmp, std::to_string(epoch) + " " + std::to_string(seq) + " " + name + "\n", "watermark");
+  if (s.ok() && ::rename(tmp.c_str(), (dir + "/WATERMRK").c_str()) != 0)
+    s = Status::FromErrno("rename " + tmp, errno);
+  if (s.ok()) s = FsyncDir(dir);
+  return s;
+}
+
+Status Outbox::Abandon(uint64_t epoch, uint64_t seq) {
+  const std::string name = BatchFileName(epoch, seq);
+  for (const std::string& p : {PartPath(name), TmpDir() + "/" + ManifestFileName(name) + ".part"}) {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + p, errno);
+  }
+  return FsyncDir(TmpDir());
+}
+
+}  // namespace ccmail::exporter

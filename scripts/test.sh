@@ -50,11 +50,18 @@ run_ctest() {
   fi
 }
 
-# configure_and_build <build dir> <cmake args...>
+# configure_and_build <build dir> <cmake args...> [-- <targets...>]
 configure_and_build() {
   local dir="$1"; shift
-  cmake -S "$src" -B "$dir" -G Ninja -DCCMAIL_WERROR=ON "$@"
-  cmake --build "$dir" -j "$jobs"
+  local args=() targets=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && targets=("$@")
+  cmake -S "$src" -B "$dir" -G Ninja -DCCMAIL_WERROR=ON "${args[@]}"
+  if [ "${#targets[@]}" -gt 0 ]; then
+    cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
+  else
+    cmake --build "$dir" -j "$jobs"
+  fi
 }
 
 echo "=== Release build (-Wall -Wextra -Werror) ==="
@@ -72,7 +79,7 @@ fuzz_seconds="${CCMAIL_FUZZ_SECONDS:-60}"
 if [ "$fuzz_seconds" != 0 ] && [ -f "$src/tests/fuzz/CMakeLists.txt" ]; then
   echo "=== libFuzzer targets, ${fuzz_seconds}s each ==="
   CC=clang CXX=clang++ configure_and_build "$build_root/fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCCMAIL_FUZZ=ON -DCCMAIL_TESTS=OFF -DCCMAIL_BENCH=OFF
+    -DCCMAIL_FUZZ=ON -DCCMAIL_TESTS=OFF -DCCMAIL_BENCH=OFF -- ccmail_fuzzers
   for fuzzer in "$build_root"/fuzz/tests/fuzz/fuzz_*; do
     [ -x "$fuzzer" ] || continue
     corpus="$build_root/fuzz/corpus-$(basename "$fuzzer")"

@@ -1,39 +1,35 @@
+// crash_point.cpp - the claim table's kill points delegate to the store's CrashPoint(), so one
+// CCMAIL_CRASH_AT=name:N contract (and one hit counter per name) covers the whole process.
+// Only the "is anything armed" flag is kept here: the table's hot path must not pay for a
+// string comparison when no test armed a crash.
 #include "crash_point.h"
 
-#include <signal.h>
-
-#include <atomic>
 #include <cstdlib>
-#include <cstring>
+#include <mutex>
 #include <string>
+
+#include "ccmail/store/io.h"
 
 namespace ccmail::shm::detail {
 
 bool g_crash_armed = false;
 
-namespace {
-std::string g_name;
-long g_target = 0;
-std::atomic<long> g_hits{0};
-}  // namespace
-
-// Called once when a table is opened (and again after fork by tests that set
-// the env in a child): parses CCMAIL_CRASH_AT=name:N.
+// Called when a table is opened. Tests that fork and set CCMAIL_CRASH_AT in the child need the
+// spec read again there; a daemon whose environment did not change keeps its pass counters (a
+// reopen must not restart the count of a crash point armed at start).
 void InitCrashPoints() {
+  static std::mutex mu;
+  static std::string last_seen;
   const char* env = std::getenv("CCMAIL_CRASH_AT");
-  g_crash_armed = false;
-  g_hits.store(0);
-  if (env == nullptr) return;
-  const char* colon = std::strrchr(env, ':');
-  if (colon == nullptr) return;
-  g_name.assign(env, colon - env);
-  g_target = std::strtol(colon + 1, nullptr, 10);
-  g_crash_armed = g_target > 0 && !g_name.empty();
+  std::lock_guard<std::mutex> lock(mu);
+  std::string now = env ? env : "";
+  if (now != last_seen) {
+    store::ReloadFaultSpecFromEnv();
+    last_seen = now;
+  }
+  g_crash_armed = env != nullptr;
 }
 
-void CrashPointSlow(const char* name) {
-  if (g_name != name) return;
-  if (g_hits.fetch_add(1) + 1 == g_target) ::raise(SIGKILL);
-}
+void CrashPointSlow(const char* name) { store::CrashPoint(name); }
 
 }  // namespace ccmail::shm::detail

@@ -1,10 +1,9 @@
 // crash_point.h - named kill points inside the claim-table transitions.
 //
-// Same contract as the store's CrashPoint() (store/include/ccmail/store/io.h):
+// The contract is the store's CrashPoint() (store/include/ccmail/store/io.h):
 // env CCMAIL_CRASH_AT=name:N raises SIGKILL at the N-th pass of `name` in this
-// process. Until the store's header exists this is a local implementation;
-// switching is one line in crash_point.cpp. The disabled case costs one
-// predictable branch on a cached flag (the table's hot path calls it).
+// process. crash_point.cpp delegates to it; only the armed flag lives here.
+// The disabled case costs one predictable branch on a cached flag (hot path).
 #pragma once
 
 namespace ccmail::shm::detail {

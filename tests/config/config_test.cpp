@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 
+#include "ccmail/config/paths.h"
 #include "ccmail/config/settings.h"
 
 namespace ccmail {
@@ -106,6 +107,42 @@ TEST(Settings, EveryDefaultIsDocumentedAndNamesAreUnique) {
     EXPECT_FALSE(s.meaning.empty()) << s.name;
     EXPECT_FALSE(s.component.empty()) << s.name;
   }
+}
+
+// The layout every program derives from the three directory settings: the milter writes and
+// the exporter reads the same files only because both ask BridgePaths.
+TEST(BridgePaths, DerivesTheLayoutFromTheDirectorySettings) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("spool_directory = /srv/cc//\noutbox_directory = /srv/out\n"
+                            "runtime_directory = /run/cc\n",
+                            "p.conf", &cfg)
+                  .ok());
+  BridgePaths p;
+  ASSERT_TRUE(BridgePaths::FromConfig(cfg, &p).ok());
+  EXPECT_EQ(p.spool_directory, "/srv/cc");
+  EXPECT_EQ(p.spool_root, "/srv/cc/spool");
+  EXPECT_EQ(p.quarantine_dir, "/srv/cc/spool/corrupt");
+  EXPECT_EQ(p.ledger_path, "/srv/cc/ledger.db");
+  EXPECT_EQ(p.exporter_lock, "/srv/cc/exporter.lock");
+  EXPECT_EQ(p.out_tmp, "/srv/cc/out/tmp");
+  EXPECT_EQ(p.outbox_directory, "/srv/out");
+  EXPECT_EQ(p.runtime_directory, "/run/cc");
+}
+
+TEST(BridgePaths, RelativeDirectoriesAreRefusedWithWhereAndWhy) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("spool_directory = spool\n", "rel.conf", &cfg).ok());
+  BridgePaths p;
+  Status s = BridgePaths::FromConfig(cfg, &p);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("rel.conf:1"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.ToString().find("absolute"), std::string::npos) << s.ToString();
+}
+
+TEST(BridgePaths, UnderDirectoryKeepsEverythingInside) {
+  BridgePaths p = BridgePaths::UnderDirectory("/tmp/x/");
+  for (const std::string& d : {p.spool_root, p.ledger_path, p.out_tmp, p.outbox_directory, p.runtime_directory})
+    EXPECT_EQ(d.rfind("/tmp/x/", 0), 0u) << d;
 }
 
 }  // namespace

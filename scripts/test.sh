@@ -11,6 +11,7 @@
 #   CCMAIL_FUZZ_SECONDS=N     seconds per fuzzer (default 60; 0 skips fuzzing)
 #   CCMAIL_BUILD_ROOT=DIR     where build trees go (default: build/ in the source tree)
 #   CCMAIL_CTEST_ARGS="..."   extra ctest arguments, e.g. "-L unit"
+#   CCMAIL_E2E_SCALE_ASAN=F   load factor of the end-to-end suite in the sanitizer pass (default 0.1)
 set -euo pipefail
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,7 +72,10 @@ run_ctest "$build_root/release" release
 if [ "${CCMAIL_SKIP_ASAN:-0}" != 1 ]; then
   echo "=== ASan+UBSan build ==="
   configure_and_build "$build_root/asan" -DCMAKE_BUILD_TYPE=Debug -DCCMAIL_SANITIZE=ON -DCCMAIL_BENCH=OFF
+  # The package test builds its own .deb (no sanitizer) and would only repeat itself here; the
+  # end-to-end load is scaled down because sanitized daemons are several times slower.
   ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    CCMAIL_E2E_SCALE="${CCMAIL_E2E_SCALE_ASAN:-0.1}" CCMAIL_CTEST_ARGS="-LE package ${CCMAIL_CTEST_ARGS:-}" \
     run_ctest "$build_root/asan" asan
 fi
 

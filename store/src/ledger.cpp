@@ -2,10 +2,12 @@
 #include "ccmail/store/ledger.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 
 #include "ccmail/store/io.h"
 
@@ -189,6 +191,70 @@ Status Ledger::Open(const std::string& path, std::unique_ptr<Ledger>* out) {
   return Status::Ok();
 }
 
+namespace {
+// One read of the meta table; SQLite opens lazily, so this is where a read-only
+// connection finds out whether it can read at all.
+int ProbeRead(sqlite3* db) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &st, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+// "file:" URI of a path (RFC 3986 escaping of what SQLite's URI parser treats specially).
+std::string FileUri(const std::string& path) {
+  std::string u = "file:";
+  for (unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c <= ' ' || c >= 0x7f) {
+      char buf[4];
+      snprintf(buf, sizeof buf, "%%%02X", c);
+      u += buf;
+    } else {
+      u.push_back(static_cast<char>(c));
+    }
+  }
+  return u;
+}
+}  // namespace
+
+Status Ledger::OpenReadOnly(const std::string& path, std::unique_ptr<Ledger>* out) {
+  // SQLITE_OPEN_READONLY never creates the database; checking first gives a clear
+  // NotFound instead of SQLite's generic "unable to open database file".
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("ledger " + path, errno);
+  auto im = std::make_unique<Impl>();
+  im->path = path;
+  int rc = sqlite3_open_v2(path.c_str(), &im->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) return im->Err("open read-only", rc);
+  sqlite3_busy_timeout(im->db, 5000);
+  sqlite3_extended_result_codes(im->db, 0);
+  rc = ProbeRead(im->db);
+  if ((rc == SQLITE_READONLY || rc == SQLITE_CANTOPEN) && ::stat((path + "-wal").c_str(), &st) != 0 && errno == ENOENT) {
+    // A WAL reader needs <ledger>-shm, and a reader that may not create it (a
+    // bridge-group member while the exporter is stopped) cannot open the database.
+    // Without a -wal file there is no writer and no uncommitted page: the main file
+    // alone is the whole ledger, so read it as immutable (no locks, no -shm).
+    sqlite3_close_v2(im->db);
+    im->db = nullptr;
+    rc = sqlite3_open_v2((FileUri(path) + "?immutable=1").c_str(), &im->db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, nullptr);
+    if (rc != SQLITE_OK) return im->Err("open read-only (immutable)", rc);
+    sqlite3_extended_result_codes(im->db, 0);
+  }
+  uint64_t schema = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im.get(), "schema", &schema));
+  if (schema != 1) return Status::Corrupt(path + ": unknown ledger schema " + std::to_string(schema));
+  std::unique_ptr<Ledger> l(new Ledger(std::move(im)));
+  uint64_t epoch = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(l->impl_.get(), "epoch", &epoch));
+  l->epoch_ = epoch;
+  *out = std::move(l);
+  return Status::Ok();
+}
+
 Status Ledger::BumpEpoch(uint64_t* new_epoch) {
   Impl* im = impl_.get();
   uint64_t e = 0;
@@ -277,6 +343,22 @@ Status Ledger::HasCapture(const CaptureId& id, bool* found) {
   int rc = st.Step();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("capture lookup", rc);
   *found = rc == SQLITE_ROW;
+  return Status::Ok();
+}
+
+Status Ledger::FindCapture(const CaptureId& id, uint64_t* batch_seq, std::string* post_office,
+                           std::string* file_name) {
+  Stmt st(impl_.get(),
+          "SELECT c.batch_seq, b.post_office, b.file_name FROM captures c "
+          "LEFT JOIN batches b ON b.seq = c.batch_seq WHERE c.capture_id = ?");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture find"));
+  st.Blob(1, id.bytes.data(), 16);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return Status::NotFound(impl_->path + ": capture " + id.ToString() + " not recorded");
+  if (rc != SQLITE_ROW) return impl_->Err("capture find", rc);
+  *batch_seq = static_cast<uint64_t>(st.Col(0));
+  *post_office = st.ColText(1);  // "" if the batch row was pruned first
+  *file_name = st.ColText(2);
   return Status::Ok();
 }
 
@@ -386,6 +468,137 @@ Status Ledger::IntegrityCheck() {
   }
   if (rc != SQLITE_DONE) return impl_->Err("integrity_check", rc);
   if (result != "ok") return Status::Corrupt(impl_->path + ": integrity_check: " + result);
+  return Status::Ok();
+}
+
+// ---- added for the exporter (brief A) ----
+
+Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
+  Impl* im = impl_.get();
+  if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatches before BumpEpoch");
+  if (batches->empty()) return Status::Ok();
+  const int64_t now = NowMs();
+  std::vector<uint64_t> seqs;
+  int64_t exported = 0, dups = 0;
+  Status s = InTxn(im, [&]() -> Status {
+    uint64_t e = 0;
+    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
+    if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
+    uint64_t seq = 0;
+    CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
+    Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
+    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
+    Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
+    for (auto& b : *batches) {
+      if (b.seq != 0 && b.seq != seq)
+        return Status::InvalidArgument(im->path + ": batch " + b.file_name + " expects seq " + std::to_string(b.seq) +
+                                       " but the next seq is " + std::to_string(seq));
+      const int64_t created = b.created_ms ? b.created_ms : now;
+      bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b.post_office)
+          .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
+      if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
+      bi.Reset();
+      for (const auto& id : b.capture_ids) {
+        ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
+        if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
+        ci.Reset();
+      }
+      for (const auto& d : b.deliveries) {
+        di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
+            .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
+        int rc = di.Step();
+        di.Reset();
+        if (rc == SQLITE_CONSTRAINT) {
+          if (d.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
+          return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
+                                       " already exported (capture " + d.capture_id.ToString() + ")");
+        }
+        if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
+        (d.kind == DeliveryKind::kExported ? exported : dups)++;
+      }
+      seqs.push_back(seq);
+      ++seq;
+    }
+    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
+    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "dup_total", dups));
+    return SetMeta(im, "last_seq", static_cast<int64_t>(seq - 1));
+  }, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter);
+  if (!s.ok()) return s;
+  for (size_t i = 0; i < batches->size(); ++i) {
+    auto& b = (*batches)[i];
+    b.seq = seqs[i];
+    b.epoch = epoch_;
+    if (!b.created_ms) b.created_ms = now;
+  }
+  return Status::Ok();
+}
+
+Status Ledger::FindBatchByName(const std::string& file_name, LedgerBatch* out) {
+  Stmt st(impl_.get(),
+          "SELECT seq, epoch, post_office, file_name, created_ms FROM batches WHERE file_name = ? ORDER BY seq DESC LIMIT 1");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare batch by name"));
+  st.Text(1, file_name);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return Status::NotFound(impl_->path + ": no batch named " + file_name);
+  if (rc != SQLITE_ROW) return impl_->Err("batch by name", rc);
+  *out = LedgerBatch{};
+  out->seq = static_cast<uint64_t>(st.Col(0));
+  out->epoch = static_cast<uint64_t>(st.Col(1));
+  out->post_office = st.ColText(2);
+  out->file_name = st.ColText(3);
+  out->created_ms = st.Col(4);
+  return Status::Ok();
+}
+
+Status Ledger::LatestBatchPerPostOffice(std::vector<LedgerBatch>* out) {
+  out->clear();
+  Stmt st(impl_.get(),
+          "SELECT b.seq, b.epoch, b.post_office, b.file_name, b.created_ms FROM batches b "
+          "JOIN (SELECT post_office, MAX(seq) AS m FROM batches WHERE file_name <> '' GROUP BY post_office) x "
+          "ON b.seq = x.m ORDER BY b.seq");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare latest batches"));
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    LedgerBatch b;
+    b.seq = static_cast<uint64_t>(st.Col(0));
+    b.epoch = static_cast<uint64_t>(st.Col(1));
+    b.post_office = st.ColText(2);
+    b.file_name = st.ColText(3);
+    b.created_ms = st.Col(4);
+    out->push_back(std::move(b));
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : impl_->Err("latest batches", rc);
+}
+
+Status Ledger::HasCaptures(const std::vector<CaptureId>& ids, std::vector<char>* found) {
+  found->assign(ids.size(), 0);
+  Stmt st(impl_.get(), "SELECT 1 FROM captures WHERE capture_id = ?");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture lookup"));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    st.Blob(1, ids[i].bytes.data(), 16);
+    int rc = st.Step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("capture lookup", rc);
+    (*found)[i] = rc == SQLITE_ROW;
+    st.Reset();
+  }
+  return Status::Ok();
+}
+
+Status Ledger::AreExported(const std::vector<std::pair<ContentKey, std::string>>& deliveries,
+                           std::vector<char>* exported) {
+  exported->assign(deliveries.size(), 0);
+  Stmt st(impl_.get(), "SELECT 1 FROM deliveries WHERE content_key = ? AND recipient = ? AND kind = 1");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare delivery lookup"));
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    st.Blob(1, deliveries[i].first.bytes.data(), 32).Text(2, deliveries[i].second);
+    int rc = st.Step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("delivery lookup", rc);
+    (*exported)[i] = rc == SQLITE_ROW;
+    st.Reset();
+  }
   return Status::Ok();
 }
 

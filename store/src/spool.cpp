@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -506,6 +507,78 @@ SpoolStats Spool::Stats() {
     }
   }
   return SpoolStats{count_.load(std::memory_order_relaxed), bytes_.load(std::memory_order_relaxed)};
+}
+
+
+// ---- quarantine (ccmailctl) ----
+
+Status Spool::ListQuarantined(std::vector<QuarantinedCapture>* out) const {
+  out->clear();
+  std::string dir = corrupt_dir();
+  CCMAIL_RETURN_IF_ERROR(ForEachEntry(dir, [&](const std::string& n) {
+    auto id = CaptureId::Parse(n);
+    if (!id) return;  // "<id>.reason", "<id>.reason.tmp" or a stranger: not a capture
+    QuarantinedCapture q;
+    q.id = *id;
+    struct stat st;
+    if (::stat((dir + "/" + n).c_str(), &st) != 0) return;  // requeued meanwhile
+    q.file_size = static_cast<uint64_t>(st.st_size);
+    UniqueFd fd(::open((dir + "/" + n + ".reason").c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.valid()) {
+      char buf[4096];
+      ssize_t r;
+      // A reason is one line written by Quarantine; cap what we read from a hand-made one.
+      while (q.reason.size() < 64 * 1024 && (r = ::read(fd.get(), buf, sizeof buf)) != 0) {
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          break;
+        }
+        q.reason.append(buf, static_cast<size_t>(r));
+      }
+      while (!q.reason.empty() && (q.reason.back() == '\n' || q.reason.back() == '\r')) q.reason.pop_back();
+    } else if (errno != ENOENT) {
+      q.reason = "(reason file unreadable: " + std::string(std::strerror(errno)) + ")";
+    }
+    out->push_back(std::move(q));
+  }));
+  std::sort(out->begin(), out->end(), [](const QuarantinedCapture& a, const QuarantinedCapture& b) { return a.id < b.id; });
+  return Status::Ok();
+}
+
+Status Spool::VerifyQuarantined(const CaptureId& id, SpoolEntry* entry) const {
+  std::string path = corrupt_dir() + "/" + id.ToString();
+  Status s = VerifyFile(path, entry);
+  if (s.ok() && entry->meta.capture_id != id)
+    return Status::Corrupt(path + ": capture id inside is " + entry->meta.capture_id.ToString());
+  return s;
+}
+
+Status Spool::Requeue(const CaptureId& id) {
+  std::string from = corrupt_dir() + "/" + id.ToString();
+  std::string to = new_dir() + "/" + id.ToString();
+  SpoolEntry entry;
+  Status v = VerifyQuarantined(id, &entry);
+  if (v.IsNotFound()) return Status::NotFound("capture " + id.ToString() + " is not in " + corrupt_dir());
+  if (v.IsCorrupt()) return Status::Corrupt("capture " + id.ToString() + " still does not verify, left in " +
+                                            corrupt_dir() + ": " + v.message());
+  if (!v.ok()) return v;
+  entry.fd.reset();
+  // rename() would silently replace an existing new/<id>; that file is the queue of
+  // record and must never be overwritten.
+  struct stat st;
+  if (::stat(to.c_str(), &st) == 0) return Status::AlreadyExists(to + " already exists; " + from + " left in place");
+  CCMAIL_RETURN_IF_ERROR(io_->Rename(from, to));
+  // new/ first: once the name is durable there the capture is queued again; a crash
+  // before corrupt/ is synced at worst leaves a second, identical name the exporter
+  // de-duplicates by capture id.
+  CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(new_dir()));
+  CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(corrupt_dir()));
+  Status u = io_->Unlink(from + ".reason");
+  if (!u.ok() && !u.IsNotFound()) return u.WithContext("requeued " + id.ToString() + " but kept its reason file");
+  if (u.ok()) CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(corrupt_dir()));
+  count_.fetch_add(1);
+  bytes_.fetch_add(entry.file_size);
+  return Status::Ok();
 }
 
 }  // namespace ccmail::store

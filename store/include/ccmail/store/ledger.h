@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ccmail/common/status.h"
@@ -64,6 +65,11 @@ class Ledger {
  public:
   // Opens or creates the ledger file. Does NOT bump the epoch (call BumpEpoch at start).
   static Status Open(const std::string& path, std::unique_ptr<Ledger>* out);
+  // Opens an existing ledger for reading only (ccmailctl): never creates the file, never
+  // writes (no journal-mode change, no schema), and works while the exporter writes (a
+  // WAL reader neither blocks the writer nor sees a half-committed batch). kNotFound when
+  // the file does not exist. Write calls on such a Ledger fail.
+  static Status OpenReadOnly(const std::string& path, std::unique_ptr<Ledger>* out);
   ~Ledger();
 
   // epoch = epoch + 1 in its own transaction (crash point recovery.epoch). Returns it.
@@ -77,7 +83,29 @@ class Ledger {
   // change (caller should have checked with IsExported; see design 5.6-4).
   Status CommitBatch(LedgerBatch* batch);
 
+  // ---- added for the exporter (brief A) ----
+  // Several batches in ONE transaction (a message with recipients on two post offices is in
+  // two batch files; committing them separately would let a crash in between make recovery
+  // unlink its spool file with one post office still unexported). Seqs are assigned
+  // consecutively from NextSeq() in vector order; a batch whose seq is non-zero on input
+  // must get exactly that seq (the caller named its .part file after it), else nothing is
+  // committed and kInvalidArgument is returned. Same fencing, crash points and
+  // duplicate rules as CommitBatch.
+  Status CommitBatches(std::vector<LedgerBatch>* batches);
+  // The batch row whose file_name is `file_name` (highest seq if several). kNotFound if none.
+  Status FindBatchByName(const std::string& file_name, LedgerBatch* out);
+  // For each post office, its batch row with the highest seq (recovery: the watermark).
+  Status LatestBatchPerPostOffice(std::vector<LedgerBatch>* out);
+  // Bulk lookups with one prepared statement each (the exporter asks for every capture of
+  // a round): found[i] / exported[i] is 1 when HasCapture / IsExported would say so.
+  Status HasCaptures(const std::vector<CaptureId>& ids, std::vector<char>* found);
+  Status AreExported(const std::vector<std::pair<ContentKey, std::string>>& deliveries, std::vector<char>* exported);
+
   Status HasCapture(const CaptureId& id, bool* found);
+  // Where a recorded capture went (ccmailctl show): its batch's seq, post office and file
+  // name. kNotFound when the ledger does not know the id (pending, quarantined, unknown,
+  // or pruned after dedup_window).
+  Status FindCapture(const CaptureId& id, uint64_t* batch_seq, std::string* post_office, std::string* file_name);
   Status IsExported(const ContentKey& key, const std::string& recipient, bool* exported);
   // Batch rows (for recovery: which .part files are committed).
   Status HasBatch(uint64_t seq, bool* found);

@@ -62,6 +62,13 @@ struct SpoolMeta {
   uint64_t message_size = 0;     // filled by Commit / Open
 };
 
+// A file in corrupt/ and why it is there (ccmailctl list --quarantined, requeue).
+struct QuarantinedCapture {
+  CaptureId id;
+  std::string reason;      // the reason file's text without the final newline; "" if none
+  uint64_t file_size = 0;
+};
+
 struct SpoolStats {
   uint64_t count = 0;  // files in new/
   uint64_t bytes = 0;  // their total size
@@ -140,6 +147,20 @@ class Spool {
   Status SyncNewDir();
   // Moves new/<id> to corrupt/ with a reason file; fsyncs both directories.
   Status Quarantine(const CaptureId& id, const std::string& reason);
+
+  // corrupt/<id> files (reason files without their capture are skipped), sorted by id,
+  // i.e. by capture time. Read-only.
+  Status ListQuarantined(std::vector<QuarantinedCapture>* out) const;
+  // Verifies corrupt/<id> without moving it (read-only callers).
+  Status VerifyQuarantined(const CaptureId& id, SpoolEntry* entry) const;
+  // Puts a quarantined capture back into the queue (an administrator fixed the cause):
+  // verifies corrupt/<id> exactly as OpenEntry would, renames it to new/<id>, fsyncs
+  // new/ then corrupt/, then removes the reason file. Refuses without changing anything:
+  // kNotFound (no corrupt/<id>), kCorrupt (it does not verify; the reason says why),
+  // kAlreadyExists (new/<id> exists). Safe against double export: the exporter
+  // de-duplicates by capture id against the ledger. Rings no doorbell: the exporter's
+  // periodic spool scan finds the file.
+  Status Requeue(const CaptureId& id);
 
   // Deletes tmp/ files whose writer tag the predicate says is dead (the tag is the part
   // after "<id>."). Returns the number removed in *removed.

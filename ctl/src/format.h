@@ -1,0 +1,50 @@
+// format.h - text for people: ages, sizes, aligned tables; and the --timeout parser.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ccmail::ctl {
+
+// "850ms", "42s", "5m 02s", "3h 07m", "2d 04h".
+std::string FormatAge(int64_t ms);
+// "512 B", "12.3 KiB", "4.0 GiB".
+std::string FormatBytes(uint64_t bytes);
+// "2026-11-30 23:51:02 UTC".
+std::string FormatUtc(int64_t ms);
+// A duration as in the configuration file: a number with ms, s, m, h, d or w (no unit:
+// seconds). False on anything else.
+bool ParseDuration(const std::string& text, std::chrono::milliseconds* out);
+
+// Columns padded to their widest cell; the last column is not padded.
+class TextTable {
+ public:
+  explicit TextTable(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  std::string Render() const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "name<pad>value" lines with values starting in one column ("  free      65530").
+class KeyValueText {
+ public:
+  void Add(std::string key, std::string value, int indent = 0);
+  std::string Render() const;
+
+ private:
+  struct Line {
+    std::string key;
+    std::string value;
+    int indent;
+  };
+  std::vector<Line> lines_;
+};
+
+// Display width of UTF-8 text (code points; good enough for names and addresses).
+size_t DisplayWidth(const std::string& s);
+
+}  // namespace ccmail::ctl

@@ -1,0 +1,77 @@
+// misc_cmd.cpp - `check-mta` (is the MTA wired to the milter?) and `config`.
+#include "ccmail/config/settings.h"
+#include "ccmail/ctl/json.h"
+#include "commands.h"
+#include "format.h"
+
+namespace ccmail::ctl {
+
+int CmdCheckMta(const Io& io) {
+  mtaconf::CheckMtaOptions opt;
+  if (Status s = io.ctx.cfg.GetString("milter_socket", &opt.milter_socket); !s.ok()) {
+    io.err << "ccmailctl: " << s.ToString() << "\n";
+    return kExitConfig;
+  }
+  if (io.env.adjust_check_mta) io.env.adjust_check_mta(&opt);
+  mtaconf::MtaReport report = mtaconf::CheckMta(opt);
+  if (io.json) {
+    static const char* kVerdict[] = {"ok", "missing", "wrong", "info"};
+    JsonWriter w;
+    w.BeginObject();
+    w.Key("ok").Bool(report.ok());
+    w.Key("milter_socket").String(opt.milter_socket);
+    w.Key("postfix_present").Bool(report.postfix_present);
+    w.Key("sendmail_present").Bool(report.sendmail_present);
+    w.Key("findings").BeginArray();
+    for (const auto& f : report.findings) {
+      w.BeginObject();
+      w.Key("mta").String(f.mta);
+      w.Key("verdict").String(kVerdict[static_cast<int>(f.verdict)]);
+      w.Key("what").String(f.what);
+      w.Key("found").String(f.found);
+      w.Key("fix").String(f.fix);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    io.out << w.Take();
+  } else {
+    io.out << report.ToText();
+  }
+  return report.ok() ? kExitOk : kExitFailure;
+}
+
+int CmdConfig(const Io& io) {
+  const Config& cfg = io.ctx.cfg;
+  if (io.json) {
+    JsonWriter w;
+    w.BeginObject();
+    w.Key("source").String(cfg.source());
+    w.Key("settings").BeginArray();
+    for (const auto& s : AllSettings()) {
+      std::string name(s.name);
+      w.BeginObject();
+      w.Key("name").String(name);
+      w.Key("value").String(cfg.GetRaw(name));
+      w.Key("default").String(s.default_value);
+      w.Key("where").String(cfg.Where(name));
+      w.Key("component").String(s.component);
+      w.Key("meaning").String(s.meaning);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    io.out << w.Take();
+    return kExitOk;
+  }
+  // Postfix `postconf`-like: "name = value", then where it came from and what it means.
+  io.out << "# " << cfg.source() << "\n";
+  for (const auto& s : AllSettings()) {
+    std::string name(s.name);
+    io.out << name << " = " << cfg.GetRaw(name) << "\n";
+    io.out << "    # " << cfg.Where(name) << "; " << s.component << ": " << s.meaning << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace ccmail::ctl

@@ -14,8 +14,9 @@ namespace {
 
 const char* kFooter = R"(
 Reads the configuration (-c) to find the spool, the ledger, the claim table and the outbox.
-Safe to run at any time, with the exporter running or stopped, as root or as a member of the
-bridge group; only `requeue` changes anything.
+Safe to run at any time, with the exporter running or stopped; only `requeue` changes anything.
+Run it as root or as the bridge's user: the spool is private to that user (mode 0700), so a
+member of the bridge group sees the claim table and the ledger but not the spooled messages.
 
 Exit status: 0 success; 1 failure (unknown capture id, refused requeue, drain timed out,
 MTA not configured); 2 drain found work and no running exporter; 64 usage error;

@@ -39,8 +39,27 @@ bool Names(const format::ImportMessage& m, const std::string& rcpt) {
   return false;
 }
 
-// Runs sendmail with `text` on stdin.
-Status Sendmail(const std::string& sendmail_path, const std::string& to, const std::string& text) {
+std::string Notice(const BounceTarget& t, const std::string& postoffice) {
+  const auto& d = t.delivery;
+  return "From: MAILER-DAEMON (ccmail-bridge)\n"
+         "To: <" + d.sender + ">\n"
+         "Subject: Undeliverable: " + t.subject + "\n"
+         "Auto-Submitted: auto-replied\n"
+         "MIME-Version: 1.0\n"
+         "Content-Type: text/plain; charset=utf-8\n"
+         "\n"
+         "Your message could not be delivered to the cc:Mail recipient\n"
+         "    " + d.recipient + " (post office " + postoffice + ")\n"
+         "cc:Mail IMPORT reported it undeliverable (the name is unknown or the\n"
+         "mailbox cannot take it).\n\n"
+         "Subject:     " + t.subject + "\n"
+         "Capture id:  " + d.capture_id + "\n"
+         "Content key: " + d.content_key + "\n";
+}
+
+}  // namespace
+
+Status SendNotice(const std::string& sendmail_path, const std::string& to, const std::string& text) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno("pipe", errno);
   posix_spawn_file_actions_t fa;
@@ -77,25 +96,6 @@ Status Sendmail(const std::string& sendmail_path, const std::string& to, const s
   return Status::Ok();
 }
 
-std::string Notice(const BounceTarget& t, const std::string& postoffice) {
-  const auto& d = t.delivery;
-  return "From: MAILER-DAEMON (ccmail-bridge)\n"
-         "To: <" + d.sender + ">\n"
-         "Subject: Undeliverable: " + t.subject + "\n"
-         "Auto-Submitted: auto-replied\n"
-         "MIME-Version: 1.0\n"
-         "Content-Type: text/plain; charset=utf-8\n"
-         "\n"
-         "Your message could not be delivered to the cc:Mail recipient\n"
-         "    " + d.recipient + " (post office " + postoffice + ")\n"
-         "cc:Mail IMPORT reported it undeliverable (the name is unknown or the\n"
-         "mailbox cannot take it).\n\n"
-         "Subject:     " + t.subject + "\n"
-         "Capture id:  " + d.capture_id + "\n"
-         "Content key: " + d.content_key + "\n";
-}
-
-}  // namespace
 
 std::vector<BounceTarget> MatchUndeliverable(const std::vector<format::ImportMessage>& und,
                                              const std::vector<ManifestEntry>& manifest, size_t* unmatched) {
@@ -137,7 +137,7 @@ Status BounceUndeliverable(const std::string& und_path, const std::string& manif
   format::ReadResult rr = format::ReadImportFile(und_text, settings, opt);
   for (const auto& t : MatchUndeliverable(rr.messages, manifest, unmatched)) {
     if (t.delivery.sender.empty()) continue;  // null sender: never bounce a bounce
-    s = Sendmail(sendmail_path, t.delivery.sender, Notice(t, postoffice));
+    s = SendNotice(sendmail_path, t.delivery.sender, Notice(t, postoffice));
     if (!s.ok()) return s;
     ++*bounced;
   }

@@ -150,14 +150,23 @@ Status ReadWatermark(const std::string& po_dir, Watermark* wm) {
   return Status::Ok();
 }
 
-Outbox::Outbox(std::string root) : root_(std::move(root)) {}
+Outbox::Outbox(std::string out_tmp, std::string outbox_dir) : tmp_(std::move(out_tmp)), outbox_(std::move(outbox_dir)) {}
+
+namespace {
+std::string Parent(const std::string& p) {
+  auto slash = p.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : p.substr(0, slash);
+}
+}  // namespace
 
 Status Outbox::Init() {
-  for (const std::string& d : {TmpDir(), root_ + "/outbox"}) {
+  for (const std::string& d : {tmp_, outbox_}) {
     Status s = MkdirP(d);
     if (!s.ok()) return s;
   }
-  for (const std::string& d : {root_, root_ + "/out"}) {
+  // The new directory entries must survive a power loss like everything below them.
+  for (const std::string& d : {Parent(tmp_), Parent(Parent(tmp_)), Parent(outbox_)}) {
     Status s = FsyncDir(d);
     if (!s.ok()) return s;
   }
@@ -174,7 +183,7 @@ Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& po, co
   Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, po, name, entries),
                           "batch.manifest");
   if (s.ok()) s = WriteDurable(PartPath(name), content, "batch.part");
-  if (s.ok()) s = DurableIo::Real().FsyncDir(TmpDir(), "batch.tmpdir.fsynced");
+  if (s.ok() && !defer_tmpdir_sync_) s = SyncTmpDir();
   return s;
 }
 
@@ -182,14 +191,16 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
   const std::string name = BatchFileName(epoch, seq);
   const std::string man = ManifestFileName(name);
   const std::string dir = PostOfficeDir(po);
+  // A new post-office directory must be durable before anything is renamed into it.
+  const bool fresh = !Exists(dir);
   Status s = MkdirP(dir);
-  if (s.ok()) s = FsyncDir(root_ + "/outbox");
+  if (s.ok() && fresh) s = FsyncDir(outbox_);
   // Manifest first: a consumer that sees a batch always finds its manifest.
   if (s.ok()) s = RenameIfPresent(TmpDir() + "/" + man + ".part", dir + "/" + man);
   if (s.ok()) s = RenameIfPresent(PartPath(name), dir + "/" + name);
   if (s.ok()) CrashPoint("batch.renamed");
   if (s.ok()) s = DurableIo::Real().FsyncDir(dir, "batch.dir.fsynced");
-  if (s.ok()) s = FsyncDir(TmpDir());
+  if (s.ok() && !defer_tmpdir_sync_) s = FsyncDir(TmpDir());
   if (!s.ok()) return s;
   // Watermark: only advance, never move back (a roll-forward of an older batch).
   Watermark cur;
@@ -203,6 +214,8 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
   if (s.ok()) s = FsyncDir(dir);
   return s;
 }
+
+Status Outbox::SyncTmpDir() { return DurableIo::Real().FsyncDir(TmpDir(), "batch.tmpdir.fsynced"); }
 
 Status Outbox::Abandon(uint64_t epoch, uint64_t seq) {
   const std::string name = BatchFileName(epoch, seq);

@@ -18,9 +18,9 @@
 #include "ccmail/common/log.h"
 #include "ccmail/config/config.h"
 #include "ccmail/format/address_map.h"
-#include "ccmail/milter/directory_sink.h"
 #include "ccmail/milter/milter.h"
 #include "ccmail/milter/settings.h"
+#include "ccmail/milter/spool_sink.h"
 
 using namespace ccmail;
 using namespace ccmail::milter;
@@ -28,7 +28,7 @@ using namespace ccmail::milter;
 namespace {
 
 Status LoadAll(const std::string& path, const std::vector<std::string>& overrides, MilterSettings* ms,
-               std::shared_ptr<const Policy>* policy) {
+               std::shared_ptr<const Policy>* policy, SpoolSinkOptions* sink_opt) {
   Config cfg;
   CCMAIL_RETURN_IF_ERROR(Config::Load(path, &cfg));
   for (const std::string& o : overrides) {
@@ -42,9 +42,27 @@ Status LoadAll(const std::string& path, const std::vector<std::string>& override
   if (!ParseLogLevel(level, &lv)) return Status::InvalidArgument(cfg.Where("log_level") + ": log_level: bad value");
   LogSetLevel(lv);
   CCMAIL_RETURN_IF_ERROR(MilterSettings::FromConfig(cfg, ms));
+  CCMAIL_RETURN_IF_ERROR(SpoolSinkOptions::FromConfig(cfg, sink_opt));
   std::shared_ptr<const format::AddressMap> map;
   CCMAIL_RETURN_IF_ERROR(format::AddressMap::LoadFromConfig(cfg, &map));
   *policy = std::make_shared<const Policy>(Policy{Router(map, ms->reject_unknown), ms->mode, ms->limits, ms->admission});
+  return Status::Ok();
+}
+
+// The claim table's live.lock and init lock live in runtime_directory. systemd makes
+// it (RuntimeDirectory=); by hand or from a test it may be missing: create it 0755 as
+// root, owned by the milter user so that the unprivileged process can make its lock
+// files there. An existing directory is left as it is.
+Status EnsureRuntimeDirectory(const std::string& dir, const std::string& user) {
+  if (mkdir(dir.c_str(), 0755) != 0) {
+    if (errno == EEXIST) return Status::Ok();
+    return Status::FromErrno("mkdir runtime_directory " + dir, errno);
+  }
+  if (geteuid() == 0 && !user.empty()) {
+    struct passwd* pw = getpwnam(user.c_str());
+    if (!pw) return Status::InvalidArgument("milter_user: no such user: " + user);
+    if (chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return Status::FromErrno("chown " + dir, errno);
+  }
   return Status::Ok();
 }
 
@@ -75,7 +93,8 @@ int main(int argc, char** argv) {
   LogInit("ccmail-milter", to_stderr || check ? LogTarget::kStderr : LogTarget::kSyslog);
   MilterSettings ms;
   std::shared_ptr<const Policy> policy;
-  if (Status s = LoadAll(config_path, overrides, &ms, &policy); !s.ok()) {
+  SpoolSinkOptions sink_opt;
+  if (Status s = LoadAll(config_path, overrides, &ms, &policy, &sink_opt); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
@@ -94,6 +113,10 @@ int main(int argc, char** argv) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
+  if (Status s = EnsureRuntimeDirectory(sink_opt.table.runtime_directory, ms.user); !s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
   if (!ms.pid_file.empty()) {
     std::ofstream pf(ms.pid_file, std::ios::trunc);
     if (!pf) LogWarning("cannot write pid file %s: %s", ms.pid_file.c_str(), std::strerror(errno));
@@ -103,9 +126,10 @@ int main(int argc, char** argv) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
-  // Opened as the unprivileged user, so every spool file belongs to it.
-  std::unique_ptr<CaptureSink> sink;
-  if (Status s = DirectorySink::Open(ms.spool_directory + "/milter-interim", &sink); !s.ok()) {
+  // Opened as the unprivileged user, so every spool file, the claim table and its
+  // lock files belong to it. A missing claim table is not fatal (tempfail, retried).
+  std::unique_ptr<SpoolCaptureSink> sink;
+  if (Status s = SpoolCaptureSink::Open(sink_opt, &sink); !s.ok()) {
     LogError("fatal: spool: %s", s.ToString().c_str());
     return 1;
   }
@@ -117,7 +141,9 @@ int main(int argc, char** argv) {
     run_status = svc.Run();
     done = true;
   });
-  LogInfo("listening on %s, capture_mode=%s", ms.socket.c_str(), ms.mode == CaptureMode::kCopy ? "copy" : "divert");
+  LogInfo("listening on %s, capture_mode=%s, spool %s, writer %s", ms.socket.c_str(),
+          ms.mode == CaptureMode::kCopy ? "copy" : "divert", sink_opt.spool_root.c_str(),
+          sink->writer_tag().empty() ? "(claim table missing)" : sink->writer_tag().c_str());
   sd_notify(0, "READY=1");
   sigdelset(&sigs, SIGPIPE);
   struct timespec tick{0, 200 * 1000 * 1000};
@@ -127,7 +153,8 @@ int main(int argc, char** argv) {
       sd_notify(0, "RELOADING=1");
       MilterSettings fresh;
       std::shared_ptr<const Policy> np;
-      Status s = LoadAll(config_path, overrides, &fresh, &np);
+      SpoolSinkOptions fresh_sink;
+      Status s = LoadAll(config_path, overrides, &fresh, &np, &fresh_sink);
       if (s.ok()) {
         svc.SetPolicy(np);
         LogInfo("reloaded %s (socket, user and spool changes need a restart)", config_path.c_str());
@@ -137,18 +164,33 @@ int main(int argc, char** argv) {
       sd_notify(0, "READY=1");
     } else if (sig == SIGTERM || sig == SIGINT) {
       sd_notify(0, "STOPPING=1");
-      LogInfo("stopping: no new connections, finishing messages in flight");
+      LogInfo("stopping: 451 4.3.2 for new messages, finishing %d message(s) in flight",
+              svc.in_flight.load());
+      svc.BeginDrain();
+      if (!svc.DrainInFlight(std::chrono::seconds(30))) LogWarning("stopping with messages still in flight after 30 s");
+      // The end-of-message reply is written by the session thread right after the
+      // callback that ended the message returned; give it that moment.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
       svc.Stop();
       break;
     }
   }
   runner.join();
-  if (!svc.DrainInFlight(std::chrono::seconds(30))) LogWarning("stopped with messages still in flight");
   if (!ms.pid_file.empty()) unlink(ms.pid_file.c_str());
+  if (svc.in_flight.load() > 0) {
+    // A libmilter session thread may still be inside the service and the sink: exit
+    // without running destructors under it. Nothing in flight was acknowledged (the MTA
+    // tempfails it); its tmp file is removed by the exporter's janitor.
+    LogWarning("exiting with %d message(s) still in flight; they were not acknowledged", svc.in_flight.load());
+    std::fflush(nullptr);
+    _exit(run_status.ok() ? 0 : 1);
+  }
   if (!run_status.ok()) {
     LogError("fatal: %s", run_status.ToString().c_str());
     return 1;
   }
-  LogInfo("stopped after %llu capture(s)", static_cast<unsigned long long>(svc.captured.load()));
+  SpoolSinkCounters c = sink->counters();
+  LogInfo("stopped after %llu capture(s), %llu without a claim-table slot",
+          static_cast<unsigned long long>(svc.captured.load()), static_cast<unsigned long long>(c.unpublished));
   return 0;
 }

@@ -64,7 +64,7 @@ Step CaptureSession::Fail(Step step) {
 }
 
 Step CaptureSession::StartCapture() {
-  Status s = sink_->Begin(&writer_);
+  Status s = sink_->Begin(sender_, &writer_);
   if (!s.ok() || !writer_) {
     writer_.reset();
     return Fail(Step::Tempfail("451", "4.3.0", "cc:Mail gateway cannot open a spool file, try again later"));

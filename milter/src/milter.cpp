@@ -50,7 +50,16 @@ void SyncInFlight(Connection* c) {
   }
 }
 
-sfsistat Answer(SMFICTX* ctx, Connection* c, const Step& st) {
+// stage: the SMTP step, for the log line of a 4xx/5xx given before end of message
+// (end of message logs its own line).
+sfsistat Answer(SMFICTX* ctx, Connection* c, const Step& st, const char* stage = nullptr) {
+  if (stage && (st.kind == Step::Kind::kTempfail || st.kind == Step::Kind::kReject)) {
+    const std::string& qid = c->session.queue_id();
+    (st.kind == Step::Kind::kTempfail ? LogWarning : LogInfo)(
+        "%s: %s at %s: %s %s %s", qid.empty() ? "NOQUEUE" : qid.c_str(),
+        st.kind == Step::Kind::kTempfail ? "tempfail" : "reject", stage, st.reply.rcode.c_str(),
+        st.reply.xcode.c_str(), st.reply.text.c_str());
+  }
   SyncInFlight(c);
   switch (st.kind) {
     case Step::Kind::kContinue:
@@ -90,6 +99,11 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
   *pf0 = f0 & SMFIF_DELRCPT;
   *pf1 = 0;
   if (f1 & SMFIP_HDR_LEADSPC) *pf1 |= SMFIP_HDR_LEADSPC;
+  // Each event the MTA sends costs a round trip it waits for. Connect, HELO and unknown
+  // commands are not needed; DATA is not either (the first header, or end of headers,
+  // opens the capture, and accepts a message without cc:Mail recipients just as early).
+  for (unsigned long skip : {SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOUNKNOWN, SMFIP_NODATA})
+    if (f1 & skip) *pf1 |= skip;
   *pf2 = *pf3 = 0;
   auto* c = new (std::nothrow) Connection(g_service->sink());
   if (!c) return SMFIS_TEMPFAIL;
@@ -105,6 +119,10 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
 sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
+  if (g_service->draining()) {
+    c->session.Abort();
+    return Answer(ctx, c, Step::Tempfail("451", "4.3.2", "cc:Mail gateway restarting, try again later"), "MAIL");
+  }
   std::vector<std::string> args;
   for (int i = 1; argv[i]; ++i) args.emplace_back(argv[i]);
   Step st = c->session.MailFrom(g_service->policy(), argv[0] ? argv[0] : "", args);
@@ -116,35 +134,35 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
   NoteQueueId(ctx, c);
-  return Answer(ctx, c, c->session.Rcpt(argv[0] ? argv[0] : ""));
+  return Answer(ctx, c, c->session.Rcpt(argv[0] ? argv[0] : ""), "RCPT");
 }
 
 sfsistat OnData(SMFICTX* ctx) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
   NoteQueueId(ctx, c);
-  return Answer(ctx, c, c->session.Data());
+  return Answer(ctx, c, c->session.Data(), "DATA");
 }
 
 sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
-  if (c->leadspc) return Answer(ctx, c, c->session.Header(name, value));
+  if (c->leadspc) return Answer(ctx, c, c->session.Header(name, value), "header");
   std::string v = " ";
   v += value;
-  return Answer(ctx, c, c->session.Header(name, v));
+  return Answer(ctx, c, c->session.Header(name, v), "header");
 }
 
 sfsistat OnEoh(SMFICTX* ctx) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
-  return Answer(ctx, c, c->session.EndOfHeaders());
+  return Answer(ctx, c, c->session.EndOfHeaders(), "end of headers");
 }
 
 sfsistat OnBody(SMFICTX* ctx, unsigned char* data, size_t len) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
-  return Answer(ctx, c, c->session.Body(std::string_view(reinterpret_cast<char*>(data), len)));
+  return Answer(ctx, c, c->session.Body(std::string_view(reinterpret_cast<char*>(data), len)), "body");
 }
 
 sfsistat OnEom(SMFICTX* ctx) {
@@ -171,7 +189,7 @@ sfsistat OnEom(SMFICTX* ctx) {
             r.delete_recipients.empty() ? "copy" : "divert", r.receipt.published ? "" : " unpublished");
     g_service->captured.fetch_add(1);
   } else if (r.step.kind != Step::Kind::kContinue) {
-    LogWarning("%s: not captured: %s %s %s", qid.empty() ? "NOQUEUE" : qid.c_str(), r.step.reply.rcode.c_str(),
+    LogWarning("%s: tempfail at end of message, not captured: %s %s %s", qid.empty() ? "NOQUEUE" : qid.c_str(), r.step.reply.rcode.c_str(),
                r.step.reply.xcode.c_str(), r.step.reply.text.c_str());
   }
   return Answer(ctx, c, r.step);

@@ -80,7 +80,7 @@ TEST(ManifestTest, RoundTripAndTruncationDetected) {
 }
 
 TEST_F(OutboxTest, WritePartThenPublishMovesFilesAndAdvancesWatermark) {
-  Outbox ob(root_);
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
   ASSERT_TRUE(ob.Init().ok());
   auto entries = Entries(3);
   ASSERT_TRUE(ob.WritePart(7, 1, "HQ", "MESSAGE-CONTENT\r\n", entries).ok());
@@ -106,7 +106,7 @@ TEST_F(OutboxTest, WritePartThenPublishMovesFilesAndAdvancesWatermark) {
 }
 
 TEST_F(OutboxTest, PublishIsIdempotentAndWatermarkNeverMovesBack) {
-  Outbox ob(root_);
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
   ASSERT_TRUE(ob.Init().ok());
   ASSERT_TRUE(ob.WritePart(2, 5, "HQ", "B5", Entries(1)).ok());
   ASSERT_TRUE(ob.WritePart(2, 4, "HQ", "B4", Entries(1)).ok());
@@ -123,7 +123,7 @@ TEST_F(OutboxTest, PublishIsIdempotentAndWatermarkNeverMovesBack) {
 }
 
 TEST_F(OutboxTest, AbandonRemovesPartsAndRejectsBadPostOffice) {
-  Outbox ob(root_);
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
   ASSERT_TRUE(ob.Init().ok());
   ASSERT_TRUE(ob.WritePart(1, 1, "HQ", "X", Entries(1)).ok());
   ASSERT_TRUE(ob.Abandon(1, 1).ok());
@@ -133,7 +133,7 @@ TEST_F(OutboxTest, AbandonRemovesPartsAndRejectsBadPostOffice) {
 }
 
 TEST_F(OutboxTest, WritePartFailsCleanlyWhenTmpDirUnusable) {
-  Outbox ob(root_);
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
   ASSERT_TRUE(ob.Init().ok());
   // A file where out/tmp should be: fails for root too (permissions would not).
   fs::remove_all(ob.TmpDir());
@@ -147,7 +147,7 @@ TEST_F(OutboxTest, WritePartFailsCleanlyWhenTmpDirUnusable) {
 // A full outbox disk is back-pressure: the write fails, the batch is abandoned, nothing is
 // published, and the rebuilt batch goes out once space is back.
 TEST_F(OutboxTest, InjectedEnospcAbandonsBatchAndRetrySucceeds) {
-  Outbox ob(root_);
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
   ASSERT_TRUE(ob.Init().ok());
   ::setenv("CCMAIL_FAIL_AT", "batch.part.written:1:ENOSPC", 1);
   store::ReloadFaultSpecFromEnv();

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include "ccmail/milter/admission.h"
-#include "ccmail/milter/directory_sink.h"
 #include "ccmail/milter/settings.h"
 
 namespace ccmail::milter {
@@ -57,7 +56,9 @@ class FakeWriter : public CaptureWriter {
 class FakeSink : public CaptureSink {
  public:
   FakeState st;
-  Status Begin(std::unique_ptr<CaptureWriter>* w) override {
+  std::string sender;  // as given to Begin
+  Status Begin(std::string_view sender_in, std::unique_ptr<CaptureWriter>* w) override {
+    sender = sender_in;
     if (st.fail_begin) return Status::FromErrno("create spool/tmp/x", EACCES);
     ++st.begun;
     *w = std::make_unique<FakeWriter>(&st);
@@ -121,6 +122,7 @@ TEST_F(SessionTest, DivertCapturesAndDeletesOnlyCcMailRecipients) {
   const CaptureEnvelope& env = sink.st.envelopes[0];
   EXPECT_EQ(env.queue_id, "4AbC12");
   EXPECT_EQ(env.sender, "alice@example.org");
+  EXPECT_EQ(sink.sender, "alice@example.org");  // given to Begin, before the first header (content key)
   ASSERT_EQ(env.recipients.size(), 2u);
   EXPECT_EQ(env.recipients[0].ccmail_name, "Smith, John");
   EXPECT_EQ(env.recipients[0].postoffice, "HUBPO2");
@@ -321,34 +323,6 @@ TEST(SettingsTest, BadValueNamesFileAndLine) {
   ASSERT_TRUE(MilterSettings::FromConfig(cfg, &ms).ok());
   EXPECT_EQ(ms.mode, CaptureMode::kCopy);
   EXPECT_TRUE(ms.reject_unknown);
-}
-
-TEST(DirectorySinkTest, CommitIsDurableAndAbortLeavesNothing) {
-  char tmpl[] = "/tmp/ccmail-milter-sink-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  std::unique_ptr<CaptureSink> sink;
-  ASSERT_TRUE(DirectorySink::Open(dir, &sink).ok());
-  std::unique_ptr<CaptureWriter> w;
-  ASSERT_TRUE(sink->Begin(&w).ok());
-  ASSERT_TRUE(w->AddHeader("Subject", " a").ok());
-  ASSERT_TRUE(w->EndHeaders().ok());
-  ASSERT_TRUE(w->AddBody("body\r\n").ok());
-  CaptureEnvelope env{"Q1", "a@x.org", {{"jsmith@corp.example", "Smith, John", "HUBPO2"}}, {}};
-  CaptureReceipt rc;
-  ASSERT_TRUE(w->Commit(env, &rc).ok());
-  EXPECT_EQ(rc.capture_id.size(), 32u);
-  EXPECT_EQ(rc.size, std::string("Subject: a\r\n\r\nbody\r\n").size());
-  EXPECT_EQ(access((dir + "/new/" + rc.capture_id).c_str(), F_OK), 0);
-  EXPECT_EQ(access((dir + "/new/" + rc.capture_id + ".meta").c_str(), F_OK), 0);
-  std::unique_ptr<CaptureWriter> w2;
-  ASSERT_TRUE(sink->Begin(&w2).ok());
-  ASSERT_TRUE(w2->AddBody("x").ok());
-  w2.reset();  // destructor aborts
-  std::string cmd = "test -z \"$(ls -A " + dir + "/tmp)\"";
-  EXPECT_EQ(system(cmd.c_str()), 0);
-  EXPECT_TRUE(sink->Probe().free_bytes.has_value());
-  system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

@@ -6,7 +6,8 @@ local sock = os.getenv("CCMAIL_SOCK")
 local function start(qid)
   local conn = mt.connect(sock, 20, 0.1)
   if conn == nil then error("mt.connect(" .. sock .. ") failed") end
-  if mt.conninfo(conn, "localhost", "127.0.0.1") ~= nil then error("conninfo failed") end
+  -- no mt.conninfo / mt.data: the filter negotiates SMFIP_NOCONNECT and SMFIP_NODATA
+  -- (one MTA round trip each), and miltertest refuses to send negotiated-away events.
   mt.macro(conn, SMFIC_MAIL, "i", qid)
   if mt.mailfrom(conn, "<alice@example.org>") ~= nil then error("mailfrom failed") end
   if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mailfrom reply") end
@@ -22,7 +23,6 @@ end
 local conn = start("QID1")
 mt.rcptto(conn, "<jsmith@corp.example>"); expect(conn, SMFIR_CONTINUE, "rcpt jsmith")
 mt.rcptto(conn, "<bob@example.org>"); expect(conn, SMFIR_CONTINUE, "rcpt bob")
-mt.data(conn); expect(conn, SMFIR_CONTINUE, "data")
 mt.header(conn, "From", "alice@example.org"); expect(conn, SMFIR_CONTINUE, "header")
 mt.header(conn, "Subject", "miltertest one"); expect(conn, SMFIR_CONTINUE, "header")
 mt.eoh(conn); expect(conn, SMFIR_CONTINUE, "eoh")
@@ -31,10 +31,10 @@ mt.eom(conn); expect(conn, SMFIR_CONTINUE, "eom")
 if not mt.eom_check(conn, MT_RCPTDELETE, "<jsmith@corp.example>") then error("jsmith not deleted") end
 if mt.eom_check(conn, MT_RCPTDELETE, "<bob@example.org>") then error("bob deleted") end
 
--- 2. same connection, next message: no cc:Mail recipient -> ACCEPT at DATA.
+-- 2. same connection, next message: no cc:Mail recipient -> ACCEPT at the first header.
 mt.mailfrom(conn, "<alice@example.org>"); expect(conn, SMFIR_CONTINUE, "mailfrom 2")
 mt.rcptto(conn, "<bob@example.org>"); expect(conn, SMFIR_CONTINUE, "rcpt 2")
-mt.data(conn); expect(conn, SMFIR_ACCEPT, "data without cc:Mail recipient")
+mt.header(conn, "Subject", "not for cc:Mail"); expect(conn, SMFIR_ACCEPT, "header without cc:Mail recipient")
 
 -- 3. reject_unknown: 550 at RCPT for an unmapped address in a cc:Mail domain.
 mt.mailfrom(conn, "<alice@example.org>"); expect(conn, SMFIR_CONTINUE, "mailfrom 3")
@@ -43,7 +43,6 @@ mt.rcptto(conn, "<nobody@cc.example>"); expect(conn, SMFIR_REPLYCODE, "unknown c
 -- 4. too big: 552 during the body; nothing kept.
 mt.mailfrom(conn, "<alice@example.org>"); expect(conn, SMFIR_CONTINUE, "mailfrom 4")
 mt.rcptto(conn, "<kim@cc.example>"); expect(conn, SMFIR_CONTINUE, "rcpt 4")
-mt.data(conn); expect(conn, SMFIR_CONTINUE, "data 4")
 mt.header(conn, "Subject", "big"); expect(conn, SMFIR_CONTINUE, "header 4")
 mt.eoh(conn); expect(conn, SMFIR_CONTINUE, "eoh 4")
 mt.bodystring(conn, string.rep("x", 4096)); expect(conn, SMFIR_REPLYCODE, "oversize body")
@@ -51,12 +50,10 @@ mt.bodystring(conn, string.rep("x", 4096)); expect(conn, SMFIR_REPLYCODE, "overs
 -- 5. abort (RSET) in the middle, then a good message on the same connection.
 mt.mailfrom(conn, "<alice@example.org>"); expect(conn, SMFIR_CONTINUE, "mailfrom 5")
 mt.rcptto(conn, "<kim@cc.example>"); expect(conn, SMFIR_CONTINUE, "rcpt 5")
-mt.data(conn); expect(conn, SMFIR_CONTINUE, "data 5")
 mt.header(conn, "Subject", "aborted"); expect(conn, SMFIR_CONTINUE, "header 5")
 mt.abort(conn)
 mt.mailfrom(conn, "<alice@example.org>"); expect(conn, SMFIR_CONTINUE, "mailfrom 6")
 mt.rcptto(conn, "<kim@cc.example>"); expect(conn, SMFIR_CONTINUE, "rcpt 6")
-mt.data(conn); expect(conn, SMFIR_CONTINUE, "data 6")
 mt.header(conn, "Subject", "miltertest two"); expect(conn, SMFIR_CONTINUE, "header 6")
 mt.eoh(conn); expect(conn, SMFIR_CONTINUE, "eoh 6")
 mt.bodystring(conn, "second\r\n"); expect(conn, SMFIR_CONTINUE, "body 6")

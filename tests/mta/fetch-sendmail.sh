@@ -7,9 +7,12 @@
 #     -OQueueDirectory=DIR -OPidFile=DIR/pid -OStatusFile=DIR/st -OHostStatusDirectory=
 # and build test.cf with: m4 -D_CF_DIR_=$ROOT/usr/share/sendmail/cf/ test.mc > test.cf
 # (OSTYPE(`linux'), not `debian': the debian ostype includes files of the installed package).
-# STATUS: the unpacked daemon starts and listens on loopback; the SMTP conversation with
-# INPUT_MAIL_FILTER still answered "451 4.3.2 Please try again later" at MAIL in the first
-# attempt (not yet diagnosed), so no Sendmail test is registered yet.
+# tests/mta/sendmail.sh does all of that (sm_start/sm_stop); tests/milter/sendmail_mta_test.sh
+# uses it. The earlier "451 4.3.2 Please try again later" came from Sendmail's safefile()
+# check of the milter socket: a socket under /tmp (world-writable) is refused as "unsafe:
+# World writable directory", the filter is marked unusable and F=T tempfails every message.
+# The harness sets DontBlameSendmail=TrustStickyBit (/tmp is sticky); a production socket
+# under /run/ccmail-bridge or Postfix's spool needs no such option.
 set -eu
 CACHE=${1:-/tmp/ccmail-sendmail-cache}
 ROOT=$CACHE/root

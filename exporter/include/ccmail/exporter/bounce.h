@@ -34,6 +34,10 @@ std::vector<BounceTarget> MatchUndeliverable(const std::vector<format::ImportMes
                                              const std::vector<ManifestEntry>& manifest,
                                              size_t* unmatched);
 
+// Runs `sendmail_path -oi -f <> -- to` with `text` (a whole RFC 5322 message) on stdin.
+// Also used for the quarantine notice (notify_sender_on_quarantine).
+Status SendNotice(const std::string& sendmail_path, const std::string& to, const std::string& text);
+
 Status BounceUndeliverable(const std::string& und_path, const std::string& manifest_path,
                            const std::string& postoffice, const std::string& sendmail_path,
                            const format::FormatSettings& settings, int* bounced, size_t* unmatched);

@@ -1,7 +1,7 @@
 // outbox.h - publication of cc:Mail batch files into outbox/<POSTOFFICE>/.
 //
-// What it offers: an Outbox rooted at a directory holding out/tmp (work files) and
-// outbox/<PO>/ (published batches). A batch is written to out/tmp/<NAME>.part, fsynced,
+// What it offers: an Outbox over two directories of one file system: out_tmp (work files,
+// BridgePaths::out_tmp) and outbox_directory/<PO>/ (published batches). A batch is written to out/tmp/<NAME>.part, fsynced,
 // then (after the caller committed its ledger transaction) renamed into outbox/<PO>/<NAME>
 // with its manifest <STEM>.MAN beside it, and finally the per-post-office watermark file
 // outbox/<PO>/WATERMRK is rewritten (write, fsync, rename, fsync dir). Consumers (the job
@@ -55,14 +55,17 @@ Status ReadWatermark(const std::string& po_dir, Watermark* wm);
 
 class Outbox {
  public:
-  // root: the exporter's state root; uses <root>/out/tmp and <root>/outbox/<PO>.
-  explicit Outbox(std::string root);
+  // out_tmp: where .part files are built (BridgePaths::out_tmp); outbox_dir: where
+  // <PO>/ subdirectories are published (BridgePaths::outbox_directory). Both must be on
+  // one file system (rename).
+  Outbox(std::string out_tmp, std::string outbox_dir);
 
-  // Creates out/tmp and outbox/ if missing (and fsyncs their parents).
+  // Creates out_tmp and outbox_dir if missing (and fsyncs their parents).
   Status Init();
 
-  std::string TmpDir() const { return root_ + "/out/tmp"; }
-  std::string PostOfficeDir(const std::string& po) const { return root_ + "/outbox/" + po; }
+  std::string TmpDir() const { return tmp_; }
+  std::string OutboxDir() const { return outbox_; }
+  std::string PostOfficeDir(const std::string& po) const { return outbox_ + "/" + po; }
   std::string PartPath(const std::string& batch_name) const;
 
   // Writes batch content and manifest as out/tmp/<NAME>.part and out/tmp/<STEM>.MAN.part,
@@ -76,8 +79,17 @@ class Outbox {
   // Removes the .part files of an uncommitted batch (best effort, fsyncs out/tmp).
   Status Abandon(uint64_t epoch, uint64_t seq);
 
+  // Group commit of several batches: with defer=true, WritePart and Publish leave the fsync
+  // of out/tmp to the caller, who calls SyncTmpDir() once after all WriteParts (BEFORE the
+  // ledger commit: the .part names must be durable) and once after all Publishes.
+  void set_defer_tmpdir_sync(bool defer) { defer_tmpdir_sync_ = defer; }
+  // fsync(out/tmp); crash/fault point batch.tmpdir.fsynced.
+  Status SyncTmpDir();
+
  private:
-  std::string root_;
+  std::string tmp_;
+  std::string outbox_;
+  bool defer_tmpdir_sync_ = false;
 };
 
 // Validates a post office name for use as a directory (1-8 chars, A-Z 0-9 - _).

@@ -2,15 +2,16 @@
 //
 // SYNOPSIS
 //   std::unique_ptr<CaptureWriter> w;
-//   Status s = sink.Begin(&w);                 // opens spool/tmp/<id>.<tag>
+//   Status s = sink.Begin("alice@example.org", &w);   // opens spool/tmp/<id>.<tag>
 //   s = w->AddHeader("Subject", " hello");      // streamed, never kept whole in memory
 //   s = w->EndHeaders(); s = w->AddBody(chunk);
 //   CaptureReceipt r; s = w->Commit(envelope, &r);   // fsync + rename + dir fsync + publish
 //
 // DESCRIPTION
 //   CaptureSink is what CaptureSession writes to. The production implementation
-//   streams into the store's spool (ccmail_store) and publishes the capture in
-//   the shared-memory claim table (ccmail_shm); tests use an in-memory fake.
+//   (SpoolCaptureSink, spool_sink.h) streams into the store's spool (ccmail_store)
+//   and publishes the capture in the shared-memory claim table (ccmail_shm); the
+//   session tests use an in-memory fake.
 //
 //   Commit() is the durability point: when it returns Ok the message is on
 //   disk (file and directory entry fsync'd) and the MTA may be told CONTINUE.
@@ -83,7 +84,9 @@ struct SinkProbe {
 class CaptureSink {
  public:
   virtual ~CaptureSink() = default;
-  virtual Status Begin(std::unique_ptr<CaptureWriter>* writer) = 0;
+  // envelope_sender (MAIL FROM, <> stripped) is given up front because the content key
+  // (store/content_key.h) hashes it before the first header field.
+  virtual Status Begin(std::string_view envelope_sender, std::unique_ptr<CaptureWriter>* writer) = 0;
   virtual SinkProbe Probe() = 0;
 };
 

@@ -4,12 +4,14 @@
 //   MilterService svc(&sink, policy, settings);
 //   Status s = svc.Run();            // blocks in smfi_main until Stop()
 //   svc.SetPolicy(new_policy);       // SIGHUP: new messages use the new snapshot
-//   svc.Stop();                      // SIGTERM: no new connections; Run() waits
-//                                    // (bounded) for messages in flight
+//   svc.BeginDrain();                // SIGTERM: 451 4.3.2 for new messages,
+//   svc.DrainInFlight(30s);          //   messages in flight finish normally,
+//   svc.Stop();                      //   then smfi_stop: Run() returns
 //
 // DESCRIPTION
-//   Registers the callbacks with libmilter (protocol with DATA callback,
-//   SMFIF_DELRCPT), asks for macro {i} at MAIL, RCPT, DATA and end of message
+//   Registers the callbacks with libmilter (SMFIF_DELRCPT; negotiates away the
+//   connect, HELO, unknown and DATA events: each costs a round trip), asks for macro
+//   {i} at MAIL and end of message
 //   with smfi_setsymlist, and turns each CaptureSession Step into SMFIS_* plus
 //   smfi_setreply. After a capture is durable it removes the cc:Mail
 //   recipients (divert) and logs one line: queue id, capture id, recipients,
@@ -38,6 +40,12 @@ class MilterService {
   Status BindSocket(const MilterSettings& settings);
   Status Run();
   void Stop();
+  // Graceful stop, first half (SIGTERM): every new transaction gets 451 4.3.2 at MAIL
+  // (on new and on open connections); messages already past MAIL FROM go on normally. Call DrainInFlight, then Stop. (smfi_stop alone is not graceful:
+  // libmilter's session pool stops serving open sessions, so a message in flight
+  // would time out in the MTA.)
+  void BeginDrain() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
   void SetPolicy(std::shared_ptr<const Policy> policy);
   std::shared_ptr<const Policy> policy() const;
   // Waits until no message is between MAIL FROM and its end; false on timeout.
@@ -51,6 +59,7 @@ class MilterService {
 
  private:
   CaptureSink* sink_;
+  std::atomic<bool> draining_{false};
   mutable std::mutex mu_;
   std::shared_ptr<const Policy> policy_;
 };

@@ -1,0 +1,189 @@
+// ccmail-exporter - thin main(): config, singleton lock, privilege drop, pid file, signals,
+// recovery, then the run loop (or --drain: export everything pending and exit).
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+
+#include "ccmail/common/log.h"
+#include "ccmail/config/config.h"
+#include "ccmail/exporter/exporter.h"
+
+using namespace ccmail;
+using namespace ccmail::exporter;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
+
+void OnSignal(int sig) {
+  if (sig == SIGHUP)
+    g_reload = true;
+  else
+    g_stop = true;
+}
+
+Status LoadConfig(const std::string& path, const std::vector<std::string>& overrides, Config* cfg) {
+  CCMAIL_RETURN_IF_ERROR(Config::Load(path, cfg));
+  for (const std::string& o : overrides) {
+    auto eq = o.find('=');
+    if (eq == std::string::npos) return Status::InvalidArgument("-o " + o + ": expected name=value");
+    CCMAIL_RETURN_IF_ERROR(cfg->Set(o.substr(0, eq), o.substr(eq + 1)));
+  }
+  std::string level;
+  CCMAIL_RETURN_IF_ERROR(cfg->GetString("log_level", &level));
+  LogLevel lv;
+  if (!ParseLogLevel(level, &lv)) return Status::InvalidArgument(cfg->Where("log_level") + ": log_level: bad value");
+  LogSetLevel(lv);
+  return Status::Ok();
+}
+
+Status DropPrivileges(const std::string& user) {
+  if (geteuid() != 0 || user.empty()) return Status::Ok();
+  struct passwd* pw = getpwnam(user.c_str());
+  if (!pw) return Status::InvalidArgument("exporter_user: no such user: " + user);
+  if (initgroups(pw->pw_name, pw->pw_gid) != 0) return Status::FromErrno("initgroups " + user, errno);
+  if (setgid(pw->pw_gid) != 0) return Status::FromErrno("setgid", errno);
+  if (setuid(pw->pw_uid) != 0) return Status::FromErrno("setuid " + user, errno);
+  if (setuid(0) == 0) return Status::Unavailable("privilege drop did not stick");
+  return Status::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ccmail-exporter: export captured mail to cc:Mail import files, exactly once"};
+  std::string config_path = "/etc/ccmail-bridge/ccmail-bridge.conf";
+  std::vector<std::string> overrides;
+  bool check = false, to_stderr = false, drain = false;
+  app.add_option("-c,--config", config_path, "configuration file");
+  app.add_option("-o", overrides, "override a setting: name=value (repeatable)");
+  app.add_flag("--check", check, "check the configuration and the address map, then exit");
+  app.add_flag("--stderr", to_stderr, "log to stderr instead of syslog");
+  app.add_flag("--drain", drain, "run recovery, export everything pending, then exit 0");
+  CLI11_PARSE(app, argc, argv);
+
+  LogInit("ccmail-exporter", to_stderr || check ? LogTarget::kStderr : LogTarget::kSyslog);
+  Config cfg;
+  ExporterOptions opt;
+  Status s = LoadConfig(config_path, overrides, &cfg);
+  if (s.ok()) s = ExporterOptions::FromConfig(cfg, &opt);
+  if (!s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+  if (check) return 0;
+  std::string user, pid_file;
+  (void)cfg.GetString("exporter_user", &user);
+  (void)cfg.GetString("exporter_pid_file", &pid_file);
+
+  // The runtime directory holds live.lock and the table's init lock; as root, create it
+  // for the unprivileged user before dropping privileges.
+  if (::mkdir(opt.paths.runtime_directory.c_str(), 0755) == 0 && geteuid() == 0 && !user.empty()) {
+    if (struct passwd* pw = getpwnam(user.c_str())) {
+      if (::chown(opt.paths.runtime_directory.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+        LogWarning("chown %s: %s", opt.paths.runtime_directory.c_str(), std::strerror(errno));
+    }
+  }
+  if (s = DropPrivileges(user); !s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<Exporter> ex;
+  s = Exporter::Open(opt, &ex);
+  if (s.code() == Status::Code::kBusy) {
+    LogInfo("another exporter is running (lock held): %s", s.message().c_str());
+    return 0;
+  }
+  if (!s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+  if (!drain && !pid_file.empty()) {
+    std::ofstream pf(pid_file, std::ios::trunc);
+    if (!pf)
+      LogWarning("cannot write pid file %s: %s", pid_file.c_str(), std::strerror(errno));
+    else
+      pf << getpid() << "\n";
+  }
+  if (s = ex->Recover(); !s.ok()) {
+    LogError("fatal: recovery: %s", s.ToString().c_str());
+    return 1;
+  }
+  LogInfo("exporter started: epoch %llu, spool %s, outbox %s", static_cast<unsigned long long>(ex->epoch()),
+          opt.paths.spool_root.c_str(), opt.paths.outbox_directory.c_str());
+
+  if (drain) {
+    s = ex->Drain();
+    ExporterCounters c = ex->counters();
+    if (!s.ok()) {
+      LogError("fatal: drain: %s", s.ToString().c_str());
+      return 1;
+    }
+    LogInfo("drained: %llu capture(s), %llu exported, %llu duplicate(s), %llu quarantined, %llu batch file(s)",
+            static_cast<unsigned long long>(c.captures), static_cast<unsigned long long>(c.exported),
+            static_cast<unsigned long long>(c.dups), static_cast<unsigned long long>(c.quarantined),
+            static_cast<unsigned long long>(c.batches));
+    return 0;
+  }
+
+  uint64_t usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &usec) > 0;
+  sd_notify(0, "READY=1");
+  auto last_status = std::chrono::steady_clock::now();
+  auto heartbeat = [&] {
+    if (g_reload.exchange(false)) {
+      sd_notify(0, "RELOADING=1");
+      Config fresh;
+      ExporterOptions fo;
+      Status rs = LoadConfig(config_path, overrides, &fresh);
+      if (rs.ok()) rs = ExporterOptions::FromConfig(fresh, &fo);
+      if (rs.ok()) {
+        ex->Reload(fo.format, fo.address_map);
+        LogInfo("reloaded %s: format settings and address map (other changes need a restart)", config_path.c_str());
+      } else {
+        LogError("reload failed, keeping the running configuration: %s", rs.ToString().c_str());
+      }
+      sd_notify(0, "READY=1");
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_status >= std::chrono::seconds(1)) {
+      last_status = now;
+      ExporterCounters c = ex->counters();
+      sd_notifyf(0, "STATUS=epoch %llu, exported %llu, duplicates %llu, quarantined %llu, backlog %llu%s",
+                 static_cast<unsigned long long>(ex->epoch()), static_cast<unsigned long long>(c.exported),
+                 static_cast<unsigned long long>(c.dups), static_cast<unsigned long long>(c.quarantined),
+                 static_cast<unsigned long long>(ex->backlog()), watchdog ? "\nWATCHDOG=1" : "");
+    }
+  };
+  s = ex->Run(g_stop, heartbeat);
+  sd_notify(0, "STOPPING=1");
+  if (!pid_file.empty()) ::unlink(pid_file.c_str());
+  ExporterCounters c = ex->counters();
+  if (!s.ok()) {
+    LogError("fatal: %s", s.ToString().c_str());
+    return 1;
+  }
+  LogInfo("stopped: %llu capture(s), %llu exported, %llu duplicate(s), %llu quarantined",
+          static_cast<unsigned long long>(c.captures), static_cast<unsigned long long>(c.exported),
+          static_cast<unsigned long long>(c.dups), static_cast<unsigned long long>(c.quarantined));
+  return 0;
+}

@@ -1,0 +1,53 @@
+#!/bin/bash
+# e2e q184524: the duplicate that gave the bridge its reason to exist (Microsoft KB Q184524,
+# RFC 1047). The client sends a message, loses the connection after the final dot without
+# seeing the 250, and sends the same message again. Postfix queues both copies, the milter
+# captures both; the exporter must export each delivery once. Three rounds:
+#   same_batch   retries right after the dropped copies (both can land in one batch)
+#   after_export the first copies are exported (ccmailctl drain) before the retries arrive
+#   new_epoch    the exporter is SIGKILLed and restarted between the copies (ledger dedup
+#                across exporter epochs)
+set -u
+. "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
+e2e_init q184524
+e2e_find_bins || exit 1
+SCALE=${CCMAIL_E2E_SCALE:-${E2E_DEFAULT_SCALE:-1.0}}
+N=${E2E_Q_COUNT:-150}
+fail() { echo "FAIL: $*"; e2e_dump_logs 40; exit 1; }
+
+e2e_write_map
+e2e_write_conf
+e2e_start_sink || fail "sink"
+e2e_supervise_exporter
+e2e_start_milter || fail "milter"
+e2e_start_postfix || fail "postfix"
+
+E2E="$E2E_PY $E2E_SRC/tests/e2e/e2e.py"
+common=(--map "$T/address-map" --count "$N" --scale "$SCALE" --port "$PF_PORT" --sessions 5
+        --max-size 262144 --medium-fraction 0.05 --log "$T/sent.jsonl")
+$E2E q184524 "${common[@]}" --prefix qa --seed 21 || fail "round same_batch"
+$E2E q184524 "${common[@]}" --prefix qb --seed 22 \
+  --between "$CTL -c $T/ccmail.conf drain --timeout 120s >/dev/null 2>&1" || fail "round after_export"
+$E2E q184524 "${common[@]}" --prefix qc --seed 23 \
+  --between "sleep 1; kill -9 \$(cat $T/exporter.pid.e2e); sleep 1" || fail "round new_epoch"
+
+e2e_drain 120 || fail "drain"
+# The test means something only if Postfix really queued both copies of most messages.
+copies=$(grep -c 'message-id=<q[abc]-' "$T/pf/maillog")
+sent=$(wc -l < "$T/sent.jsonl")
+e2e_log "Postfix queued $copies copies of $sent messages (dropped first copy + retry)"
+[ "$copies" -ge $((sent * 3 / 2)) ] || fail "only $copies copies queued for $sent messages: the dropped sends did not reach the queue"
+e2e_check_backlog || { cat "$T/status.txt"; fail "backlog not empty"; }
+# And the bridge must have seen the second copies and recorded them as duplicates (otherwise
+# the test proved nothing): nearly every exported delivery had a second capture.
+$E2E_PY - "$T/status.json" <<'PY' || fail "the ledger did not record the retried copies as duplicates"
+import json, sys
+led = json.load(open(sys.argv[1])).get("ledger", {})
+exp, dup = led.get("exported", 0), led.get("duplicates", 0)
+print("ledger: %d deliveries exported, %d recorded as duplicates of a retry" % (exp, dup))
+sys.exit(0 if exp > 0 and dup >= 0.9 * exp else 1)
+PY
+e2e_verify q184524 "$T/sent.jsonl"; rc=$?
+e2e_finish || rc=1
+[ $rc = 0 ] || e2e_dump_logs 40
+exit $rc

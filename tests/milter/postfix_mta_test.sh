@@ -217,8 +217,8 @@ for i in $(seq 1 50); do [ -e "/dev/shm/$TABLE-v1" ] && [ -S "$T/milter.sock" ] 
 [ -e "/dev/shm/$TABLE-v1" ] && pass "table created at start" || fail "no table after restart"
 n=$(captures)
 
-# 17. SIGTERM with a message in flight (MAIL and RCPT done): no new connections, but that
-# message is finished and captured before the milter exits 0.
+# 17. SIGTERM with a message in flight (MAIL and RCPT done): a new transaction gets
+# 451 4.3.2, but the message in flight is finished and captured before the milter exits 0.
 python3 - "$PF_PORT" "$MPID" > "$T/r17" <<'PY'
 import os, signal, smtplib, sys, time
 port, pid = int(sys.argv[1]), int(sys.argv[2])
@@ -227,7 +227,12 @@ s.ehlo("test.localdomain")
 print("MAIL", *s.mail("alice@example.org"))
 print("RCPT", *s.rcpt("jsmith@corp.example"))
 os.kill(pid, signal.SIGTERM)
-time.sleep(1.0)
+time.sleep(0.5)
+s2 = smtplib.SMTP("127.0.0.1", port, timeout=30)  # a new transaction while draining
+s2.ehlo("test.localdomain")
+print("DRAIN MAIL", *s2.mail("alice@example.org"))
+s2.close()
+time.sleep(0.5)
 try:
     code, text = s.data(b"From: alice@example.org\r\nSubject: test m17\r\n\r\nin flight\r\n")
 except smtplib.SMTPDataError as e:
@@ -238,6 +243,8 @@ PY
 wait "$MPID"; rc=$?; MPID=
 grep -q '^DATA 250 ' "$T/r17" && [ "$(captures)" = $((n + 1)) ] && pass "message in flight at SIGTERM finished and captured" \
   || { cat "$T/r17"; fail "message in flight at SIGTERM lost or tempfailed (captures $(captures), want $((n + 1)))"; }
+grep -q '^DRAIN MAIL 451 b.4.3.2 cc:Mail gateway restarting' "$T/r17" && pass "new transaction while draining: 451 4.3.2" \
+  || { cat "$T/r17"; fail "no 451 4.3.2 while draining"; }
 [ $rc = 0 ] && pass "SIGTERM clean exit" || fail "milter exit $rc"
 
 # 12. milter gone -> MTA tempfails (milter_default_action = tempfail), never accepts.

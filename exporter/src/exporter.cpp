@@ -229,7 +229,7 @@ struct Exporter::Impl {
       st.exported_total = ctr.exported;
     }
     store::SpoolStats ss = spool->Stats();
-    st.backlog_count = ss.count;
+    st.backlog_count = std::max<uint64_t>(ss.count, pending.size());
     st.backlog_bytes = ss.bytes;
     st.pid = ::getpid();
     table->PublishExporterState(st);
@@ -463,9 +463,10 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory);
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());
   im->outbox->set_defer_tmpdir_sync(true);  // one out/tmp fsync per round, not per post office
-  // The backlog published for the milters' back-pressure is a hint: a directory walk with
-  // one stat per file every 5 s is plenty (every second costs ~10% with a 100k backlog).
-  im->spool->set_stats_refresh_ms(5000);
+  // The backlog published in the table is only a hint (the milters count the spool
+  // themselves for back-pressure): a directory walk with one stat per file is costly with a
+  // 100k backlog, so it runs every 30 s; the ids found by scans keep the hint current.
+  im->spool->set_stats_refresh_ms(30000);
   im->conv = std::make_shared<const format::Converter>(opt.format);
   im->map = opt.address_map;
   im->opt = std::move(opt);

@@ -4,8 +4,9 @@
 #   round 1 (admission): spool_min_free = 4m; the milter must answer 452 4.3.1 before anything
 #            is promised;
 #   round 2 (ENOSPC):    spool_min_free = 0 (SIGHUP); writes fail for real, in the milter
-#            (451 4.3.0, the capture is abandoned) and in the exporter (the batch is abandoned,
-#            rebuilt later; a ledger commit that fails is a crash: the supervisor restarts it).
+#            (451 4.3.0, the capture is abandoned) and in the exporter, which is SIGSTOPped while
+#            a backlog builds and continued on the full disk (the batch is abandoned and rebuilt
+#            later; a ledger commit that fails is a crash: the supervisor restarts it).
 # Clients get 4xx and retry; after the filler is removed service resumes, and every accepted
 # delivery is exported exactly once.
 set -u
@@ -54,10 +55,12 @@ common=(--map "$T/address-map" --count "$N" --scale "$SCALE" --port "$PF_PORT" -
 # One round: a sender runs; when a quarter of its mail is captured the file system is filled;
 # a second sender starts while it is full (so it meets the full disk whatever the scale);
 # after 6 s the filler goes and both senders finish (they retry every 4xx).
-round() {  # round N SEED
-  local n=$1 seed=$2 want i
+round() {  # round N SEED [pause]  (pause: the exporter is SIGSTOPped while the backlog builds
+           # and continued once the disk is full, so it must write a batch onto a full disk)
+  local n=$1 seed=$2 pause=${3:-} want i xp=
   $E2E send "${common[@]}" --prefix "d$n" --seed "$seed" --log "$T/sent.jsonl" > "$T/send$n.out" 2>&1 &
   local s1=$!; E2E_PIDS+=($s1)
+  if [ -n "$pause" ]; then xp=$(cat "$T/exporter.pid.e2e"); kill -STOP "$xp"; fi
   want=$(awk -v n="$N" -v s="$SCALE" 'BEGIN{printf "%d", n * s * 0.85 / 4}')
   for i in $(seq 1 300); do
     [ "$(grep -c 'capture=.*from=<d'"$n"'-' "$T/milter.log")" -ge "$want" ] && break
@@ -65,6 +68,7 @@ round() {  # round N SEED
     sleep 0.1
   done
   fill "$n"
+  if [ -n "$xp" ]; then kill -CONT "$xp"; e2e_log "exporter continued with $(ls "$E2E_STATE/spool/spool/new" | wc -l) captures pending"; fi
   $E2E send "${common[@]}" --count 20 --scale 1 --prefix "f$n" --seed "$((seed + 100))" --log "$T/sent-f$n.jsonl" \
     > "$T/sendf$n.out" 2>&1 &
   local s2=$!; E2E_PIDS+=($s2)
@@ -81,13 +85,16 @@ t1=$(cat "$T/tempfails1")
 # Round 2: real ENOSPC in the milter and the exporter.
 sed -i 's/^spool_min_free = .*/spool_min_free = 0/' "$T/ccmail.conf"
 kill -HUP "$MPID"; sleep 0.5
-round 2 32
+nospace_before=$(grep -c 'No space left' "$T/exporter.log")
+round 2 32 pause
 t2=$(cat "$T/tempfails2")
+nospace=$(( $(grep -c 'No space left' "$T/exporter.log") - nospace_before ))
 
 e2e_drain 120 || fail "drain"
 e2e_log "4xx replies while full: round 1 (admission) $t1, round 2 (ENOSPC) $t2; exporter: $(grep -c 'No space left' "$T/exporter.log") batch(es) abandoned on ENOSPC, $(grep -c '^supervisor:' "$T/exporter.log") restart(s)"
 [ "${t1:-0}" -gt 0 ] || fail "no 4xx while the spool was full (round 1)"
 [ "${t2:-0}" -gt 0 ] || fail "no 4xx while the spool was full (round 2)"
+[ "$nospace" -gt 0 ] || fail "the exporter never met the full disk in round 2 (nothing was tested there)"
 # Which 4xx the milter gave: 451 4.3.0 when it cannot create or write a spool file, 452 4.3.1
 # when the admission check at end of message finds the disk below spool_min_free.
 e2e_log "milter tempfails: $(grep -o 'tempfail at [^:]*: 45[0-9] 4\.[0-9]\.[0-9]' "$T/milter.log" | sort | uniq -c | tr -s ' ' | paste -sd, -)"

@@ -25,7 +25,7 @@ packages=(
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # tests and demo: real MTA peers and tools
-  postfix miltertest m4 swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
+  python3 postfix miltertest m4 swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
   # packaging
   debhelper devscripts lintian fakeroot dpkg-dev
 )

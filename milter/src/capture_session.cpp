@@ -63,11 +63,20 @@ Step CaptureSession::Fail(Step step) {
   return step;
 }
 
+// A full spool file system is the storage condition of RFC 3463 (452 4.3.1), whichever step hit
+// it; anything else on the spool is a local error (451 4.3.0). Both are temporary: nothing was
+// promised yet, the client retries.
+static Step SpoolFailure(const Status& s, const char* what) {
+  if (s.IsNoSpace())
+    return Step::Tempfail("452", "4.3.1", std::string("cc:Mail gateway spool is full (") + what + "), try again later");
+  return Step::Tempfail("451", "4.3.0", std::string("cc:Mail gateway ") + what + " failed, try again later");
+}
+
 Step CaptureSession::StartCapture() {
   Status s = sink_->Begin(sender_, &writer_);
   if (!s.ok() || !writer_) {
     writer_.reset();
-    return Fail(Step::Tempfail("451", "4.3.0", "cc:Mail gateway cannot open a spool file, try again later"));
+    return Fail(SpoolFailure(s.ok() ? Status::Unavailable("no writer") : s, "spool file creation"));
   }
   return Step::Continue();
 }
@@ -95,7 +104,7 @@ Step CaptureSession::Header(std::string_view name, std::string_view value) {
   size_ += name.size() + 1 + value.size() + 2;
   if (size_ > policy_->limits.message_size) return Fail(TooLarge());
   if (Status s = writer_->AddHeader(name, value); !s.ok())
-    return Fail(Step::Tempfail("451", "4.3.0", "cc:Mail gateway spool write failed, try again later"));
+    return Fail(SpoolFailure(s, "spool write"));
   return Step::Continue();
 }
 
@@ -107,7 +116,7 @@ Step CaptureSession::EndOfHeaders() {
   }
   size_ += 2;
   if (Status s = writer_->EndHeaders(); !s.ok())
-    return Fail(Step::Tempfail("451", "4.3.0", "cc:Mail gateway spool write failed, try again later"));
+    return Fail(SpoolFailure(s, "spool write"));
   return Step::Continue();
 }
 
@@ -116,7 +125,7 @@ Step CaptureSession::Body(std::string_view chunk) {
   size_ += chunk.size();
   if (size_ > policy_->limits.message_size) return Fail(TooLarge());
   if (Status s = writer_->AddBody(chunk); !s.ok())
-    return Fail(Step::Tempfail("451", "4.3.0", "cc:Mail gateway spool write failed, try again later"));
+    return Fail(SpoolFailure(s, "spool write"));
   return Step::Continue();
 }
 

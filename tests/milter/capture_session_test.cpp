@@ -214,14 +214,16 @@ TEST_F(SessionTest, SpoolOpenFailureTempfails451) {
   EXPECT_EQ(st.reply.xcode, "4.3.0");
 }
 
-TEST_F(SessionTest, WriteFailureTempfailsAndNothingIsCommitted) {
+// The fake's write fails with ENOSPC: a full spool is the storage condition, 452 4.3.1.
+TEST_F(SessionTest, FullSpoolDuringWriteTempfails452AndNothingIsCommitted) {
   ASSERT_EQ(session.MailFrom(MakePolicy(), "<a@x.org>", {}).kind, Step::Kind::kContinue);
   ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
   ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
   sink.st.fail_write = true;
   Step st = session.Header("Subject", " x");
   EXPECT_EQ(st.kind, Step::Kind::kTempfail);
-  EXPECT_EQ(st.reply.rcode, "451");
+  EXPECT_EQ(st.reply.rcode, "452");
+  EXPECT_EQ(st.reply.xcode, "4.3.1");
   EXPECT_EQ(sink.st.aborted, 1);
 }
 

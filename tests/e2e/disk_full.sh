@@ -4,7 +4,7 @@
 #   round 1 (admission): spool_min_free = 4m; the milter must answer 452 4.3.1 before anything
 #            is promised;
 #   round 2 (ENOSPC):    spool_min_free = 0 (SIGHUP); writes fail for real, in the milter
-#            (451 4.3.0, the capture is abandoned) and in the exporter, which is SIGSTOPped while
+#            (452 4.3.1, the capture is abandoned) and in the exporter, which is SIGSTOPped while
 #            a backlog builds and continued on the full disk (the batch is abandoned and rebuilt
 #            later; a ledger commit that fails is a crash: the supervisor restarts it).
 # Clients get 4xx and retry; after the filler is removed service resumes, and every accepted
@@ -79,7 +79,7 @@ round() {  # round N SEED [pause]  (pause: the exporter is SIGSTOPped while the 
   echo $(( $(tempfails "$T/send$n.out") + $(tempfails "$T/sendf$n.out") )) > "$T/tempfails$n"
 }
 
-# Round 1: admission (452 4.3.1 at end of message, or 451 when a spool file cannot be created).
+# Round 1: admission (452 4.3.1 at end of message, or when a spool file cannot be created).
 round 1 31
 t1=$(cat "$T/tempfails1")
 # Round 2: real ENOSPC in the milter and the exporter.
@@ -95,8 +95,8 @@ e2e_log "4xx replies while full: round 1 (admission) $t1, round 2 (ENOSPC) $t2; 
 [ "${t1:-0}" -gt 0 ] || fail "no 4xx while the spool was full (round 1)"
 [ "${t2:-0}" -gt 0 ] || fail "no 4xx while the spool was full (round 2)"
 [ "$nospace" -gt 0 ] || fail "the exporter never met the full disk in round 2 (nothing was tested there)"
-# Which 4xx the milter gave: 451 4.3.0 when it cannot create or write a spool file, 452 4.3.1
-# when the admission check at end of message finds the disk below spool_min_free.
+# Which 4xx the milter gave: 452 4.3.1 both when ENOSPC hits creating or writing the spool file
+# and when the admission check at end of message finds the disk below spool_min_free.
 e2e_log "milter tempfails: $(grep -o 'tempfail at [^:]*: 45[0-9] 4\.[0-9]\.[0-9]' "$T/milter.log" | sort | uniq -c | tr -s ' ' | paste -sd, -)"
 e2e_check_backlog || { cat "$T/status.txt"; fail "backlog not empty"; }
 e2e_verify disk_full "$T"/sent*.jsonl; rc=$?

@@ -9,6 +9,7 @@
 // Batch size 1 does ~10 fsyncs per message; its backlog is capped at 2,000 messages (and
 // batch 16 at 20,000) so a run stays within minutes. The printed table says which count ran.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -125,6 +126,12 @@ int main(int argc, char** argv) {
       return 1;
     }
     ::sync();
+    // CCMAIL_BENCH_STOP=1: stop (SIGSTOP) once the backlog exists, so a profiler can attach
+    // to the drain alone (`perf record -p <pid>`, then `kill -CONT <pid>`).
+    if (const char* stop = std::getenv("CCMAIL_BENCH_STOP"); stop && *stop == '1') {
+      fprintf(stderr, "backlog of %zu ready, pid %d stopped\n", n, static_cast<int>(::getpid()));
+      ::raise(SIGSTOP);
+    }
     exporter::ExporterOptions o;
     o.paths = p;
     o.table.name = "ccmail-exporter-bench-" + std::to_string(::getpid());

@@ -190,7 +190,66 @@ struct Exporter::Impl {
   bool dq_running = false;
   std::thread dq_thread;
 
-  ~Impl() { StopDeliverThread(); }
+  // Closer: the last close of an unlinked spool file frees its inode and blocks, so it is
+  // done by a helper thread. The spool file is already unlinked and spool/new fsynced when
+  // its descriptor is queued here, so this only releases resources: it is no step of the
+  // exactly-once protocol. On a filesystem mounted with `discard` (the reference VM) that
+  // close waits for a synchronous discard of the file's blocks: ~140-230 us per 10 KB file,
+  // as much as the rest of the per-message CPU work, and it now overlaps the next round.
+  std::mutex cl_mu;
+  std::condition_variable cl_cv;       // work for the closer
+  std::condition_variable cl_done_cv;  // the queue got shorter
+  std::vector<UniqueFd> cl_q;
+  size_t cl_busy = 0;  // descriptors taken by the closer and not yet closed
+  bool cl_stop = false;
+  std::thread cl_thread;
+
+  ~Impl() {
+    StopCloser();
+    StopDeliverThread();
+  }
+
+  void QueueClose(UniqueFd fd) {
+    if (!fd.valid()) return;
+    std::lock_guard<std::mutex> g(cl_mu);
+    if (!cl_thread.joinable()) cl_thread = std::thread([this] { CloserLoop(); });
+    cl_q.push_back(std::move(fd));
+    cl_cv.notify_one();
+  }
+  // Blocks until at most `max_open` descriptors wait for the closer: a round opens up to
+  // kMaxOpenPerRound files and the two together must stay under the usual 1,024 fd limit.
+  void WaitCloser(size_t max_open) {
+    std::unique_lock<std::mutex> lk(cl_mu);
+    cl_done_cv.wait(lk, [&] { return cl_q.size() + cl_busy <= max_open; });
+  }
+  void CloserLoop() {
+    std::unique_lock<std::mutex> lk(cl_mu);
+    for (;;) {
+      cl_cv.wait(lk, [&] { return cl_stop || !cl_q.empty(); });
+      if (cl_q.empty()) return;  // stop requested and nothing left
+      std::vector<UniqueFd> batch;
+      batch.swap(cl_q);
+      cl_busy = batch.size();
+      lk.unlock();
+      for (auto& fd : batch) {
+        fd.reset();
+        std::lock_guard<std::mutex> g(cl_mu);
+        --cl_busy;
+        cl_done_cv.notify_all();
+      }
+      lk.lock();
+    }
+  }
+  void StopCloser() {
+    {
+      std::lock_guard<std::mutex> g(cl_mu);
+      cl_stop = true;
+    }
+    cl_cv.notify_all();
+    if (cl_thread.joinable()) cl_thread.join();
+    cl_thread = std::thread();
+    cl_stop = false;
+  }
 
   // ---------- helpers ----------
   void Backoff(const std::string& why) {
@@ -210,6 +269,15 @@ struct Exporter::Impl {
   }
 
   Status ScanSpool() {
+    // While `pending` already holds a full round, a listing of spool/new cannot change the
+    // next round (ids are taken oldest first and new captures sort after the backlog), but
+    // with a 100,000-file backlog it costs a readdir, 100,000 id parses and set inserts
+    // every spool_scan_interval: the "cost per message grows with the backlog" of a drain.
+    // The listing resumes as soon as fewer than a round's worth are left.
+    if (pending.size() >= opt.batch_max_messages) {
+      next_scan = Clock::now() + opt.spool_scan_interval;
+      return Status::Ok();
+    }
     std::vector<CaptureId> ids;
     CCMAIL_RETURN_IF_ERROR(spool->ListPending(&ids));
     for (const auto& id : ids) pending.insert(id);
@@ -595,6 +663,8 @@ Status Exporter::Impl::Recover() {
 namespace {
 
 constexpr size_t kMaxOpenPerRound = 900;
+// Spool descriptors open in a round plus those still queued for the closer.
+constexpr size_t kMaxOpenTotal = 960;
 
 struct PoBatch {
   std::string content;
@@ -646,6 +716,17 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
   };
   std::vector<Item> items;
   items.reserve(ids.size());
+  // Whatever path leaves this round, the descriptors go to the closer (declared after
+  // `items`, so it runs first). Exported captures are unlinked by then; the others stay in
+  // spool/new or corrupt/ and their close is cheap.
+  struct HandOver {
+    Impl* im;
+    std::vector<Item>* items;
+    ~HandOver() {
+      for (auto& it : *items) im->QueueClose(std::move(it.e.fd));
+    }
+  } hand_over{this, &items};
+  WaitCloser(kMaxOpenTotal - std::min(ids.size(), kMaxOpenPerRound));
   std::vector<std::pair<ContentKey, std::string>> lookups;
   uint64_t opened_bytes = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -1039,6 +1120,7 @@ Status Exporter::Run(const std::atomic<bool>& stop, const std::function<void()>&
     if (heartbeat) heartbeat();
   }
   if (impl_->clean_seq > impl_->clean_seq_recorded) (void)impl_->ledger->SetSpoolCleanSeq(impl_->clean_seq);
+  impl_->StopCloser();
   impl_->StopDeliverThread();
   return Status::Ok();
 }
@@ -1069,6 +1151,7 @@ Status Exporter::Drain() {
     CCMAIL_RETURN_IF_ERROR(im->ledger->SetSpoolCleanSeq(im->clean_seq));
     im->clean_seq_recorded = im->clean_seq;
   }
+  im->StopCloser();  // the drain is over when the last spool file is really gone
   im->StopDeliverThread();
   return Status::Ok();
 }

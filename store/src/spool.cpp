@@ -352,14 +352,30 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
   uint64_t fsize = static_cast<uint64_t>(st.st_size);
   if (fsize < kHeaderSize + kTrailerSize)
     return Status::Corrupt(path + ": file too short (" + std::to_string(fsize) + " bytes)");
+  // A typical capture (tens of KB) is read with ONE pread into `whole` and every check below
+  // works on that copy; larger files are read piece by piece as before. Same checks, same
+  // order, same messages: this only saves three syscalls and a 64 KiB buffer per file.
+  constexpr uint64_t kWholeFileMax = 256 * 1024;
+  std::string whole;
+  if (fsize <= kWholeFileMax) {
+    whole.resize(static_cast<size_t>(fsize));
+    CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), whole.data(), whole.size(), 0, path));
+  }
+  auto read_at = [&](void* buf, size_t n, off_t off) -> Status {
+    if (!whole.empty()) {
+      std::memcpy(buf, whole.data() + off, n);  // off + n <= fsize: checked by the callers
+      return Status::Ok();
+    }
+    return PreadAll(fd.get(), buf, n, off, path);
+  };
   unsigned char hdr[kHeaderSize];
-  CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), hdr, kHeaderSize, 0, path));
+  CCMAIL_RETURN_IF_ERROR(read_at(hdr, kHeaderSize, 0));
   if (std::memcmp(hdr, kMagic, 8) != 0) return Status::Corrupt(path + ": bad magic at offset 0");
   if (GetU32(hdr + 8) != kVersion) return Status::Corrupt(path + ": unknown version " + std::to_string(GetU32(hdr + 8)));
   if (GetU32(hdr + 12) != 0) return Status::Corrupt(path + ": reserved header field is not zero at offset 12");
   unsigned char tr[kTrailerSize];
   off_t toff = static_cast<off_t>(fsize - kTrailerSize);
-  CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), tr, kTrailerSize, toff, path));
+  CCMAIL_RETURN_IF_ERROR(read_at(tr, kTrailerSize, toff));
   if (std::memcmp(tr, kTrailMagic, 8) != 0 || std::memcmp(tr + 36, kEndMagic, 8) != 0)
     return Status::Corrupt(path + ": no trailer at offset " + std::to_string(toff) + " (torn write?)");
   if (Crc(0, tr, 32) != GetU32(tr + 32)) return Status::Corrupt(path + ": trailer checksum mismatch");
@@ -369,12 +385,13 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
     return Status::Corrupt(path + ": sizes in trailer do not match the file size " + std::to_string(fsize));
   std::string meta(metasize, '\0');
   off_t moff = static_cast<off_t>(kHeaderSize + msize);
-  CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), meta.data(), metasize, moff, path));
+  CCMAIL_RETURN_IF_ERROR(read_at(meta.data(), metasize, moff));
   if (Crc(0, meta.data(), meta.size()) != metacrc) return Status::Corrupt(path + ": metadata checksum mismatch at offset " + std::to_string(moff));
   // Stream the message through the CRC.
   uint32_t crc = 0;
-  std::string buf(1 << 16, '\0');
-  uint64_t left = msize;
+  if (!whole.empty()) crc = Crc(0, whole.data() + kHeaderSize, static_cast<size_t>(msize));
+  std::string buf(whole.empty() ? size_t{1} << 16 : 0, '\0');
+  uint64_t left = whole.empty() ? msize : 0;
   off_t off = kHeaderSize;
   while (left > 0) {
     size_t n = left > buf.size() ? buf.size() : static_cast<size_t>(left);

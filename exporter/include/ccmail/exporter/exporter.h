@@ -19,7 +19,8 @@
 //   of dead writers; R2, R3, R1 on the table (recovery.table.reset).
 //
 //   One loop turn (RunOnce): claim READY slots (T3, slot.claimed), list spool/new every
-//   spool_scan_interval and whenever overflow_count changed, fill a round of up to
+//   spool_scan_interval and whenever overflow_count changed (skipped while a full round is
+//   already pending: a drain of a big backlog would re-list it every time), fill a round of up to
 //   batch_max_messages captures (waiting at most batch_max_delay), skip ids already in the
 //   ledger or in the round, classify each (content key, "name at PO") delivery EXPORTED or
 //   DUP against the ledger AND the round, convert per post office (unconvertible ->

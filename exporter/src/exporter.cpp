@@ -259,6 +259,13 @@ struct Exporter::Impl {
                static_cast<long long>(backoff.count()));
   }
   void ResetBackoff() { backoff = milliseconds(0); }
+  // After a round hit ENOSPC its size is halved for the next tries and doubled back after each
+  // commit: a disk with room for some of the backlog drains it in smaller batch files instead of
+  // retrying the same too-large round for ever.
+  size_t round_cap = 0;  // 0: no cap beyond batch_max_messages
+  size_t RoundLimit() const {
+    return round_cap ? std::min(round_cap, opt.batch_max_messages) : opt.batch_max_messages;
+  }
 
   bool WriterIsLive(const std::string& tag) const {
     uint32_t index = 0;
@@ -695,7 +702,8 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     id.bytes = c.capture_id;
     ids.push_back(id);
   }
-  for (auto it = pending.begin(); it != pending.end() && ids.size() < opt.batch_max_messages; ++it) ids.push_back(*it);
+  const size_t round_limit = RoundLimit();
+  for (auto it = pending.begin(); it != pending.end() && ids.size() < round_limit; ++it) ids.push_back(*it);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
 
@@ -952,6 +960,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     }
     complete_claims();  // the ids stay in `pending` and in spool/new: nothing is lost
     if (fatal) return cause.WithContext(why);
+    if (cause.IsNoSpace()) round_cap = std::max<size_t>(1, done.size() / 2);
     Backoff(why + ": " + cause.ToString());
     return Status::Ok();
   };
@@ -987,6 +996,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
       return abandon(lb, "ledger commit failed", !cs.IsNoSpace(), cs);
     }
     ResetBackoff();
+    if (round_cap != 0 && (round_cap *= 2) >= opt.batch_max_messages) round_cap = 0;
     // Decision taken. Publish; a failure here is retried (and rolled forward by recovery).
     for (const auto& b : lb) {
       if (b.file_name.empty()) continue;
@@ -1074,8 +1084,8 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   uint32_t bell = table ? table->DoorbellValue() : 0;
   // Under sustained load the table alone could fill every round; captures that overflowed
   // the table (found by scans) get at least half of a round so they never starve.
-  const size_t claim_max =
-      std::max<size_t>(1, opt.batch_max_messages - std::min(pending.size(), opt.batch_max_messages / 2));
+  const size_t round_limit = RoundLimit();
+  const size_t claim_max = std::max<size_t>(1, round_limit - std::min(pending.size(), round_limit / 2));
   if (table) table->ClaimReady(*reg, claim_max, &claims);
   if (!claims.empty()) CrashPoint(kCrashSlotClaimed);
   if (claims.empty() && pending.empty()) {
@@ -1090,9 +1100,9 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   }
   // Group commit: give a small round batch_max_delay to fill up.
   if (!draining && table && opt.batch_max_delay.count() > 0 &&
-      claims.size() + pending.size() < opt.batch_max_messages) {
+      claims.size() + pending.size() < round_limit) {
     auto deadline = Clock::now() + opt.batch_max_delay;
-    while (claims.size() + pending.size() < opt.batch_max_messages) {
+    while (claims.size() + pending.size() < round_limit) {
       auto left = deadline - Clock::now();
       if (left <= Clock::duration::zero()) break;
       bell = table->DoorbellValue();

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <numeric>
 #include <thread>
 
 #include "exporter_test_util.h"
@@ -352,6 +354,36 @@ TEST(ExporterTest, FullOutboxDiskIsBackPressureNotLoss) {
   EXPECT_EQ(seen.size(), 20u);
   std::set<std::pair<std::string, std::string>> uniq;
   for (const auto& s : seen) EXPECT_TRUE(uniq.insert({s.content_key, s.recipient}).second) << "duplicate " << s.recipient;
+  ExpectQuiescent(bed.paths);
+}
+
+// A round that met a full disk is retried smaller: with room for only part of the backlog the
+// exporter must not retry the same too-large round for ever (seen end to end with 2 MB messages).
+TEST(ExporterTest, RoundThatHitENOSPCIsRetriedAtHalfSizeThenGrowsBack) {
+  Bed bed;
+  ExporterOptions o = bed.Options();
+  o.batch_max_messages = 8;
+  for (int i = 0; i < 16; ++i) bed.Capture(static_cast<uint64_t>(i + 1), {kJane});
+  ::setenv("CCMAIL_FAIL_AT", "batch.part.written:1:ENOSPC", 1);
+  store::ReloadFaultSpecFromEnv();
+  {
+    auto ex = OpenExporter(o);
+    ASSERT_TRUE(ex->Drain().ok());
+    EXPECT_EQ(ex->counters().abandoned, 1u);
+    EXPECT_EQ(ex->counters().exported, 16u);
+  }
+  ::unsetenv("CCMAIL_FAIL_AT");
+  store::ReloadFaultSpecFromEnv();
+  std::map<std::string, size_t> per_batch;
+  for (const auto& s : ReadOutbox(bed.paths.outbox_directory)) ++per_batch[s.batch];
+  std::vector<size_t> sizes;
+  for (const auto& [name, n] : per_batch) sizes.push_back(n);  // batch names sort by (epoch, seq)
+  // The failed round (at most 8) is retried at half its size, then rounds double back.
+  ASSERT_GE(sizes.size(), 3u);
+  EXPECT_LE(sizes[0], 4u);
+  EXPECT_GT(sizes[1], sizes[0]) << "the round size did not grow back after a commit";
+  EXPECT_EQ(std::accumulate(sizes.begin(), sizes.end(), size_t{0}), 16u);
+  for (size_t n : sizes) EXPECT_LE(n, 8u);
   ExpectQuiescent(bed.paths);
 }
 

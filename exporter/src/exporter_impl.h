@@ -1,0 +1,485 @@
+// exporter_impl.h - INTERNAL to exporter/src: the state of one exporter process (Exporter::Impl)
+// and the small helpers its parts share. exporter.cpp holds the public methods and the loop turn,
+// recovery.cpp the start-up recovery (design 5.7), round.cpp one export round (design 5.6).
+//
+// The order of durable steps in one round is the whole exactly-once argument:
+//   .part files fsynced -> ONE ledger transaction (the decision) -> publish (rename, dir
+//   fsync, watermark) -> unlink spool files -> free slots.
+// Everything before the commit is redone after a crash (the .part is deleted at recovery,
+// the captures are still in spool/new); everything after it is rolled forward by recovery
+// (committed .part published, spool files of committed captures unlinked).
+#pragma once
+
+#include "ccmail/exporter/exporter.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "ccmail/common/log.h"
+#include "ccmail/common/unique_fd.h"
+#include "ccmail/config/config.h"
+#include "ccmail/exporter/bounce.h"
+#include "ccmail/exporter/deliver.h"
+#include "ccmail/exporter/outbox.h"
+#include "ccmail/exporter/singleton.h"
+#include "ccmail/format/converter.h"
+#include "ccmail/store/io.h"
+#include "ccmail/store/ledger.h"
+#include "ccmail/store/spool.h"
+
+namespace ccmail::exporter {
+
+using store::CaptureId;
+using store::ContentKey;
+using store::CrashPoint;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+inline uint64_t RealtimeNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+inline int64_t NowMs() { return static_cast<int64_t>(RealtimeNs() / 1000000ULL); }
+
+inline std::string Upper(std::string s) {
+  for (char& c : s)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  return s;
+}
+
+inline bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+inline Status ListDir(const std::string& dir, std::vector<std::string>* names) {
+  names->clear();
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Status::FromErrno("opendir " + dir, errno);
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names->push_back(std::move(n));
+  }
+  ::closedir(d);
+  std::sort(names->begin(), names->end());
+  return Status::Ok();
+}
+
+inline bool Exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+inline Status FsyncDirPlain(const std::string& dir) { return store::DurableIo::Real().FsyncDir(dir); }
+
+// "<registry index>.<rgen>" as the milter names its tmp files; anything else is unknown.
+inline bool ParseWriterTag(const std::string& tag, uint32_t* index, uint64_t* rgen) {
+  auto dot = tag.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 >= tag.size()) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long i = std::strtoul(tag.c_str(), &end, 10);
+  if (errno || end != tag.c_str() + dot) return false;
+  unsigned long long g = std::strtoull(tag.c_str() + dot + 1, &end, 10);
+  if (errno || *end != '\0') return false;
+  *index = static_cast<uint32_t>(i);
+  *rgen = g;
+  return true;
+}
+
+struct DeliverJob {
+  std::string po;
+  std::string batch_path;
+  std::string manifest_path;
+  int attempt = 0;
+  bool bounce_only = false;  // IMPORT said 5; only the bounce step is left
+  Clock::time_point due;
+};
+
+
+struct Exporter::Impl {
+  ExporterOptions opt;
+  UniqueFd lock;
+  std::unique_ptr<store::Ledger> ledger;
+  std::unique_ptr<store::Spool> spool;
+  std::unique_ptr<Outbox> outbox;
+  std::unique_ptr<shm::ClaimTable> table;
+  std::unique_ptr<shm::Registration> reg;
+
+  mutable std::mutex cfg_mu;  // format settings + address map (SIGHUP)
+  std::shared_ptr<const format::Converter> conv;
+  std::shared_ptr<const format::AddressMap> map;
+
+  std::set<CaptureId> pending;  // ids found by spool scans, not yet handled (ordered)
+  struct Unpublished {
+    uint64_t epoch, seq;
+    std::string po;
+  };
+  std::vector<Unpublished> unpublished;
+  Clock::time_point next_scan{};
+  Clock::time_point next_prune{};
+  Clock::time_point backoff_until{};
+  milliseconds backoff{0};
+  uint64_t last_overflow = 0;
+  uint64_t clean_seq = 0;           // every batch <= this has its spool files unlinked
+  uint64_t clean_seq_recorded = 0;  // what the ledger says
+  uint64_t progress_ns = 0;
+  bool draining = false;
+
+  mutable std::mutex ctr_mu;
+  ExporterCounters ctr;
+
+  // deliver_command worker
+  std::mutex dq_mu;
+  std::condition_variable dq_cv;
+  std::deque<DeliverJob> dq;
+  bool dq_stop = false;
+  bool dq_running = false;
+  std::thread dq_thread;
+
+  // Closer: the last close of an unlinked spool file frees its inode and blocks, so it is
+  // done by a helper thread. The spool file is already unlinked and spool/new fsynced when
+  // its descriptor is queued here, so this only releases resources: it is no step of the
+  // exactly-once protocol. On a filesystem mounted with `discard` (the reference VM) that
+  // close waits for a synchronous discard of the file's blocks: ~140-230 us per 10 KB file,
+  // as much as the rest of the per-message CPU work, and it now overlaps the next round.
+  std::mutex cl_mu;
+  std::condition_variable cl_cv;       // work for the closer
+  std::condition_variable cl_done_cv;  // the queue got shorter
+  std::vector<UniqueFd> cl_q;
+  size_t cl_busy = 0;  // descriptors taken by the closer and not yet closed
+  bool cl_stop = false;
+  std::thread cl_thread;
+
+  ~Impl() {
+    StopCloser();
+    StopDeliverThread();
+  }
+
+  void QueueClose(UniqueFd fd) {
+    if (!fd.valid()) return;
+    std::lock_guard<std::mutex> g(cl_mu);
+    if (!cl_thread.joinable()) cl_thread = std::thread([this] { CloserLoop(); });
+    cl_q.push_back(std::move(fd));
+    cl_cv.notify_one();
+  }
+  // Blocks until at most `max_open` descriptors wait for the closer: a round opens up to
+  // kMaxOpenPerRound files and the two together must stay under the usual 1,024 fd limit.
+  void WaitCloser(size_t max_open) {
+    std::unique_lock<std::mutex> lk(cl_mu);
+    cl_done_cv.wait(lk, [&] { return cl_q.size() + cl_busy <= max_open; });
+  }
+  void CloserLoop() {
+    std::unique_lock<std::mutex> lk(cl_mu);
+    for (;;) {
+      cl_cv.wait(lk, [&] { return cl_stop || !cl_q.empty(); });
+      if (cl_q.empty()) return;  // stop requested and nothing left
+      std::vector<UniqueFd> batch;
+      batch.swap(cl_q);
+      cl_busy = batch.size();
+      lk.unlock();
+      for (auto& fd : batch) {
+        fd.reset();
+        std::lock_guard<std::mutex> g(cl_mu);
+        --cl_busy;
+        cl_done_cv.notify_all();
+      }
+      lk.lock();
+    }
+  }
+  void StopCloser() {
+    {
+      std::lock_guard<std::mutex> g(cl_mu);
+      cl_stop = true;
+    }
+    cl_cv.notify_all();
+    if (cl_thread.joinable()) cl_thread.join();
+    cl_thread = std::thread();
+    cl_stop = false;
+  }
+
+  // ---------- helpers ----------
+  void Backoff(const std::string& why) {
+    backoff = backoff.count() == 0 ? opt.backoff_min : std::min(opt.backoff_max, backoff * 2);
+    backoff_until = Clock::now() + backoff;
+    LogWarning("%s; backing off %lld ms (nothing is lost: the captures stay in the spool)", why.c_str(),
+               static_cast<long long>(backoff.count()));
+  }
+  void ResetBackoff() { backoff = milliseconds(0); }
+  // After a round hit ENOSPC its size is halved for the next tries and doubled back after each
+  // commit: a disk with room for some of the backlog drains it in smaller batch files instead of
+  // retrying the same too-large round for ever.
+  size_t round_cap = 0;  // 0: no cap beyond batch_max_messages
+  size_t RoundLimit() const {
+    return round_cap ? std::min(round_cap, opt.batch_max_messages) : opt.batch_max_messages;
+  }
+
+  bool WriterIsLive(const std::string& tag) const {
+    uint32_t index = 0;
+    uint64_t rgen = 0;
+    if (!ParseWriterTag(tag, &index, &rgen)) return true;  // unknown naming: never delete
+    if (!table || index >= table->registry_count()) return true;
+    return table->IsRegistrationCurrent(index, rgen) && table->IsEntryAlive(index);
+  }
+
+  Status ScanSpool() {
+    // While `pending` already holds a full round, a listing of spool/new cannot change the
+    // next round (ids are taken oldest first and new captures sort after the backlog), but
+    // with a 100,000-file backlog it costs a readdir, 100,000 id parses and set inserts
+    // every spool_scan_interval: the "cost per message grows with the backlog" of a drain.
+    // The listing resumes as soon as fewer than a round's worth are left.
+    if (pending.size() >= opt.batch_max_messages) {
+      next_scan = Clock::now() + opt.spool_scan_interval;
+      return Status::Ok();
+    }
+    std::vector<CaptureId> ids;
+    CCMAIL_RETURN_IF_ERROR(spool->ListPending(&ids));
+    for (const auto& id : ids) pending.insert(id);
+    next_scan = Clock::now() + opt.spool_scan_interval;
+    return Status::Ok();
+  }
+
+  void PublishState(bool idle) {
+    if (!table) return;
+    if (idle) progress_ns = RealtimeNs();
+    shm::ExporterState st;
+    st.epoch = ledger->epoch();
+    st.heartbeat_ns = RealtimeNs();
+    st.progress_ns = progress_ns;
+    {
+      std::lock_guard<std::mutex> g(ctr_mu);
+      st.exported_total = ctr.exported;
+    }
+    store::SpoolStats ss = spool->Stats();
+    st.backlog_count = std::max<uint64_t>(ss.count, pending.size());
+    st.backlog_bytes = ss.bytes;
+    st.pid = ::getpid();
+    table->PublishExporterState(st);
+  }
+
+  // Periodic housekeeping on the scan tick: dead milters (R1), a replaced segment, tmp files.
+  void Housekeeping() {
+    if (table) {
+      if (Status s = table->CheckSameSegment(); !s.ok()) {
+        LogWarning("claim table replaced under us (%s): reopening", s.ToString().c_str());
+        ReopenTable();
+      }
+    }
+    if (table && reg) {
+      shm::RecoveryReport r = table->RecoverDeadOwners(*reg);
+      if (r.dead_registrations || r.reserved_freed)
+        LogInfo("freed %u dead registration(s), %u reserved slot(s)", r.dead_registrations, r.reserved_freed);
+    }
+    size_t removed = 0;
+    if (Status s = spool->CleanTmp([this](const std::string& t) { return WriterIsLive(t); }, &removed); !s.ok())
+      LogWarning("spool tmp cleanup: %s", s.ToString().c_str());
+    else if (removed)
+      LogInfo("removed %zu unfinished spool/tmp file(s) of dead writers", removed);
+  }
+
+  void ReopenTable() {
+    reg.reset();
+    table.reset();
+    std::unique_ptr<shm::ClaimTable> t;
+    Status s = shm::ClaimTable::Open(opt.table, &t);
+    if (s.ok()) {
+      std::unique_ptr<shm::Registration> r;
+      s = t->Register(shm::Role::kExporter, &r);
+      if (s.ok()) {
+        table = std::move(t);
+        reg = std::move(r);
+        table->RecoverPreviousExporter(*reg);
+      }
+    }
+    if (!s.ok()) LogWarning("claim table unavailable (%s): exporting by spool scans only", s.ToString().c_str());
+  }
+
+  void MaybePrune() {
+    if (Clock::now() < next_prune) return;
+    next_prune = Clock::now() + opt.prune_interval;
+    if (clean_seq > clean_seq_recorded) {
+      if (Status s = ledger->SetSpoolCleanSeq(clean_seq); s.ok()) clean_seq_recorded = clean_seq;
+    }
+    uint64_t deleted = 0;
+    Status s = ledger->Prune(NowMs() - opt.dedup_window.count(), 500, &deleted);
+    if (!s.ok())
+      LogWarning("ledger prune: %s", s.ToString().c_str());
+    else if (deleted)
+      LogInfo("pruned %llu ledger row(s) older than the dedup window", static_cast<unsigned long long>(deleted));
+  }
+
+  Status RetryUnpublished() {
+    while (!unpublished.empty()) {
+      const auto& u = unpublished.front();
+      Status s = outbox->Publish(u.epoch, u.seq, u.po);
+      if (!s.ok()) return s;
+      QueueDeliver(u.po, BatchFileName(u.epoch, u.seq));
+      unpublished.erase(unpublished.begin());
+      if (unpublished.empty()) CCMAIL_RETURN_IF_ERROR(outbox->SyncTmpDir());
+    }
+    return Status::Ok();
+  }
+
+  void Quarantine(const CaptureId& id, const store::SpoolMeta& meta, std::string reason) {
+    if (reason.size() > 300) reason = reason.substr(0, 300) + "...";  // a huge name must not flood the log
+    Status s = spool->Quarantine(id, reason);
+    if (!s.ok()) {
+      LogError("capture %s: cannot quarantine (%s): %s", id.ToString().c_str(), reason.c_str(), s.ToString().c_str());
+      return;
+    }
+    CrashPoint(kCrashQuarantined);
+    {
+      std::lock_guard<std::mutex> g(ctr_mu);
+      ++ctr.quarantined;
+    }
+    LogWarning("capture %s quarantined: %s", id.ToString().c_str(), reason.c_str());
+    if (opt.notify_sender_on_quarantine && !meta.envelope_sender.empty()) {
+      std::string text =
+          "From: MAILER-DAEMON (ccmail-bridge)\nTo: <" + meta.envelope_sender +
+          ">\nSubject: Undeliverable: message could not be converted for cc:Mail\n"
+          "Auto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n"
+          "Your message could not be converted into the cc:Mail import format and was\n"
+          "not delivered to its cc:Mail recipients. It is kept for the postmaster.\n\n"
+          "Reason:      " + reason + "\nCapture id:  " + id.ToString() + "\n";
+      if (Status ns = SendNotice(opt.sendmail_path, meta.envelope_sender, text); !ns.ok())
+        LogWarning("capture %s: quarantine notice not sent: %s", id.ToString().c_str(), ns.ToString().c_str());
+    }
+  }
+
+  // ---------- deliver_command worker ----------
+  void StartDeliverThread() {
+    if (opt.deliver_command.empty() || dq_thread.joinable()) return;
+    dq_thread = std::thread([this] { DeliverLoop(); });
+  }
+  void StopDeliverThread() {
+    {
+      std::lock_guard<std::mutex> g(dq_mu);
+      dq_stop = true;
+    }
+    dq_cv.notify_all();
+    if (dq_thread.joinable()) dq_thread.join();
+  }
+  void QueueDeliver(const std::string& po, const std::string& name) {
+    if (opt.deliver_command.empty()) return;
+    DeliverJob j;
+    j.po = po;
+    j.batch_path = outbox->PostOfficeDir(po) + "/" + name;
+    j.manifest_path = outbox->PostOfficeDir(po) + "/" + ManifestFileName(name);
+    j.due = Clock::now();
+    {
+      std::lock_guard<std::mutex> g(dq_mu);
+      dq.push_back(std::move(j));
+    }
+    dq_cv.notify_all();
+  }
+  // True when nothing is running and no job is due now (Drain waits for this).
+  bool DeliverIdle() {
+    std::lock_guard<std::mutex> g(dq_mu);
+    if (dq_running) return false;
+    auto now = Clock::now();
+    for (const auto& j : dq)
+      if (j.due <= now) return false;
+    return true;
+  }
+  void DeliverLoop() {
+    std::unique_lock<std::mutex> lk(dq_mu);
+    while (!dq_stop) {
+      auto now = Clock::now();
+      auto it = std::min_element(dq.begin(), dq.end(), [](const DeliverJob& a, const DeliverJob& b) { return a.due < b.due; });
+      if (it == dq.end()) {
+        dq_cv.wait(lk);
+        continue;
+      }
+      if (it->due > now) {
+        dq_cv.wait_until(lk, it->due);
+        continue;
+      }
+      DeliverJob job = std::move(*it);
+      dq.erase(it);
+      dq_running = true;
+      lk.unlock();
+      bool requeue = RunDeliverJob(&job);
+      lk.lock();
+      dq_running = false;
+      if (requeue) dq.push_back(std::move(job));
+    }
+  }
+  // Returns true when the job must run again later (job->due set).
+  bool RunDeliverJob(DeliverJob* job) {
+    format::FormatSettings fmt;
+    {
+      std::lock_guard<std::mutex> g(cfg_mu);
+      fmt = conv->settings();
+    }
+    auto retry = [&](bool alert, const std::string& what) {
+      long delay = DeliverBackoffSeconds(job->attempt, opt.deliver_retry_min_s, opt.deliver_retry_max_s);
+      ++job->attempt;
+      job->due = Clock::now() + std::chrono::seconds(delay);
+      if (alert)
+        LogError("deliver %s: %s; retry in %lds", job->batch_path.c_str(), what.c_str(), delay);
+      else
+        LogWarning("deliver %s: %s; retry in %lds", job->batch_path.c_str(), what.c_str(), delay);
+      return true;
+    };
+    if (!job->bounce_only) {
+      if (!Exists(job->batch_path)) {
+        LogInfo("deliver %s: batch no longer in the outbox (consumed), nothing to do", job->batch_path.c_str());
+        return false;
+      }
+      DeliverRequest req{opt.deliver_command, job->batch_path, job->po, job->manifest_path};
+      DeliverOutcome outcome = DeliverOutcome::kFailed;
+      int code = -1;
+      Status s = RunDeliverCommand(req, &outcome, &code);
+      {
+        std::lock_guard<std::mutex> g(ctr_mu);
+        ++ctr.deliver_runs;
+        if (!s.ok() || (outcome != DeliverOutcome::kDone && outcome != DeliverOutcome::kUndeliverable))
+          ++ctr.deliver_failures;
+      }
+      if (!s.ok()) return retry(true, "cannot run deliver_command: " + s.ToString());
+      if (outcome == DeliverOutcome::kDone) {
+        LogInfo("delivered %s (deliver_command exit 0)", job->batch_path.c_str());
+        return false;
+      }
+      if (outcome == DeliverOutcome::kLocked) return retry(false, "post office locked (exit 4)");
+      if (outcome == DeliverOutcome::kFailed) return retry(true, "deliver_command failed (exit " + std::to_string(code) + ")");
+      job->bounce_only = true;
+      job->attempt = 0;
+    }
+    std::string und = job->batch_path;
+    auto dot = und.rfind('.');
+    und = (dot == std::string::npos ? und : und.substr(0, dot)) + ".UND";
+    int bounced = 0;
+    size_t unmatched = 0;
+    Status s = BounceUndeliverable(und, job->manifest_path, job->po, opt.sendmail_path, fmt, &bounced, &unmatched);
+    {
+      std::lock_guard<std::mutex> g(ctr_mu);
+      ctr.bounced += static_cast<uint64_t>(bounced);
+    }
+    if (unmatched) LogWarning("deliver %s: %zu undeliverable message(s) matched no manifest entry", job->batch_path.c_str(), unmatched);
+    if (!s.ok()) return retry(true, "bounce: " + s.ToString());
+    LogInfo("deliver %s: IMPORT exit 5, %d bounce(s) sent", job->batch_path.c_str(), bounced);
+    return false;
+  }
+
+  // ---------- recovery ----------
+  Status Recover();
+  Status ProcessRound(std::vector<shm::Claim>* claims, bool* did_work);
+  Status RunOnce(bool* did_work);
+};
+
+}  // namespace ccmail::exporter

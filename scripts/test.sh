@@ -44,6 +44,12 @@ run_ctest() {
     passed_total=$((passed_total + total - nfail))
     failed_total=$((failed_total + nfail))
   fi
+  # ctest shows a passing test's output only in its log: repeat the end-to-end summary lines
+  # (sent / accepted / exported / duplicates / lost) here so the CI output carries them.
+  if grep -q '^e2e [a-z_0-9]*: sent=' "$dir/Testing/Temporary/LastTest.log" 2>/dev/null; then
+    echo "=== end-to-end summaries ($name) ==="
+    grep '^e2e [a-z_0-9]*: sent=' "$dir/Testing/Temporary/LastTest.log"
+  fi
   if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
     echo "ctest ($name) FAILED (exit $rc)"
     failed=1

@@ -414,8 +414,10 @@ def cmd_sink(args):
 
     async def main():
         server = await asyncio.start_server(sink.handle, "127.0.0.1", args.port, limit=1 << 20)
-        with open(args.ready, "w") as f:
+        # Written then renamed: a waiter that sees the file sees the whole port number.
+        with open(args.ready + ".tmp", "w") as f:
             f.write(str(server.sockets[0].getsockname()[1]) + "\n")
+        os.rename(args.ready + ".tmp", args.ready)
         async with server:
             await server.serve_forever()
     try:

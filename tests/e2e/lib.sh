@@ -14,15 +14,16 @@
 #   e2e_finish                    # SIGTERM to exporter and milter: clean exit, no sanitizer report
 # Everything lives in $T (a temp dir); e2e_cleanup (the EXIT trap) stops every process started
 # here by its pid, stops Postfix, removes the claim table, and deletes $T unless KEEP=1.
-# Postfix is started with `postfix -c $T/pf/etc`; /etc/postfix and a running system MTA are
-# never touched. pf_* functions are copied from tests/mta/postfix.sh (which has no smtp
-# transport and discards every delivery) and extended here.
+# Postfix is started with `postfix -c $T/pf/etc` by tests/mta/postfix.sh's pf_start, with the
+# transports overridden to relay to the sink; /etc/postfix and a running system MTA are never
+# touched.
 
 E2E_SRC=${CCMAIL_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 E2E_PY=${E2E_PY:-python3}
 E2E_USER=${E2E_USER:-nobody}
 E2E_GROUP=${E2E_GROUP:-nogroup}
 E2E_PIDS=()
+. "$E2E_SRC/tests/mta/postfix.sh"   # pf_start, pf_stop, mta_free_port, wait_until, smtp_send
 MPID= XPID= SUPPID= SINKPID=
 T=
 
@@ -129,18 +130,15 @@ e2e_start_sink() {
   rm -f "$T/sink.port"
   $E2E_PY "$E2E_SRC/tests/e2e/e2e.py" sink --log "$T/sink.log" --ready "$T/sink.port" ${E2E_SINK_DUMP:+--dump "$E2E_SINK_DUMP"} 2> "$T/sink.err" &
   SINKPID=$!
-  local i
-  for i in $(seq 1 100); do [ -s "$T/sink.port" ] && break; sleep 0.1; done
-  SINK_PORT=$(cat "$T/sink.port" 2>/dev/null)
-  [ -n "$SINK_PORT" ] || { cat "$T/sink.err"; echo "sink did not start"; return 1; }
+  wait_until 60 "$SINKPID" "sink" test -s "$T/sink.port" || { cat "$T/sink.err"; echo "sink did not start"; return 1; }
+  SINK_PORT=$(cat "$T/sink.port")
 }
 
 e2e_start_milter() {
   rm -f "$T/sock/milter.sock"
   "$MILTER" --stderr -c "$T/ccmail.conf" "$@" >> "$T/milter.log" 2>&1 &
   MPID=$!
-  local i
-  for i in $(seq 1 100); do [ -S "$T/sock/milter.sock" ] && return 0; kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
+  wait_until 60 "$MPID" "ccmail-milter" test -S "$T/sock/milter.sock" && return 0
   tail -20 "$T/milter.log"; echo "ccmail-milter did not start"; return 1
 }
 
@@ -207,85 +205,6 @@ e2e_exporter_killer() {
 }
 
 e2e_ctl() { "$CTL" -c "$T/ccmail.conf" "$@"; }
-
-pf_start() {
-  local dir=$1; shift
-  PF_PORT=$(mta_free_port)
-  mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
-  chown postfix "$dir/data"
-  : > "$dir/maillog"; chmod 666 "$dir/maillog"
-  cat > "$dir/etc/main.cf" <<MAIN
-compatibility_level = 3.6
-queue_directory = $dir/queue
-data_directory = $dir/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mta-e2e.localdomain
-mydomain = localdomain
-myorigin = localdomain
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
-maillog_file = $dir/maillog
-maillog_file_prefixes = $dir
-smtputf8_enable = no
-milter_default_action = tempfail
-alias_maps =
-alias_database =
-MAIN
-  local line
-  for line in "$@"; do echo "$line" >> "$dir/etc/main.cf"; done
-  cat > "$dir/etc/master.cf" <<MASTER
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-MASTER
-  postfix -c "$dir/etc" set-permissions >/dev/null 2>&1 || true
-  postfix -c "$dir/etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log"; return 1; }
-  postfix -c "$dir/etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log"; return 1; }
-  local i
-  for i in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$PF_PORT) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "postfix did not listen on $PF_PORT" >&2; return 1
-}
-
-pf_stop() {
-  local dir=$1
-  [ -f "$dir/etc/main.cf" ] || return 0
-  postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
-  local pidf="$dir/queue/pid/master.pid" i
-  for i in $(seq 1 50); do
-    [ -f "$pidf" ] && kill -0 "$(tr -d ' ' < "$pidf")" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  postfix -c "$dir/etc" abort >/dev/null 2>&1 || true
-}
-
-mta_free_port() {
-  $E2E_PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 # The bridge's Postfix: milters on both paths, tempfail when the milter is unreachable, and every
 # non-cc:Mail recipient relayed to the sink on loopback. Limits raised so that 20 parallel

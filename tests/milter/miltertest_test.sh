@@ -30,7 +30,7 @@ CONF
 mkdir -p "$T/spool"
 "$MILTER" --stderr -c "$T/ccmail.conf" 2> "$T/milter.log" &
 MPID=$!
-for i in $(seq 1 50); do [ -S "$T/milter.sock" ] && break; sleep 0.1; done
+for i in $(seq 1 600); do [ -S "$T/milter.sock" ] && break; kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
 CCMAIL_SOCK="unix:$T/milter.sock" timeout 60 miltertest -s "$HERE/miltertest_capture.lua" 2>&1
 rc=$?
 [ -f "$T/milter.pid" ] || { echo "FAIL: no pid file"; rc=1; }

@@ -57,8 +57,7 @@ msg() { printf 'From: alice@example.org\r\nTo: %s\r\nSubject: test %s\r\nMessage
 write_conf
 "$MILTER" --stderr -c "$T/ccmail.conf" 2> "$T/milter.log" &
 MPID=$!
-for i in $(seq 1 50); do [ -S "$T/milter.sock" ] && break; sleep 0.1; done
-[ -S "$T/milter.sock" ] || { cat "$T/milter.log"; echo "milter did not start"; exit 1; }
+wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || { cat "$T/milter.log"; echo "milter did not start"; exit 1; }
 # 0. daemon set-up: socket group/mode, pid file, privilege drop, runtime directory.
 [ "$(stat -c '%G %a' "$T/milter.sock")" = "postfix 660" ] && pass "socket group postfix, mode 0660" \
   || fail "socket is $(stat -c '%U:%G %a' "$T/milter.sock")"
@@ -213,7 +212,7 @@ msg bob@example.org m11 x | smtp_send $PF_PORT alice@example.org bob@example.org
 kill "$MPID"; wait "$MPID"; MPID=
 "$MILTER" --stderr -c "$T/ccmail.conf" 2>> "$T/milter.log" &
 MPID=$!
-for i in $(seq 1 50); do [ -e "/dev/shm/$TABLE-v1" ] && [ -S "$T/milter.sock" ] && break; sleep 0.1; done
+wait_until 60 "$MPID" ccmail-milter test -e "/dev/shm/$TABLE-v1" -a -S "$T/milter.sock"
 [ -e "/dev/shm/$TABLE-v1" ] && pass "table created at start" || fail "no table after restart"
 n=$(captures)
 

@@ -58,8 +58,7 @@ qid_of() { sed -n 's/^DATA 250 2.0.0 \([^ ]*\) .*/\1/p' "$1"; }
 write_conf
 "$MILTER" --stderr -c "$T/ccmail.conf" 2> "$T/milter.log" &
 MPID=$!
-for i in $(seq 1 50); do [ -S "$T/milter.sock" ] && break; sleep 0.1; done
-[ -S "$T/milter.sock" ] || { cat "$T/milter.log"; echo "milter did not start"; exit 1; }
+wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || { cat "$T/milter.log"; echo "milter did not start"; exit 1; }
 sm_start "$T/sm" "unix:$T/milter.sock"; rc=$?
 if [ $rc = 77 ]; then echo "SKIP: Sendmail cannot be fetched or started here"; exit 77; fi
 [ $rc = 0 ] || exit 1

@@ -3,11 +3,15 @@
 # Source it from bash, then:
 #   pf_start DIR [main.cf lines...]   # config in DIR/etc, queue in DIR/queue, log in DIR/maillog;
 #                                     # smtpd on 127.0.0.1:$PF_PORT (a free port); every delivery
-#                                     # goes to the discard transport, logged in the maillog
+#                                     # goes to the discard transport, logged in the maillog,
+#                                     # unless a line given here names another (`name = value`
+#                                     # replaces the default of that name; master.cf has smtp)
 #   pf_stop DIR                       # always call it (trap): stops master, waits for it
 #   pf_wait_log DIR REGEX [seconds]   # waits until the maillog matches
 #   pf_sendmail DIR args...           # Postfix's sendmail(1) against this instance (-C DIR/etc)
 #   mta_free_port                     # prints a free TCP port on 127.0.0.1
+#   wait_until SECS PID WHAT CMD...   # runs CMD every 0.1 s until it succeeds (0), PID (may be
+#                                     # empty) exits (1, says so) or SECS pass (1, says so)
 #   smtp_send PORT FROM RCPT... < message   # one SMTP transaction; prints the server replies;
 #                                           # returns 0 when the final reply is 2xx
 # Needs root (Postfix's master runs as root, mail_owner = postfix). Loopback only.
@@ -15,6 +19,24 @@
 mta_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# Generous limits on purpose: CI runs these next to a package build on 2 cores, where a
+# Python or Postfix start has been seen to take more than 10 s. A dead PID ends the wait early,
+# so a real failure is still reported at once.
+wait_until() {
+  local secs=$1 pid=$2 what=$3; shift 3
+  local deadline=$((SECONDS + secs))
+  while :; do
+    "$@" 2>/dev/null && return 0
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      echo "$what: process $pid exited before it was ready" >&2; return 1
+    fi
+    [ "$SECONDS" -ge "$deadline" ] && { echo "$what: not ready after ${secs}s" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+pf_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1"); }
 
 pf_start() {
   local dir=$1; shift
@@ -44,9 +66,15 @@ maillog_file = $dir/maillog
 maillog_file_prefixes = $dir
 smtputf8_enable = no
 milter_default_action = tempfail
+alias_maps =
+alias_database =
 MAIN
-  local line
-  for line in "$@"; do echo "$line" >> "$dir/etc/main.cf"; done
+  local line name
+  for line in "$@"; do
+    name=${line%%=*}; name=${name// /}
+    sed -i "/^$name *=/d" "$dir/etc/main.cf"
+    echo "$line" >> "$dir/etc/main.cf"
+  done
   cat > "$dir/etc/master.cf" <<MASTER
 127.0.0.1:$PF_PORT inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
@@ -63,6 +91,8 @@ showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
@@ -70,12 +100,7 @@ MASTER
   postfix -c "$dir/etc" set-permissions >/dev/null 2>&1 || true
   postfix -c "$dir/etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log"; return 1; }
   postfix -c "$dir/etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log"; return 1; }
-  local i
-  for i in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$PF_PORT) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "postfix did not listen on $PF_PORT" >&2; return 1
+  wait_until 60 "" "postfix on 127.0.0.1:$PF_PORT" pf_listening "$PF_PORT"
 }
 
 pf_stop() {

@@ -61,12 +61,8 @@ MC
   unshare --uts true 2>/dev/null && uts=(unshare --uts sh -c 'hostname mta-test.localdomain && exec "$@"' sh)
   "${uts[@]}" env LD_LIBRARY_PATH="$SM_ROOT/usr/lib/x86_64-linux-gnu" "$SM_ROOT/usr/libexec/sendmail/sendmail" \
     -C "$dir/test.cf" -bd -L sm-test >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; return 77; }
-  local i
-  for i in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$SM_PORT) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "sendmail did not listen on $SM_PORT" >&2; cat "$dir/start.log" >&2; return 77
+  wait_until 60 "" "sendmail on 127.0.0.1:$SM_PORT" pf_listening "$SM_PORT" && return 0
+  cat "$dir/start.log" >&2; return 77
 }
 
 sm_stop() {

@@ -13,11 +13,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ccmail/common/log.h"
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   double fsyncs = FsyncRate(dir);
   printf("# 10 KB messages (half to 2 post offices), backlog in spool/new, dir %s\n", dir.c_str());
+  printf("# conversion threads: %s (daemon default: CPU count, at most 4)\n",
+         std::getenv("CCMAIL_BENCH_CONVERT_THREADS") ? std::getenv("CCMAIL_BENCH_CONVERT_THREADS") : "default");
   printf("# disk: %.0f fsync/s (4 KiB write + fsync, same directory, same run)\n", fsyncs);
   printf("%-6s %9s %10s %10s %12s %16s %8s\n", "batch", "messages", "seconds", "cpu s", "drained/s", "fsync/s x batch", "ratio");
   std::vector<size_t> sizes;
@@ -140,6 +144,10 @@ int main(int argc, char** argv) {
     o.table.registry = 8;
     o.table.recreate_if_invalid = true;
     o.batch_max_messages = batch;
+    // The daemon's default (ExporterOptions::FromConfig): one conversion thread per CPU, at most
+    // 4; CCMAIL_BENCH_CONVERT_THREADS=N overrides it for comparisons.
+    o.convert_threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+    if (const char* t = std::getenv("CCMAIL_BENCH_CONVERT_THREADS"); t && *t) o.convert_threads = std::strtoul(t, nullptr, 10);
     auto t0 = Clock::now();
     double cpu0 = CpuSeconds();
     std::unique_ptr<exporter::Exporter> ex;

@@ -1,10 +1,11 @@
 // converter.cpp - RFC 5322/MIME -> cc:Mail import-file messages (see converter.h).
 //
 // Shape of the work: parse with GMime straight from the spool fd (persistent
-// stream: part contents stay on disk), plan the items (main text, attached
+// stream: part contents stay on disk) or from the caller's bytes, plan the items (main text, attached
 // messages, files, notices, Headers), measure every section so /ITEMSIZE counts
-// are known before the first byte is written, then write one copy of the
-// message per group of recipients that fits under header_limit.
+// are known before the first byte is written, then, for every target (the
+// exporter: one per post office), write one copy of the message per group of
+// recipients that fits under header_limit. Parse, plan and measure are shared.
 #include "ccmail/format/converter.h"
 
 #include <errno.h>
@@ -387,30 +388,44 @@ struct Counted {
 Converter::Converter(FormatSettings settings) : settings_(std::move(settings)) {}
 
 Status Converter::Convert(const ConvertInput& in, OutputSink* out, ConvertResult* result) const {
+  std::vector<ConvertTarget> one(1);
+  one[0].recipients = in.recipients;
+  one[0].out = out;
+  one[0].result = result;
+  return ConvertForEach(in, one);
+}
+
+Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<ConvertTarget>& targets) const {
   const FormatSettings& s = settings_;
-  ConvertResult local;
-  ConvertResult& res = result ? *result : local;
-  res = ConvertResult{};
+  for (const ConvertTarget& t : targets)
+    if (t.result) *t.result = ConvertResult{};
   const std::string who = in.log_id.empty() ? std::string("message") : in.log_id;
   auto unconvertible = [&](const std::string& why) { return Status::InvalidArgument(who + ": unconvertible: " + why); };
-  if (in.recipients.empty()) return unconvertible("no cc:Mail recipients given");
+  if (targets.empty()) return unconvertible("no cc:Mail recipients given");
+  for (const ConvertTarget& t : targets)
+    if (t.recipients.empty()) return unconvertible("no cc:Mail recipients given");
   if (in.length == 0) return unconvertible("empty message");
 
-  // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
-  struct stat st;
-  if (fstat(in.fd, &st) != 0) return Status::FromErrno(who + ": fstat message", errno);
-  if (!S_ISREG(st.st_mode))
-    return Status::FromErrno(who + ": message input is not a regular file (the converter seeks in it)", EINVAL);
-  if (static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(in.offset) + in.length)
-    return Status::FromErrno(who + ": message file shorter than offset+length", EIO);
-
   EnsureGMimeInitialized();
-  // Our own open file description, so the caller's file position is not moved.
-  int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
-  if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
-  std::unique_ptr<GMimeStream, GObjectUnref> stream(
-      g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+  std::unique_ptr<GMimeStream, GObjectUnref> stream;
+  if (in.data != nullptr) {
+    // The caller already holds the bytes (the exporter read them to check the spool CRC):
+    // parse a copy in memory instead of reading the file again.
+    stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));
+  } else {
+    // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
+    struct stat st;
+    if (fstat(in.fd, &st) != 0) return Status::FromErrno(who + ": fstat message", errno);
+    if (!S_ISREG(st.st_mode))
+      return Status::FromErrno(who + ": message input is not a regular file (the converter seeks in it)", EINVAL);
+    if (static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(in.offset) + in.length)
+      return Status::FromErrno(who + ": message file shorter than offset+length", EIO);
+    // Our own open file description, so the caller's file position is not moved.
+    int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
+    if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
+    stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+  }
   std::unique_ptr<GMimeParser, GObjectUnref> parser(g_mime_parser_new_with_stream(stream.get()));
   g_mime_parser_set_persist_stream(parser.get(), TRUE);
   g_mime_parser_set_format(parser.get(), GMIME_FORMAT_MESSAGE);
@@ -421,19 +436,6 @@ Status Converter::Convert(const ConvertInput& in, OutputSink* out, ConvertResult
   std::unordered_set<std::string> hdr_to, hdr_cc;
   CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_TO), &hdr_to);
   CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_CC), &hdr_cc);
-  std::vector<std::string> lines_to, lines_cc, lines_bcc;
-  std::unordered_set<std::string> seen_lines;  // one line per cc:Mail user: IMPORT delivers once per line
-  for (const ConvertRecipient& r : in.recipients) {
-    if (r.ccmail.name.empty()) return unconvertible("recipient " + r.smtp_address + " has no cc:Mail name");
-    std::string a = BareAddress(r.smtp_address);
-    std::string line = FormatRecipient(r.ccmail, s);
-    if (!seen_lines.insert(LowerAscii(line)).second) continue;
-    if (hdr_to.count(a)) lines_to.push_back("To: " + line + "\r\n");
-    else if (hdr_cc.count(a)) lines_cc.push_back("Cc: " + line + "\r\n");
-    else lines_bcc.push_back("Bcc: " + line + "\r\n");
-  }
-  std::vector<std::string> rcpt_lines;
-  for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines.insert(rcpt_lines.end(), v->begin(), v->end());
 
   // Date: the message's own date when sane, else the receive time.
   time_t when = in.received;
@@ -448,11 +450,12 @@ Status Converter::Convert(const ConvertInput& in, OutputSink* out, ConvertResult
                                  "Date: " + FormatCcDate(when, s) + "\r\n";
   const std::string subject_line = "Subject: " + CleanSubject(subj ? subj : "", s) + "\r\n";
 
-  // Plan and measure the items.
+  // Plan and measure the items (once, whatever the number of targets).
+  std::vector<std::string> notices;
   Planner planner(s);
   Status ps = planner.Plan(message.get());
   if (!ps.ok()) return ps.WithContext(who);
-  std::vector<Item> items = planner.Finish(message.get(), &res.notices);
+  std::vector<Item> items = planner.Finish(message.get(), &notices);
   for (Item& it : items) {
     if (!it.is_file || it.part == nullptr) continue;
     uint64_t n = 0;
@@ -471,65 +474,92 @@ Status Converter::Convert(const ConvertInput& in, OutputSink* out, ConvertResult
     contents_len += keyword_lines.back().size() + (s.itemsize ? CountLine(data).size() : 0) + data +
                     ((it.is_file && !hex) ? 2 : 0);
   }
-
-  // Split the recipients so that every copy's header block stays under header_limit.
   const uint64_t fixed = fixed_head.size() + subject_line.size();
-  std::vector<std::vector<const std::string*>> copies(1);
-  uint64_t used = fixed;
-  for (const std::string& line : rcpt_lines) {
-    if (fixed + line.size() >= s.header_limit)
-      return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone exceeds header_limit " +
-                           std::to_string(s.header_limit));
-    if (used + line.size() >= s.header_limit) {
-      copies.emplace_back();
-      used = fixed;
+
+  // The recipient lines of one target, split so that every copy's header block stays under
+  // header_limit. Every target is checked before the first byte is written, so an
+  // unconvertible recipient leaves every sink untouched.
+  std::vector<std::vector<std::string>> target_lines(targets.size());
+  std::vector<std::vector<std::vector<const std::string*>>> target_copies(targets.size());
+  for (size_t ti = 0; ti < targets.size(); ++ti) {
+    std::vector<std::string> lines_to, lines_cc, lines_bcc;
+    std::unordered_set<std::string> seen_lines;  // one line per cc:Mail user: IMPORT delivers once per line
+    for (const ConvertRecipient& r : targets[ti].recipients) {
+      if (r.ccmail.name.empty()) return unconvertible("recipient " + r.smtp_address + " has no cc:Mail name");
+      std::string a = BareAddress(r.smtp_address);
+      std::string line = FormatRecipient(r.ccmail, s);
+      if (!seen_lines.insert(LowerAscii(line)).second) continue;
+      if (hdr_to.count(a)) lines_to.push_back("To: " + line + "\r\n");
+      else if (hdr_cc.count(a)) lines_cc.push_back("Cc: " + line + "\r\n");
+      else lines_bcc.push_back("Bcc: " + line + "\r\n");
     }
-    copies.back().push_back(&line);
-    used += line.size();
+    std::vector<std::string>& rcpt_lines = target_lines[ti];
+    for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines.insert(rcpt_lines.end(), v->begin(), v->end());
+    auto& copies = target_copies[ti];
+    copies.resize(1);
+    uint64_t used = fixed;
+    for (const std::string& line : rcpt_lines) {
+      if (fixed + line.size() >= s.header_limit)
+        return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone exceeds header_limit " +
+                             std::to_string(s.header_limit));
+      if (used + line.size() >= s.header_limit) {
+        copies.emplace_back();
+        used = fixed;
+      }
+      copies.back().push_back(&line);
+      used += line.size();
+    }
   }
 
-  for (const auto& copy : copies) {
-    Counted w{out};
-    std::string head = fixed_head;
-    for (const std::string* l : copy) head += *l;
-    head += subject_line;
-    const std::string contents_count = CountLine(contents_len);
-    const uint64_t message_len = head.size() + std::strlen("Contents:\r\n") + (s.itemsize ? contents_count.size() : 0) + contents_len;
-    std::string prefix = "Message:\r\n";
-    if (s.itemsize) prefix += CountLine(message_len);
-    prefix += head;
-    prefix += "Contents:\r\n";
-    if (s.itemsize) prefix += contents_count;
-    CCMAIL_RETURN_IF_ERROR(w.Write(prefix).WithContext(who));
-    for (size_t i = 0; i < items.size(); ++i) {
-      const Item& it = items[i];
-      const uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
-      std::string kw = keyword_lines[i];
-      if (s.itemsize) kw += CountLine(data);
-      CCMAIL_RETURN_IF_ERROR(w.Write(kw).WithContext(who));
-      if (!it.is_file) {
-        CCMAIL_RETURN_IF_ERROR(w.Write(it.text).WithContext(who));
-        continue;
+  for (size_t ti = 0; ti < targets.size(); ++ti) {
+    OutputSink* out = targets[ti].out;
+    ConvertResult local;
+    ConvertResult& res = targets[ti].result ? *targets[ti].result : local;
+    res.notices = notices;
+    for (const auto& copy : target_copies[ti]) {
+      Counted w{out};
+      std::string head = fixed_head;
+      for (const std::string* l : copy) head += *l;
+      head += subject_line;
+      const std::string contents_count = CountLine(contents_len);
+      const uint64_t message_len =
+          head.size() + std::strlen("Contents:\r\n") + (s.itemsize ? contents_count.size() : 0) + contents_len;
+      std::string prefix = "Message:\r\n";
+      if (s.itemsize) prefix += CountLine(message_len);
+      prefix += head;
+      prefix += "Contents:\r\n";
+      if (s.itemsize) prefix += contents_count;
+      CCMAIL_RETURN_IF_ERROR(w.Write(prefix).WithContext(who));
+      for (size_t i = 0; i < items.size(); ++i) {
+        const Item& it = items[i];
+        const uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
+        std::string kw = keyword_lines[i];
+        if (s.itemsize) kw += CountLine(data);
+        CCMAIL_RETURN_IF_ERROR(w.Write(kw).WithContext(who));
+        if (!it.is_file) {
+          CCMAIL_RETURN_IF_ERROR(w.Write(it.text).WithContext(who));
+          continue;
+        }
+        uint64_t produced = 0;
+        HexWriter hw(out);
+        auto sinkfn = [&](std::string_view c) -> Status {
+          produced += c.size();
+          if (produced > it.raw_size) return Status::FromErrno("message content changed while converting", EIO);
+          if (hex) return hw.Add(c);
+          return w.Write(c);
+        };
+        Status fs = it.part ? ForEachDecodedChunk(it.part, sinkfn) : sinkfn(it.text);
+        if (fs.ok() && hex) fs = hw.Finish();
+        if (!fs.ok()) return fs.WithContext(who);
+        if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);
+        if (hex) w.n += HexSize(it.raw_size);
+        else CCMAIL_RETURN_IF_ERROR(w.Write("\r\n").WithContext(who));
       }
-      uint64_t produced = 0;
-      HexWriter hw(out);
-      auto sinkfn = [&](std::string_view c) -> Status {
-        produced += c.size();
-        if (produced > it.raw_size) return Status::FromErrno("message content changed while converting", EIO);
-        if (hex) return hw.Add(c);
-        return w.Write(c);
-      };
-      Status fs = it.part ? ForEachDecodedChunk(it.part, sinkfn) : sinkfn(it.text);
-      if (fs.ok() && hex) fs = hw.Finish();
-      if (!fs.ok()) return fs.WithContext(who);
-      if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);
-      if (hex) w.n += HexSize(it.raw_size);
-      else CCMAIL_RETURN_IF_ERROR(w.Write("\r\n").WithContext(who));
+      res.bytes_written += w.n;
+      res.messages_written += 1;
     }
-    res.bytes_written += w.n;
-    res.messages_written += 1;
+    res.items_written = static_cast<int>(items.size());
   }
-  res.items_written = static_cast<int>(items.size());
   return Status::Ok();
 }
 

@@ -165,38 +165,41 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
         ((exported ? *dup_po : *exp_po)[po]).push_back(&r);
       }
   };
-  auto convert_po = [&](const Item& item, const std::string& po, const std::vector<const Rcpt*>& rs,
-                        std::string* text) -> Status {
+  // One parse per message for all its post offices (ConvertForEach), from the bytes read to
+  // check the spool CRC when the file was small enough to be read whole.
+  auto convert_item = [&](const Item& item, Converted* c) {
+    if (c->exp_po.empty()) return;
     const store::SpoolMeta& m = item.e.meta;
     format::ConvertInput in;
     in.fd = item.e.fd.get();
     in.offset = item.e.message_offset;
     in.length = item.e.message_length;
+    in.data = item.e.message_data();
     in.envelope_sender = m.envelope_sender;
-    for (const Rcpt* r : rs) in.recipients.push_back({r->smtp, r->addr});
     in.received = static_cast<time_t>(m.received_ms / 1000);
     in.log_id = item.id.ToString();
-    format::StringSink sink;
-    format::ConvertResult res;
-    Status cs = cv->Convert(in, &sink, &res);
-    if (cs.ok()) *text = std::move(sink.str());
-    (void)po;
-    return cs;
-  };
-  auto convert_item = [&](const Item& item, Converted* c) {
+    std::vector<format::StringSink> sinks(c->exp_po.size());
+    std::vector<format::ConvertTarget> targets;
+    targets.reserve(c->exp_po.size());
+    size_t i = 0;
     for (const auto& [po, rs] : c->exp_po) {
-      Status cs = convert_po(item, po, rs, &c->out[po]);
-      if (format::IsUnconvertible(cs)) {
-        c->unconvertible = cs.message();
-        return;
-      }
-      if (!cs.ok()) {
-        LogWarning("capture %s: conversion for %s failed, retrying later: %s", item.id.ToString().c_str(), po.c_str(),
-                   cs.ToString().c_str());
-        c->io_failed = true;
-        return;
-      }
+      format::ConvertTarget t;
+      for (const Rcpt* r : rs) t.recipients.push_back({r->smtp, r->addr});
+      t.out = &sinks[i++];
+      targets.push_back(std::move(t));
     }
+    Status cs = cv->ConvertForEach(in, targets);
+    if (format::IsUnconvertible(cs)) {
+      c->unconvertible = cs.message();
+      return;
+    }
+    if (!cs.ok()) {
+      LogWarning("capture %s: conversion failed, retrying later: %s", item.id.ToString().c_str(), cs.ToString().c_str());
+      c->io_failed = true;
+      return;
+    }
+    i = 0;
+    for (const auto& [po, rs] : c->exp_po) c->out[po] = std::move(sinks[i++].str());
   };
   std::vector<Converted> conv_items(items.size());
   {

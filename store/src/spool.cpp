@@ -355,6 +355,8 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
   // A typical capture (tens of KB) is read with ONE pread into `whole` and every check below
   // works on that copy; larger files are read piece by piece as before. Same checks, same
   // order, same messages: this only saves three syscalls and a 64 KiB buffer per file.
+  // The copy is handed to the caller (SpoolEntry::contents), so the exporter's converter
+  // parses it instead of reading the file a second time.
   constexpr uint64_t kWholeFileMax = 256 * 1024;
   std::string whole;
   if (fsize <= kWholeFileMax) {
@@ -410,6 +412,7 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
   entry->message_offset = kHeaderSize;
   entry->message_length = msize;
   entry->file_size = fsize;
+  entry->contents = std::move(whole);
   return Status::Ok();
 }
 

@@ -469,6 +469,86 @@ TEST(Converter, ConcurrentConversionsGiveIdenticalOutput) {
   EXPECT_EQ(mismatches, 0);
 }
 
+// The exporter converts a message once for all its post offices, from the bytes it already
+// read: every target must get exactly what a Convert() of its recipients from the file gives.
+TEST(Converter, ConvertForEachFromMemoryEqualsOneConvertPerPostOffice) {
+  const std::string pdf = RandomBytes(30000, 7);
+  std::string to = "To: ";
+  std::vector<ConvertRecipient> hub, sales;
+  for (int i = 0; i < 120; ++i) {
+    std::string a = "user" + std::to_string(i) + "@ccmail.corp.example";
+    (i % 2 ? hub : sales).push_back({a, {"User Number " + std::to_string(i) + ", Long Name", i % 2 ? "HUBPO2" : "SALESPO"}});
+    to += (i ? ", " : "") + a;
+  }
+  sales.push_back({"hidden@ccmail.corp.example", {"Hidden, Bcc", "SALESPO"}});
+  const std::string msg = "From: b@x.example\n" + to + "\nSubject: per post office\nMIME-Version: 1.0\n"
+      "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/plain\n\nSee the file.\n"
+      "--m\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=\"a.pdf\"\n"
+      "Content-Transfer-Encoding: base64\n\n" + B64(pdf) + "--m--\n";
+  for (FileData fd : {FileData::kRaw, FileData::kHex}) {
+    FormatSettings st = TestSettings();
+    st.files = fd;
+    st.header_limit = 1000;  // forces several copies per post office
+    std::string want_hub, want_sales;
+    ASSERT_TRUE(ConvertText(msg, st, &want_hub, hub).ok());
+    ASSERT_TRUE(ConvertText(msg, st, &want_sales, sales).ok());
+    ASSERT_NE(want_hub, want_sales);
+    Converter conv(st);
+    ConvertInput in;
+    in.data = msg.data();
+    in.length = msg.size();
+    in.envelope_sender = "bob@partner.example";
+    in.received = 1795520000;
+    in.log_id = "test";
+    StringSink a, b;
+    ConvertResult ra, rb;
+    std::vector<ConvertTarget> targets(2);
+    targets[0] = {hub, &a, &ra};
+    targets[1] = {sales, &b, &rb};
+    ASSERT_TRUE(conv.ConvertForEach(in, targets).ok());
+    EXPECT_EQ(a.str(), want_hub);
+    EXPECT_EQ(b.str(), want_sales);
+    EXPECT_GT(ra.messages_written, 1);
+    EXPECT_EQ(ra.bytes_written, a.str().size());
+    EXPECT_EQ(rb.bytes_written, b.str().size());
+    // The same from the file: only the source of the bytes differs.
+    UniqueFd f = testing::MemFile(msg);
+    in.data = nullptr;
+    in.fd = f.get();
+    StringSink c, d;
+    targets[0].out = &c;
+    targets[1].out = &d;
+    ASSERT_TRUE(conv.ConvertForEach(in, targets).ok());
+    EXPECT_EQ(c.str(), want_hub);
+    EXPECT_EQ(d.str(), want_sales);
+  }
+}
+
+TEST(Converter, ConvertForEachChecksEveryTargetBeforeWriting) {
+  FormatSettings st = TestSettings();
+  st.header_limit = 200;
+  Converter conv(st);
+  const std::string msg = "From: b@x.example\nTo: jsmith@ccmail.corp.example\nSubject: s\n\nbody\n";
+  ConvertInput in;
+  in.data = msg.data();
+  in.length = msg.size();
+  in.received = 1795520000;
+  StringSink a, b;
+  std::vector<ConvertTarget> targets(2);
+  targets[0] = {{{"jsmith@ccmail.corp.example", {"Smith, John", "HUBPO2"}}}, &a, nullptr};
+  targets[1] = {{{"x@ccmail.corp.example", {std::string(300, 'N'), "SALESPO"}}}, &b, nullptr};
+  Status s = conv.ConvertForEach(in, targets);
+  EXPECT_TRUE(IsUnconvertible(s)) << s.ToString();
+  EXPECT_TRUE(a.str().empty()) << "the first post office's sink was written before the second was checked";
+  EXPECT_TRUE(b.str().empty());
+  targets[1].recipients.clear();
+  EXPECT_TRUE(IsUnconvertible(conv.ConvertForEach(in, targets)));
+  // An empty message in memory is unconvertible, not an I/O error to retry for ever.
+  in.length = 0;
+  targets.resize(1);
+  EXPECT_TRUE(IsUnconvertible(conv.ConvertForEach(in, targets)));
+}
+
 TEST(Converter, FdSinkWritesEverythingAndReportsErrors) {
   char path[] = "/tmp/ccmail-sink-XXXXXX";
   int fd = mkstemp(path);

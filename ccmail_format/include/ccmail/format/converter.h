@@ -13,7 +13,8 @@
 //   if (IsUnconvertible(s)) quarantine(s.message()); else if (!s.ok()) retry_later(s);
 //
 // DESCRIPTION
-//   Convert() parses the message with GMime directly from (fd, offset, length)
+//   Convert() parses the message with GMime from in.data when the caller has
+//   the bytes, else directly from (fd, offset, length)
 //   of a regular file (spool file or memfd), through its own open file
 //   description (/proc/self/fd), so the caller's file position is not moved
 //   (without /proc it falls back to a dup, which shares it), and appends one or
@@ -100,6 +101,10 @@ struct ConvertInput {
   int fd = -1;
   off_t offset = 0;
   uint64_t length = 0;
+  // When set, the message itself (`length` bytes the caller keeps alive during the call):
+  // parsed from a copy in memory, fd and offset are not used. The exporter passes the
+  // bytes it already read to check the spool file's CRC.
+  const char* data = nullptr;
   std::string envelope_sender;                // MAIL FROM, "" for the null sender
   std::vector<ConvertRecipient> recipients;   // all of ONE post office
   time_t received = 0;                        // fallback when Date: is missing or absurd
@@ -113,10 +118,24 @@ struct ConvertResult {
   std::vector<std::string> notices;  // what was dropped or changed (nesting, item cap, ...)
 };
 
+// One output of ConvertForEach: its recipients (all of one post office) and where it goes.
+struct ConvertTarget {
+  std::vector<ConvertRecipient> recipients;
+  OutputSink* out = nullptr;
+  ConvertResult* result = nullptr;  // may be null
+};
+
 class Converter {
  public:
   explicit Converter(FormatSettings settings);
+  // input.recipients to one sink.
   Status Convert(const ConvertInput& input, OutputSink* out, ConvertResult* result) const;
+  // The same message for several post offices: what Convert() would write for each target's
+  // recipients (input.recipients is not used), but the MIME parse, the item plan and the
+  // measuring are done once. Every target's recipients are checked before anything is
+  // written, so an unconvertible recipient leaves every sink untouched; a write error stops
+  // at that target (earlier sinks are complete, later ones untouched).
+  Status ConvertForEach(const ConvertInput& input, const std::vector<ConvertTarget>& targets) const;
   const FormatSettings& settings() const { return settings_; }
 
  private:

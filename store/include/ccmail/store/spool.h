@@ -114,6 +114,13 @@ struct SpoolEntry {
   off_t message_offset = 0;
   uint64_t message_length = 0;
   uint64_t file_size = 0;
+  // The whole verified file when it was read in one piece (up to 256 KiB, the usual
+  // case), else empty: the exporter converts from these bytes instead of reading again.
+  std::string contents;
+  // The message's bytes in `contents`, or nullptr when only the descriptor has them.
+  const char* message_data() const {
+    return contents.empty() ? nullptr : contents.data() + message_offset;
+  }
 };
 
 class Spool {

@@ -24,7 +24,7 @@ const std::vector<std::string>& ExporterCrashPoints() {
       "batch.renamed",          "batch.dir.fsynced",      "watermark.written",      "watermark.fsynced",
       "spool.unlinked",         "spool.unlink.dir.fsynced", kCrashSlotFreed,        "recovery.epoch",
       kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink, kCrashRecoveryTableReset, "prune.k",
-      kCrashQuarantined,
+      kCrashQuarantined,        kCrashRoundConverted,
   };
   return kPoints;
 }
@@ -99,6 +99,9 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
     PublishState(false);
     return Status::Ok();
   }
+  // A committed batch whose rename failed: the committer may be publishing to the same
+  // post office (its watermark), so it finishes first.
+  if (!unpublished.empty()) CCMAIL_RETURN_IF_ERROR(WaitCommitter());
   if (Status s = RetryUnpublished(); !s.ok()) {
     Backoff("publishing a committed batch failed: " + s.ToString());
     return Status::Ok();
@@ -109,7 +112,7 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
     if (Status s = ScanSpool(); !s.ok()) LogWarning("spool scan: %s", s.ToString().c_str());
     Housekeeping();
   }
-  MaybePrune();
+  CCMAIL_RETURN_IF_ERROR(MaybePrune());
   std::vector<shm::Claim> claims;
   uint32_t bell = table ? table->DoorbellValue() : 0;
   // Under sustained load the table alone could fill every round; captures that overflowed
@@ -118,6 +121,13 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   const size_t claim_max = std::max<size_t>(1, round_limit - std::min(pending.size(), round_limit / 2));
   if (table) table->ClaimReady(*reg, claim_max, &claims);
   if (!claims.empty()) CrashPoint(kCrashSlotClaimed);
+  if (claims.empty() && pending.empty() && CommitterBusy()) {
+    // Nothing new to prepare: finish the round in flight (its outcome may return captures).
+    CCMAIL_RETURN_IF_ERROR(WaitCommitter());
+    *did_work = true;
+    PublishState(false);
+    return Status::Ok();
+  }
   if (claims.empty() && pending.empty()) {
     PublishState(true);
     if (!draining) {
@@ -159,6 +169,8 @@ Status Exporter::Run(const std::atomic<bool>& stop, const std::function<void()>&
     CCMAIL_RETURN_IF_ERROR(impl_->RunOnce(&did));
     if (heartbeat) heartbeat();
   }
+  CCMAIL_RETURN_IF_ERROR(impl_->WaitCommitter());
+  impl_->StopCommitter();
   if (impl_->clean_seq > impl_->clean_seq_recorded) (void)impl_->ledger->SetSpoolCleanSeq(impl_->clean_seq);
   impl_->StopCloser();
   impl_->StopDeliverThread();
@@ -187,6 +199,8 @@ Status Exporter::Drain() {
     }
   }
   im->draining = false;
+  CCMAIL_RETURN_IF_ERROR(im->WaitCommitter());
+  im->StopCommitter();
   if (im->clean_seq > im->clean_seq_recorded) {
     CCMAIL_RETURN_IF_ERROR(im->ledger->SetSpoolCleanSeq(im->clean_seq));
     im->clean_seq_recorded = im->clean_seq;

@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -111,6 +112,42 @@ struct DeliverJob {
 };
 
 
+// One post office's batch of a round: the converted messages, the manifest lines and the
+// ledger rows that the round's one transaction records.
+struct PoBatch {
+  std::string content;
+  std::vector<ManifestEntry> entries;
+  store::LedgerBatch ledger;
+};
+
+// The durable half of a round, handed by the main thread to the committer thread.
+struct CommitJob {
+  std::map<std::string, PoBatch> batches;  // by post office
+  store::LedgerBatch nofile;               // captures with nothing to export (all DUP)
+  std::vector<CaptureId> done;             // every capture recorded by this round
+  std::vector<UniqueFd> fds;               // their spool descriptors: closed after the unlink
+  uint64_t exported = 0, dups = 0;
+};
+
+// What the committer did with a job; applied by the main thread (which owns `pending`,
+// the back-off, the round cap and the claim slots) in Impl::WaitCommitter.
+struct CommitOutcome {
+  bool committed = false;            // the ledger transaction is done (publish may have failed)
+  bool abandoned = false;            // nothing committed: the captures stay in spool/new
+  Status cause;                      // why it was abandoned
+  std::string why;                   // context for the log line / the fatal error
+  bool fatal = false;                // the exporter must stop (treated like a crash)
+  std::vector<CaptureId> returned;   // abandoned captures, back to `pending`
+  size_t done = 0;
+  struct Unpublished {
+    uint64_t epoch, seq;
+    std::string po;
+  };
+  std::vector<Unpublished> unpublished;  // committed, rename failed: retried by the main loop
+  std::vector<std::string> warnings;     // publish failures (logged with the back-off)
+  uint64_t clean_seq = 0;                // set when every spool file of the round is gone
+};
+
 struct Exporter::Impl {
   ExporterOptions opt;
   UniqueFd lock;
@@ -125,10 +162,7 @@ struct Exporter::Impl {
   std::shared_ptr<const format::AddressMap> map;
 
   std::set<CaptureId> pending;  // ids found by spool scans, not yet handled (ordered)
-  struct Unpublished {
-    uint64_t epoch, seq;
-    std::string po;
-  };
+  using Unpublished = CommitOutcome::Unpublished;
   std::vector<Unpublished> unpublished;
   Clock::time_point next_scan{};
   Clock::time_point next_prune{};
@@ -166,6 +200,7 @@ struct Exporter::Impl {
   std::thread cl_thread;
 
   ~Impl() {
+    StopCommitter();
     StopCloser();
     StopDeliverThread();
   }
@@ -212,6 +247,68 @@ struct Exporter::Impl {
     cl_stop = false;
   }
 
+  // Committer: the durable half of a round (.part files written and fsynced, the ONE ledger
+  // transaction, publish, unlink of the spool files) runs on this thread while the main
+  // thread opens, verifies and converts the next round. The main thread waits for it
+  // (WaitCommitter) before it asks the ledger anything about the next round, so every
+  // de-duplication decision still sees every earlier round committed (or abandoned), exactly
+  // as in a sequential loop; only reading and converting overlap. At most one job is in
+  // flight. The committer never touches `pending`, the claim slots, the back-off or the
+  // ledger outside its job: its outcome is applied by the main thread.
+  std::mutex cm_mu;
+  std::condition_variable cm_cv;
+  std::unique_ptr<CommitJob> cm_job;  // set by the main thread, taken by the committer
+  bool cm_busy = false;               // a job is queued or running
+  bool cm_stop = false;
+  CommitOutcome cm_outcome;
+  std::thread cm_thread;
+  // Main thread only: what the job in flight holds.
+  std::vector<shm::Claim> cm_claims;  // its slots, freed once it is finished
+  std::set<CaptureId> cm_ids;         // its captures (a spool scan must not queue them again)
+  size_t cm_fds = 0;                  // its open spool descriptors
+
+  bool CommitterBusy() {
+    std::lock_guard<std::mutex> g(cm_mu);
+    return cm_busy;
+  }
+  void SubmitCommit(std::unique_ptr<CommitJob> job) {
+    std::lock_guard<std::mutex> g(cm_mu);
+    if (!cm_thread.joinable()) cm_thread = std::thread([this] { CommitterLoop(); });
+    cm_job = std::move(job);
+    cm_busy = true;
+    cm_cv.notify_all();
+  }
+  void CommitterLoop() {
+    std::unique_lock<std::mutex> lk(cm_mu);
+    for (;;) {
+      cm_cv.wait(lk, [&] { return cm_stop || cm_job != nullptr; });
+      if (!cm_job) return;
+      std::unique_ptr<CommitJob> job = std::move(cm_job);
+      lk.unlock();
+      CommitOutcome out = CommitRound(job.get());
+      job.reset();
+      lk.lock();
+      cm_outcome = std::move(out);
+      cm_busy = false;
+      cm_cv.notify_all();
+    }
+  }
+  void StopCommitter() {
+    {
+      std::unique_lock<std::mutex> lk(cm_mu);
+      cm_cv.wait(lk, [&] { return !cm_busy; });
+      cm_stop = true;
+    }
+    cm_cv.notify_all();
+    if (cm_thread.joinable()) cm_thread.join();
+    cm_thread = std::thread();
+    cm_stop = false;
+  }
+  // Waits for the job in flight and applies its outcome. *abandoned: it was abandoned (the
+  // caller drops the round it prepared meanwhile). A fatal outcome is returned.
+  Status WaitCommitter(bool* abandoned = nullptr);
+  CommitOutcome CommitRound(CommitJob* job);
+
   // ---------- helpers ----------
   void Backoff(const std::string& why) {
     backoff = backoff.count() == 0 ? opt.backoff_min : std::min(opt.backoff_max, backoff * 2);
@@ -248,7 +345,8 @@ struct Exporter::Impl {
     }
     std::vector<CaptureId> ids;
     CCMAIL_RETURN_IF_ERROR(spool->ListPending(&ids));
-    for (const auto& id : ids) pending.insert(id);
+    for (const auto& id : ids)
+      if (!cm_ids.count(id)) pending.insert(id);
     next_scan = Clock::now() + opt.spool_scan_interval;
     return Status::Ok();
   }
@@ -292,6 +390,9 @@ struct Exporter::Impl {
   }
 
   void ReopenTable() {
+    // Slots claimed in the replaced segment mean nothing in the new one; their captures are
+    // in the committer's round or back in `pending` either way.
+    cm_claims.clear();
     reg.reset();
     table.reset();
     std::unique_ptr<shm::ClaimTable> t;
@@ -308,9 +409,10 @@ struct Exporter::Impl {
     if (!s.ok()) LogWarning("claim table unavailable (%s): exporting by spool scans only", s.ToString().c_str());
   }
 
-  void MaybePrune() {
-    if (Clock::now() < next_prune) return;
+  Status MaybePrune() {
+    if (Clock::now() < next_prune) return Status::Ok();
     next_prune = Clock::now() + opt.prune_interval;
+    CCMAIL_RETURN_IF_ERROR(WaitCommitter());  // the ledger is the committer's while it runs
     if (clean_seq > clean_seq_recorded) {
       if (Status s = ledger->SetSpoolCleanSeq(clean_seq); s.ok()) clean_seq_recorded = clean_seq;
     }
@@ -320,6 +422,7 @@ struct Exporter::Impl {
       LogWarning("ledger prune: %s", s.ToString().c_str());
     else if (deleted)
       LogInfo("pruned %llu ledger row(s) older than the dedup window", static_cast<unsigned long long>(deleted));
+    return Status::Ok();
   }
 
   Status RetryUnpublished() {

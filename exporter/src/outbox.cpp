@@ -56,12 +56,15 @@ Status FsyncDir(const std::string& dir) {
 // Creates `path` exclusively, writes `data`, fsyncs and closes it, through DurableIo so the
 // named crash points (CCMAIL_CRASH_AT) and injected faults (CCMAIL_FAIL_AT) apply:
 // "<point>.written" and "<point>.fsynced".
-Status WriteDurable(const std::string& path, const std::string& data, const std::string& point) {
+// uncached: the batch itself, written past the page cache (DurableIo::WriteAllUncached);
+// nothing reads it before IMPORT does.
+Status WriteDurable(const std::string& path, const std::string& data, const std::string& point, bool uncached) {
   DurableIo& io = DurableIo::Real();
   UniqueFd fd;
   Status s = io.CreateExclusive(path, 0640, &fd);
   const std::string written = point + ".written", fsynced = point + ".fsynced";
-  if (s.ok()) s = io.WriteAll(fd.get(), data.data(), data.size(), path, written.c_str());
+  if (s.ok() && uncached) s = io.WriteAllUncached(fd.get(), data.data(), data.size(), path, written.c_str());
+  else if (s.ok()) s = io.WriteAll(fd.get(), data.data(), data.size(), path, written.c_str());
   if (s.ok()) s = io.Fsync(fd.get(), path, fsynced.c_str());
   if (s.ok()) s = io.Close(&fd, path);
   return s;
@@ -181,8 +184,8 @@ Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& po, co
   const std::string name = BatchFileName(epoch, seq);
   const std::string man = ManifestFileName(name);
   Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, po, name, entries),
-                          "batch.manifest");
-  if (s.ok()) s = WriteDurable(PartPath(name), content, "batch.part");
+                          "batch.manifest", false);
+  if (s.ok()) s = WriteDurable(PartPath(name), content, "batch.part", true);
   if (s.ok() && !defer_tmpdir_sync_) s = SyncTmpDir();
   return s;
 }
@@ -208,7 +211,7 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
     return Status::Ok();
   const std::string tmp = dir + "/WATERMRK.tmp";
   ::unlink(tmp.c_str());
-  s = WriteDurable(tmp, std::to_string(epoch) + " " + std::to_string(seq) + " " + name + "\n", "watermark");
+  s = WriteDurable(tmp, std::to_string(epoch) + " " + std::to_string(seq) + " " + name + "\n", "watermark", false);
   if (s.ok() && ::rename(tmp.c_str(), (dir + "/WATERMRK").c_str()) != 0)
     s = Status::FromErrno("rename " + tmp, errno);
   if (s.ok()) s = FsyncDir(dir);

@@ -1,20 +1,27 @@
-// round.cpp - one export round (design 5.6): gather, dedup, convert per post office, write the
-// .part files, ONE ledger commit, publish, unlink the spool files, free the slots.
+// round.cpp - one export round (design 5.6), in two halves:
+//
+//   main thread (ProcessRound): gather the ids, open + verify + resolve each capture, convert
+//     (on a few threads), then WAIT for the committer's previous round, then ask the ledger
+//     (known capture ids, exported (content key, recipient) pairs), classify in capture-id
+//     order and build one batch per post office;
+//   committer thread (CommitRound): write the .part files, ONE ledger commit, publish, unlink
+//     the spool files; the main thread frees the slots when it collects the outcome.
+//
+// Only the reading and converting of round N+1 overlap with the committing of round N. Every
+// ledger question about round N+1 is asked after round N is committed or abandoned, so the
+// de-duplication sees exactly what a sequential loop would see; when round N is abandoned,
+// the round prepared behind it is dropped too (its ids go back to `pending`), so the retry
+// starts again from the oldest capture with the halved round size.
 #include "exporter_impl.h"
 
 namespace ccmail::exporter {
 
 namespace {
 
-constexpr size_t kMaxOpenPerRound = 900;
-// Spool descriptors open in a round plus those still queued for the closer.
+// Descriptors: a round in preparation and the round in the committer hold at most this many
+// each, the closer's queue gets the rest of kMaxOpenTotal (under the usual limit of 1,024).
+constexpr size_t kMaxOpenPerRound = 400;
 constexpr size_t kMaxOpenTotal = 960;
-
-struct PoBatch {
-  std::string content;
-  std::vector<ManifestEntry> entries;
-  store::LedgerBatch ledger;
-};
 
 struct Rcpt {
   std::string smtp;
@@ -22,7 +29,154 @@ struct Rcpt {
   std::string key;  // "<name> at <PO>": the ledger's recipient string
 };
 
+using PoRcpts = std::map<std::string, std::vector<const Rcpt*>>;
+using KeySet = std::set<std::pair<ContentKey, std::string>>;
+
+struct Item {
+  CaptureId id;
+  store::SpoolEntry e;
+  Status open_status;  // corrupt: quarantined once the ledger says it is not known; not found:
+                       // counted as known when the ledger has it, else a stale slot
+  std::string bad;     // unusable recipients (quarantine reason), decided after the ledger
+  std::map<std::string, std::vector<Rcpt>> by_po;
+  // Conversion (tentative: as if every earlier capture of the round gets in).
+  PoRcpts exp_po, dup_po;
+  std::map<std::string, std::string> out;
+  std::string unconvertible;
+  bool io_failed = false;
+};
+
 }  // namespace
+
+Status Exporter::Impl::WaitCommitter(bool* abandoned) {
+  if (abandoned) *abandoned = false;
+  CommitOutcome out;
+  {
+    std::unique_lock<std::mutex> lk(cm_mu);
+    cm_cv.wait(lk, [&] { return !cm_busy; });
+    out = std::move(cm_outcome);
+    cm_outcome = CommitOutcome{};
+  }
+  if (!out.committed && !out.abandoned) return Status::Ok();  // nothing was in flight
+  cm_ids.clear();
+  cm_fds = 0;
+  for (const auto& id : out.returned) pending.insert(id);
+  for (auto& u : out.unpublished) unpublished.push_back(std::move(u));
+  for (const auto& c : cm_claims) {
+    if (!table || !reg) break;  // cannot happen: ReopenTable drops cm_claims with the old table
+    if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
+    CrashPoint(kCrashSlotFreed);
+  }
+  cm_claims.clear();
+  if (out.abandoned) {
+    if (abandoned) *abandoned = true;
+    {
+      std::lock_guard<std::mutex> g(ctr_mu);
+      ++ctr.abandoned;
+    }
+    if (out.fatal) return out.cause.WithContext(out.why);
+    if (out.cause.IsNoSpace()) round_cap = std::max<size_t>(1, out.done / 2);
+    Backoff(out.why + ": " + out.cause.ToString());
+    return Status::Ok();
+  }
+  ResetBackoff();
+  for (const auto& w : out.warnings) Backoff(w);
+  if (out.clean_seq && unpublished.empty()) clean_seq = std::max(clean_seq, out.clean_seq);
+  progress_ns = RealtimeNs();
+  return Status::Ok();
+}
+
+CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
+  CommitOutcome out;
+  out.done = job->done.size();
+  std::vector<store::LedgerBatch> lb;
+  auto close_fds = [&] {
+    for (auto& fd : job->fds) QueueClose(std::move(fd));
+    job->fds.clear();
+  };
+  auto abandon = [&](const std::string& why, bool fatal, const Status& cause) {
+    for (const auto& b : lb)
+      if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
+    out.abandoned = true;
+    out.fatal = fatal;
+    out.cause = cause;
+    out.why = why;
+    out.returned = job->done;  // they stay in spool/new: nothing is lost
+    close_fds();
+    return out;
+  };
+  uint64_t seq = 0;
+  if (Status s = ledger->NextSeq(&seq); !s.ok()) return abandon("allocating a batch number failed", true, s);
+  const uint64_t epoch = ledger->epoch();
+  std::vector<const PoBatch*> order;
+  for (auto& [po, b] : job->batches) {
+    b.ledger.seq = seq++;
+    b.ledger.epoch = epoch;
+    b.ledger.file_name = BatchFileName(epoch, b.ledger.seq);
+    order.push_back(&b);
+  }
+  if (!job->nofile.capture_ids.empty()) job->nofile.seq = seq++;
+  // .part + manifest for every post office, all fsynced before the one commit.
+  for (const PoBatch* b : order) {
+    lb.push_back(b->ledger);
+    Status s = outbox->WritePart(epoch, b->ledger.seq, b->ledger.post_office, b->content, b->entries);
+    if (!s.ok()) return abandon("writing batch " + b->ledger.file_name + " failed, round abandoned", false, s);
+  }
+  if (!order.empty()) {
+    Status s = outbox->SyncTmpDir();  // once for all .part files of the round
+    if (!s.ok()) return abandon("fsync out/tmp failed, round abandoned", false, s);
+  }
+  if (!job->nofile.capture_ids.empty()) lb.push_back(job->nofile);
+  Status cs = ledger->CommitBatches(&lb);
+  // A full ledger disk is back-pressure; anything else is treated like a crash.
+  if (!cs.ok()) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
+  out.committed = true;
+  // Decision taken. Publish; a failure here is retried (and rolled forward by recovery).
+  for (const auto& b : lb) {
+    if (b.file_name.empty()) continue;
+    Status ps = outbox->Publish(b.epoch, b.seq, b.post_office);
+    if (!ps.ok()) {
+      out.unpublished.push_back({b.epoch, b.seq, b.post_office});
+      out.warnings.push_back("publishing " + b.file_name + " failed (committed; will be retried): " + ps.ToString());
+      continue;
+    }
+    QueueDeliver(b.post_office, b.file_name);
+    LogDebug("published %s/%s: %zu deliveries", b.post_office.c_str(), b.file_name.c_str(), b.deliveries.size());
+  }
+  if (!order.empty()) {
+    if (Status ts = outbox->SyncTmpDir(); !ts.ok()) LogWarning("fsync out/tmp after publishing: %s", ts.ToString().c_str());
+  }
+  bool all_removed = true;
+  for (const auto& id : job->done) {
+    Status rs = spool->Remove(id, false);
+    if (!rs.ok() && !rs.IsNotFound()) {
+      all_removed = false;
+      LogWarning("capture %s exported but not unlinked (found again by the next scan): %s", id.ToString().c_str(),
+                 rs.ToString().c_str());
+    }
+  }
+  if (Status ss = spool->SyncNewDir(); !ss.ok()) {
+    all_removed = false;
+    LogWarning("fsync spool/new: %s", ss.ToString().c_str());
+  }
+  close_fds();  // unlinked and fsynced: the last close (and its discard) is the closer's
+  if (all_removed && out.unpublished.empty()) out.clean_seq = lb.back().seq;
+  size_t files = 0;
+  for (const auto& b : lb) files += b.file_name.empty() ? 0 : 1;
+  {
+    std::lock_guard<std::mutex> g(ctr_mu);
+    ++ctr.rounds;
+    ctr.batches += files;
+    ctr.captures += job->done.size();
+    ctr.exported += job->exported;
+    ctr.dups += job->dups;
+  }
+  LogInfo("committed %zu capture(s) in %zu batch file(s) (seq %llu-%llu): %llu exported, %llu duplicate(s)",
+          job->done.size(), files, static_cast<unsigned long long>(lb.front().seq),
+          static_cast<unsigned long long>(lb.back().seq), static_cast<unsigned long long>(job->exported),
+          static_cast<unsigned long long>(job->dups));
+  return out;
+}
 
 Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_work) {
   std::shared_ptr<const format::Converter> cv;
@@ -37,33 +191,20 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
   for (const auto& c : *claims) {
     CaptureId id;
     id.bytes = c.capture_id;
-    ids.push_back(id);
+    if (!cm_ids.count(id)) ids.push_back(id);
   }
   const size_t round_limit = RoundLimit();
   for (auto it = pending.begin(); it != pending.end() && ids.size() < round_limit; ++it) ids.push_back(*it);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
 
-  std::map<std::string, PoBatch> batches;
-  store::LedgerBatch nofile;  // captures with nothing to export (all DUP)
-  std::set<std::pair<ContentKey, std::string>> round_keys;
-  std::vector<CaptureId> done, known, deferred;
-  uint64_t bytes = 0, round_exported = 0, round_dups = 0;
+  std::vector<CaptureId> deferred;
   bool retry_error = false;
-
-  // Pass 1: ledger lookup of the ids, open + verify + resolve each capture.
-  std::vector<char> in_ledger;
-  CCMAIL_RETURN_IF_ERROR(ledger->HasCaptures(ids, &in_ledger));
-  struct Item {
-    CaptureId id;
-    store::SpoolEntry e;
-    std::map<std::string, std::vector<Rcpt>> by_po;
-  };
   std::vector<Item> items;
   items.reserve(ids.size());
-  // Whatever path leaves this round, the descriptors go to the closer (declared after
-  // `items`, so it runs first). Exported captures are unlinked by then; the others stay in
-  // spool/new or corrupt/ and their close is cheap.
+  // Whatever path leaves this round, the descriptors not handed to the committer go to the
+  // closer (declared after `items`, so it runs first). Their captures stay in spool/new or
+  // corrupt/ (or were unlinked as known), and their close is cheap.
   struct HandOver {
     Impl* im;
     std::vector<Item>* items;
@@ -71,118 +212,96 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
       for (auto& it : *items) im->QueueClose(std::move(it.e.fd));
     }
   } hand_over{this, &items};
-  WaitCloser(kMaxOpenTotal - std::min(ids.size(), kMaxOpenPerRound));
-  std::vector<std::pair<ContentKey, std::string>> lookups;
+  const size_t open_max = std::min(ids.size(), kMaxOpenPerRound);
+  WaitCloser(kMaxOpenTotal - open_max - std::min(cm_fds, kMaxOpenPerRound));
+
+  // Pass 1 (overlaps the committer): open + verify + resolve. No ledger, no side effect on
+  // the spool: a known capture must be unlinked, not quarantined, and only the ledger
+  // (after the wait) can tell.
   uint64_t opened_bytes = 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const CaptureId& id = ids[i];
+  for (const CaptureId& id : ids) {
     pending.erase(id);
     if (id.IsZero()) continue;
-    if (in_ledger[i]) {
-      known.push_back(id);
-      continue;
-    }
-    // Each opened capture holds a descriptor until the round ends: bound both the bytes and
-    // the descriptors (batch_max_messages may be set far above the usual fd limit of 1024).
+    // Each opened capture holds a descriptor (and its bytes) until the round is committed:
+    // bound both (batch_max_messages may be set far above the usual fd limit of 1024).
     if (opened_bytes >= opt.round_max_bytes || items.size() >= kMaxOpenPerRound) {
       deferred.push_back(id);
       continue;
     }
     Item it;
     it.id = id;
-    Status s = spool->OpenEntry(id, &it.e);
-    if (s.IsNotFound()) continue;  // a stale slot, or already handled
-    if (s.IsCorrupt()) {
-      std::lock_guard<std::mutex> g(ctr_mu);
-      ++ctr.quarantined;
-      LogError("capture %s failed verification, moved to spool/corrupt: %s", id.ToString().c_str(), s.ToString().c_str());
-      *did_work = true;
-      continue;
-    }
-    if (!s.ok()) {
+    Status s = spool->VerifyOnly(id, &it.e);
+    if (!s.ok() && !s.IsCorrupt() && !s.IsNotFound()) {
       LogWarning("capture %s: cannot open: %s", id.ToString().c_str(), s.ToString().c_str());
       deferred.push_back(id);
       retry_error = true;
       continue;
     }
-    const store::SpoolMeta& m = it.e.meta;
-    // Recipients grouped per post office; resolution was done at capture time, the
-    // address map only fills in what the capture could not resolve.
-    std::string bad;
-    std::set<std::string> seen;
-    for (const auto& r : m.recipients) {
-      format::CcMailAddress a{r.ccmail_name, Upper(r.post_office)};
-      if ((a.name.empty() || a.postoffice.empty()) && amap) {
-        if (auto res = amap->Resolve(r.smtp_address)) a = {res->name, Upper(res->postoffice)};
+    it.open_status = s;
+    if (s.ok()) {
+      const store::SpoolMeta& m = it.e.meta;
+      // Recipients grouped per post office; resolution was done at capture time, the
+      // address map only fills in what the capture could not resolve.
+      std::set<std::string> seen;
+      for (const auto& r : m.recipients) {
+        format::CcMailAddress a{r.ccmail_name, Upper(r.post_office)};
+        if ((a.name.empty() || a.postoffice.empty()) && amap) {
+          if (auto res = amap->Resolve(r.smtp_address)) a = {res->name, Upper(res->postoffice)};
+        }
+        if (a.name.empty() || a.postoffice.empty()) {
+          it.bad = "recipient <" + r.smtp_address + "> has no cc:Mail name and post office";
+          break;
+        }
+        if (!ValidPostOfficeName(a.postoffice)) {
+          it.bad = "post office '" + a.postoffice + "' of <" + r.smtp_address + "> is not a usable name";
+          break;
+        }
+        std::string key = a.name + " at " + a.postoffice;
+        if (!seen.insert(key).second) continue;  // two addresses of one cc:Mail user: one delivery
+        it.by_po[a.postoffice].push_back(Rcpt{r.smtp_address, a, key});
       }
-      if (a.name.empty() || a.postoffice.empty()) {
-        bad = "recipient <" + r.smtp_address + "> has no cc:Mail name and post office";
-        break;
-      }
-      if (!ValidPostOfficeName(a.postoffice)) {
-        bad = "post office '" + a.postoffice + "' of <" + r.smtp_address + "> is not a usable name";
-        break;
-      }
-      std::string key = a.name + " at " + a.postoffice;
-      if (!seen.insert(key).second) continue;  // two addresses of one cc:Mail user: one delivery
-      it.by_po[a.postoffice].push_back(Rcpt{r.smtp_address, a, key});
+      if (it.bad.empty() && it.by_po.empty()) it.bad = "no cc:Mail recipient";
+      if (it.bad.empty()) opened_bytes += it.e.message_length;
     }
-    if (bad.empty() && it.by_po.empty()) bad = "no cc:Mail recipient";
-    if (!bad.empty()) {
-      Quarantine(id, m, bad);
-      *did_work = true;
-      continue;
-    }
-    for (const auto& [po, rs] : it.by_po)
-      for (const auto& r : rs) lookups.emplace_back(m.content_key, r.key);
-    opened_bytes += it.e.message_length;
     items.push_back(std::move(it));
   }
-  std::vector<char> exported_flags;
-  CCMAIL_RETURN_IF_ERROR(ledger->AreExported(lookups, &exported_flags));
-  std::set<std::pair<ContentKey, std::string>> in_ledger_keys;
-  for (size_t i = 0; i < lookups.size(); ++i)
-    if (exported_flags[i]) in_ledger_keys.insert(lookups[i]);
 
-  // Pass 2: convert. Conversion is independent per message and is the largest CPU cost of a
-  // round, so it runs on a few threads over a TENTATIVE classification (as if every earlier
-  // capture of the round succeeds). Pass 3 classifies again, in order, with only the captures
-  // that really made it into the round and converts again in the rare case the answer changed
-  // (an earlier copy of the same message failed), so the result is the sequential one.
-  using PoRcpts = std::map<std::string, std::vector<const Rcpt*>>;
-  struct Converted {
-    PoRcpts exp_po, dup_po;
-    std::map<std::string, std::string> out;
-    std::string unconvertible;
-    bool io_failed = false;
-  };
-  auto classify = [&](const Item& item, const std::set<std::pair<ContentKey, std::string>>& keys, PoRcpts* exp_po,
-                      PoRcpts* dup_po) {
+  // Pass 2 (overlaps the committer): convert. Conversion is independent per message and is
+  // the largest CPU cost of a round, so it runs on a few threads over a TENTATIVE
+  // classification: as if no recipient were in the ledger and every earlier capture of the
+  // round gets in. Pass 3 classifies again with the ledger and the captures that really made
+  // it, and converts again in the rare case the answer changed (a duplicate), so the result
+  // is the sequential one.
+  auto classify = [](const Item& item, const KeySet& keys, const KeySet& ledger_keys, PoRcpts* exp_po,
+                     PoRcpts* dup_po) {
     for (const auto& [po, rs] : item.by_po)
       for (const auto& r : rs) {
         std::pair<ContentKey, std::string> k{item.e.meta.content_key, r.key};
-        bool exported = keys.count(k) > 0 || in_ledger_keys.count(k) > 0;
+        bool exported = keys.count(k) > 0 || ledger_keys.count(k) > 0;
         ((exported ? *dup_po : *exp_po)[po]).push_back(&r);
       }
   };
   // One parse per message for all its post offices (ConvertForEach), from the bytes read to
   // check the spool CRC when the file was small enough to be read whole.
-  auto convert_item = [&](const Item& item, Converted* c) {
-    if (c->exp_po.empty()) return;
-    const store::SpoolMeta& m = item.e.meta;
+  auto convert_item = [&](Item* item) {
+    item->out.clear();
+    item->unconvertible.clear();
+    item->io_failed = false;
+    if (item->exp_po.empty()) return;
+    const store::SpoolMeta& m = item->e.meta;
     format::ConvertInput in;
-    in.fd = item.e.fd.get();
-    in.offset = item.e.message_offset;
-    in.length = item.e.message_length;
-    in.data = item.e.message_data();
+    in.fd = item->e.fd.get();
+    in.offset = item->e.message_offset;
+    in.length = item->e.message_length;
+    in.data = item->e.message_data();
     in.envelope_sender = m.envelope_sender;
     in.received = static_cast<time_t>(m.received_ms / 1000);
-    in.log_id = item.id.ToString();
-    std::vector<format::StringSink> sinks(c->exp_po.size());
+    in.log_id = item->id.ToString();
+    std::vector<format::StringSink> sinks(item->exp_po.size());
     std::vector<format::ConvertTarget> targets;
-    targets.reserve(c->exp_po.size());
+    targets.reserve(item->exp_po.size());
     size_t i = 0;
-    for (const auto& [po, rs] : c->exp_po) {
+    for (const auto& [po, rs] : item->exp_po) {
       format::ConvertTarget t;
       for (const Rcpt* r : rs) t.recipients.push_back({r->smtp, r->addr});
       t.out = &sinks[i++];
@@ -190,67 +309,127 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     }
     Status cs = cv->ConvertForEach(in, targets);
     if (format::IsUnconvertible(cs)) {
-      c->unconvertible = cs.message();
+      item->unconvertible = cs.message();
       return;
     }
     if (!cs.ok()) {
-      LogWarning("capture %s: conversion failed, retrying later: %s", item.id.ToString().c_str(), cs.ToString().c_str());
-      c->io_failed = true;
+      LogWarning("capture %s: conversion failed, retrying later: %s", item->id.ToString().c_str(), cs.ToString().c_str());
+      item->io_failed = true;
       return;
     }
     i = 0;
-    for (const auto& [po, rs] : c->exp_po) c->out[po] = std::move(sinks[i++].str());
+    for (const auto& [po, rs] : item->exp_po) item->out[po] = std::move(sinks[i++].str());
   };
-  std::vector<Converted> conv_items(items.size());
   {
-    std::set<std::pair<ContentKey, std::string>> tentative;
-    for (size_t i = 0; i < items.size(); ++i) {
-      classify(items[i], tentative, &conv_items[i].exp_po, &conv_items[i].dup_po);
-      for (const auto& [po, rs] : conv_items[i].exp_po)
-        for (const Rcpt* r : rs) tentative.insert({items[i].e.meta.content_key, r->key});
+    const KeySet none;
+    KeySet tentative;
+    std::vector<Item*> work;
+    for (Item& it : items) {
+      if (!it.open_status.ok() || !it.bad.empty()) continue;
+      classify(it, tentative, none, &it.exp_po, &it.dup_po);
+      for (const auto& [po, rs] : it.exp_po)
+        for (const Rcpt* r : rs) tentative.insert({it.e.meta.content_key, r->key});
+      work.push_back(&it);
     }
     std::atomic<size_t> next{0};
     auto worker = [&] {
-      for (size_t i = next.fetch_add(1); i < items.size(); i = next.fetch_add(1)) convert_item(items[i], &conv_items[i]);
+      for (size_t i = next.fetch_add(1); i < work.size(); i = next.fetch_add(1)) convert_item(work[i]);
     };
     std::vector<std::thread> helpers;
-    size_t extra = std::min<size_t>(opt.convert_threads > 0 ? opt.convert_threads - 1 : 0, items.size() / 8);
+    size_t extra = std::min<size_t>(opt.convert_threads > 0 ? opt.convert_threads - 1 : 0, work.size() / 8);
     for (size_t t = 0; t < extra; ++t) helpers.emplace_back(worker);
     worker();
     for (auto& t : helpers) t.join();
   }
+  CrashPoint(kCrashRoundConverted);
 
-  // Pass 3: in capture-id order, the real classification against the ledger AND the round.
+  // The previous round must be committed (or abandoned) before the ledger is asked anything.
+  bool previous_abandoned = false;
+  CCMAIL_RETURN_IF_ERROR(WaitCommitter(&previous_abandoned));
+  auto complete_claims = [&] {
+    for (const auto& c : *claims) {
+      if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
+      CrashPoint(kCrashSlotFreed);
+    }
+    claims->clear();
+  };
+  if (previous_abandoned) {
+    // Prepared under the old round size and maybe behind captures that went back to
+    // `pending`: drop it; the next turn starts again from the oldest capture.
+    for (const Item& it : items) pending.insert(it.id);
+    for (const auto& id : deferred) pending.insert(id);
+    complete_claims();  // the ids are in `pending` and their files in spool/new
+    *did_work = true;
+    return Status::Ok();
+  }
+
+  // Pass 3: the ledger, then in capture-id order the real classification against the ledger
+  // AND the round.
+  std::vector<CaptureId> item_ids;
+  for (const Item& it : items) item_ids.push_back(it.id);
+  std::vector<char> in_ledger;
+  CCMAIL_RETURN_IF_ERROR(ledger->HasCaptures(item_ids, &in_ledger));
+  std::vector<std::pair<ContentKey, std::string>> lookups;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (in_ledger[i] || !items[i].open_status.ok() || !items[i].bad.empty()) continue;
+    for (const auto& [po, rs] : items[i].by_po)
+      for (const auto& r : rs) lookups.emplace_back(items[i].e.meta.content_key, r.key);
+  }
+  std::vector<char> exported_flags;
+  CCMAIL_RETURN_IF_ERROR(ledger->AreExported(lookups, &exported_flags));
+  KeySet in_ledger_keys;
+  for (size_t i = 0; i < lookups.size(); ++i)
+    if (exported_flags[i]) in_ledger_keys.insert(lookups[i]);
+
+  auto job = std::make_unique<CommitJob>();
+  KeySet round_keys;
+  std::vector<CaptureId> known;
+  uint64_t bytes = 0;
   for (size_t idx = 0; idx < items.size(); ++idx) {
     Item& item = items[idx];
-    Converted& c = conv_items[idx];
     const CaptureId& id = item.id;
+    if (in_ledger[idx]) {
+      known.push_back(id);
+      continue;
+    }
+    if (item.open_status.IsNotFound()) continue;  // a stale slot, or already handled
+    if (!item.open_status.ok()) {  // corrupt: what Spool::OpenEntry does
+      std::string why = item.open_status.message();
+      item.e.fd.reset();
+      if (Status q = spool->Quarantine(id, why); !q.ok()) {
+        LogError("spool: cannot quarantine %s: %s", id.ToString().c_str(), q.ToString().c_str());
+        continue;
+      }
+      std::lock_guard<std::mutex> g(ctr_mu);
+      ++ctr.quarantined;
+      LogError("capture %s failed verification, moved to spool/corrupt: %s", id.ToString().c_str(), why.c_str());
+      *did_work = true;
+      continue;
+    }
     const store::SpoolMeta& m = item.e.meta;
+    if (!item.bad.empty()) {
+      Quarantine(id, m, item.bad);
+      *did_work = true;
+      continue;
+    }
     if (bytes >= opt.round_max_bytes) {
       deferred.push_back(id);
       continue;
     }
     PoRcpts exp_po, dup_po;
-    classify(item, round_keys, &exp_po, &dup_po);
-    std::map<std::string, std::string> out;
-    std::string unconvertible = c.unconvertible;
-    bool io_failed = c.io_failed;
-    if (exp_po != c.exp_po && unconvertible.empty() && !io_failed) {
-      // An earlier copy of this message dropped out of the round: convert for the real set.
-      Converted again;
-      again.exp_po = exp_po;
-      convert_item(item, &again);
-      c.out = std::move(again.out);
-      unconvertible = again.unconvertible;
-      io_failed = again.io_failed;
+    classify(item, round_keys, in_ledger_keys, &exp_po, &dup_po);
+    if (exp_po != item.exp_po && item.unconvertible.empty() && !item.io_failed) {
+      // A duplicate (in the ledger, or an earlier copy in this round) or an earlier copy that
+      // dropped out of the round: convert for the real set.
+      item.exp_po = exp_po;
+      convert_item(&item);
     }
-    if (unconvertible.empty() && !io_failed) out = std::move(c.out);
-    if (!unconvertible.empty()) {
-      Quarantine(id, m, "unconvertible: " + unconvertible);
+    if (!item.unconvertible.empty()) {
+      Quarantine(id, m, "unconvertible: " + item.unconvertible);
       *did_work = true;
       continue;
     }
-    if (io_failed) {
+    if (item.io_failed) {
       deferred.push_back(id);
       retry_error = true;
       continue;
@@ -258,8 +437,8 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     // Into the round.
     store::LedgerBatch* home = nullptr;  // where the capture id is recorded
     const std::string cid = id.ToString(), ckey = m.content_key.ToString();
-    for (auto& [po, text] : out) {
-      PoBatch& b = batches[po];
+    for (auto& [po, text] : item.out) {
+      PoBatch& b = job->batches[po];
       b.ledger.post_office = po;
       if (!home) home = &b.ledger;
       bytes += text.size();
@@ -268,120 +447,22 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
         b.entries.push_back(ManifestEntry{cid, ckey, r->addr.name, m.envelope_sender});
         b.ledger.deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kExported});
         round_keys.insert({m.content_key, r->key});
-        ++round_exported;
+        ++job->exported;
       }
     }
-    if (!home) home = &nofile;
+    item.out.clear();
+    if (!home) home = &job->nofile;
     home->capture_ids.push_back(id);
     for (const auto& [po, rs] : dup_po)
       for (const Rcpt* r : rs) {
         home->deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kDup});
-        ++round_dups;
+        ++job->dups;
       }
-    done.push_back(id);
+    job->done.push_back(id);
+    job->fds.push_back(std::move(item.e.fd));
   }
   for (const auto& id : deferred) pending.insert(id);
 
-  auto complete_claims = [&] {
-    for (const auto& c : *claims) {
-      if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
-      CrashPoint(kCrashSlotFreed);
-    }
-    claims->clear();
-  };
-  auto abandon = [&](const std::vector<store::LedgerBatch>& lb, const std::string& why, bool fatal,
-                     const Status& cause) -> Status {
-    for (const auto& b : lb)
-      if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
-    for (const auto& id : done) pending.insert(id);
-    {
-      std::lock_guard<std::mutex> g(ctr_mu);
-      ++ctr.abandoned;
-    }
-    complete_claims();  // the ids stay in `pending` and in spool/new: nothing is lost
-    if (fatal) return cause.WithContext(why);
-    if (cause.IsNoSpace()) round_cap = std::max<size_t>(1, done.size() / 2);
-    Backoff(why + ": " + cause.ToString());
-    return Status::Ok();
-  };
-
-  if (!done.empty()) {
-    *did_work = true;
-    std::vector<store::LedgerBatch> lb;
-    uint64_t seq = 0;
-    CCMAIL_RETURN_IF_ERROR(ledger->NextSeq(&seq));
-    const uint64_t epoch = ledger->epoch();
-    std::vector<const PoBatch*> order;
-    for (auto& [po, b] : batches) {
-      b.ledger.seq = seq++;
-      b.ledger.epoch = epoch;
-      b.ledger.file_name = BatchFileName(epoch, b.ledger.seq);
-      order.push_back(&b);
-    }
-    if (!nofile.capture_ids.empty()) nofile.seq = seq++;
-    // .part + manifest for every post office, all fsynced before the one commit.
-    for (const PoBatch* b : order) {
-      lb.push_back(b->ledger);
-      Status s = outbox->WritePart(epoch, b->ledger.seq, b->ledger.post_office, b->content, b->entries);
-      if (!s.ok()) return abandon(lb, "writing batch " + b->ledger.file_name + " failed, round abandoned", false, s);
-    }
-    if (!order.empty()) {
-      Status s = outbox->SyncTmpDir();  // once for all .part files of the round
-      if (!s.ok()) return abandon(lb, "fsync out/tmp failed, round abandoned", false, s);
-    }
-    if (!nofile.capture_ids.empty()) lb.push_back(nofile);
-    Status cs = ledger->CommitBatches(&lb);
-    if (!cs.ok()) {
-      // A full ledger disk is back-pressure; anything else is treated like a crash.
-      return abandon(lb, "ledger commit failed", !cs.IsNoSpace(), cs);
-    }
-    ResetBackoff();
-    if (round_cap != 0 && (round_cap *= 2) >= opt.batch_max_messages) round_cap = 0;
-    // Decision taken. Publish; a failure here is retried (and rolled forward by recovery).
-    for (const auto& b : lb) {
-      if (b.file_name.empty()) continue;
-      Status ps = outbox->Publish(b.epoch, b.seq, b.post_office);
-      if (!ps.ok()) {
-        unpublished.push_back({b.epoch, b.seq, b.post_office});
-        Backoff("publishing " + b.file_name + " failed (committed; will be retried): " + ps.ToString());
-        continue;
-      }
-      QueueDeliver(b.post_office, b.file_name);
-      LogDebug("published %s/%s: %zu deliveries", b.post_office.c_str(), b.file_name.c_str(), b.deliveries.size());
-    }
-    if (!order.empty()) {
-      if (Status ts = outbox->SyncTmpDir(); !ts.ok()) LogWarning("fsync out/tmp after publishing: %s", ts.ToString().c_str());
-    }
-    bool all_removed = true;
-    for (const auto& id : done) {
-      Status rs = spool->Remove(id, false);
-      if (!rs.ok() && !rs.IsNotFound()) {
-        all_removed = false;
-        LogWarning("capture %s exported but not unlinked (found again by the next scan): %s", id.ToString().c_str(),
-                   rs.ToString().c_str());
-      }
-    }
-    if (Status ss = spool->SyncNewDir(); !ss.ok()) {
-      all_removed = false;
-      LogWarning("fsync spool/new: %s", ss.ToString().c_str());
-    }
-    if (all_removed && unpublished.empty()) clean_seq = lb.back().seq;
-    progress_ns = RealtimeNs();
-    size_t files = 0;
-    for (const auto& b : lb) files += b.file_name.empty() ? 0 : 1;
-    {
-      std::lock_guard<std::mutex> g(ctr_mu);
-      ++ctr.rounds;
-      ctr.batches += files;
-      ctr.captures += done.size();
-      ctr.exported += round_exported;
-      ctr.dups += round_dups;
-    }
-    LogInfo("committed %zu capture(s) in %zu batch file(s) (seq %llu-%llu): %llu exported, %llu duplicate(s)",
-            done.size(), files, static_cast<unsigned long long>(lb.front().seq),
-            static_cast<unsigned long long>(lb.back().seq), static_cast<unsigned long long>(round_exported),
-            static_cast<unsigned long long>(round_dups));
-  }
   if (!known.empty()) {
     *did_work = true;
     for (const auto& id : known) {
@@ -392,10 +473,22 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     std::lock_guard<std::mutex> g(ctr_mu);
     ctr.skipped_known += known.size();
   }
-  complete_claims();
-  if (retry_error && done.empty()) Backoff("some captures could not be read or converted");
+  if (!job->done.empty()) {
+    *did_work = true;
+    // The slots are freed when the committer is done with the round (after the unlink).
+    for (const CaptureId& id : job->done) cm_ids.insert(id);
+    cm_fds = job->fds.size();
+    cm_claims = std::move(*claims);
+    claims->clear();
+    // Grow back after an ENOSPC as if this round commits: if it does not, the round behind
+    // it is dropped and the cap is halved again from this round's size.
+    if (round_cap != 0 && (round_cap *= 2) >= opt.batch_max_messages) round_cap = 0;
+    SubmitCommit(std::move(job));
+  } else {
+    complete_claims();
+  }
+  if (retry_error && cm_ids.empty()) Backoff("some captures could not be read or converted");
   return Status::Ok();
 }
-
 
 }  // namespace ccmail::exporter

@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <map>
 #include <mutex>
 
@@ -110,6 +112,34 @@ std::string DirOf(const std::string& path) {
   return path.substr(0, slash);
 }
 
+Status WriteLoop(int fd, const char* p, size_t left, const std::string& what) {
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("write " + what, errno);
+    }
+    if (w == 0) return Status::FromErrno("write " + what + " (wrote 0 bytes)", EIO);
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+// The fault injected at a write point, if any (a SHORT fault writes half first, as a full
+// disk would); Ok when the write should go ahead.
+Status InjectedWriteFault(int fd, const void* data, size_t n, const std::string& what, const char* point) {
+  if (!point) return Status::Ok();
+  FaultKind k = InjectedFailure(point);
+  if (k == FaultKind::kShortWrite) {
+    size_t half = n / 2;
+    if (half > 0 && ::write(fd, data, half) < 0) return Status::FromErrno("write " + what, errno);
+    return InjectedStatus(k, "write " + what);
+  }
+  if (k != FaultKind::kNone) return InjectedStatus(k, "write " + what);
+  return Status::Ok();
+}
+
 // The real POSIX implementation.
 class RealIo final : public DurableIo {
  public:
@@ -127,27 +157,52 @@ class RealIo final : public DurableIo {
 
   Status WriteAll(int fd, const void* data, size_t n, const std::string& what,
                   const char* point) override {
+    if (Status f = InjectedWriteFault(fd, data, n, what, point); !f.ok()) return f;
+    CCMAIL_RETURN_IF_ERROR(WriteLoop(fd, static_cast<const char*>(data), n, what));
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  // Why: copying a batch into the page cache costs more than writing it to the disk (every
+  // page is a fresh allocation, and on a new VM a first touch of guest memory: ~250-500 MB/s
+  // buffered + fsync against ~1.2 GB/s direct on the reference VM), and the exporter never
+  // reads its batches back. The bulk goes through a 4 KiB-aligned bounce buffer with
+  // O_DIRECT; the unaligned tail, a file system that refuses O_DIRECT (tmpfs) or a device
+  // with larger blocks (EINVAL) fall back to normal writes from where the direct ones stopped.
+  Status WriteAllUncached(int fd, const void* data, size_t n, const std::string& what,
+                          const char* point) override {
+    if (Status f = InjectedWriteFault(fd, data, n, what, point); !f.ok()) return f;
+    constexpr size_t kAlign = 4096, kChunk = 4 << 20, kMinDirect = 256 << 10;
     const char* p = static_cast<const char*>(data);
-    if (point) {
-      FaultKind k = InjectedFailure(point);
-      if (k == FaultKind::kShortWrite) {
-        size_t half = n / 2;
-        if (half > 0 && ::write(fd, p, half) < 0) return Status::FromErrno("write " + what, errno);
-        return InjectedStatus(k, "write " + what);
-      }
-      if (k != FaultKind::kNone) return InjectedStatus(k, "write " + what);
-    }
     size_t left = n;
-    while (left > 0) {
-      ssize_t w = ::write(fd, p, left);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Status::FromErrno("write " + what, errno);
+    const off_t pos = ::lseek(fd, 0, SEEK_CUR);
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (left >= kMinDirect && pos >= 0 && pos % static_cast<off_t>(kAlign) == 0 && flags >= 0 &&
+        ::fcntl(fd, F_SETFL, flags | O_DIRECT) == 0) {
+      thread_local std::unique_ptr<char, decltype(&std::free)> bounce(nullptr, &std::free);
+      if (!bounce) {
+        void* b = nullptr;
+        if (::posix_memalign(&b, kAlign, kChunk) == 0) bounce.reset(static_cast<char*>(b));
       }
-      if (w == 0) return Status::FromErrno("write " + what + " (wrote 0 bytes)", EIO);
-      p += w;
-      left -= static_cast<size_t>(w);
+      while (bounce && left >= kAlign) {
+        const size_t len = std::min(kChunk, left / kAlign * kAlign);
+        std::memcpy(bounce.get(), p, len);
+        ssize_t w = ::write(fd, bounce.get(), len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EINVAL) break;  // not supported here after all: write normally
+        if (w < 0) {
+          const int e = errno;
+          (void)::fcntl(fd, F_SETFL, flags);
+          return Status::FromErrno("write " + what, e);
+        }
+        if (w == 0) break;
+        p += w;
+        left -= static_cast<size_t>(w);
+        if (static_cast<size_t>(w) % kAlign != 0) break;  // short and unaligned: finish normally
+      }
+      if (::fcntl(fd, F_SETFL, flags) != 0) return Status::FromErrno("fcntl(F_SETFL) " + what, errno);
     }
+    CCMAIL_RETURN_IF_ERROR(WriteLoop(fd, p, left, what));
     if (point) CrashPoint(point);
     return Status::Ok();
   }

@@ -183,6 +183,13 @@ Status Ledger::Open(const std::string& path, std::unique_ptr<Ledger>* out) {
   // every one of them is re-read from the file once the ledger outgrows 2 MiB (a few
   // thousand captures). The cache only grows as pages are used; no format change.
   CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA cache_size=-32768"));
+  // Checkpoint every 10,000 WAL pages (~40 MiB) instead of 1,000. A round of 256 captures
+  // dirties ~700 pages scattered over the random-key indexes, so with the default nearly
+  // every other commit copied the WAL into the database and fsynced it on the exporter's
+  // critical path; with fewer, larger checkpoints the pages hit again in between (upper
+  // B-tree levels, the age indexes, meta) are written once: ~20% less commit time in the
+  // exporter bench. Costs up to ~40 MiB of WAL on disk; the file is reused, not regrown.
+  CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA wal_autocheckpoint=10000"));
   Ledger::Impl* raw = im.get();
   CCMAIL_RETURN_IF_ERROR(InTxn(raw, [&] { return raw->Exec(kSchema); }));
   uint64_t schema = 0;

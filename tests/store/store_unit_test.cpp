@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -234,6 +236,50 @@ TEST(Spool, InjectedFaultsLeaveNothingBehind) {
       }
     }
   }
+}
+
+// Batch files are written past the page cache; whatever the size and alignment (or a file
+// system without O_DIRECT), the file must hold exactly the bytes, the descriptor must be back
+// to normal writes, and the injected faults must fire as for WriteAll.
+TEST(DurableIo, WriteAllUncachedWritesExactlyTheBytes) {
+  std::vector<std::string> dirs;
+  TempDir d;
+  dirs.push_back(d.path());
+  char shm_tmpl[] = "/dev/shm/ccmail-store-XXXXXX";  // tmpfs: O_DIRECT may be refused
+  if (::mkdtemp(shm_tmpl)) dirs.push_back(shm_tmpl);
+  std::string data;
+  for (size_t i = 0; data.size() < (9u << 20) + 777; ++i) data += "line " + std::to_string(i * 2654435761u) + "\r\n";
+  DurableIo& io = DurableIo::Real();
+  for (const std::string& dir : dirs) {
+    for (size_t n : {size_t{0}, size_t{100}, size_t{4096}, size_t{256} << 10, (size_t{256} << 10) + 1, size_t{300001},
+                     size_t{4} << 20, (size_t{9} << 20) + 777}) {
+      const std::string path = dir + "/f" + std::to_string(n);
+      UniqueFd fd;
+      ASSERT_TRUE(io.CreateExclusive(path, 0600, &fd).ok());
+      ASSERT_TRUE(io.WriteAllUncached(fd.get(), data.data(), n, path).ok()) << path;
+      EXPECT_EQ(::fcntl(fd.get(), F_GETFL) & O_DIRECT, 0) << "O_DIRECT left on " << path;
+      ASSERT_TRUE(io.WriteAll(fd.get(), "tail", 4, path).ok());  // an unaligned append still works
+      ASSERT_TRUE(io.Fsync(fd.get(), path).ok());
+      ASSERT_TRUE(io.Close(&fd, path).ok());
+      std::ifstream in(path, std::ios::binary);
+      std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      ASSERT_EQ(got.size(), n + 4) << path;
+      EXPECT_TRUE(got.compare(0, n, data, 0, n) == 0 && got.substr(n) == "tail") << path;
+      ::unlink(path.c_str());
+    }
+  }
+  for (const char* kind : {"ENOSPC", "SHORT"}) {
+    const std::string path = d.path() + "/fault-" + kind;
+    UniqueFd fd;
+    ASSERT_TRUE(io.CreateExclusive(path, 0600, &fd).ok());
+    setenv("CCMAIL_FAIL_AT", (std::string("test.uncached:1:") + kind).c_str(), 1);
+    ReloadFaultSpecFromEnv();
+    Status s = io.WriteAllUncached(fd.get(), data.data(), 1 << 20, path, "test.uncached");
+    unsetenv("CCMAIL_FAIL_AT");
+    ReloadFaultSpecFromEnv();
+    EXPECT_EQ(s.code(), Status::Code::kNoSpace) << kind << ": " << s.ToString();
+  }
+  if (dirs.size() > 1) std::filesystem::remove_all(dirs[1]);
 }
 
 TEST(Spool, StatsSeeOtherWritersAfterRefresh) {

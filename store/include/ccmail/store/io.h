@@ -82,6 +82,14 @@ class DurableIo {
   // (a SHORT fault writes half and returns kIoError, as a full disk would).
   virtual Status WriteAll(int fd, const void* data, size_t n, const std::string& what,
                           const char* point = nullptr) = 0;
+  // The same for a large file that nobody reads soon (an outbox batch, read once by IMPORT
+  // later): RealIo writes the block-aligned bulk with O_DIRECT, past the page cache, when
+  // the file system allows it, and the rest normally. Durability still needs Fsync. Same
+  // fault point semantics as WriteAll; other implementations just call WriteAll.
+  virtual Status WriteAllUncached(int fd, const void* data, size_t n, const std::string& what,
+                                  const char* point = nullptr) {
+    return WriteAll(fd, data, n, what, point);
+  }
   // fsync(fd). Never retry on failure.
   virtual Status Fsync(int fd, const std::string& what, const char* point = nullptr) = 0;
   // close(fd) and report its error (NFS-style checking).

@@ -21,15 +21,8 @@ inline bool LoadSettings(const std::string& config_path, bool explicit_path, con
   Status s;
   if (explicit_path || access(config_path.c_str(), F_OK) == 0) s = Config::Load(config_path, cfg);
   if (!s.ok()) { std::fprintf(stderr, "%s: %s\n", prog, s.ToString().c_str()); return false; }
-  for (const std::string& o : overrides) {
-    size_t eq = o.find('=');
-    if (eq == std::string::npos) { std::fprintf(stderr, "%s: -o %s: expected name=value\n", prog, o.c_str()); return false; }
-    std::string name = o.substr(0, eq), value = o.substr(eq + 1);
-    while (!name.empty() && name.back() == ' ') name.pop_back();
-    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-    s = cfg->Set(name, value);
-    if (!s.ok()) { std::fprintf(stderr, "%s: -o %s: %s\n", prog, o.c_str(), s.ToString().c_str()); return false; }
-  }
+  s = cfg->ApplyOverrides(overrides);
+  if (!s.ok()) { std::fprintf(stderr, "%s: %s\n", prog, s.ToString().c_str()); return false; }
   s = LoadFormatSettings(*cfg, fs);
   if (!s.ok()) { std::fprintf(stderr, "%s: %s\n", prog, s.ToString().c_str()); return false; }
   return true;

@@ -1,5 +1,7 @@
 #include "ccmail/config/config.h"
 
+#include "ccmail/common/log.h"
+
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -105,6 +107,25 @@ Status Config::Parse(std::string_view text, const std::string& source_name, Conf
 Status Config::Set(const std::string& name, const std::string& value) {
   if (FindSetting(name) == nullptr) return Status::InvalidArgument("unknown setting \"" + name + "\"");
   values_[name] = Value{Trim(value), "command line"};
+  return Status::Ok();
+}
+
+Status Config::ApplyOverrides(const std::vector<std::string>& name_values) {
+  for (const std::string& o : name_values) {
+    const size_t eq = o.find('=');
+    const std::string name = eq == std::string::npos ? std::string() : Trim(o.substr(0, eq));
+    if (name.empty()) return Status::InvalidArgument("-o " + o + ": expected name=value");
+    if (Status s = Set(name, o.substr(eq + 1)); !s.ok()) return Status::InvalidArgument("-o " + o + ": " + s.message());
+  }
+  return Status::Ok();
+}
+
+Status Config::ApplyLogLevel() const {
+  std::string level;
+  CCMAIL_RETURN_IF_ERROR(GetString("log_level", &level));
+  LogLevel lv;
+  if (!ParseLogLevel(level, &lv)) return Status::InvalidArgument(Where("log_level") + ": log_level: bad value '" + level + "'");
+  LogSetLevel(lv);
   return Status::Ok();
 }
 

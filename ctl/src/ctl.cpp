@@ -33,13 +33,7 @@ Examples:
 
 Status LoadConfig(const std::string& path, const std::vector<std::string>& overrides, Config* cfg) {
   CCMAIL_RETURN_IF_ERROR(Config::Load(path, cfg));
-  for (const auto& o : overrides) {
-    size_t eq = o.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return Status::InvalidArgument("-o " + o + ": expected name=value");
-    CCMAIL_RETURN_IF_ERROR(cfg->Set(o.substr(0, eq), o.substr(eq + 1)));
-  }
-  return Status::Ok();
+  return cfg->ApplyOverrides(overrides);
 }
 
 }  // namespace

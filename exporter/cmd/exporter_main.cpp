@@ -1,7 +1,5 @@
 // ccmail-exporter - thin main(): config, singleton lock, privilege drop, pid file, signals,
 // recovery, then the run loop (or --drain: export everything pending and exit).
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -15,6 +13,7 @@
 #include <fstream>
 
 #include "ccmail/common/log.h"
+#include "ccmail/common/privileges.h"
 #include "ccmail/config/config.h"
 #include "ccmail/exporter/exporter.h"
 
@@ -35,28 +34,8 @@ void OnSignal(int sig) {
 
 Status LoadConfig(const std::string& path, const std::vector<std::string>& overrides, Config* cfg) {
   CCMAIL_RETURN_IF_ERROR(Config::Load(path, cfg));
-  for (const std::string& o : overrides) {
-    auto eq = o.find('=');
-    if (eq == std::string::npos) return Status::InvalidArgument("-o " + o + ": expected name=value");
-    CCMAIL_RETURN_IF_ERROR(cfg->Set(o.substr(0, eq), o.substr(eq + 1)));
-  }
-  std::string level;
-  CCMAIL_RETURN_IF_ERROR(cfg->GetString("log_level", &level));
-  LogLevel lv;
-  if (!ParseLogLevel(level, &lv)) return Status::InvalidArgument(cfg->Where("log_level") + ": log_level: bad value");
-  LogSetLevel(lv);
-  return Status::Ok();
-}
-
-Status DropPrivileges(const std::string& user) {
-  if (geteuid() != 0 || user.empty()) return Status::Ok();
-  struct passwd* pw = getpwnam(user.c_str());
-  if (!pw) return Status::InvalidArgument("exporter_user: no such user: " + user);
-  if (initgroups(pw->pw_name, pw->pw_gid) != 0) return Status::FromErrno("initgroups " + user, errno);
-  if (setgid(pw->pw_gid) != 0) return Status::FromErrno("setgid", errno);
-  if (setuid(pw->pw_uid) != 0) return Status::FromErrno("setuid " + user, errno);
-  if (setuid(0) == 0) return Status::Unavailable("privilege drop did not stick");
-  return Status::Ok();
+  CCMAIL_RETURN_IF_ERROR(cfg->ApplyOverrides(overrides));
+  return cfg->ApplyLogLevel();
 }
 
 }  // namespace
@@ -89,13 +68,9 @@ int main(int argc, char** argv) {
 
   // The runtime directory holds live.lock and the table's init lock; as root, create it
   // for the unprivileged user before dropping privileges.
-  if (::mkdir(opt.paths.runtime_directory.c_str(), 0755) == 0 && geteuid() == 0 && !user.empty()) {
-    if (struct passwd* pw = getpwnam(user.c_str())) {
-      if (::chown(opt.paths.runtime_directory.c_str(), pw->pw_uid, pw->pw_gid) != 0)
-        LogWarning("chown %s: %s", opt.paths.runtime_directory.c_str(), std::strerror(errno));
-    }
-  }
-  if (s = DropPrivileges(user); !s.ok()) {
+  if (Status ds = EnsureOwnedDirectory(opt.paths.runtime_directory, user, "exporter_user"); !ds.ok())
+    LogWarning("runtime_directory: %s", ds.ToString().c_str());
+  if (s = DropPrivileges(user, "exporter_user"); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }

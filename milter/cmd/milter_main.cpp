@@ -1,7 +1,5 @@
 // ccmail-milter - thin main(): config, socket, privilege drop, pid file, signals, run.
-#include <grp.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -16,6 +14,7 @@
 #include <thread>
 
 #include "ccmail/common/log.h"
+#include "ccmail/common/privileges.h"
 #include "ccmail/config/config.h"
 #include "ccmail/format/address_map.h"
 #include "ccmail/milter/milter.h"
@@ -31,49 +30,13 @@ Status LoadAll(const std::string& path, const std::vector<std::string>& override
                std::shared_ptr<const Policy>* policy, SpoolSinkOptions* sink_opt) {
   Config cfg;
   CCMAIL_RETURN_IF_ERROR(Config::Load(path, &cfg));
-  for (const std::string& o : overrides) {
-    auto eq = o.find('=');
-    if (eq == std::string::npos) return Status::InvalidArgument("-o " + o + ": expected name=value");
-    CCMAIL_RETURN_IF_ERROR(cfg.Set(o.substr(0, eq), o.substr(eq + 1)));
-  }
-  std::string level;
-  CCMAIL_RETURN_IF_ERROR(cfg.GetString("log_level", &level));
-  LogLevel lv;
-  if (!ParseLogLevel(level, &lv)) return Status::InvalidArgument(cfg.Where("log_level") + ": log_level: bad value");
-  LogSetLevel(lv);
+  CCMAIL_RETURN_IF_ERROR(cfg.ApplyOverrides(overrides));
+  CCMAIL_RETURN_IF_ERROR(cfg.ApplyLogLevel());
   CCMAIL_RETURN_IF_ERROR(MilterSettings::FromConfig(cfg, ms));
   CCMAIL_RETURN_IF_ERROR(SpoolSinkOptions::FromConfig(cfg, sink_opt));
   std::shared_ptr<const format::AddressMap> map;
   CCMAIL_RETURN_IF_ERROR(format::AddressMap::LoadFromConfig(cfg, &map));
   *policy = std::make_shared<const Policy>(Policy{Router(map, ms->reject_unknown), ms->mode, ms->limits, ms->admission});
-  return Status::Ok();
-}
-
-// The claim table's live.lock and init lock live in runtime_directory. systemd makes
-// it (RuntimeDirectory=); by hand or from a test it may be missing: create it 0755 as
-// root, owned by the milter user so that the unprivileged process can make its lock
-// files there. An existing directory is left as it is.
-Status EnsureRuntimeDirectory(const std::string& dir, const std::string& user) {
-  if (mkdir(dir.c_str(), 0755) != 0) {
-    if (errno == EEXIST) return Status::Ok();
-    return Status::FromErrno("mkdir runtime_directory " + dir, errno);
-  }
-  if (geteuid() == 0 && !user.empty()) {
-    struct passwd* pw = getpwnam(user.c_str());
-    if (!pw) return Status::InvalidArgument("milter_user: no such user: " + user);
-    if (chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return Status::FromErrno("chown " + dir, errno);
-  }
-  return Status::Ok();
-}
-
-Status DropPrivileges(const std::string& user) {
-  if (geteuid() != 0 || user.empty()) return Status::Ok();
-  struct passwd* pw = getpwnam(user.c_str());
-  if (!pw) return Status::InvalidArgument("milter_user: no such user: " + user);
-  if (initgroups(pw->pw_name, pw->pw_gid) != 0) return Status::FromErrno("initgroups " + user, errno);
-  if (setgid(pw->pw_gid) != 0) return Status::FromErrno("setgid", errno);
-  if (setuid(pw->pw_uid) != 0) return Status::FromErrno("setuid " + user, errno);
-  if (setuid(0) == 0) return Status::Unavailable("privilege drop did not stick");
   return Status::Ok();
 }
 
@@ -113,7 +76,7 @@ int main(int argc, char** argv) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
-  if (Status s = EnsureRuntimeDirectory(sink_opt.table.runtime_directory, ms.user); !s.ok()) {
+  if (Status s = EnsureOwnedDirectory(sink_opt.table.runtime_directory, ms.user, "milter_user"); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
@@ -122,7 +85,7 @@ int main(int argc, char** argv) {
     if (!pf) LogWarning("cannot write pid file %s: %s", ms.pid_file.c_str(), std::strerror(errno));
     pf << getpid() << "\n";
   }
-  if (Status s = DropPrivileges(ms.user); !s.ok()) {
+  if (Status s = DropPrivileges(ms.user, "milter_user"); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }

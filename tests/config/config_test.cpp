@@ -100,6 +100,32 @@ TEST(Config, LoadReportsMissingFileWithItsPath) {
   EXPECT_NE(s.message().find("/nonexistent/ccmail-bridge.conf"), std::string::npos);
 }
 
+// Every command's -o option goes through ApplyOverrides: blanks around '=' are ignored, the
+// value wins over the file, and a bad item is named in the error.
+TEST(Config, OverridesFromTheCommandLine) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("log_level = info\n", "t.conf", &cfg).ok());
+  ASSERT_TRUE(cfg.ApplyOverrides({"log_level=debug", " batch_max_messages = 16 ", "milter_socket=unix:/a=b"}).ok());
+  std::string v;
+  ASSERT_TRUE(cfg.GetString("log_level", &v).ok());
+  EXPECT_EQ(v, "debug");
+  EXPECT_EQ(cfg.Where("log_level"), "command line");
+  EXPECT_EQ(cfg.GetRaw("batch_max_messages"), "16");
+  EXPECT_EQ(cfg.GetRaw("milter_socket"), "unix:/a=b");  // only the first '=' separates
+  for (const char* bad : {"log_level", "=debug", " = x"}) {
+    Status s = cfg.ApplyOverrides({bad});
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find("expected name=value"), std::string::npos) << s.ToString();
+  }
+  Status s = cfg.ApplyOverrides({"no_such_setting=1"});
+  EXPECT_NE(s.message().find("-o no_such_setting=1"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("unknown setting"), std::string::npos) << s.ToString();
+  ASSERT_TRUE(cfg.ApplyOverrides({"log_level=loud"}).ok());  // checked when used
+  EXPECT_FALSE(cfg.ApplyLogLevel().ok());
+  ASSERT_TRUE(cfg.ApplyOverrides({"log_level=info"}).ok());
+  EXPECT_TRUE(cfg.ApplyLogLevel().ok());
+}
+
 TEST(Settings, EveryDefaultIsDocumentedAndNamesAreUnique) {
   std::set<std::string_view> names;
   for (const SettingSpec& s : AllSettings()) {

@@ -117,13 +117,7 @@ address_map = $T/address-map
 spool_min_free = 16m
 log_level = info
 CONF
-  # Extra lines replace a default of the same name (the config refuses a setting given twice).
-  local l name
-  for l in "$@"; do
-    name=${l%%=*}; name=${name// /}
-    sed -i "/^$name *=/d" "$T/ccmail.conf"
-    echo "$l" >> "$T/ccmail.conf"
-  done
+  conf_set "$T/ccmail.conf" "$@"   # extra lines replace the default of their name
 }
 
 e2e_start_sink() {

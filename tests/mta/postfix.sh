@@ -10,6 +10,7 @@
 #   pf_wait_log DIR REGEX [seconds]   # waits until the maillog matches
 #   pf_sendmail DIR args...           # Postfix's sendmail(1) against this instance (-C DIR/etc)
 #   mta_free_port                     # prints a free TCP port on 127.0.0.1
+#   conf_set FILE "name = value"...   # replaces (or appends) settings in main.cf or ccmail.conf
 #   wait_until SECS PID WHAT CMD...   # runs CMD every 0.1 s until it succeeds (0), PID (may be
 #                                     # empty) exits (1, says so) or SECS pass (1, says so)
 #   smtp_send PORT FROM RCPT... < message   # one SMTP transaction; prints the server replies;
@@ -37,6 +38,17 @@ wait_until() {
 }
 
 pf_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1"); }
+
+# conf_set FILE "name = value"...: each line replaces the line of that name (or is appended).
+# For main.cf and ccmail.conf alike (ccmail.conf refuses a setting given twice).
+conf_set() {
+  local file=$1 line name; shift
+  for line in "$@"; do
+    name=${line%%=*}; name=${name// /}
+    sed -i "/^$name *=/d" "$file"
+    echo "$line" >> "$file"
+  done
+}
 
 pf_start() {
   local dir=$1; shift
@@ -69,12 +81,7 @@ milter_default_action = tempfail
 alias_maps =
 alias_database =
 MAIN
-  local line name
-  for line in "$@"; do
-    name=${line%%=*}; name=${name// /}
-    sed -i "/^$name *=/d" "$dir/etc/main.cf"
-    echo "$line" >> "$dir/etc/main.cf"
-  done
+  conf_set "$dir/etc/main.cf" "$@"
   cat > "$dir/etc/master.cf" <<MASTER
 127.0.0.1:$PF_PORT inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup

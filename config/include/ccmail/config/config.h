@@ -47,6 +47,11 @@ class Config {
   // Overrides one setting, as the commands' "-o name=value" option does. The
   // name must be known. Later Set() calls win.
   Status Set(const std::string& name, const std::string& value);
+  // Every command's "-o name=value" options, in order (blanks around '=' are ignored).
+  // The first bad one is the error: "-o <it>: expected name=value" or "-o <it>: unknown ...".
+  Status ApplyOverrides(const std::vector<std::string>& name_values);
+  // Sets the process's log level from log_level (the daemons, after the overrides).
+  Status ApplyLogLevel() const;
 
   // The raw text of a setting: the file's value, or the default.
   std::string GetRaw(const std::string& name) const;

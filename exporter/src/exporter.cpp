@@ -177,9 +177,14 @@ Status Exporter::Run(const std::atomic<bool>& stop, const std::function<void()>&
   return Status::Ok();
 }
 
+namespace {
+constexpr int kDrainGiveUpTurns = 6;
+}  // namespace
+
 Status Exporter::Drain() {
   Impl* im = impl_.get();
   im->draining = true;
+  im->stuck_turns = 0;  // every drain tries again
   int quiet = 0;
   for (;;) {
     bool did = false;
@@ -187,6 +192,16 @@ Status Exporter::Drain() {
     if (!s.ok()) {
       im->draining = false;
       return s;
+    }
+    // The daemon retries an unreadable capture for ever (an administrator fixes the cause),
+    // but a drain must end: after kDrainGiveUpTurns tries in a row (~6 s of back-off) it
+    // reports what is stuck; the captures stay in spool/new.
+    if (im->stuck_turns >= kDrainGiveUpTurns) {
+      im->draining = false;
+      CCMAIL_RETURN_IF_ERROR(im->WaitCommitter());
+      return Status::Unavailable("drain gave up after " + std::to_string(im->stuck_turns) +
+                                 " tries: capture(s) that cannot be read or converted stay in spool/new (" +
+                                 im->retry_why + ")");
     }
     bool backing_off = Clock::now() < im->backoff_until;
     if (!did && !backing_off && im->pending.empty() && im->unpublished.empty()) {

@@ -173,6 +173,10 @@ struct Exporter::Impl {
   uint64_t clean_seq_recorded = 0;  // what the ledger says
   uint64_t progress_ns = 0;
   bool draining = false;
+  // Turns in a row that committed nothing because captures could not be read or converted
+  // (retried with back-off; a drain gives up after kDrainGiveUpTurns), and the first reason.
+  int stuck_turns = 0;
+  std::string retry_why;
 
   mutable std::mutex ctr_mu;
   ExporterCounters ctr;

@@ -199,7 +199,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
 
   std::vector<CaptureId> deferred;
-  bool retry_error = false;
+  bool retry_error = false;  // a capture could not be read or converted: retried later
   std::vector<Item> items;
   items.reserve(ids.size());
   // Whatever path leaves this round, the descriptors not handed to the committer go to the
@@ -234,6 +234,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     if (!s.ok() && !s.IsCorrupt() && !s.IsNotFound()) {
       LogWarning("capture %s: cannot open: %s", id.ToString().c_str(), s.ToString().c_str());
       deferred.push_back(id);
+      if (!retry_error) retry_why = "capture " + id.ToString() + ": cannot open: " + s.ToString();
       retry_error = true;
       continue;
     }
@@ -431,6 +432,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     }
     if (item.io_failed) {
       deferred.push_back(id);
+      if (!retry_error) retry_why = "capture " + id.ToString() + ": conversion failed (I/O)";
       retry_error = true;
       continue;
     }
@@ -487,7 +489,12 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
   } else {
     complete_claims();
   }
-  if (retry_error && cm_ids.empty()) Backoff("some captures could not be read or converted");
+  if (retry_error && cm_ids.empty()) {
+    ++stuck_turns;
+    Backoff("some captures could not be read or converted");
+  } else if (!cm_ids.empty()) {
+    stuck_turns = 0;
+  }
   return Status::Ok();
 }
 

@@ -387,6 +387,31 @@ TEST(ExporterTest, RoundThatHitENOSPCIsRetriedAtHalfSizeThenGrowsBack) {
   ExpectQuiescent(bed.paths);
 }
 
+// A capture that cannot be read (here a directory where its file should be: EISDIR, also as
+// root) is retried, never quarantined or lost, and never blocks the others; a drain reports
+// it and ends instead of waiting for ever.
+TEST(ExporterTest, DrainEndsWithAnErrorNamingAnUnreadableCapture) {
+  Bed bed;
+  ExporterOptions o = bed.Options();
+  o.backoff_min = std::chrono::milliseconds(5);
+  o.backoff_max = std::chrono::milliseconds(20);
+  bed.Capture(1, {kJane});
+  const store::CaptureId stuck = store::CaptureId::New();
+  const std::string stuck_path = bed.paths.spool_root + "/new/" + stuck.ToString();
+  ASSERT_EQ(::mkdir(stuck_path.c_str(), 0700), 0);
+  auto ex = OpenExporter(o);
+  Status s = ex->Drain();
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find(stuck.ToString()), std::string::npos) << s.ToString();
+  EXPECT_EQ(ex->counters().exported, 1u) << "the readable capture was held up";
+  EXPECT_EQ(ex->counters().quarantined, 0u);
+  struct stat st;
+  EXPECT_EQ(::stat(stuck_path.c_str(), &st), 0) << "the unreadable capture must stay where it is";
+  // Once the cause is fixed (the real file is back), the next drain exports it.
+  ASSERT_EQ(::rmdir(stuck_path.c_str()), 0);
+  ASSERT_TRUE(ex->Drain().ok());
+}
+
 // deliver_command: 4 -> retried, 1 -> retried with alert and exporting goes on, 5 -> bounce.
 TEST(ExporterTest, DeliverCommandExitCodesAndUndBounce) {
   Bed bed;

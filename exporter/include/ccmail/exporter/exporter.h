@@ -125,6 +125,8 @@ class Exporter {
   // Loops until *stop (finishing the round in progress). heartbeat() is called every turn.
   Status Run(const std::atomic<bool>& stop, const std::function<void()>& heartbeat = {});
   // Exports everything pending in spool/new and the table, then returns (deliver jobs too).
+  // Captures that cannot be read or converted are retried with back-off; after 6 tries in a
+  // row without progress Drain returns kUnavailable naming the first one (nothing is lost).
   Status Drain();
   // SIGHUP: new format settings and address map for the next round.
   void Reload(const format::FormatSettings& fmt, std::shared_ptr<const format::AddressMap> map);

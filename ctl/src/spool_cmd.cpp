@@ -190,12 +190,16 @@ int CmdShow(const Io& io, const std::string& id_text) {
   uint64_t seq = 0;
   std::string po, file;
   std::string ledger_note;
+  std::vector<store::Ledger::CaptureDelivery> deliveries;
   {
     std::unique_ptr<store::Ledger> ledger;
     Status s = OpenLedger(io.ctx, &ledger);
     if (s.ok()) s = ledger->FindCapture(id, &seq, &po, &file);
     if (s.ok()) exported = true;
     else if (!s.IsNotFound()) ledger_note = s.ToString();
+    if (exported) {
+      if (Status ds = ledger->CaptureDeliveries(id, &deliveries); !ds.ok()) ledger_note = ds.ToString();
+    }
   }
   std::unique_ptr<store::Spool> spool;
   Status os = OpenSpool(io.ctx, &spool);
@@ -254,27 +258,46 @@ int CmdShow(const Io& io, const std::string& id_text) {
     return kExitFailure;
   }
 
-  // The ledger records a capture whose deliveries were all duplicates the same way as an
-  // exported one (it is done either way); FindCapture cannot tell them apart.
-  std::string state = exported ? "exported (recorded in the ledger)" : where;
-  if (exported && where == "pending") state += ", spool file not yet cleaned up";
-  std::string batch_path;
-  bool in_outbox = false;
-  exporter::Watermark wm;
-  bool have_wm = false;
-  if (exported && !po.empty() && !file.empty()) {
-    std::string dir = io.ctx.paths.outbox_directory + "/" + po;
-    batch_path = dir + "/" + file;
-    struct stat st;
-    in_outbox = ::stat(batch_path.c_str(), &st) == 0;
-    have_wm = exporter::ReadWatermark(dir, &wm).ok();
+  // Recorded in the ledger: exported to one or more post offices, or (every delivery already
+  // exported by an earlier copy of the message) a duplicate; each batch file it went into.
+  size_t n_exported = 0, n_dup = 0;
+  struct BatchRef {
+    uint64_t seq;
+    std::string po, file, path;
+    bool in_outbox = false;
+    bool have_wm = false;
+    exporter::Watermark wm;
+  };
+  std::vector<BatchRef> batches;
+  for (const auto& d : deliveries) {
+    if (d.kind == store::DeliveryKind::kDup) {
+      ++n_dup;
+      continue;
+    }
+    ++n_exported;
+    if (!batches.empty() && batches.back().seq == d.batch_seq) continue;  // ordered by batch
+    batches.push_back(BatchRef{d.batch_seq, d.post_office, d.file_name, "", false, false, {}});
   }
+  if (exported && batches.empty() && n_dup == 0) batches.push_back(BatchRef{seq, po, file, "", false, false, {}});
+  for (BatchRef& b : batches) {
+    if (b.po.empty() || b.file.empty()) continue;  // the batch row was pruned
+    std::string dir = io.ctx.paths.outbox_directory + "/" + b.po;
+    b.path = dir + "/" + b.file;
+    struct stat st;
+    b.in_outbox = ::stat(b.path.c_str(), &st) == 0;
+    b.have_wm = exporter::ReadWatermark(dir, &b.wm).ok();
+  }
+  const bool all_dup = exported && n_exported == 0 && n_dup > 0;
+  std::string state = !exported ? where
+                      : all_dup ? "duplicate (every recipient already had it from an earlier copy; recorded in the ledger)"
+                                : "exported (recorded in the ledger)";
+  if (exported && where == "pending") state += ", spool file not yet cleaned up";
 
   if (io.json) {
     JsonWriter w;
     w.BeginObject();
     w.Key("id").String(id.ToString());
-    w.Key("state").String(exported ? "exported" : where);
+    w.Key("state").String(!exported ? where : all_dup ? "duplicate" : "exported");
     w.Key("captured_ms").UInt(id.TimeMs());
     w.Key("in_spool").String(where.empty() ? "no" : where);
     if (!where.empty()) {
@@ -286,14 +309,33 @@ int CmdShow(const Io& io, const std::string& id_text) {
     if (!problem.empty()) w.Key("problem").String(problem);
     if (!spool_note.empty()) w.Key("spool_error").String(spool_note);
     if (!ledger_note.empty()) w.Key("ledger_error").String(ledger_note);
-    if (exported) {
-      w.Key("batch").BeginObject();
-      w.Key("seq").UInt(seq);
-      w.Key("post_office").String(po);
-      w.Key("file_name").String(file);
-      w.Key("path").String(batch_path);
-      w.Key("in_outbox").Bool(in_outbox);
+    auto batch_json = [&](const BatchRef& b) {
+      w.BeginObject();
+      w.Key("seq").UInt(b.seq);
+      w.Key("post_office").String(b.po);
+      w.Key("file_name").String(b.file);
+      w.Key("path").String(b.path);
+      w.Key("in_outbox").Bool(b.in_outbox);
       w.EndObject();
+    };
+    if (exported) {
+      if (!batches.empty()) {  // the first one, as before several post offices were listed
+        w.Key("batch");
+        batch_json(batches.front());
+      }
+      w.Key("batches").BeginArray();
+      for (const BatchRef& b : batches) batch_json(b);
+      w.EndArray();
+      w.Key("deliveries").BeginArray();
+      for (const auto& d : deliveries) {
+        w.BeginObject().Key("recipient").String(d.recipient);
+        w.Key("kind").String(d.kind == store::DeliveryKind::kDup ? "duplicate" : "exported");
+        if (d.kind == store::DeliveryKind::kExported) {
+          w.Key("seq").UInt(d.batch_seq).Key("post_office").String(d.post_office).Key("file_name").String(d.file_name);
+        }
+        w.EndObject();
+      }
+      w.EndArray();
     }
     w.EndObject();
     io.out << w.Take();
@@ -314,12 +356,17 @@ int CmdShow(const Io& io, const std::string& id_text) {
     t.Add("metadata", "unreadable: " + problem);
   }
   if (where == "quarantined") t.Add("reason", r.reason.empty() ? "(no reason file)" : r.reason);
-  if (exported) {
-    t.Add("batch", "seq " + std::to_string(seq) + ", post office " + (po.empty() ? "?" : po) + ", file " +
-                       (file.empty() ? "?" : file));
-    if (!batch_path.empty())
-      t.Add("outbox", batch_path + (in_outbox ? "" : " (not there: taken by the IMPORT job, or not published yet)"));
-    if (have_wm) t.Add("watermark", std::to_string(wm.epoch) + " " + std::to_string(wm.seq) + " " + wm.batch_name);
+  for (const auto& d : deliveries)
+    t.Add("delivery", d.recipient + (d.kind == store::DeliveryKind::kDup
+                                         ? ": duplicate (already exported by an earlier copy)"
+                                         : ": exported in " + (d.file_name.empty() ? std::string("?") : d.file_name)));
+  for (const BatchRef& b : batches) {
+    t.Add("batch", "seq " + std::to_string(b.seq) + ", post office " + (b.po.empty() ? "?" : b.po) + ", file " +
+                       (b.file.empty() ? "?" : b.file));
+    if (!b.path.empty())
+      t.Add("outbox", b.path + (b.in_outbox ? "" : " (not there: taken by the IMPORT job, or not published yet)"));
+    if (b.have_wm)
+      t.Add("watermark", b.po + ": " + std::to_string(b.wm.epoch) + " " + std::to_string(b.wm.seq) + " " + b.wm.batch_name);
   }
   if (!spool_note.empty()) t.Add("spool", "not checked: " + spool_note);
   if (!ledger_note.empty()) t.Add("ledger", "not checked: " + ledger_note);

@@ -374,6 +374,27 @@ Status Ledger::FindCapture(const CaptureId& id, uint64_t* batch_seq, std::string
   return Status::Ok();
 }
 
+Status Ledger::CaptureDeliveries(const CaptureId& id, std::vector<CaptureDelivery>* out) {
+  out->clear();
+  Stmt st(impl_.get(),
+          "SELECT d.recipient, d.kind, d.batch_seq, b.post_office, b.file_name FROM deliveries d "
+          "LEFT JOIN batches b ON b.seq = d.batch_seq WHERE d.capture_id = ? ORDER BY d.batch_seq, d.recipient");
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture deliveries"));
+  st.Blob(1, id.bytes.data(), 16);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    CaptureDelivery d;
+    d.recipient = st.ColText(0);
+    d.kind = st.Col(1) == static_cast<int64_t>(DeliveryKind::kDup) ? DeliveryKind::kDup : DeliveryKind::kExported;
+    d.batch_seq = static_cast<uint64_t>(st.Col(2));
+    d.post_office = st.ColText(3);
+    d.file_name = st.ColText(4);
+    out->push_back(std::move(d));
+  }
+  if (rc != SQLITE_DONE) return impl_->Err("capture deliveries", rc);
+  return Status::Ok();
+}
+
 Status Ledger::IsExported(const ContentKey& key, const std::string& recipient, bool* exported) {
   Stmt st(impl_.get(), "SELECT 1 FROM deliveries WHERE content_key = ? AND recipient = ? AND kind = 1");
   CCMAIL_RETURN_IF_ERROR(st.ok("prepare delivery lookup"));

@@ -389,6 +389,62 @@ TEST(Ctl, ListPendingAndQuarantined) {
   EXPECT_EQ(j.Str("0.state"), "quarantined");
 }
 
+// A message for two post offices is in two batch files of one commit; a later copy whose
+// recipients all had it already is a duplicate. show must tell both apart from the ledger.
+TEST(Ctl, ShowListsEveryPostOfficeAndTellsADuplicate) {
+  BridgeDir b;
+  CaptureId two = b.Capture("alice@example.com", {kJohn, kMary}, 1000);
+  CaptureId again = b.Capture("alice@example.com", {kJohn}, 1000);
+  store::SpoolEntry e;
+  ASSERT_TRUE(b.spool().VerifyOnly(two, &e).ok());
+  const store::ContentKey key = e.meta.content_key;
+  std::vector<store::LedgerBatch> round(2);
+  round[0].post_office = "HUBPO1";
+  round[0].file_name = "B1.CCM";
+  round[0].capture_ids = {two};
+  round[0].deliveries = {{two, key, "Jones, Mary at HUBPO1", store::DeliveryKind::kExported}};
+  round[1].post_office = "HUBPO2";
+  round[1].file_name = "B2.CCM";
+  round[1].deliveries = {{two, key, "Smith, John at HUBPO2", store::DeliveryKind::kExported}};
+  ASSERT_TRUE(b.ledger().CommitBatches(&round).ok());
+  std::vector<store::LedgerBatch> dup(1);
+  dup[0].capture_ids = {again};
+  dup[0].deliveries = {{again, key, "Smith, John at HUBPO2", store::DeliveryKind::kDup}};
+  ASSERT_TRUE(b.ledger().CommitBatches(&dup).ok());
+  ASSERT_TRUE(b.spool().Remove(two).ok());
+  ASSERT_TRUE(b.spool().Remove(again).ok());
+  std::filesystem::create_directories(b.paths().outbox_directory + "/HUBPO2");
+  std::ofstream(b.paths().outbox_directory + "/HUBPO2/B2.CCM") << "x";
+
+  RunResult r = b.Run({"show", two.ToString()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(HasLine(r.out, "state", "exported (recorded in the ledger)")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "Jones, Mary at HUBPO1: exported in B1.CCM")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "Smith, John at HUBPO2: exported in B2.CCM")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "post office HUBPO1, file B1.CCM")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "post office HUBPO2, file B2.CCM")) << r.out;
+  r = b.Run({"--json", "show", two.ToString()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Json j = ParseOrFail(r.out);
+  EXPECT_EQ(j.Str("state"), "exported");
+  EXPECT_EQ(j.Size("batches"), 2u);
+  EXPECT_EQ(j.Str("batches.0.post_office"), "HUBPO1");
+  EXPECT_EQ(j.Bool("batches.0.in_outbox"), 0);
+  EXPECT_EQ(j.Str("batches.1.file_name"), "B2.CCM");
+  EXPECT_EQ(j.Bool("batches.1.in_outbox"), 1);
+  EXPECT_EQ(j.Size("deliveries"), 2u);
+
+  r = b.Run({"show", again.ToString()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "duplicate (every recipient already had it")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "Smith, John at HUBPO2: duplicate")) << r.out;
+  EXPECT_FALSE(Contains(r.out, "batch ")) << r.out;
+  r = b.Run({"--json", "show", again.ToString()});
+  j = ParseOrFail(r.out);
+  EXPECT_EQ(j.Str("state"), "duplicate");
+  EXPECT_EQ(j.Str("deliveries.0.kind"), "duplicate");
+}
+
 TEST(Ctl, ShowFindsPendingQuarantinedAndExported) {
   BridgeDir b;
   CaptureId p = b.Capture("alice@example.com", {kJohn, kMary}, 1000);

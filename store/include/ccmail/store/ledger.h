@@ -106,6 +106,16 @@ class Ledger {
   // name. kNotFound when the ledger does not know the id (pending, quarantined, unknown,
   // or pruned after dedup_window).
   Status FindCapture(const CaptureId& id, uint64_t* batch_seq, std::string* post_office, std::string* file_name);
+  // Every delivery recorded for a capture (exported or DUP, each with its batch; post_office
+  // and file_name empty for a DUP-only row or a pruned batch), ordered by batch then
+  // recipient. For ccmailctl show: scans the deliveries table (bounded by dedup_window).
+  struct CaptureDelivery {
+    std::string recipient;
+    DeliveryKind kind = DeliveryKind::kExported;
+    uint64_t batch_seq = 0;
+    std::string post_office, file_name;
+  };
+  Status CaptureDeliveries(const CaptureId& id, std::vector<CaptureDelivery>* out);
   Status IsExported(const ContentKey& key, const std::string& recipient, bool* exported);
   // Batch rows (for recovery: which .part files are committed).
   Status HasBatch(uint64_t seq, bool* found);

@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <map>
 #include <mutex>
+#include <thread>
 
 namespace ccmail::store {
 namespace {
@@ -29,6 +31,8 @@ struct FaultSpec {
   std::multimap<std::string, FaultRule> fail;
   std::map<std::string, uint64_t> crash_passes;
   std::map<std::string, uint64_t> fail_passes;
+  std::multimap<std::string, std::pair<uint64_t, uint64_t>> delay;  // pass -> milliseconds
+  std::map<std::string, uint64_t> delay_passes;
 };
 
 FaultSpec& Spec() {
@@ -58,6 +62,19 @@ void LoadLocked(FaultSpec& s) {
   s.fail.clear();
   s.crash_passes.clear();
   s.fail_passes.clear();
+  s.delay.clear();
+  s.delay_passes.clear();
+  if (const char* v = std::getenv("CCMAIL_DELAY_AT")) {
+    for (const auto& item : SplitComma(v)) {  // name:N:milliseconds
+      size_t c2 = item.rfind(':');
+      if (c2 == std::string::npos || c2 == 0) continue;
+      size_t c1 = item.rfind(':', c2 - 1);
+      if (c1 == std::string::npos) continue;
+      uint64_t n = std::strtoull(item.c_str() + c1 + 1, nullptr, 10);
+      uint64_t ms = std::strtoull(item.c_str() + c2 + 1, nullptr, 10);
+      if (n != 0 && ms != 0) s.delay.emplace(item.substr(0, c1), std::make_pair(n, ms));
+    }
+  }
   if (const char* v = std::getenv("CCMAIL_CRASH_AT")) {
     for (const auto& item : SplitComma(v)) {
       size_t colon = item.rfind(':');
@@ -84,7 +101,7 @@ void LoadLocked(FaultSpec& s) {
       s.fail.emplace(item.substr(0, c1), r);
     }
   }
-  s.any = !s.crash.empty() || !s.fail.empty();
+  s.any = !s.crash.empty() || !s.fail.empty() || !s.delay.empty();
 }
 
 void EnsureLoaded() {
@@ -272,8 +289,19 @@ const std::vector<std::string>& AllStoreCrashPoints() {
 void CrashPoint(const char* name) {
   EnsureLoaded();
   auto& s = Spec();
-  std::lock_guard<std::mutex> lock(s.mu);
+  std::unique_lock<std::mutex> lock(s.mu);
   if (!s.any) return;
+  if (auto dr = s.delay.equal_range(name); dr.first != dr.second) {
+    uint64_t pass = ++s.delay_passes[name];
+    for (auto it = dr.first; it != dr.second; ++it) {
+      if (it->second.first != pass) continue;
+      const uint64_t ms = it->second.second;
+      lock.unlock();  // other threads pass their points meanwhile
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<uint64_t>(ms, 600000)));
+      lock.lock();
+      break;
+    }
+  }
   auto range = s.crash.equal_range(name);
   if (range.first == range.second) return;
   uint64_t pass = ++s.crash_passes[name];

@@ -7,6 +7,10 @@
 #   after_export the first copies are exported (ccmailctl drain) before the retries arrive
 #   new_epoch    the exporter is SIGKILLed and restarted between the copies (ledger dedup
 #                across exporter epochs)
+# and a fourth, the same duplicate from the other side:
+#   milter_timeout  the milter answers after Postfix's milter_content_timeout (a slow disk,
+#                CCMAIL_DELAY_AT): Postfix tempfails the client although the capture is
+#                already durable, the client retries, the bridge must still export once
 set -u
 . "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
 e2e_init q184524
@@ -31,6 +35,26 @@ $E2E q184524 "${common[@]}" --prefix qb --seed 22 \
 $E2E q184524 "${common[@]}" --prefix qc --seed 23 \
   --between "sleep 1; kill -9 \$(cat $T/exporter.pid.e2e); sleep 1" || fail "round new_epoch"
 
+
+# Round milter_timeout: every odd capture waits 2.5 s after it is durable, before the milter
+# answers; Postfix gives up after 1 s and replies 451 to the client, which retries.
+NT=$($E2E_PY -c "print(max(2, int(20 * $SCALE)))")
+delays=$(seq 1 2 $((4 * NT)) | sed 's/.*/spool.dir.fsynced:&:2500/' | paste -sd, -)
+e2e_stop_milter
+CCMAIL_DELAY_AT="$delays" e2e_start_milter || fail "milter with delays"
+postconf -c "$T/pf/etc" -e "milter_content_timeout = 1s" && postfix -c "$T/pf/etc" reload >/dev/null 2>&1 ||
+  fail "postfix reload"
+sleep 1
+$E2E send --map "$T/address-map" --count "$NT" --scale 1 --port "$PF_PORT" --sessions 2 --ccmail-only 1 \
+  --max-size 65536 --medium-fraction 0 --prefix qd --seed 24 --retry-delay 0.5 \
+  --log "$T/sent-timeout.jsonl" || fail "round milter_timeout"
+timeouts=$(grep -c 'milter unix:.*timed out\|milter unix:.*[Tt]imeout' "$T/pf/maillog")
+e2e_log "milter_timeout: Postfix timed out on the milter $timeouts time(s)"
+[ "$timeouts" -ge 1 ] || fail "Postfix never timed out on the milter: the round proved nothing"
+e2e_stop_milter
+e2e_start_milter || fail "milter"
+postconf -c "$T/pf/etc" -e "milter_content_timeout = 120s" && postfix -c "$T/pf/etc" reload >/dev/null 2>&1
+
 e2e_drain 120 || fail "drain"
 # The test means something only if Postfix really queued both copies of most messages.
 copies=$(grep -c 'message-id=<q[abc]-' "$T/pf/maillog")
@@ -47,7 +71,7 @@ exp, dup = led.get("exported", 0), led.get("duplicates", 0)
 print("ledger: %d deliveries exported, %d recorded as duplicates of a retry" % (exp, dup))
 sys.exit(0 if exp > 0 and dup >= 0.9 * exp else 1)
 PY
-e2e_verify q184524 "$T/sent.jsonl"; rc=$?
+e2e_verify q184524 "$T/sent.jsonl" "$T/sent-timeout.jsonl"; rc=$?
 e2e_finish || rc=1
 [ $rc = 0 ] || e2e_dump_logs 40
 exit $rc

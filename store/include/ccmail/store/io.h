@@ -61,7 +61,9 @@ const std::vector<std::string>& AllStoreCrashPoints();
 // Injected failure kinds.
 enum class FaultKind { kNone, kNoSpace, kIoError, kShortWrite };
 
-// Passes the named point: SIGKILLs the process when CCMAIL_CRASH_AT selects this pass.
+// Passes the named point: SIGKILLs the process when CCMAIL_CRASH_AT selects this pass;
+// sleeps when CCMAIL_DELAY_AT="<point>:<pass>:<milliseconds>[,...]" selects it (a slow disk,
+// for the tests of MTA timeouts).
 void CrashPoint(const char* name);
 // Returns the injected failure for this pass of `name` (kNone normally). Counts the pass.
 FaultKind InjectedFailure(const char* name);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -280,6 +281,25 @@ TEST(DurableIo, WriteAllUncachedWritesExactlyTheBytes) {
     EXPECT_EQ(s.code(), Status::Code::kNoSpace) << kind << ": " << s.ToString();
   }
   if (dirs.size() > 1) std::filesystem::remove_all(dirs[1]);
+}
+
+// CCMAIL_DELAY_AT sleeps at exactly the selected passes of a point (the e2e milter-timeout
+// round relies on it) and does nothing else.
+TEST(DurableIo, DelayAtSleepsOnTheSelectedPassesOnly) {
+  setenv("CCMAIL_DELAY_AT", "test.delay:2:300,test.delay:4:300", 1);
+  ReloadFaultSpecFromEnv();
+  std::vector<double> took;
+  for (int pass = 1; pass <= 4; ++pass) {
+    auto t0 = std::chrono::steady_clock::now();
+    CrashPoint("test.delay");
+    took.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  unsetenv("CCMAIL_DELAY_AT");
+  ReloadFaultSpecFromEnv();
+  EXPECT_LT(took[0], 0.25);
+  EXPECT_GE(took[1], 0.29);
+  EXPECT_LT(took[2], 0.25);
+  EXPECT_GE(took[3], 0.29);
 }
 
 TEST(Spool, StatsSeeOtherWritersAfterRefresh) {

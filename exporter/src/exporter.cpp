@@ -91,6 +91,7 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   *did_work = false;
   auto now = Clock::now();
   if (now < backoff_until) {
+    if (!cm_ids.empty()) CCMAIL_RETURN_IF_ERROR(WaitCommitter());  // its slots, before the pause
     auto wait = std::min<Clock::duration>(backoff_until - now, opt.doorbell_timeout);
     if (table)
       table->WaitDoorbell(table->DoorbellValue(), std::chrono::duration_cast<milliseconds>(wait) + milliseconds(1));
@@ -121,8 +122,9 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   const size_t claim_max = std::max<size_t>(1, round_limit - std::min(pending.size(), round_limit / 2));
   if (table) table->ClaimReady(*reg, claim_max, &claims);
   if (!claims.empty()) CrashPoint(kCrashSlotClaimed);
-  if (claims.empty() && pending.empty() && CommitterBusy()) {
-    // Nothing new to prepare: finish the round in flight (its outcome may return captures).
+  if (claims.empty() && pending.empty() && !cm_ids.empty()) {
+    // Nothing new to prepare: finish the round in flight and apply its outcome (its slots are
+    // freed, an abandoned round's captures come back) before going idle.
     CCMAIL_RETURN_IF_ERROR(WaitCommitter());
     *did_work = true;
     PublishState(false);

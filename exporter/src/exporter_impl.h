@@ -268,13 +268,11 @@ struct Exporter::Impl {
   std::thread cm_thread;
   // Main thread only: what the job in flight holds.
   std::vector<shm::Claim> cm_claims;  // its slots, freed once it is finished
-  std::set<CaptureId> cm_ids;         // its captures (a spool scan must not queue them again)
+  std::set<CaptureId> cm_ids;         // its captures (a spool scan must not queue them again);
+                                      // not empty from SubmitCommit until WaitCommitter applied
+                                      // the outcome: "a round is in flight"
   size_t cm_fds = 0;                  // its open spool descriptors
 
-  bool CommitterBusy() {
-    std::lock_guard<std::mutex> g(cm_mu);
-    return cm_busy;
-  }
   void SubmitCommit(std::unique_ptr<CommitJob> job) {
     std::lock_guard<std::mutex> g(cm_mu);
     if (!cm_thread.joinable()) cm_thread = std::thread([this] { CommitterLoop(); });

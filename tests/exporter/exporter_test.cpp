@@ -412,6 +412,33 @@ TEST(ExporterTest, DrainEndsWithAnErrorNamingAnUnreadableCapture) {
   ASSERT_TRUE(ex->Drain().ok());
 }
 
+// The daemon's loop: once the last round is committed and nothing new arrives, its slots must
+// be freed before the exporter goes idle (a slot left CLAIMED holds `ccmailctl drain` and the
+// milter's table space until the next mail).
+TEST(ExporterTest, IdleDaemonHasFreedEverySlot) {
+  Bed bed;
+  ExporterOptions o = bed.Options();
+  auto ex = OpenExporter(o);
+  std::atomic<bool> stop{false};
+  Status run_status;
+  std::thread t([&] { run_status = ex->Run(stop); });
+  for (int i = 0; i < 5; ++i) bed.Capture(static_cast<uint64_t>(i + 1), {kJane});
+  bool exported = false, freed = false;
+  for (int i = 0; i < 500 && !(exported && freed); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    exported = ex->counters().exported == 5;
+    freed = true;
+    for (uint32_t s = 0; s < bed.ptable->slot_count(); ++s)
+      if (bed.ptable->Slot(s).state != shm::SlotState::kFree) freed = false;
+  }
+  stop = true;
+  bed.ptable->RingDoorbell();
+  t.join();
+  ASSERT_TRUE(run_status.ok()) << run_status.ToString();
+  EXPECT_TRUE(exported);
+  EXPECT_TRUE(freed) << "a slot was still in use while the exporter was idle";
+}
+
 // deliver_command: 4 -> retried, 1 -> retried with alert and exporting goes on, 5 -> bounce.
 TEST(ExporterTest, DeliverCommandExitCodesAndUndBounce) {
   Bed bed;

@@ -13,10 +13,8 @@ set -u
 . "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
 e2e_init disk_full
 e2e_find_bins || exit 1
-SCALE=${CCMAIL_E2E_SCALE:-${E2E_DEFAULT_SCALE:-1.0}}
 N=${E2E_DF_COUNT:-400}
 FS_MB=${E2E_DF_FS_MB:-64}
-fail() { echo "FAIL: $*"; e2e_dump_logs 40; exit 1; }
 
 mkdir -p "$T/fs"
 mount -t tmpfs -o size=${FS_MB}m,mode=755 ccmail-e2e-disk-full "$T/fs" || { echo "e2e disk_full: SKIP (cannot mount tmpfs)"; exit 77; }

@@ -209,21 +209,28 @@ def cmd_send(args):
     amap = load_map(args.map)
     plan = make_plan(args, amap)
     random.Random(args.seed + 1).shuffle(plan)
+    t0 = time.time()
+    results, stats = send_all(args, plan)
+    acc = sum(1 for r in results if r["outcome"] == "accepted")
+    print("send %s: %d messages, %d accepted, %d tempfail replies %s, %d lost connections, %.1fs" %
+          (args.prefix, len(results), acc, stats.tempfails, json.dumps(stats.codes, sort_keys=True),
+           stats.disconnects, time.time() - t0), flush=True)
+    return 0
+
+
+def send_all(args, queue):
+    """Sends every message of queue over args.sessions parallel SMTP clients (retrying 4xx
+    until args.deadline), appends the outcomes to args.log; returns (results, stats)."""
     results, stats, qlock = [], Stats(), threading.Lock()
     deadline = time.time() + args.deadline
-    t0 = time.time()
-    threads = [threading.Thread(target=client_worker, args=(args, plan, results, stats, qlock, deadline))
+    threads = [threading.Thread(target=client_worker, args=(args, queue, results, stats, qlock, deadline))
                for _ in range(args.sessions)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     write_results(args.log, results)
-    acc = sum(1 for r in results if r["outcome"] == "accepted")
-    print("send %s: %d messages, %d accepted, %d tempfail replies %s, %d lost connections, %.1fs" %
-          (args.prefix, len(results), acc, stats.tempfails, json.dumps(stats.codes, sort_keys=True),
-           stats.disconnects, time.time() - t0), flush=True)
-    return 0
+    return results, stats
 
 
 def write_results(path, results):
@@ -309,7 +316,6 @@ def drop_after_dot(port, p, msg, timeout):
 def cmd_q184524(args):
     amap = load_map(args.map)
     plan = make_plan(args, amap)
-    results, stats, qlock = [], Stats(), threading.Lock()
     dropped = 0
     for p in plan:
         try:
@@ -321,15 +327,7 @@ def cmd_q184524(args):
     if args.between:
         subprocess.run(["/bin/sh", "-c", args.between], check=False)
     # The retry: the same bytes again, as the sending MTA would after its timeout.
-    deadline = time.time() + args.deadline
-    queue = list(plan)
-    threads = [threading.Thread(target=client_worker, args=(args, queue, results, stats, qlock, deadline))
-               for _ in range(args.sessions)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    write_results(args.log, results)
+    results, stats = send_all(args, list(plan))
     acc = sum(1 for r in results if r["outcome"] == "accepted")
     print("q184524 %s: retried %d, %d accepted on retry, %d tempfail replies" %
           (args.prefix, len(results), acc, stats.tempfails), flush=True)

@@ -1,11 +1,12 @@
 # tests/e2e/lib.sh - the whole bridge on loopback, for the end-to-end suite and scripts/demo.sh.
 #
 # Source it from bash (set -u friendly), then:
-#   e2e_init NAME                 # checks root/postfix (exit 77 otherwise), makes $T, traps EXIT
+#   e2e_init NAME                 # checks root/postfix (exit 77 otherwise), makes $T, traps EXIT,
+#                                 # sets SCALE; fail MSG prints the logs' tails and exits 1
 #   e2e_find_bins                 # MILTER EXPORTER CTL LINT from $CCMAIL_BINARY_DIR (or env)
 #   e2e_write_map; e2e_write_conf [extra lines]   # $T/address-map, $T/ccmail.conf
 #   e2e_start_sink                # loopback SMTP sink standing in for the Internet ($SINK_PORT)
-#   e2e_start_milter / e2e_stop_milter / e2e_kill_milter
+#   e2e_start_milter / e2e_stop_milter / e2e_kill_milter / e2e_kill_milter_after N CLIENT_PID
 #   e2e_start_exporter / e2e_supervise_exporter (restarts it whenever it dies, like systemd)
 #   e2e_start_postfix             # private Postfix: smtpd on 127.0.0.1:$PF_PORT, smtpd_milters and
 #                                 # non_smtpd_milters = ccmail-milter, everything else relayed to the sink
@@ -28,9 +29,13 @@ MPID= XPID= SUPPID= SINKPID=
 T=
 
 e2e_log() { echo "[$(date +%H:%M:%S)] $*"; }
+# A scenario's failure: what failed, the tail of every log, exit 1 (the EXIT trap cleans up).
+fail() { echo "FAIL: $*"; e2e_dump_logs 40; exit 1; }
 
 e2e_init() {
   E2E_NAME=$1
+  # Message counts are multiplied by SCALE (the ASan build runs a fraction).
+  SCALE=${CCMAIL_E2E_SCALE:-${E2E_DEFAULT_SCALE:-1.0}}
   if [ "$(id -u)" -ne 0 ]; then echo "e2e $E2E_NAME: SKIP (needs root: Postfix's master runs as root)"; exit 77; fi
   if ! command -v postfix >/dev/null || ! command -v postconf >/dev/null; then
     echo "e2e $E2E_NAME: SKIP (postfix is not installed; scripts/install-deps.sh installs it)"; exit 77
@@ -134,6 +139,21 @@ e2e_start_milter() {
   MPID=$!
   wait_until 60 "$MPID" "ccmail-milter" test -S "$T/sock/milter.sock" && return 0
   tail -20 "$T/milter.log"; echo "ccmail-milter did not start"; return 1
+}
+
+# Once the milter has logged WANT captures (or the client CLIENT_PID is gone), SIGKILLs it and
+# starts it again: the MTA answers 4xx for messages in flight (tempfail) and the client retries.
+e2e_kill_milter_after() {
+  local want=$1 client=$2 i
+  for i in $(seq 1 600); do
+    [ "$(grep -c 'capture=' "$T/milter.log")" -ge "$want" ] && break
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.2
+  done
+  e2e_log "killing the milter (kill -9) and starting it again"
+  e2e_kill_milter
+  sleep 1
+  e2e_start_milter
 }
 
 e2e_stop_milter() {

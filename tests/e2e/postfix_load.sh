@@ -11,10 +11,8 @@ set -u
 . "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
 e2e_init postfix_load
 e2e_find_bins || exit 1
-SCALE=${CCMAIL_E2E_SCALE:-${E2E_DEFAULT_SCALE:-1.0}}
 N_SMTP=${E2E_LOAD_SMTP:-10000}
 N_SENDMAIL=${E2E_LOAD_SENDMAIL:-500}
-fail() { echo "FAIL: $*"; e2e_dump_logs 40; exit 1; }
 
 e2e_write_map
 e2e_write_conf
@@ -35,16 +33,8 @@ SM=$!; E2E_PIDS+=($SM)
 e2e_exporter_killer 1 4
 # The milter restart: once, when about a third of the messages are through, with SIGKILL
 # (messages in flight get 4xx from Postfix, milter_default_action = tempfail, and are retried).
-want=$(awk -v n="$N_SMTP" -v s="$SCALE" 'BEGIN{printf "%d", n * s / 3}')
-for i in $(seq 1 600); do
-  [ "$(grep -c 'capture=' "$T/milter.log")" -ge "$want" ] && break
-  kill -0 $SEND 2>/dev/null || break
-  sleep 0.2
-done
-e2e_log "killing the milter (kill -9) and starting it again"
-e2e_kill_milter
-sleep 1
-e2e_start_milter || fail "milter restart"
+e2e_kill_milter_after "$(awk -v n="$N_SMTP" -v s="$SCALE" 'BEGIN{printf "%d", n * s / 3}')" "$SEND" ||
+  fail "milter restart"
 
 wait $SEND; wait $SM
 cat "$T/send.out" "$T/sendmail.out"

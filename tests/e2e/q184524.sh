@@ -15,9 +15,7 @@ set -u
 . "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
 e2e_init q184524
 e2e_find_bins || exit 1
-SCALE=${CCMAIL_E2E_SCALE:-${E2E_DEFAULT_SCALE:-1.0}}
 N=${E2E_Q_COUNT:-150}
-fail() { echo "FAIL: $*"; e2e_dump_logs 40; exit 1; }
 
 e2e_write_map
 e2e_write_conf

@@ -14,9 +14,7 @@ if [ ! -f "$E2E_SRC/tests/mta/sendmail.sh" ]; then
   echo "e2e sendmail: SKIP (no Sendmail harness: tests/mta/sendmail.sh is missing)"; exit 77
 fi
 . "$E2E_SRC/tests/mta/sendmail.sh"
-SCALE=${CCMAIL_E2E_SCALE:-${E2E_DEFAULT_SCALE:-1.0}}
 N=${E2E_SM_COUNT:-1000}
-fail() { echo "FAIL: $*"; e2e_dump_logs 40; exit 1; }
 
 e2e_write_map
 e2e_write_conf
@@ -42,16 +40,8 @@ $E2E_PY "$E2E_SRC/tests/e2e/e2e.py" send --map "$T/address-map" --prefix sm --co
 SEND=$!; E2E_PIDS+=($SEND)
 # The milter SIGKILLed and restarted once, a third of the way through (F=T: Sendmail answers 4xx
 # while it is gone, the client retries).
-want=$(awk -v n="$N" -v s="$SCALE" 'BEGIN{printf "%d", n * s / 3}')
-for i in $(seq 1 600); do
-  [ "$(grep -c 'capture=' "$T/milter.log")" -ge "$want" ] && break
-  kill -0 $SEND 2>/dev/null || break
-  sleep 0.2
-done
-e2e_log "killing the milter (kill -9) and starting it again"
-e2e_kill_milter
-sleep 1
-e2e_start_milter || fail "milter restart"
+e2e_kill_milter_after "$(awk -v n="$N" -v s="$SCALE" 'BEGIN{printf "%d", n * s / 3}')" "$SEND" ||
+  fail "milter restart"
 wait $SEND || fail "client"
 cat "$T/send.out"
 touch "$T/stop-killing"

@@ -47,7 +47,7 @@ address_map = $T/map
 ccmail_domains = cc.example
 log_level = info
 CONF
-  local l; for l in "$@"; do echo "$l" >> "$T/ccmail.conf"; done
+  conf_set "$T/ccmail.conf" "$@"
 }
 reload() { write_conf "$@"; kill -HUP "$MPID"; sleep 0.5; }
 list() { "$TOOL" list "$T/ccmail.conf"; }

@@ -719,8 +719,31 @@ TEST(Ctl, CheckMtaUsesTheConfiguredSocket) {
 
 // Runs the real binary; with uid/gid set, as that user with only `group` (the bridge
 // group) as supplementary group, like an administrator in bridge_group.
+// The binary as another user can run it: the build tree may sit in a directory only root can
+// traverse (a checkout under a 0700 mktemp -d), so a copy goes into a 0755 temporary directory.
+const std::string& CtlCopyForOtherUsers() {
+  static const struct Copy {
+    std::string dir, path;
+    Copy() {
+      char tmpl[] = "/tmp/ccmailctl-bin-XXXXXX";
+      if (!::mkdtemp(tmpl)) return;
+      dir = tmpl;
+      path = dir + "/ccmailctl";
+      std::error_code ec;
+      std::filesystem::copy_file(CCMAILCTL_PATH, path, ec);
+      ::chmod(dir.c_str(), 0755);
+      ::chmod(path.c_str(), 0755);
+    }
+    ~Copy() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } copy;
+  return copy.path;
+}
+
 RunResult Exec(const std::vector<std::string>& args, uid_t uid = 0, gid_t group = 0) {
-  std::string bin = CCMAILCTL_PATH;
+  std::string bin = uid != 0 ? CtlCopyForOtherUsers() : std::string(CCMAILCTL_PATH);
   int out_pipe[2], err_pipe[2];
   if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) return {};
   pid_t pid = ::fork();

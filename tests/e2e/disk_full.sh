@@ -83,16 +83,24 @@ t1=$(cat "$T/tempfails1")
 # Round 2: real ENOSPC in the milter and the exporter.
 sed -i 's/^spool_min_free = .*/spool_min_free = 0/' "$T/ccmail.conf"
 kill -HUP "$MPID"; sleep 0.5
+# The exporter frees room itself when it continues (its closer releases unlinked spool files),
+# and a small backlog may fit into it: then the round did not test the exporter, and it is run
+# once more (rounds 2 and 3 both count; a third miss fails below).
 nospace_before=$(grep -c 'No space left' "$T/exporter.log")
-round 2 32 pause
-t2=$(cat "$T/tempfails2")
-nospace=$(( $(grep -c 'No space left' "$T/exporter.log") - nospace_before ))
+t2=0
+for n in 2 3; do
+  round "$n" $((30 + n)) pause
+  t2=$((t2 + $(cat "$T/tempfails$n")))
+  nospace=$(( $(grep -c 'No space left' "$T/exporter.log") - nospace_before ))
+  [ "$nospace" -gt 0 ] && break
+  e2e_log "round $n: the exporter found room on the full disk (it freed some itself); once more"
+done
 
 e2e_drain 120 || fail "drain"
 e2e_log "4xx replies while full: round 1 (admission) $t1, round 2 (ENOSPC) $t2; exporter: $(grep -c 'No space left' "$T/exporter.log") batch(es) abandoned on ENOSPC, $(grep -c '^supervisor:' "$T/exporter.log") restart(s)"
 [ "${t1:-0}" -gt 0 ] || fail "no 4xx while the spool was full (round 1)"
 [ "${t2:-0}" -gt 0 ] || fail "no 4xx while the spool was full (round 2)"
-[ "$nospace" -gt 0 ] || fail "the exporter never met the full disk in round 2 (nothing was tested there)"
+[ "$nospace" -gt 0 ] || fail "the exporter never met the full disk in rounds 2-3 (nothing was tested there)"
 # Which 4xx the milter gave: 452 4.3.1 both when ENOSPC hits creating or writing the spool file
 # and when the admission check at end of message finds the disk below spool_min_free.
 e2e_log "milter tempfails: $(grep -o 'tempfail at [^:]*: 45[0-9] 4\.[0-9]\.[0-9]' "$T/milter.log" | sort | uniq -c | tr -s ' ' | paste -sd, -)"

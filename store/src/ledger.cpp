@@ -1,14 +1,17 @@
 // ledger.cpp - SQLite WAL + synchronous=FULL; one transaction per batch.
 #include "ccmail/store/ledger.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 
+#include "ccmail/common/unique_fd.h"
 #include "ccmail/store/io.h"
 
 namespace ccmail::store {
@@ -36,6 +39,38 @@ CREATE INDEX IF NOT EXISTS captures_age ON captures(created_ms);
 INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 1), ('epoch', 0), ('spool_clean_seq', 0),
   ('exported_total', 0), ('dup_total', 0), ('last_seq', 0);
 )sql";
+
+// ccmail_row_hash(v, ...): 32 bits of FNV-1a over the arguments (type, length, bytes), for
+// QuickCheck's index-against-table sums (32 bits: a sum over 2^31 rows cannot overflow).
+void RowHash(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= b[i];
+      h *= 1099511628211ULL;
+    }
+  };
+  for (int i = 0; i < argc; ++i) {
+    const int type = sqlite3_value_type(argv[i]);
+    mix(&type, sizeof type);
+    if (type == SQLITE_INTEGER) {
+      const sqlite3_int64 v = sqlite3_value_int64(argv[i]);
+      mix(&v, sizeof v);
+    } else if (type != SQLITE_NULL) {
+      const void* p = type == SQLITE_BLOB ? sqlite3_value_blob(argv[i]) : static_cast<const void*>(sqlite3_value_text(argv[i]));
+      const int n = sqlite3_value_bytes(argv[i]);
+      mix(&n, sizeof n);
+      if (p) mix(p, static_cast<size_t>(n));
+    }
+  }
+  sqlite3_result_int64(ctx, static_cast<sqlite3_int64>(h >> 32));
+}
+
+int RegisterFunctions(sqlite3* db) {
+  return sqlite3_create_function_v2(db, "ccmail_row_hash", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, RowHash,
+                                    nullptr, nullptr, nullptr);
+}
 
 }  // namespace
 
@@ -169,6 +204,7 @@ Status Ledger::Open(const std::string& path, std::unique_ptr<Ledger>* out) {
   if (rc != SQLITE_OK) return im->Err("open", rc);
   sqlite3_busy_timeout(im->db, 5000);
   sqlite3_extended_result_codes(im->db, 0);
+  if (int frc = RegisterFunctions(im->db); frc != SQLITE_OK) return im->Err("register functions", frc);
   CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA journal_mode=WAL"));
   {
     Stmt st(im.get(), "PRAGMA journal_mode");
@@ -243,6 +279,7 @@ Status Ledger::OpenReadOnly(const std::string& path, std::unique_ptr<Ledger>* ou
   if (rc != SQLITE_OK) return im->Err("open read-only", rc);
   sqlite3_busy_timeout(im->db, 5000);
   sqlite3_extended_result_codes(im->db, 0);
+  if (int frc = RegisterFunctions(im->db); frc != SQLITE_OK) return im->Err("register functions", frc);
   rc = ProbeRead(im->db);
   if ((rc == SQLITE_READONLY || rc == SQLITE_CANTOPEN) && ::stat((path + "-wal").c_str(), &st) != 0 && errno == ENOENT) {
     // A WAL reader needs <ledger>-shm, and a reader that may not create it (a
@@ -255,6 +292,7 @@ Status Ledger::OpenReadOnly(const std::string& path, std::unique_ptr<Ledger>* ou
                          SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, nullptr);
     if (rc != SQLITE_OK) return im->Err("open read-only (immutable)", rc);
     sqlite3_extended_result_codes(im->db, 0);
+    if (int frc = RegisterFunctions(im->db); frc != SQLITE_OK) return im->Err("register functions", frc);
   }
   uint64_t schema = 0;
   CCMAIL_RETURN_IF_ERROR(GetMeta(im.get(), "schema", &schema));
@@ -502,6 +540,187 @@ Status Ledger::IntegrityCheck() {
   if (rc != SQLITE_DONE) return impl_->Err("integrity_check", rc);
   if (result != "ok") return Status::Corrupt(impl_->path + ": integrity_check: " + result);
   return Status::Ok();
+}
+
+namespace {
+// The cross-checks of QuickCheck: each pair must give the same count and sum of
+// ccmail_row_hash over the same rows, once read from an index and once from the table's
+// own b-tree. A flipped byte in a key (the "is it exported?" lookup) makes them differ.
+struct CrossCheck {
+  const char* what;
+  const char* from_index;
+  const char* from_table;
+};
+constexpr CrossCheck kCrossChecks[] = {
+    {"deliveries_exported",
+     "SELECT count(*), sum(ccmail_row_hash(content_key, recipient, capture_id)) FROM deliveries "
+     "INDEXED BY deliveries_exported WHERE kind = 1",
+     "SELECT count(*), sum(ccmail_row_hash(content_key, recipient, capture_id)) FROM deliveries "
+     "INDEXED BY sqlite_autoindex_deliveries_1 WHERE kind = 1"},
+    {"deliveries_age",
+     "SELECT count(*), sum(ccmail_row_hash(content_key, recipient, kind, capture_id, created_ms)) FROM deliveries "
+     "INDEXED BY deliveries_age WHERE created_ms >= -9223372036854775807",
+     "SELECT count(*), sum(ccmail_row_hash(content_key, recipient, kind, capture_id, created_ms)) FROM deliveries "
+     "INDEXED BY sqlite_autoindex_deliveries_1"},
+    {"captures_age",
+     "SELECT count(*), sum(ccmail_row_hash(capture_id, created_ms)) FROM captures "
+     "INDEXED BY captures_age WHERE created_ms >= -9223372036854775807",
+     "SELECT count(*), sum(ccmail_row_hash(capture_id, created_ms)) FROM captures "
+     "INDEXED BY sqlite_autoindex_captures_1"},
+};
+
+Status CountAndSum(Ledger::Impl* im, const char* sql, int64_t* count, int64_t* sum) {
+  Stmt st(im, sql);
+  CCMAIL_RETURN_IF_ERROR(st.ok("prepare cross-check"));
+  int rc = st.Step();
+  if (rc != SQLITE_ROW) return im->Err("cross-check", rc);
+  *count = st.Col(0);
+  *sum = st.Col(1);
+  return Status::Ok();
+}
+}  // namespace
+
+Status Ledger::QuickCheck() {
+  Impl* im = impl_.get();
+  {
+    Stmt st(im, "PRAGMA quick_check");
+    CCMAIL_RETURN_IF_ERROR(st.ok("quick_check"));
+    std::string result;
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      if (!result.empty()) result += "; ";
+      result += st.ColText(0);
+    }
+    if (rc != SQLITE_DONE) return im->Err("quick_check", rc);
+    if (result != "ok") return Status::Corrupt(im->path + ": quick_check: " + result);
+  }
+  // quick_check verifies page structure but not that an index holds the table's keys: a
+  // flipped bit inside a content key passes it and the lookup then misses an exported
+  // delivery. Two sequential scans per index are far cheaper than integrity_check's
+  // lookup per row and catch exactly that.
+  for (const auto& c : kCrossChecks) {
+    int64_t ic = 0, is = 0, tc = 0, ts = 0;
+    CCMAIL_RETURN_IF_ERROR(CountAndSum(im, c.from_index, &ic, &is));
+    CCMAIL_RETURN_IF_ERROR(CountAndSum(im, c.from_table, &tc, &ts));
+    if (ic != tc || is != ts)
+      return Status::Corrupt(im->path + ": index " + c.what + " disagrees with its table (" + std::to_string(ic) +
+                             " entries against " + std::to_string(tc) + " rows, or different keys)");
+  }
+  return Status::Ok();
+}
+
+Status Ledger::RaiseFloor(uint64_t min_epoch, uint64_t min_last_seq) {
+  Impl* im = impl_.get();
+  uint64_t e = 0;
+  Status s = InTxn(im, [&]() -> Status {
+    uint64_t last = 0;
+    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
+    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "last_seq", &last));
+    if (min_epoch > e) {
+      e = min_epoch;
+      CCMAIL_RETURN_IF_ERROR(SetMeta(im, "epoch", static_cast<int64_t>(e)));
+    }
+    if (min_last_seq > last) CCMAIL_RETURN_IF_ERROR(SetMeta(im, "last_seq", static_cast<int64_t>(min_last_seq)));
+    return Status::Ok();
+  });
+  if (s.ok()) epoch_ = e;
+  return s;
+}
+
+Status Ledger::ImportBatches(const std::vector<LedgerBatch>& batches, uint64_t* added_batches,
+                             uint64_t* added_deliveries) {
+  Impl* im = impl_.get();
+  uint64_t nb = 0, nd = 0;
+  Status s = InTxn(im, [&]() -> Status {
+    Stmt bi(im, "INSERT OR IGNORE INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch import"));
+    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture import"));
+    // OR IGNORE: a delivery already EXPORTED (the unique partial index) stays as recorded.
+    Stmt di(im, "INSERT OR IGNORE INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) "
+                "VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery import"));
+    for (const auto& b : batches) {
+      const int64_t created = b.created_ms ? b.created_ms : NowMs();
+      bi.Int(1, static_cast<int64_t>(b.seq)).Int(2, static_cast<int64_t>(b.epoch)).Text(3, b.post_office)
+          .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
+      if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("import batch " + b.file_name, rc);
+      nb += static_cast<uint64_t>(sqlite3_changes(im->db));
+      bi.Reset();
+      for (const auto& id : b.capture_ids) {
+        ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(b.seq)).Int(3, created);
+        if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("import capture " + id.ToString(), rc);
+        ci.Reset();
+      }
+      int64_t exported = 0;
+      for (const auto& d : b.deliveries) {
+        di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
+            .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(b.seq)).Int(6, created);
+        if (int rc = di.Step(); rc != SQLITE_DONE) return im->Err("import delivery to " + d.recipient, rc);
+        if (sqlite3_changes(im->db) > 0 && d.kind == DeliveryKind::kExported) ++exported;
+        di.Reset();
+      }
+      nd += static_cast<uint64_t>(exported);
+      CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  if (added_batches) *added_batches = nb;
+  if (added_deliveries) *added_deliveries = nd;
+  return Status::Ok();
+}
+
+Status Ledger::BackupTo(const std::string& dest_path) {
+  Impl* im = impl_.get();
+  struct stat st;
+  if (::stat(dest_path.c_str(), &st) == 0)
+    return Status::AlreadyExists(dest_path + ": exists (a backup never overwrites a file)");
+  sqlite3* dest = nullptr;
+  int rc = sqlite3_open_v2(dest_path.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  auto close_dest = [&] {
+    sqlite3_close_v2(dest);
+    dest = nullptr;
+  };
+  if (rc != SQLITE_OK) {
+    std::string m = dest ? sqlite3_errmsg(dest) : sqlite3_errstr(rc);
+    close_dest();
+    return Status::FromErrno(dest_path + ": create backup: " + m, EIO);
+  }
+  sqlite3_backup* b = sqlite3_backup_init(dest, "main", im->db, "main");
+  if (!b) {
+    std::string m = sqlite3_errmsg(dest);
+    close_dest();
+    ::unlink(dest_path.c_str());
+    return Status::FromErrno(dest_path + ": backup: " + m, EIO);
+  }
+  // All pages in one step: the copy is one committed state of the ledger (a WAL reader's
+  // snapshot), however much the exporter commits meanwhile.
+  rc = sqlite3_backup_step(b, -1);
+  int fin = sqlite3_backup_finish(b);
+  if (rc == SQLITE_DONE) rc = fin;
+  if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+    std::string m = sqlite3_errstr(rc);
+    close_dest();
+    ::unlink(dest_path.c_str());
+    Status e = im->Err("backup to " + dest_path + " (" + m + ")", rc);
+    return e;
+  }
+  // The copy is a standalone file: no -wal beside it to lose when it is moved.
+  char* err = nullptr;
+  rc = sqlite3_exec(dest, "PRAGMA journal_mode=DELETE", nullptr, nullptr, &err);
+  sqlite3_free(err);
+  close_dest();
+  if (rc != SQLITE_OK) return Status::FromErrno(dest_path + ": set journal_mode of the copy", EIO);
+  {
+    UniqueFd fd(::open(dest_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno("open " + dest_path, errno);
+    CCMAIL_RETURN_IF_ERROR(DurableIo::Real().Fsync(fd.get(), dest_path));
+  }
+  auto slash = dest_path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : dest_path.substr(0, slash));
+  return DurableIo::Real().FsyncDir(dir, nullptr);
 }
 
 // ---- added for the exporter (brief A) ----

@@ -130,6 +130,28 @@ class Ledger {
   Status Counters(LedgerCounters* out);
   // PRAGMA integrity_check == "ok".
   Status IntegrityCheck();
+  // PRAGMA quick_check == "ok" (every page's structure), then each index against its
+  // table: count and sum of a row hash over deliveries_exported, deliveries_age and
+  // captures_age equal to the same over the table's own b-tree (two sequential scans per
+  // index; integrity_check does a lookup per row and takes ~10x longer). kCorrupt with the
+  // finding otherwise. Runs at every exporter start and in `ccmailctl verify`.
+  Status QuickCheck();
+
+  // ---- ledger loss and rollback (ledger_guard, ccmailctl ledger) ----
+  // epoch = max(epoch, min_epoch), last_seq = max(last_seq, min_last_seq), in one
+  // transaction: after a rebuild the next epoch and batch seq are above every one the
+  // outbox has seen, so no batch name is ever given out twice. Never lowers anything.
+  Status RaiseFloor(uint64_t min_epoch, uint64_t min_last_seq);
+  // Re-records batches found in outbox manifests (seq, epoch, post_office, file_name,
+  // created_ms, capture_ids, EXPORTED deliveries), in one transaction; rows the ledger
+  // already has are kept as they are. *added_deliveries counts the deliveries that were
+  // missing. Does not need BumpEpoch (the exporter must not run: caller holds its lock).
+  Status ImportBatches(const std::vector<LedgerBatch>& batches, uint64_t* added_batches, uint64_t* added_deliveries);
+  // A consistent copy of the ledger into dest_path (which must not exist yet), with
+  // SQLite's online backup (works while the exporter writes; the copy is one committed
+  // state), fsynced with its directory. The copy is in rollback-journal mode: restore it by
+  // copying it over ledger.db with the exporter stopped and ledger.db-wal/-shm removed.
+  Status BackupTo(const std::string& dest_path);
 
  public:
   struct Impl;  // implementation detail (named here only for helpers in ledger.cpp)

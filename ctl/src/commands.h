@@ -28,5 +28,9 @@ int CmdRequeue(const Io& io, const std::vector<std::string>& ids, bool all);
 int CmdDrain(const Io& io, std::chrono::milliseconds timeout);
 int CmdCheckMta(const Io& io);
 int CmdConfig(const Io& io);
+// full: integrity_check (also cross-checks indexes against tables) instead of quick_check.
+int CmdVerify(const Io& io, bool full);
+int CmdLedgerBackup(const Io& io, const std::string& file);
+int CmdLedgerRebuild(const Io& io, const std::vector<std::string>& from);
 
 }  // namespace ccmail::ctl

@@ -14,7 +14,8 @@ namespace {
 
 const char* kFooter = R"(
 Reads the configuration (-c) to find the spool, the ledger, the claim table and the outbox.
-Safe to run at any time, with the exporter running or stopped; only `requeue` changes anything.
+Safe to run at any time, with the exporter running or stopped; only `requeue` and `ledger rebuild`
+(exporter stopped) change anything.
 Run it as root or as the bridge's user: the spool is private to that user (mode 0700), so a
 member of the bridge group sees the claim table and the ledger but not the spooled messages.
 
@@ -29,6 +30,9 @@ Examples:
   ccmailctl show 0190f3a5c2d84e6f9a1b2c3d4e5f6a7b
   ccmailctl requeue --all
   ccmailctl drain --timeout 5m
+  ccmailctl verify
+  ccmailctl ledger backup /var/backups/ccmail-ledger-$(date +%F).db
+  ccmailctl ledger rebuild --from /srv/ccmail-archive
   ccmailctl metrics > /var/lib/prometheus/node-exporter/ccmail.prom)";
 
 Status LoadConfig(const std::string& path, const std::vector<std::string>& overrides, Config* cfg) {
@@ -78,6 +82,20 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
   auto* check_mta = app.add_subcommand(
       "check-mta", "is Postfix or Sendmail configured to use ccmail-milter? (exit 1 when something is missing)");
   auto* config = app.add_subcommand("config", "every setting: value, where it came from, meaning");
+  auto* verify = app.add_subcommand(
+      "verify", "check the ledger's pages (PRAGMA quick_check) and that it is not older than the outbox (exit 1 if not)");
+  bool verify_full = false;
+  verify->add_flag("--full", verify_full, "PRAGMA integrity_check: also cross-check every index against its table");
+  auto* ledger = app.add_subcommand("ledger", "ledger backup and rebuild (see LEDGER in ccmailctl(8))");
+  ledger->require_subcommand(1);
+  auto* backup = ledger->add_subcommand("backup", "consistent copy of the ledger (SQLite online backup), exporter running or not");
+  std::string backup_file;
+  backup->add_option("file", backup_file, "the copy; must not exist yet")->required();
+  auto* rebuild = ledger->add_subcommand(
+      "rebuild", "re-record every export from the outbox manifests and raise epoch and seq above the outbox (exporter stopped)");
+  std::vector<std::string> rebuild_from;
+  rebuild->add_option("--from", rebuild_from, "also read the *.MAN files under this directory (archived batches; repeatable)")
+      ->allow_extra_args(false);
 
   std::vector<std::string> rev(args.rbegin(), args.rend());
   if (!rev.empty()) rev.pop_back();  // the program name
@@ -113,6 +131,9 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (metrics->parsed()) return CmdMetrics(io);
   if (check_mta->parsed()) return CmdCheckMta(io);
   if (config->parsed()) return CmdConfig(io);
+  if (verify->parsed()) return CmdVerify(io, verify_full);
+  if (backup->parsed()) return CmdLedgerBackup(io, backup_file);
+  if (rebuild->parsed()) return CmdLedgerRebuild(io, rebuild_from);
   err << "ccmailctl: no command\n";
   return kExitUsage;
 }

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "ccmail/common/unique_fd.h"
+#include "ccmail/exporter/ledger_guard.h"
 
 namespace ccmail::ctl {
 
@@ -221,6 +222,8 @@ void Gather(const Context& ctx, BridgeState* st) {
     st->ledger.state = PartState::kError;
     st->ledger.error = s.ToString();
   }
+
+  if (!exporter::ReadLedgerRefusal(ctx.paths, &st->ledger_refusal).ok()) st->ledger_refusal.clear();
 
   s = ExporterLockHeld(ctx.paths.exporter_lock, table.get(), &st->exporter_lock_held);
   if (!s.ok()) st->exporter_lock_error = s.ToString();

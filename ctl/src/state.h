@@ -70,6 +70,8 @@ struct BridgeState {
   ExporterRun exporter = ExporterRun::kNotRunning;
   std::optional<int64_t> heartbeat_age_ms;  // from the table; unset when never published
   std::optional<int64_t> progress_age_ms;
+  // Why the exporter last refused to start (lost, older or damaged ledger); empty: it did not.
+  std::string ledger_refusal;
 };
 
 int64_t WallMs();

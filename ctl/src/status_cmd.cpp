@@ -23,6 +23,7 @@ void StatusText(const Context& ctx, const BridgeState& st, std::ostream& out) {
   std::string ex = ExporterRunName(st.exporter);
   if (!st.exporter_lock_error.empty()) ex += " (cannot tell: " + st.exporter_lock_error + ")";
   t.Add("exporter", ex);
+  if (!st.ledger_refusal.empty()) t.Add("stopped because", st.ledger_refusal, 2);
   const shm::ExporterState& e = st.table.exporter;
   if (st.table.state == PartState::kOk && e.heartbeat_ns != 0) {
     if (e.pid != 0) t.Add(st.exporter == ExporterRun::kNotRunning ? "last pid" : "pid", std::to_string(e.pid), 2);
@@ -103,6 +104,7 @@ void StatusJson(const Context& ctx, const BridgeState& st, std::ostream& out) {
   OptionalInt(w, "heartbeat_age_ms", st.heartbeat_age_ms);
   OptionalInt(w, "progress_age_ms", st.progress_age_ms);
   if (!st.exporter_lock_error.empty()) w.Key("error").String(st.exporter_lock_error);
+  if (!st.ledger_refusal.empty()) w.Key("ledger_refused").String(st.ledger_refusal);
   w.EndObject();
 
   w.Key("backlog").BeginObject();

@@ -16,6 +16,7 @@
 #include "ccmail/common/privileges.h"
 #include "ccmail/config/config.h"
 #include "ccmail/exporter/exporter.h"
+#include "ccmail/exporter/ledger_guard.h"
 
 using namespace ccmail;
 using namespace ccmail::exporter;
@@ -87,6 +88,10 @@ int main(int argc, char** argv) {
   if (s.code() == Status::Code::kBusy) {
     LogInfo("another exporter is running (lock held): %s", s.message().c_str());
     return 0;
+  }
+  if (IsLedgerRefusal(s)) {
+    LogError("fatal: %s", s.message().c_str());
+    return kExitLedgerRefused;
   }
   if (!s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());

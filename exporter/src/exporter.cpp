@@ -13,6 +13,7 @@
 
 #include "ccmail/common/log.h"
 #include "ccmail/config/config.h"
+#include "ccmail/exporter/ledger_guard.h"
 #include "exporter_impl.h"
 
 namespace ccmail::exporter {
@@ -69,7 +70,8 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   CCMAIL_RETURN_IF_ERROR(AcquireExporterLock(p.exporter_lock, &im->lock));
   if (::mkdir(p.runtime_directory.c_str(), 0755) != 0 && errno != EEXIST)
     return Status::FromErrno("mkdir " + p.runtime_directory, errno);
-  CCMAIL_RETURN_IF_ERROR(store::Ledger::Open(p.ledger_path, &im->ledger));
+  // Checked against the outbox's history first: a lost, older or damaged ledger is refused.
+  CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, &im->ledger));
   CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool));
   im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory);
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());

@@ -416,5 +416,57 @@ TEST(Ledger, EpochBatchDedupPrune) {
   }
 }
 
+// Rebuild support: ImportBatches keeps what the ledger has and adds the rest, RaiseFloor
+// never lowers, BackupTo is a standalone copy that never overwrites.
+TEST(Ledger, ImportRaiseFloorAndBackup) {
+  TempDir d;
+  const std::string path = d.path() + "/ledger.db", copy = d.path() + "/copy.db";
+  ContentKey k1 = ContentKeyOfMessage("a", kMsg), k2 = ContentKeyOfMessage("b", kMsg);
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(Ledger::Open(path, &l).ok());
+  uint64_t e = 0;
+  ASSERT_TRUE(l->BumpEpoch(&e).ok());
+  LedgerBatch b = MakeBatch({{k1, "bob@x"}});
+  ASSERT_TRUE(l->CommitBatch(&b).ok());
+  ASSERT_TRUE(l->BackupTo(copy).ok());
+  EXPECT_EQ(l->BackupTo(copy).code(), Status::Code::kAlreadyExists);
+  EXPECT_FALSE(std::filesystem::exists(copy + "-wal"));
+
+  LedgerBatch again = b;  // already recorded: kept as it is
+  LedgerBatch later = MakeBatch({{k1, "bob@x"}, {k2, "carol@x"}});
+  later.seq = 7;
+  later.epoch = 5;
+  later.file_name = "00500007.CCM";
+  uint64_t nb = 0, nd = 0;
+  ASSERT_TRUE(l->ImportBatches({again, later}, &nb, &nd).ok());
+  EXPECT_EQ(nb, 1u);
+  EXPECT_EQ(nd, 1u);  // carol; bob was exported already
+  bool f = false;
+  ASSERT_TRUE(l->IsExported(k2, "carol@x", &f).ok());
+  EXPECT_TRUE(f);
+  ASSERT_TRUE(l->RaiseFloor(5, 7).ok());
+  ASSERT_TRUE(l->RaiseFloor(2, 3).ok());  // never lowers
+  LedgerCounters c;
+  ASSERT_TRUE(l->Counters(&c).ok());
+  EXPECT_EQ(c.epoch, 5u);
+  EXPECT_EQ(c.last_seq, 7u);
+  uint64_t next = 0;
+  ASSERT_TRUE(l->NextSeq(&next).ok());
+  EXPECT_EQ(next, 8u);
+  ASSERT_TRUE(l->BumpEpoch(&e).ok());
+  EXPECT_EQ(e, 6u);
+  EXPECT_TRUE(l->QuickCheck().ok());
+  l.reset();
+
+  std::unique_ptr<Ledger> backup;
+  ASSERT_TRUE(Ledger::OpenReadOnly(copy, &backup).ok());
+  ASSERT_TRUE(backup->Counters(&c).ok());
+  EXPECT_EQ(c.last_seq, 1u);
+  ASSERT_TRUE(backup->IsExported(k1, "bob@x", &f).ok());
+  EXPECT_TRUE(f);
+  ASSERT_TRUE(backup->IsExported(k2, "carol@x", &f).ok());
+  EXPECT_FALSE(f);
+}
+
 }  // namespace
 }  // namespace ccmail::store

@@ -8,7 +8,9 @@
 //   s = ex->Run(stop_flag);                  // until stop_flag; or ex->Drain() (export all, return)
 //
 // DESCRIPTION
-//   Open() takes exporter.lock (flock) BEFORE touching anything, then opens the ledger,
+//   Open() takes exporter.lock (flock) BEFORE touching anything, then opens the ledger
+//   after checking it against the outbox (ledger_guard.h: a missing, older or damaged
+//   ledger is refused, IsLedgerRefusal; the daemon exits kExitLedgerRefused),
 //   the spool, the outbox and the claim table (created, or recreated when invalid; the
 //   runtime_directory is created 0755 if missing).
 //

@@ -62,7 +62,7 @@ wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || { cat "$T/milter
   || fail "socket is $(stat -c '%U:%G %a' "$T/milter.sock")"
 [ "$(cat "$T/milter.pid" 2>/dev/null)" = "$MPID" ] && pass "pid file" || fail "pid file"
 [ "$(ps -o user= -p "$MPID" | tr -d ' ')" = nobody ] && pass "runs as milter_user" || fail "not running as nobody"
-[ "$(stat -c '%U %a' "$T/run" 2>/dev/null)" = "nobody 755" ] && pass "runtime directory created 0755 for the milter user" \
+[ "$(stat -c '%U %a' "$T/run" 2>/dev/null)" = "nobody 750" ] && pass "runtime directory created 0750 for the milter user" \
   || fail "runtime directory: $(stat -c '%U %a' "$T/run" 2>&1)"
 pf_start "$T/pf" "smtpd_milters = unix:$T/milter.sock" "non_smtpd_milters = unix:$T/milter.sock" \
   "milter_protocol = 6" || exit 1

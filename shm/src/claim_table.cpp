@@ -217,13 +217,11 @@ Status OpenLockFile(int dir_fd, const std::string& dir, const std::string& name,
   if (!fd.valid()) return Status::FromErrno("open " + path, errno);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path, errno);
-  if (st.st_uid == ::geteuid() && (st.st_mode & 0777) != 0600 && ::fchmod(fd.get(), 0600) != 0)
-    return Status::FromErrno("fchmod 0600 " + path, errno);
-  if (st.st_uid == ::geteuid()) st.st_mode = (st.st_mode & ~07777) | 0600;
   if (!S_ISREG(st.st_mode)) return Status::Corrupt(path + " is not a regular file");
   if (st.st_uid != ::geteuid())
     return Status::Corrupt(path + " is owned by uid " + std::to_string(st.st_uid) + ", not by this process's user (uid " +
                            std::to_string(::geteuid()) + ")");
+  if ((st.st_mode & 0777) != 0600 && ::fchmod(fd.get(), 0600) != 0) return Status::FromErrno("fchmod 0600 " + path, errno);
   *out = std::move(fd);
   return Status::Ok();
 }

@@ -13,7 +13,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d /tmp/ccmail-milter-bench.XXXXXX); chmod 755 "$T"
 PIDS=()
 TABLE=ccmail-bench-$$
-cleanup() { pf_stop "$T/pf"; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$T"; rm -f "/dev/shm/$TABLE-v1"; }
+cleanup() { pf_stop "$T/pf"; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$T"; }
 trap cleanup EXIT
 
 "$B/bench/milter/noop-milter" "unix:$T/noop.sock" & PIDS+=($!); NOOP_PID=$!

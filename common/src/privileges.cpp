@@ -23,7 +23,7 @@ Status DropPrivileges(const std::string& user, const std::string& setting) {
 }
 
 Status EnsureOwnedDirectory(const std::string& dir, const std::string& user, const std::string& setting) {
-  if (mkdir(dir.c_str(), 0755) != 0) {
+  if (mkdir(dir.c_str(), 0750) != 0) {
     if (errno == EEXIST) return Status::Ok();
     return Status::FromErrno("mkdir " + dir, errno);
   }

@@ -14,17 +14,21 @@ const std::vector<SettingSpec>& AllSettings() {
        "cc:Mail import files are published here, one subdirectory per post office. Must be on the "
        "same file system as spool_directory."},
       {"runtime_directory", "/run/ccmail-bridge", "general",
-       "Liveness lock file and other per-boot state (tmpfs; emptied at reboot)."},
+       "The claim table file, live.lock and other per-boot state (tmpfs; emptied at reboot). Must be "
+       "owned by the daemons' user (or root) and not group/other-writable (0750): the daemons refuse "
+       "it otherwise (the exporter exits with status 78). Created 0750 when missing."},
       {"claim_table_name", "ccmail-bridge-claims", "general",
-       "Name of the POSIX shared-memory claim table (/dev/shm/<name>-v<layout>). Every milter and "
-       "the exporter on one host must use the same name."},
+       "File name of the claim table: <runtime_directory>/<name>-v<layout>, a file mapped in memory "
+       "by every milter and the exporter (which must therefore run as the same user and use the same "
+       "name)."},
       {"claim_table_slots", "65536", "general",
        "Slots in the claim table (64 bytes each). A full table never loses mail: the exporter finds "
        "captures without a slot by scanning the spool."},
       {"claim_table_registry", "1024", "general",
        "Process registry entries in the claim table: the most milter and exporter processes alive at once."},
       {"bridge_group", "ccmail", "general",
-       "Group that owns the claim table and spool (mode 0660/0770), so every bridge process can use them."},
+       "Group given read-only access to the claim table (mode 0640), for administrators running "
+       "ccmailctl. Nothing the bridge relies on is writable by it. Empty: the table is 0600."},
       {"log_level", "info", "general", "error, warning, info or debug."},
 
       // ---- milter ----

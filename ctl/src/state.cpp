@@ -45,8 +45,9 @@ Status Context::FromConfig(Config cfg, Context* out) {
   Context c;
   CCMAIL_RETURN_IF_ERROR(BridgePaths::FromConfig(cfg, &c.paths));
   CCMAIL_RETURN_IF_ERROR(shm::TableOptionsFromConfig(cfg, &c.table));
-  c.table.create_if_missing = false;  // a tool never creates the table
+  c.table.create_if_missing = false;  // a tool never creates, locks or repairs the table
   c.table.recreate_if_invalid = false;
+  c.table.read_only = true;  // an administrator in bridge_group may only read it
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("exporter_stall_timeout", &c.stall_timeout));
   c.cfg = std::move(cfg);
   *out = std::move(c);
@@ -118,17 +119,17 @@ Status ExporterLockHeld(const std::string& lock_path, const shm::ClaimTable* tab
 
 void OpenTable(const Context& ctx, std::unique_ptr<shm::ClaimTable>* table, TableSnapshot* snap) {
   table->reset();
-  snap->name = shm::ClaimTable::SegmentName(ctx.table);
-  // Look before opening: ClaimTable::Open needs the runtime directory even to say
-  // "missing", and after a reboot neither exists until the exporter starts.
+  snap->name = shm::ClaimTable::TablePath(ctx.table);
+  // Look before opening: after a reboot neither the runtime directory nor the table
+  // exists until a daemon starts, which is "missing", not an error.
   struct stat st;
-  std::string dev_path = "/dev/shm" + snap->name;
-  if (::stat(dev_path.c_str(), &st) != 0) {
+  const std::string& path = snap->name;
+  if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) {
       snap->state = PartState::kMissing;
     } else {
       snap->state = PartState::kError;
-      snap->error = Status::FromErrno("stat " + dev_path, errno).message();
+      snap->error = Status::FromErrno("stat " + path, errno).message();
     }
     return;
   }
@@ -136,7 +137,7 @@ void OpenTable(const Context& ctx, std::unique_ptr<shm::ClaimTable>* table, Tabl
   if (!s.ok()) {
     table->reset();
     // Removed between the stat and the open (the exporter is replacing it): missing.
-    bool gone = ::stat(dev_path.c_str(), &st) != 0 && errno == ENOENT;
+    bool gone = ::stat(path.c_str(), &st) != 0 && errno == ENOENT;
     snap->state = gone ? PartState::kMissing : PartState::kError;
     snap->error = gone ? "" : s.ToString();
     return;

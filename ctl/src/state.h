@@ -34,7 +34,7 @@ struct Context {
 
 struct TableSnapshot {
   PartState state = PartState::kMissing;
-  std::string name;    // "/<claim_table_name>-v<layout>"
+  std::string name;    // "<runtime_directory>/<claim_table_name>-v<layout>"
   std::string error;   // for kError (e.g. another layout, permission denied)
   uint32_t slots = 0;
   uint32_t free = 0, reserved = 0, ready = 0, claimed = 0;

@@ -17,6 +17,7 @@
 #include "ccmail/config/config.h"
 #include "ccmail/exporter/exporter.h"
 #include "ccmail/exporter/ledger_guard.h"
+#include "ccmail/shm/claim_table.h"
 
 using namespace ccmail;
 using namespace ccmail::exporter;
@@ -67,13 +68,20 @@ int main(int argc, char** argv) {
   (void)cfg.GetString("exporter_user", &user);
   (void)cfg.GetString("exporter_pid_file", &pid_file);
 
-  // The runtime directory holds live.lock and the table's init lock; as root, create it
-  // for the unprivileged user before dropping privileges.
+  // The runtime directory holds the claim table, live.lock and the init lock; as root,
+  // create it (0750) for the unprivileged user before dropping privileges.
   if (Status ds = EnsureOwnedDirectory(opt.paths.runtime_directory, user, "exporter_user"); !ds.ok())
     LogWarning("runtime_directory: %s", ds.ToString().c_str());
   if (s = DropPrivileges(user, "exporter_user"); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
+  }
+  // A runtime_directory that others can write would let them plant or replace the claim
+  // table and the lock files: refused, with its own exit status (a missing one is created
+  // 0750 by Exporter::Open).
+  if (Status ds = shm::CheckRuntimeDirectory(opt.paths.runtime_directory); !ds.ok() && !ds.IsNotFound()) {
+    LogError("fatal: %s", ds.ToString().c_str());
+    return kExitUnsafeRuntimeDirectory;
   }
 
   struct sigaction sa;

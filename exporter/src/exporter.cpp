@@ -68,7 +68,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   if (::mkdir(p.spool_directory.c_str(), 0750) != 0 && errno != EEXIST)
     return Status::FromErrno("mkdir " + p.spool_directory, errno);
   CCMAIL_RETURN_IF_ERROR(AcquireExporterLock(p.exporter_lock, &im->lock));
-  if (::mkdir(p.runtime_directory.c_str(), 0755) != 0 && errno != EEXIST)
+  if (::mkdir(p.runtime_directory.c_str(), 0750) != 0 && errno != EEXIST)
     return Status::FromErrno("mkdir " + p.runtime_directory, errno);
   // Checked against the outbox's history first: a lost, older or damaged ledger is refused.
   CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, &im->ledger));
@@ -84,7 +84,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   im->map = opt.address_map;
   im->opt = std::move(opt);
   im->ReopenTable();
-  if (!im->table) return Status::Unavailable("claim table " + shm::ClaimTable::SegmentName(im->opt.table) + " cannot be opened");
+  if (!im->table) return Status::Unavailable("claim table " + shm::ClaimTable::TablePath(im->opt.table) + " cannot be opened");
   out->reset(new Exporter(std::move(im)));
   return Status::Ok();
 }

@@ -228,9 +228,9 @@ Status SpoolCaptureSink::Attach(bool create_if_missing) {
   counters_.tmp_cleaned += removed;
   ++counters_.attaches;
   att_ = std::move(att);
-  if (!last_error_.empty()) LogInfo("claim table %s attached again", att_->table->segment_name().c_str());
+  if (!last_error_.empty()) LogInfo("claim table %s attached again", att_->table->path().c_str());
   last_error_.clear();
-  LogDebug("claim table %s: registered as writer %s", att_->table->segment_name().c_str(), att_->tag.c_str());
+  LogDebug("claim table %s: registered as writer %s", att_->table->path().c_str(), att_->tag.c_str());
   return Status::Ok();
 }
 

@@ -19,15 +19,15 @@
 #include <atomic>
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/permissions.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <thread>
 
+#include "ccmail/common/log.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/config/config.h"
 #include "crash_point.h"
@@ -162,43 +162,84 @@ std::string HexBoot(const uint8_t* b) {
   return s;
 }
 
-// Opens (creating) a file of the runtime directory with the table's mode
-// (0600, or 0660 + the bridge group) so milters and the exporter running as
-// different users of that group can all lock it. umask may have narrowed the
-// creation mode, so the owner fixes it explicitly.
-int OpenRuntimeFile(const std::string& path, const std::string& group) {
-  mode_t mode = group.empty() ? 0600 : 0660;
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, mode);
-  if (fd < 0) return -1;
-  struct stat st;
-  if (::fstat(fd, &st) == 0 && st.st_uid == ::geteuid()) {
-    if (!group.empty()) {
-      if (struct group* g = ::getgrnam(group.c_str()); g != nullptr && st.st_gid != g->gr_gid)
-        (void)::fchown(fd, static_cast<uid_t>(-1), g->gr_gid);
-    }
-    if ((st.st_mode & 0777) != mode) (void)::fchmod(fd, mode);
+std::string Octal(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0%03o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+// The runtime directory holds every file the table's safety rests on, so only the
+// bridge (or root) may be able to create, rename or unlink there. `required_owner`
+// is the euid for a writer; a reader (ccmailctl) accepts any owner and trusts it.
+Status OpenRuntimeDirectory(const std::string& dir, bool writer, UniqueFd* out, uid_t* owner) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) {
+    int e = errno;
+    if (e == ELOOP || e == ENOTDIR)
+      return Status::Unavailable("runtime_directory " + dir + " is unsafe: not a directory (a symbolic link?)");
+    return Status::FromErrno("open runtime_directory " + dir, e);
   }
-  return fd;
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat runtime_directory " + dir, errno);
+  if (writer && st.st_uid != ::geteuid() && st.st_uid != 0)
+    return Status::Unavailable("runtime_directory " + dir + " is unsafe: owned by uid " + std::to_string(st.st_uid) +
+                               ", not by this process's user (uid " + std::to_string(::geteuid()) + ") or root");
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+    return Status::Unavailable("runtime_directory " + dir + " is unsafe: mode " + Octal(st.st_mode) +
+                               " lets its group or others create and replace files (expected 0750)");
+  *owner = st.st_uid;
+  *out = std::move(fd);
+  return Status::Ok();
+}
+
+// Checks an open file of the runtime directory: a regular file of `owner` that no
+// one else can write (its owner alone can shrink it, so a mapping of it cannot SIGBUS).
+Status CheckRuntimeFile(int fd, const std::string& path, uid_t owner, struct stat* st_out) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno("fstat " + path, errno);
+  if (!S_ISREG(st.st_mode)) return Status::Corrupt(path + " is not a regular file");
+  if (st.st_uid != owner)
+    return Status::Corrupt(path + " is owned by uid " + std::to_string(st.st_uid) + ", expected uid " +
+                           std::to_string(owner));
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+    return Status::Corrupt(path + " has mode " + Octal(st.st_mode) + ": writable by its group or others");
+  if (st_out != nullptr) *st_out = st;
+  return Status::Ok();
+}
+
+// Opens (creating) a lock file of the runtime directory, mode 0600: any descriptor
+// of a lock file, even read-only, can hold flock and OFD read locks, which would
+// block registration and creation; so no one but the bridge user may open one.
+// A file of ours with another mode (an older version made them 0660) is fixed.
+Status OpenLockFile(int dir_fd, const std::string& dir, const std::string& name, UniqueFd* out) {
+  const std::string path = dir + "/" + name;
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno("open " + path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path, errno);
+  if (!S_ISREG(st.st_mode)) return Status::Corrupt(path + " is not a regular file");
+  if (st.st_uid != ::geteuid())
+    return Status::Corrupt(path + " is owned by uid " + std::to_string(st.st_uid) + ", not by this process's user (uid " +
+                           std::to_string(::geteuid()) + ")");
+  if ((st.st_mode & 0777) != 0600 && ::fchmod(fd.get(), 0600) != 0) return Status::FromErrno("fchmod 0600 " + path, errno);
+  *out = std::move(fd);
+  return Status::Ok();
 }
 
 // flock with a bounded wait: the init lock is held only for the few ms a
 // creation takes; a holder that is stopped for longer makes us report Busy.
-Status LockInit(const std::string& path, const std::string& group, int* fd_out) {
-  int fd = OpenRuntimeFile(path, group);
-  if (fd < 0) return Status::FromErrno("open " + path, errno);
+Status LockInit(int dir_fd, const std::string& dir, const std::string& name, UniqueFd* out) {
+  const std::string path = dir + "/" + name;
+  UniqueFd fd;
+  CCMAIL_RETURN_IF_ERROR(OpenLockFile(dir_fd, dir, name, &fd));
   for (int i = 0; i < 1000; ++i) {  // ~10 s
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      *fd_out = fd;
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+      *out = std::move(fd);
       return Status::Ok();
     }
-    if (errno != EWOULDBLOCK && errno != EINTR) {
-      int e = errno;
-      ::close(fd);
-      return Status::FromErrno("flock " + path, e);
-    }
+    if (errno != EWOULDBLOCK && errno != EINTR) return Status::FromErrno("flock " + path, errno);
     ::usleep(10000);
   }
-  ::close(fd);
   return Status::Busy("init lock " + path + " held for more than 10 s by another process");
 }
 
@@ -208,12 +249,29 @@ long FutexCall(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec
   return ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, ts, nullptr, 0);
 }
 
+// Lets bip::mapped_region map a descriptor we opened and checked ourselves
+// (bip::file_mapping would reopen the path, without O_NOFOLLOW or O_CLOEXEC).
+class CheckedFile {
+ public:
+  explicit CheckedFile(int fd) : fd_(fd) {}
+  bip::mapping_handle_t get_mapping_handle() const {
+    bip::mapping_handle_t h;
+    h.handle = fd_;
+    h.is_xsi = false;
+    return h;
+  }
+
+ private:
+  int fd_;
+};
+
 }  // namespace
 
 struct ClaimTable::Impl {
   TableOptions opt;
-  std::string segment;  // "/name-vN"
-  bip::shared_memory_object shm;
+  std::string path;       // <runtime_directory>/<name>-vN
+  std::string file_name;  // <name>-vN
+  UniqueFd dir_fd;        // the checked runtime directory; every file is opened relative to it
   bip::mapped_region region;
   ShmHeader* hdr = nullptr;
   ShmRegistryEntry* reg = nullptr;
@@ -221,9 +279,9 @@ struct ClaimTable::Impl {
   uint32_t nslots = 0;
   uint32_t nregistry = 0;
   ino_t ino = 0;
+  dev_t dev = 0;
   uint64_t incarnation = 0;
-  std::string live_path;
-  int check_fd = -1;  // live.lock descriptor used for F_OFD_GETLK (holds no lock)
+  int check_fd = -1;  // live.lock descriptor used for F_OFD_GETLK (holds no lock); -1: unreadable (reader)
   std::atomic<uint32_t> claim_cursor{0};
 
   ~Impl() {
@@ -233,9 +291,9 @@ struct ClaimTable::Impl {
 
 namespace {
 
-// Validates a mapped segment against what we expect; message names the mismatch.
+// Validates a mapped table against what we expect; message names the mismatch.
 Status Validate(const ShmHeader* h, size_t mapped, const TableOptions& opt, const std::array<uint8_t, 16>& boot) {
-  if (mapped < sizeof(ShmHeader)) return Status::Corrupt("segment smaller than its header (" + std::to_string(mapped) + " bytes)");
+  if (mapped < sizeof(ShmHeader)) return Status::Corrupt("table smaller than its header (" + std::to_string(mapped) + " bytes)");
   if (h->magic != kMagic) return Status::Corrupt("bad magic (not a ccmail-bridge claim table)");
   if (h->layout_version != kLayoutVersion)
     return Status::Corrupt("layout version " + std::to_string(h->layout_version) + ", this build uses " +
@@ -244,22 +302,15 @@ Status Validate(const ShmHeader* h, size_t mapped, const TableOptions& opt, cons
       h->registry_entry_size != sizeof(ShmRegistryEntry))
     return Status::Corrupt("header/slot/registry entry size differ from this build");
   if (h->nslots != opt.slots || h->nregistry != opt.registry)
-    return Status::Corrupt("segment has " + std::to_string(h->nslots) + " slots / " + std::to_string(h->nregistry) +
+    return Status::Corrupt("table has " + std::to_string(h->nslots) + " slots / " + std::to_string(h->nregistry) +
                            " registry entries, configuration says " + std::to_string(opt.slots) + " / " +
                            std::to_string(opt.registry));
-  if (h->total_size != SegmentSize(h->nslots, h->nregistry) || mapped < h->total_size)
-    return Status::Corrupt("segment size " + std::to_string(mapped) + " does not match its header");
+  if (h->total_size != SegmentSize(h->nslots, h->nregistry) || mapped != h->total_size)
+    return Status::Corrupt("table size " + std::to_string(mapped) + " does not match its header");
   if (std::memcmp(h->boot_id, boot.data(), 16) != 0)
-    return Status::Corrupt("segment was created in another boot (" + HexBoot(h->boot_id) + ", now " +
+    return Status::Corrupt("table was created in another boot (" + HexBoot(h->boot_id) + ", now " +
                            HexBoot(boot.data()) + ")");
   return Status::Ok();
-}
-
-Status ToStatus(const std::string& what, const bip::interprocess_exception& e) {
-  int err = e.get_native_error();
-  if (e.get_error_code() == bip::not_found_error) return Status::NotFound(what + ": no such segment");
-  if (err != 0) return Status::FromErrno(what, err);
-  return Status::FromErrno(what + ": " + e.what(), EIO);
 }
 
 }  // namespace
@@ -286,14 +337,19 @@ Status ReadBootId(std::array<uint8_t, 16>* out) {
   return ParseBootId(line, out).WithContext(path);
 }
 
-std::string ClaimTable::SegmentName(const TableOptions& opt) {
-  return "/" + opt.name + "-v" + std::to_string(kLayoutVersion);
+Status CheckRuntimeDirectory(const std::string& dir) {
+  UniqueFd fd;
+  uid_t owner = 0;
+  return OpenRuntimeDirectory(dir, /*writer=*/true, &fd, &owner);
 }
 
+std::string ClaimTable::FileName(const TableOptions& opt) { return opt.name + "-v" + std::to_string(kLayoutVersion); }
+
+std::string ClaimTable::TablePath(const TableOptions& opt) { return opt.runtime_directory + "/" + FileName(opt); }
+
 Status ClaimTable::Remove(const TableOptions& opt) {
-  std::string name = SegmentName(opt);
-  if (!bip::shared_memory_object::remove(name.c_str()) && errno != ENOENT)
-    return Status::FromErrno("shm_unlink " + name, errno);
+  std::string path = TablePath(opt);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + path, errno);
   return Status::Ok();
 }
 
@@ -301,57 +357,107 @@ Status ClaimTable::Remove(const TableOptions& opt) {
 
 namespace {
 
-Status MapExisting(ClaimTable::Impl* im) {
+// What Open found under the table's name, with the init lock held (writers).
+enum class Found { kValid, kAbsent, kHalfBuilt, kInvalid };
+
+// Maps the whole of a checked table file. A writer maps read-write, a reader read-only.
+Status MapFile(ClaimTable::Impl* im, int fd, size_t size, bool writer) {
   try {
-    bip::shared_memory_object shm(bip::open_only, im->segment.c_str(), bip::read_write);
-    bip::offset_t size = 0;
-    if (!shm.get_size(size)) return Status::FromErrno("fstat " + im->segment, errno);
-    if (static_cast<size_t>(size) < sizeof(ShmHeader))
-      return Status::Corrupt(im->segment + ": " + std::to_string(size) + " bytes, smaller than a header (truncated?)");
-    bip::mapped_region region(shm, bip::read_write);
-    im->shm.swap(shm);
+    bip::mapped_region region(CheckedFile(fd), writer ? bip::read_write : bip::read_only, 0, size);
     im->region.swap(region);
   } catch (const bip::interprocess_exception& e) {
-    return ToStatus("open " + im->segment, e);
+    return Status::FromErrno("mmap " + im->path + ": " + e.what(), e.get_native_error() ? e.get_native_error() : EIO);
   }
+  return Status::Ok();
+}
+
+// Opens, checks and maps an existing table. *found says what it is; a non-Ok Status
+// with kInvalid or kHalfBuilt carries the reason.
+Status MapExisting(ClaimTable::Impl* im, uid_t owner, bool writer, const std::array<uint8_t, 16>& boot, Found* found) {
+  *found = Found::kInvalid;
+  UniqueFd fd(::openat(im->dir_fd.get(), im->file_name.c_str(),
+                       (writer ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd.valid()) {
+    int e = errno;
+    if (e == ENOENT) {
+      *found = Found::kAbsent;
+      return Status::NotFound(im->path + " does not exist");
+    }
+    if (e == ELOOP) return Status::Corrupt(im->path + " is a symbolic link");
+    // Not ours (root's 0600, say): a writer replaces it, a reader reports it.
+    if (e == EACCES || e == EPERM)
+      return Status::Corrupt(im->path + " cannot be opened by uid " + std::to_string(::geteuid()) + ": " +
+                             std::strerror(e));
+    return Status::FromErrno("open " + im->path, e);
+  }
+  struct stat st;
+  // A reader also accepts root's files: root may run anything, a forged table is not its concern.
+  Status s = CheckRuntimeFile(fd.get(), im->path, owner, &st);
+  if (!s.ok() && !writer && s.IsCorrupt()) {
+    struct stat rs;
+    if (::fstat(fd.get(), &rs) == 0 && rs.st_uid == 0) s = CheckRuntimeFile(fd.get(), im->path, 0, &st);
+  }
+  if (!s.ok()) return s;
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size < sizeof(ShmHeader)) {
+    // Only the creator between O_EXCL and posix_fallocate leaves this (we hold the init lock).
+    *found = Found::kHalfBuilt;
+    return Status::Unavailable(im->path + ": " + std::to_string(size) + " bytes, left half-built by a dead creator");
+  }
+  if (size != SegmentSize(im->opt.slots, im->opt.registry)) {
+    // Never map a size we did not expect: read the header by pread for a useful message.
+    ShmHeader h;
+    if (::pread(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return Status::Corrupt(im->path + ": unreadable header");
+    Status v = Validate(&h, size, im->opt, boot);
+    return Status::Corrupt(v.ok() ? "size " + std::to_string(size) + " bytes, expected " +
+                                        std::to_string(SegmentSize(im->opt.slots, im->opt.registry))
+                                  : v.message());
+  }
+  CCMAIL_RETURN_IF_ERROR(MapFile(im, fd.get(), size, writer));
+  auto* h = static_cast<const ShmHeader*>(im->region.get_address());
+  if (h->init_state.load(std::memory_order_acquire) != kInitReady) {
+    *found = Found::kHalfBuilt;
+    return Status::Unavailable(im->path + ": left half-initialised by a dead creator");
+  }
+  CCMAIL_RETURN_IF_ERROR(Validate(h, size, im->opt, boot));
+  im->ino = st.st_ino;
+  im->dev = st.st_dev;
+  *found = Found::kValid;
   return Status::Ok();
 }
 
 Status CreateNew(ClaimTable::Impl* im, const std::array<uint8_t, 16>& boot) {
   const TableOptions& opt = im->opt;
-  size_t size = SegmentSize(opt.slots, opt.registry);
+  const size_t size = SegmentSize(opt.slots, opt.registry);
   gid_t gid = static_cast<gid_t>(-1);
   if (!opt.group.empty()) {
     struct group* g = ::getgrnam(opt.group.c_str());
     if (g == nullptr) return Status::InvalidArgument("bridge_group '" + opt.group + "': no such group");
     gid = g->gr_gid;
   }
-  bip::permissions perm(opt.group.empty() ? 0600 : 0660);
-  try {
-    bip::shared_memory_object shm(bip::create_only, im->segment.c_str(), bip::read_write, perm);
-    int fd = shm.get_mapping_handle().handle;
-    if (gid != static_cast<gid_t>(-1) && ::fchown(fd, static_cast<uid_t>(-1), gid) != 0) {
-      int e = errno;
-      bip::shared_memory_object::remove(im->segment.c_str());
-      return Status::FromErrno("fchown " + im->segment + " to group " + opt.group, e);
-    }
-    // posix_fallocate, not ftruncate: a full /dev/shm must be an error here,
-    // not a SIGBUS at the first touch of a page (Boost 1.74 only ftruncates).
-    detail::ShmCrashPoint("shm.create.before_fallocate");
-    int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
-    if (rc != 0) {
-      bip::shared_memory_object::remove(im->segment.c_str());
-      return Status::FromErrno("posix_fallocate " + std::to_string(size) + " bytes for " + im->segment, rc);
-    }
-    bip::mapped_region region(shm, bip::read_write);
-    im->shm.swap(shm);
-    im->region.swap(region);
-  } catch (const bip::interprocess_exception& e) {
-    bip::shared_memory_object::remove(im->segment.c_str());
-    return ToStatus("create " + im->segment, e);
-  }
-  // fallocated tmpfs pages read as zero: every slot is FREE(-,0), every
-  // registry entry FREE(0), init_state 0. Fill the identity, then init last.
+  // The group (administrators running ccmailctl) may read, never write.
+  const mode_t mode = opt.group.empty() ? 0600 : 0640;
+  UniqueFd fd(::openat(im->dir_fd.get(), im->file_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd.valid()) return Status::FromErrno("create " + im->path, errno);
+  auto undo = [&](Status s) {
+    (void)::unlinkat(im->dir_fd.get(), im->file_name.c_str(), 0);
+    return s;
+  };
+  if (gid != static_cast<gid_t>(-1) && ::fchown(fd.get(), static_cast<uid_t>(-1), gid) != 0)
+    return undo(Status::FromErrno("fchown " + im->path + " to group " + opt.group, errno));
+  if (::fchmod(fd.get(), mode) != 0) return undo(Status::FromErrno("fchmod " + im->path, errno));  // umask
+  // posix_fallocate, not ftruncate: a full file system must be an error here,
+  // not a SIGBUS at the first touch of a page.
+  detail::ShmCrashPoint("shm.create.before_fallocate");
+  int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size));
+  if (rc != 0) return undo(Status::FromErrno("posix_fallocate " + std::to_string(size) + " bytes for " + im->path, rc));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return undo(Status::FromErrno("fstat " + im->path, errno));
+  if (Status s = MapFile(im, fd.get(), size, /*writer=*/true); !s.ok()) return undo(s);
+  im->ino = st.st_ino;
+  im->dev = st.st_dev;
+  // fallocated pages read as zero: every slot is FREE(-,0), every registry
+  // entry FREE(0), init_state 0. Fill the identity, then init last.
   auto* h = static_cast<ShmHeader*>(im->region.get_address());
   h->magic = kMagic;
   h->layout_version = kLayoutVersion;
@@ -378,8 +484,8 @@ Status ClaimTable::Open(const TableOptions& opt, std::unique_ptr<ClaimTable>* ou
   if (opt.slots == 0 || opt.slots > (1u << 24)) return Status::InvalidArgument("claim_table_slots must be 1..16777216");
   if (opt.registry == 0 || opt.registry > kMaxRegistry)
     return Status::InvalidArgument("claim_table_registry must be 1.." + std::to_string(kMaxRegistry));
-  if (opt.name.empty() || opt.name.find('/') != std::string::npos)
-    return Status::InvalidArgument("claim_table_name '" + opt.name + "' must be a non-empty name without '/'");
+  if (opt.name.empty() || opt.name.find('/') != std::string::npos || opt.name[0] == '.')
+    return Status::InvalidArgument("claim_table_name '" + opt.name + "' must be a non-empty file name without '/'");
   std::array<uint8_t, 16> boot{};
   if (opt.boot_id.empty()) {
     CCMAIL_RETURN_IF_ERROR(ReadBootId(&boot));
@@ -391,51 +497,55 @@ Status ClaimTable::Open(const TableOptions& opt, std::unique_ptr<ClaimTable>* ou
   t->impl_ = std::make_unique<Impl>();
   Impl* im = t->impl_.get();
   im->opt = opt;
-  im->segment = SegmentName(opt);
-  t->segment_name_ = im->segment;
-  im->live_path = opt.runtime_directory + "/live.lock";
+  im->file_name = FileName(opt);
+  im->path = TablePath(opt);
+  t->path_ = im->path;
+  const bool writer = !opt.read_only;
+  uid_t dir_owner = 0;
+  CCMAIL_RETURN_IF_ERROR(OpenRuntimeDirectory(opt.runtime_directory, writer, &im->dir_fd, &dir_owner));
 
-  int lock_fd = -1;
-  CCMAIL_RETURN_IF_ERROR(LockInit(opt.runtime_directory + "/" + opt.name + ".init.lock", opt.group, &lock_fd));
-  UniqueFd init_lock(lock_fd);  // released at return: creation is finished or abandoned
-
-  Status s = MapExisting(im);
-  bool replaced_invalid = !s.ok() && !s.IsNotFound();
-  if (s.ok()) {
-    auto* h = static_cast<const ShmHeader*>(im->region.get_address());
-    // We hold the init lock, so nobody is creating: init_state != 1 means the
-    // creator died mid-way. Such a segment is never usable; replace it.
-    if (h->init_state.load(std::memory_order_acquire) != kInitReady) {
-      if (!opt.create_if_missing)
-        return Status::Unavailable(im->segment + ": left half-initialised by a dead creator");
-      s = Status::NotFound("half-initialised");
-    } else {
-      Status v = Validate(h, im->region.get_size(), opt, boot);
-      if (!v.ok()) {
-        if (!opt.recreate_if_invalid) return v.WithContext("claim table " + im->segment + " refused");
-        s = Status::NotFound("invalid: " + v.message());
-        replaced_invalid = true;
-      }
+  if (!writer) {
+    // ccmailctl: no lock, no creation, no repair; a table being built is "unavailable".
+    Found found;
+    Status s = MapExisting(im, dir_owner, /*writer=*/false, boot, &found);
+    if (found == Found::kAbsent) return Status::Unavailable("claim table " + im->path + " does not exist");
+    if (!s.ok()) return s.IsCorrupt() ? s.WithContext("claim table " + im->path + " refused") : s;
+    // live.lock is the bridge's alone (0600): a reader that cannot open it sees every
+    // registry entry as possibly alive.
+    im->check_fd = ::openat(im->dir_fd.get(), "live.lock", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  } else {
+    UniqueFd init_lock;  // released at return: creation is finished or abandoned
+    CCMAIL_RETURN_IF_ERROR(LockInit(im->dir_fd.get(), opt.runtime_directory, opt.name + ".init.lock", &init_lock));
+    Found found;
+    Status s = MapExisting(im, ::geteuid(), /*writer=*/true, boot, &found);
+    switch (found) {
+      case Found::kValid:
+        break;
+      case Found::kAbsent:
+        if (!opt.create_if_missing) return Status::Unavailable("claim table " + im->path + " does not exist");
+        break;
+      case Found::kHalfBuilt:
+        // We hold the init lock, so nobody is creating: the creator died mid-way.
+        if (!opt.create_if_missing && !opt.recreate_if_invalid) return s;
+        break;
+      case Found::kInvalid:
+        if (!s.IsCorrupt() || !opt.recreate_if_invalid) return s.WithContext("claim table " + im->path + " refused");
+        LogWarning("claim table %s refused (%s): replacing it with an empty table", im->path.c_str(), s.message().c_str());
+        break;
     }
-    if (!s.ok()) {
-      detail::ShmCrashPoint("recovery.table.reset");
+    if (found != Found::kValid) {
       im->region = bip::mapped_region();
-      im->shm = bip::shared_memory_object();
-      bip::shared_memory_object::remove(im->segment.c_str());
+      if (found != Found::kAbsent) {
+        detail::ShmCrashPoint("recovery.table.reset");
+        // The directory is ours alone, so this name can be replaced even when the file is not ours.
+        if (::unlinkat(im->dir_fd.get(), im->file_name.c_str(), 0) != 0 && errno != ENOENT)
+          return Status::FromErrno("unlink " + im->path, errno);
+      }
+      CCMAIL_RETURN_IF_ERROR(CreateNew(im, boot));
     }
-  } else if (!s.IsNotFound()) {
-    // Smaller than a header while we hold the init lock: a creator died
-    // before posix_fallocate finished. Same as half-initialised.
-    bool dead_creator = s.IsCorrupt() && opt.create_if_missing;
-    if (!(dead_creator || (s.IsCorrupt() && opt.recreate_if_invalid))) return s.WithContext("claim table");
-    detail::ShmCrashPoint("recovery.table.reset");
-    bip::shared_memory_object::remove(im->segment.c_str());
-  }
-  if (!s.ok()) {
-    // Replacing an invalid segment is allowed by recreate_if_invalid alone.
-    if (!opt.create_if_missing && !(replaced_invalid && opt.recreate_if_invalid))
-      return Status::Unavailable("claim table " + im->segment + " does not exist");
-    CCMAIL_RETURN_IF_ERROR(CreateNew(im, boot));
+    UniqueFd check;
+    CCMAIL_RETURN_IF_ERROR(OpenLockFile(im->dir_fd.get(), opt.runtime_directory, "live.lock", &check));
+    im->check_fd = check.release();
   }
 
   im->hdr = static_cast<ShmHeader*>(im->region.get_address());
@@ -444,11 +554,6 @@ Status ClaimTable::Open(const TableOptions& opt, std::unique_ptr<ClaimTable>* ou
   im->nslots = im->hdr->nslots;
   im->nregistry = im->hdr->nregistry;
   im->incarnation = im->hdr->incarnation;
-  struct stat st;
-  if (::fstat(im->shm.get_mapping_handle().handle, &st) != 0) return Status::FromErrno("fstat " + im->segment, errno);
-  im->ino = st.st_ino;
-  im->check_fd = OpenRuntimeFile(im->live_path, opt.group);
-  if (im->check_fd < 0) return Status::FromErrno("open " + im->live_path, errno);
   *out = std::move(t);
   return Status::Ok();
 }
@@ -459,14 +564,14 @@ uint32_t ClaimTable::slot_count() const { return impl_->nslots; }
 uint32_t ClaimTable::registry_count() const { return impl_->nregistry; }
 
 Status ClaimTable::CheckSameSegment() const {
-  std::string path = "/dev/shm" + impl_->segment;
+  const std::string& path = impl_->path;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
+  if (::fstatat(impl_->dir_fd.get(), impl_->file_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return Status::Unavailable("claim table " + path + " was removed while in use");
     return Status::FromErrno("stat " + path, errno);
   }
-  if (st.st_ino != impl_->ino)
-    return Status::Unavailable("claim table " + path + " was replaced by another segment (split brain)");
+  if (st.st_ino != impl_->ino || st.st_dev != impl_->dev)
+    return Status::Unavailable("claim table " + path + " was replaced by another file (split brain)");
   if (impl_->hdr->incarnation != impl_->incarnation)
     return Status::Unavailable("claim table " + path + " incarnation changed under us");
   return Status::Ok();
@@ -500,8 +605,10 @@ bool ClaimTable::IsRegistrationCurrent(uint32_t index, uint64_t rgen) const {
 
 Status ClaimTable::Register(Role role, std::unique_ptr<Registration>* out) {
   Impl* im = impl_.get();
-  int fd = OpenRuntimeFile(im->live_path, im->opt.group);
-  if (fd < 0) return Status::FromErrno("open " + im->live_path, errno);
+  if (im->opt.read_only) return Status::InvalidArgument("claim table " + im->path + " was opened read-only");
+  UniqueFd lock;
+  CCMAIL_RETURN_IF_ERROR(OpenLockFile(im->dir_fd.get(), im->opt.runtime_directory, "live.lock", &lock));
+  const int fd = lock.get();
   uint32_t start = RandomU32() % im->nregistry;
   for (uint32_t k = 0; k < im->nregistry; ++k) {
     uint32_t i = (start + k) % im->nregistry;
@@ -537,12 +644,11 @@ Status ClaimTable::Register(Role role, std::unique_ptr<Registration>* out) {
     r->index_ = i;
     r->rgen_ = rg;
     r->role_ = role;
-    r->lock_fd_ = fd;
+    r->lock_fd_ = lock.release();
     r->pid_ = ::getpid();
     *out = std::move(r);
     return Status::Ok();
   }
-  ::close(fd);
   return Status::NoSpace("claim table registry full (" + std::to_string(im->nregistry) +
                          " entries; the exporter frees dead processes' entries)");
 }
@@ -609,6 +715,7 @@ Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint
 }
 
 void ClaimTable::RingDoorbell() {
+  if (impl_->opt.read_only) return;
   impl_->hdr->doorbell.fetch_add(1, std::memory_order_release);
   FutexCall(&impl_->hdr->doorbell, FUTEX_WAKE, INT_MAX, nullptr);
 }
@@ -731,6 +838,7 @@ uint32_t ClaimTable::FreeReadyIf(const Registration& /*me*/, const std::function
 // ---------------------------------------------------------------- header
 
 void ClaimTable::PublishExporterState(const ExporterState& st) {
+  if (impl_->opt.read_only) return;
   ShmHeader* h = impl_->hdr;
   h->exporter_epoch.store(st.epoch, std::memory_order_relaxed);
   h->exporter_progress_ns.store(st.progress_ns, std::memory_order_relaxed);

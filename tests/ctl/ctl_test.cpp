@@ -103,7 +103,7 @@ TEST(Ctl, NothingThereYetIsAStateNotAnError) {
   EXPECT_EQ(b.Run({"config"}).rc, 0);
   // A tool must not create the spool, the ledger, the table or its runtime directory.
   EXPECT_FALSE(std::filesystem::exists(b.dir() + "/b")) << "ccmailctl created files";
-  EXPECT_FALSE(std::filesystem::exists("/dev/shm" + shm::ClaimTable::SegmentName(b.TableOptions())));
+  EXPECT_FALSE(std::filesystem::exists(shm::ClaimTable::TablePath(b.TableOptions())));
   // Half a spool (no new/ yet) is not completed by the tool either.
   std::filesystem::create_directories(b.paths().spool_root);
   j = ParseOrFail(b.Run({"--json", "status"}).out);
@@ -805,7 +805,7 @@ TEST(CtlBinary, ExitStatusesAndOutput) {
 }
 
 // An administrator who is only in the bridge group (not root, not the daemons' user):
-// the claim table (0660) and the ledger (group-readable, as the exporter's UMask=0007
+// the claim table (0640, mapped read-only) and the ledger (group-readable, as the exporter's UMask=0007
 // leaves it) are readable; the 0700 spool is not, and status says so instead of failing.
 TEST(CtlBinary, WorksAsABridgeGroupMember) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
@@ -827,9 +827,16 @@ TEST(CtlBinary, WorksAsABridgeGroupMember) {
   share(b.dir() + "/b", 0750);
   share(b.paths().spool_directory, 0750);
   share(b.paths().ledger_path, 0640);
-  share(b.paths().runtime_directory, 0770);
-  for (const auto& f : std::filesystem::directory_iterator(b.paths().runtime_directory)) share(f.path().string(), 0660);
-  share("/dev/shm" + shm::ClaimTable::SegmentName(b.TableOptions()), 0660);
+  // As installed (docs/ARCHITECTURE.md "Who may touch what"): the runtime directory 0750
+  // and the table 0640 to the group, the lock files the bridge user's alone (0600).
+  share(b.paths().runtime_directory, 0750);
+  share(shm::ClaimTable::TablePath(b.TableOptions()), 0640);
+  const std::string& rt = b.paths().runtime_directory;
+  for (const std::string& path : {rt + "/live.lock", rt + "/" + b.TableOptions().name + ".init.lock"}) {
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+  }
   ASSERT_EQ(::chmod(b.paths().spool_root.c_str(), 0700), 0);
 
   RunResult r = Exec({"-c", b.config_path(), "--json", "status"}, kUser, kGroup);

@@ -14,7 +14,7 @@
 #   e2e_verify SCENARIO LOGS...   # the checker (e2e.py verify): prints the summary line
 #   e2e_finish                    # SIGTERM to exporter and milter: clean exit, no sanitizer report
 # Everything lives in $T (a temp dir); e2e_cleanup (the EXIT trap) stops every process started
-# here by its pid, stops Postfix, removes the claim table, and deletes $T unless KEEP=1.
+# here by its pid, stops Postfix, and deletes $T (with the claim table in $T/run) unless KEEP=1.
 # Postfix is started with `postfix -c $T/pf/etc` by tests/mta/postfix.sh's pf_start, with the
 # transports overridden to relay to the sink; /etc/postfix and a running system MTA are never
 # touched.
@@ -58,7 +58,6 @@ e2e_cleanup() {
   local p
   for p in "${E2E_PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${E2E_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  rm -f /dev/shm/"$E2E_TABLE"-v* 2>/dev/null
   [ -n "${E2E_CLEANUP_HOOK:-}" ] && eval "$E2E_CLEANUP_HOOK"
   if [ -n "$T" ] && [ -d "$T" ]; then
     if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 -a "${KEEP_ON_FAIL:-0}" = 1 ]; then
@@ -102,7 +101,8 @@ e2e_write_conf() {
   local base=${E2E_STATE:-$T/bridge}
   mkdir -p "$base/spool" "$base/outbox" "$T/run" "$T/sock"
   chown -R "$E2E_USER:$E2E_GROUP" "$base" "$T/run"
-  chmod 770 "$base" "$base/spool" "$base/outbox" "$T/run"
+  chmod 770 "$base" "$base/spool" "$base/outbox"
+  chmod 750 "$T/run"   # the claim table refuses a group-writable runtime directory
   cat > "$T/ccmail.conf" <<CONF
 # ccmail-bridge configuration written by tests/e2e/lib.sh for one private run
 spool_directory = $base/spool

@@ -9,7 +9,7 @@ command -v miltertest >/dev/null || { echo "miltertest not installed (apt-get in
 T=$(mktemp -d /tmp/ccmail-miltertest.XXXXXX)
 MPID=
 TABLE=ccmail-mt-$$
-cleanup() { [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null; rm -rf "$T"; rm -f "/dev/shm/$TABLE-v1"; }
+cleanup() { [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 printf 'jsmith@corp.example  Smith, John at HUBPO2\nkim@cc.example  Kim Lee at HUBPO\n' > "$T/map"
 cat > "$T/ccmail.conf" <<CONF

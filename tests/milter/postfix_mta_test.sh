@@ -18,7 +18,6 @@ TABLE=ccmail-pf-$$
 cleanup() {
   pf_stop "$T/pf"
   [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
-  rm -f "/dev/shm/$TABLE-v1"
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -63,7 +62,7 @@ wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || { cat "$T/milter
   || fail "socket is $(stat -c '%U:%G %a' "$T/milter.sock")"
 [ "$(cat "$T/milter.pid" 2>/dev/null)" = "$MPID" ] && pass "pid file" || fail "pid file"
 [ "$(ps -o user= -p "$MPID" | tr -d ' ')" = nobody ] && pass "runs as milter_user" || fail "not running as nobody"
-[ "$(stat -c '%U %a' "$T/run" 2>/dev/null)" = "nobody 755" ] && pass "runtime directory created 0755 for the milter user" \
+[ "$(stat -c '%U %a' "$T/run" 2>/dev/null)" = "nobody 750" ] && pass "runtime directory created 0750 for the milter user" \
   || fail "runtime directory: $(stat -c '%U %a' "$T/run" 2>&1)"
 pf_start "$T/pf" "smtpd_milters = unix:$T/milter.sock" "non_smtpd_milters = unix:$T/milter.sock" \
   "milter_protocol = 6" || exit 1
@@ -195,12 +194,12 @@ sleep 1
 reload
 
 # 15. claim table removed under the milter -> 451 4.3.0 (the milter never recreates it).
-rm -f "/dev/shm/$TABLE-v1"
+rm -f "$T/run/$TABLE-v1"
 msg jsmith@corp.example m15 x | smtp_send $PF_PORT alice@example.org jsmith@corp.example > "$T/r15"
 grep -q 'DATA 451 4.3.0.*claim table missing' "$T/r15" && pass "table missing 451 4.3.0" || { cat "$T/r15"; fail "no 451 for a missing table"; }
 sleep 1.1  # past the re-attach interval: still missing, still 451, still not recreated by the milter
 msg jsmith@corp.example m15b x | smtp_send $PF_PORT alice@example.org jsmith@corp.example > "$T/r15b"
-grep -q ' 451 4.3.0' "$T/r15b" && [ ! -e "/dev/shm/$TABLE-v1" ] && pass "table stays missing, 451" || { cat "$T/r15b"; fail "table missing case 2"; }
+grep -q ' 451 4.3.0' "$T/r15b" && [ ! -e "$T/run/$TABLE-v1" ] && pass "table stays missing, 451" || { cat "$T/r15b"; fail "table missing case 2"; }
 [ "$(captures)" = $((n + 2)) ] && pass "nothing captured without a table" || fail "captured without a table"
 
 # 11. no cc:Mail recipient: untouched.
@@ -212,8 +211,8 @@ msg bob@example.org m11 x | smtp_send $PF_PORT alice@example.org bob@example.org
 kill "$MPID"; wait "$MPID"; MPID=
 "$MILTER" --stderr -c "$T/ccmail.conf" 2>> "$T/milter.log" &
 MPID=$!
-wait_until 60 "$MPID" ccmail-milter test -e "/dev/shm/$TABLE-v1" -a -S "$T/milter.sock"
-[ -e "/dev/shm/$TABLE-v1" ] && pass "table created at start" || fail "no table after restart"
+wait_until 60 "$MPID" ccmail-milter test -e "$T/run/$TABLE-v1" -a -S "$T/milter.sock"
+[ -e "$T/run/$TABLE-v1" ] && pass "table created at start" || fail "no table after restart"
 n=$(captures)
 
 # 17. SIGTERM with a message in flight (MAIL and RCPT done): a new transaction gets

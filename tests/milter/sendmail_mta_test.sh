@@ -21,7 +21,6 @@ TABLE=ccmail-sm-$$
 cleanup() {
   sm_stop "$T/sm"
   [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
-  rm -f "/dev/shm/$TABLE-v1"
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT

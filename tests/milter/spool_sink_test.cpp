@@ -245,7 +245,7 @@ TEST(SpoolSinkTest, RemovedTableTempfailsAndIsNeverRecreatedByTheMilter) {
   EXPECT_FALSE(sink->Begin("a@x.org", &w).ok());
   EXPECT_FALSE(sink->Probe().table_present);
   // The milter re-attached with create_if_missing = false: no segment appeared.
-  EXPECT_FALSE(fs::exists("/dev/shm" + shm::ClaimTable::SegmentName(f.tt.opt)));
+  EXPECT_FALSE(fs::exists(shm::ClaimTable::TablePath(f.tt.opt)));
 
   // The exporter recreates it: the next probe attaches to the new one.
   std::unique_ptr<shm::ClaimTable> t;
@@ -272,10 +272,10 @@ TEST(SpoolSinkTest, ReattachIsRateLimited) {
 
 TEST(SpoolSinkTest, MissingTableAtStartIsCreatedOnce) {
   Fixture f;
-  EXPECT_FALSE(fs::exists("/dev/shm" + shm::ClaimTable::SegmentName(f.tt.opt)));
+  EXPECT_FALSE(fs::exists(shm::ClaimTable::TablePath(f.tt.opt)));
   std::unique_ptr<SpoolCaptureSink> sink;
   ASSERT_TRUE(SpoolCaptureSink::Open(f.opt, &sink).ok());  // as the shm header says for milters
-  EXPECT_TRUE(fs::exists("/dev/shm" + shm::ClaimTable::SegmentName(f.tt.opt)));
+  EXPECT_TRUE(fs::exists(shm::ClaimTable::TablePath(f.tt.opt)));
   EXPECT_TRUE(sink->Probe().table_present);
 }
 

@@ -11,6 +11,8 @@
 //   milter-spool-tool exporter CONF AGE_S BACKLOG
 //     publishes an exporter state whose heartbeat and progress are AGE_S seconds old and
 //     whose backlog hint is BACKLOG (simulates a stalled or a healthy exporter).
+#include <grp.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,10 +47,19 @@ std::string Message(const store::SpoolEntry& e) {
   return out;
 }
 
-Status OpenTable(const Config& cfg, std::unique_ptr<shm::ClaimTable>* t) {
+// `writer`: stands in for the exporter, which must be the table's user (the table refuses
+// anyone else): as root, become the owner of runtime_directory first.
+Status OpenTable(const Config& cfg, bool writer, std::unique_ptr<shm::ClaimTable>* t) {
   shm::TableOptions o;
   CCMAIL_RETURN_IF_ERROR(shm::TableOptionsFromConfig(cfg, &o));
   o.create_if_missing = false;
+  o.read_only = !writer;
+  struct stat st;
+  if (writer && geteuid() == 0 && stat(o.runtime_directory.c_str(), &st) == 0 && st.st_uid != 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(st.st_gid, st.st_gid, st.st_gid) != 0 ||
+        setresuid(st.st_uid, st.st_uid, st.st_uid) != 0)
+      return Status::FromErrno("switching to the owner of " + o.runtime_directory, errno);
+  }
   return shm::ClaimTable::Open(o, t);
 }
 
@@ -100,7 +111,7 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<shm::ClaimTable> table;
-  if (Status s = OpenTable(cfg, &table); !s.ok()) return Fail(s);
+  if (Status s = OpenTable(cfg, /*writer=*/cmd == "exporter", &table); !s.ok()) return Fail(s);
   if (cmd == "ready") {
     // Counted from the slot control words only: claiming would change the table.
     uint32_t n = 0;

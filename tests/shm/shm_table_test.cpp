@@ -135,7 +135,7 @@ TEST(ClaimTable, RefusesOtherLayoutSizeAndBoot) {
   EXPECT_NE(s.message().find("another boot"), std::string::npos) << s.ToString();
 
   // A different layout version written into the header is refused too.
-  std::string path = "/dev/shm" + ClaimTable::SegmentName(tt.opt);
+  std::string path = ClaimTable::TablePath(tt.opt);
   {
     int fd = ::open(path.c_str(), O_RDWR);
     ASSERT_GE(fd, 0);
@@ -168,7 +168,7 @@ TEST(ClaimTable, RebootRecreatesEmptyTable) {
     ASSERT_TRUE(t->Publish(*r, IdOf(1), 1).ok());
     inc1 = t->Stats().incarnation;
   }
-  // reboot: /dev/shm emptied, new boot id
+  // reboot: /run (tmpfs) emptied, new boot id
   ASSERT_TRUE(ClaimTable::Remove(tt.opt).ok());
   TableOptions o = tt.opt;
   o.boot_id = kBootB;
@@ -193,7 +193,7 @@ TEST(ClaimTable, CreatorKilledMidInitIsRecovered) {
       return 0;  // not reached
     });
     ASSERT_EQ(WaitExit(pid), 1000 + SIGKILL) << point;
-    std::string path = "/dev/shm" + ClaimTable::SegmentName(tt.opt);
+    std::string path = ClaimTable::TablePath(tt.opt);
     struct stat st;
     ASSERT_EQ(::stat(path.c_str(), &st), 0) << point << ": the dead creator left its segment";
     // A milter that may not create reports it; the next opener that may create recovers.
@@ -231,18 +231,24 @@ TEST(ClaimTable, KilledDuringTableResetIsRecovered) {
   EXPECT_TRUE(t->CheckSameSegment().ok());
 }
 
-TEST(ClaimTable, GroupModeIs0660AndOwnedByGroup) {
+// The group may read the table (ccmailctl), never write it; the lock files are the
+// bridge user's alone, since a read-only descriptor can already hold locks.
+TEST(ClaimTable, GroupModeIs0640AndLockFilesAre0600) {
   struct group* g = ::getgrgid(::getgid());
   if (g == nullptr) GTEST_SKIP() << "no group entry for gid " << ::getgid();
   TestTable tt(8, 2);
   tt.opt.group = g->gr_name;
   auto t = MustOpen(tt.opt);
+  EXPECT_EQ(t->path(), tt.opt.runtime_directory + "/" + tt.opt.name + "-v1");
   struct stat st;
-  ASSERT_EQ(::stat(("/dev/shm" + t->segment_name()).c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  ASSERT_EQ(::stat(t->path().c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
   EXPECT_EQ(st.st_gid, ::getgid());
-  ASSERT_EQ(::stat((tt.opt.runtime_directory + "/live.lock").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  for (const std::string& lock : {std::string("/live.lock"), "/" + tt.opt.name + ".init.lock"}) {
+    ASSERT_EQ(::stat((tt.opt.runtime_directory + lock).c_str(), &st), 0) << lock;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << lock;
+  }
 }
 
 TEST(Registry, FullRegistryIsNoSpaceAndDestroyedEntriesAreReused) {
@@ -300,7 +306,7 @@ TEST(ClaimTable, ModeIs0600WithoutGroup) {
   TestTable tt(8, 2);
   auto t = MustOpen(tt.opt);
   struct stat st;
-  ASSERT_EQ(::stat(("/dev/shm" + t->segment_name()).c_str(), &st), 0);
+  ASSERT_EQ(::stat(t->path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   TableOptions o = tt.opt;
   o.name += "-g";

@@ -12,8 +12,9 @@ namespace ccmail {
 // configuration setting that gave the user, for the error message.
 Status DropPrivileges(const std::string& user, const std::string& setting);
 
-// Creates directory `dir` 0755 if missing and, as root, gives it to `user`; an existing
-// directory is left as it is. For runtime_directory when systemd did not make it.
+// Creates directory `dir` 0750 if missing and, as root, gives it to `user`; an existing
+// directory is left as it is (the claim table refuses an unsafe one). For
+// runtime_directory when systemd did not make it.
 Status EnsureOwnedDirectory(const std::string& dir, const std::string& user, const std::string& setting);
 
 }  // namespace ccmail

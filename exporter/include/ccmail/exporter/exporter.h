@@ -12,7 +12,9 @@
 //   after checking it against the outbox (ledger_guard.h: a missing, older or damaged
 //   ledger is refused, IsLedgerRefusal; the daemon exits kExitLedgerRefused),
 //   the spool, the outbox and the claim table (created, or recreated when invalid; the
-//   runtime_directory is created 0755 if missing).
+//   runtime_directory is created 0750 if missing). ccmail-exporter exits with
+//   kExitUnsafeRuntimeDirectory when runtime_directory is not its own (or root's) or is
+//   group/other-writable (shm::CheckRuntimeDirectory).
 //
 //   Recover(): bump the epoch (recovery.epoch); for every out/tmp .part: roll forward
 //   (Outbox::Publish) when the ledger has its batch, else delete it (recovery.rollforward);
@@ -62,6 +64,10 @@ namespace ccmail::exporter {
 
 // Crash points the exporter itself passes (the outbox, ledger and spool add theirs:
 // batch.*, watermark.*, ledger.commit.*, recovery.epoch, spool.unlinked, prune.k).
+// Exit status of ccmail-exporter for an unsafe runtime_directory (EX_CONFIG): a
+// misconfiguration that a restart does not fix.
+inline constexpr int kExitUnsafeRuntimeDirectory = 78;
+
 inline constexpr const char* kCrashSlotClaimed = "slot.claimed";
 inline constexpr const char* kCrashSlotFreed = "slot.freed";
 inline constexpr const char* kCrashRecoveryRollforward = "recovery.rollforward";

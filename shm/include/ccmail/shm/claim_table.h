@@ -5,7 +5,7 @@
 //   // every process, once at start (milter: create_if_missing, no recreate)
 //   ccmail::shm::TableOptions opt;  ccmail::shm::TableOptionsFromConfig(cfg, &opt);
 //   std::unique_ptr<ClaimTable> table;
-//   Status s = ClaimTable::Open(opt, &table);          // Unavailable/Corrupt => tempfail mail
+//   Status s = ClaimTable::Open(opt, &table);          // not Ok => tempfail mail (451 4.3.0)
 //   std::unique_ptr<Registration> reg;
 //   s = table->Register(Role::kMilter, &reg);          // keeps an OFD lock until destroyed
 //
@@ -25,12 +25,24 @@
 //   table->PublishExporterState({epoch, now, progress, backlog...});
 //
 // DESCRIPTION
-//   The table is a POSIX shared-memory segment /dev/shm/<name>-v<layout>
-//   made with boost::interprocess::shared_memory_object + mapped_region and
-//   posix_fallocate (a full /dev/shm is a kNoSpace Status, never a SIGBUS).
-//   It holds a header, a process registry and fixed 64-byte slots. No Boost
-//   mutex, condition, named object, allocator or offset_ptr is used: a
-//   process killed at any instant cannot block another one.
+//   The table is a regular file <runtime_directory>/<name>-v<layout> (tmpfs
+//   /run by default), created with O_EXCL and posix_fallocate (a full file
+//   system is a kNoSpace Status, never a SIGBUS) and mapped MAP_SHARED with
+//   boost::interprocess::mapped_region. It holds a header, a process registry
+//   and fixed 64-byte slots. No Boost mutex, condition, named object,
+//   allocator or offset_ptr is used: a process killed at any instant cannot
+//   block another one.
+//
+//   Who may touch it (docs/ARCHITECTURE.md "Who may touch what"): only the
+//   bridge user can create, write, shrink or replace anything in
+//   runtime_directory, so no other user can make a mapping SIGBUS or feed the
+//   daemons a table. Before anything else Open checks, on descriptors opened
+//   with O_NOFOLLOW: runtime_directory is owned by the euid (or root) and not
+//   group/other-writable; a table to adopt is a regular file owned by the
+//   euid, not group/other-writable, of exactly the expected size and layout.
+//   The table file is 0600 (0640 + fchown to `group` when set: group members
+//   map it read-only with read_only); live.lock and the init lock are 0600,
+//   because any descriptor of a lock file can hold locks that block others.
 //
 //   The table is an INDEX, not the truth: the durable spool is. Losing the
 //   table (reboot, removal, full table) loses nothing; the exporter finds
@@ -57,17 +69,21 @@
 //
 //   Creation: serialised by flock on <runtime_directory>/<name>.init.lock.
 //   The creator writes init_state = 1 last (release). An opener holding the
-//   init lock that finds init_state != 1 knows the creator died: the segment
-//   is removed and recreated (when create_if_missing). A segment of another
-//   magic, layout, slot size, slot/registry count or boot id is refused with
-//   kCorrupt naming the mismatch, unless recreate_if_invalid (exporter).
+//   init lock that finds init_state != 1 knows the creator died: the table
+//   is removed and recreated (when create_if_missing). A table of another
+//   magic, layout, size, slot/registry count or boot id, or one failing the
+//   owner/mode checks, is refused with kCorrupt naming the reason, unless
+//   recreate_if_invalid (exporter): then it is unlinked and created anew.
 //
 // ERRORS
-//   kUnavailable  segment missing and !create_if_missing; removed/replaced
-//                 under us (CheckSameSegment); init lock held for too long.
-//   kCorrupt      segment of another layout/size/boot (and !recreate_if_invalid).
-//   kNoSpace      /dev/shm full at creation; Publish found no FREE slot;
-//                 registry full in Register.
+//   kUnavailable  table missing and !create_if_missing; removed/replaced
+//                 under us (CheckSameSegment); runtime_directory unsafe
+//                 (not ours or root's, group/other-writable, a symlink).
+//   kBusy         init lock held for too long.
+//   kCorrupt      table of another layout/size/boot, not a regular file,
+//                 another owner, group/other-writable (and !recreate_if_invalid).
+//   kNoSpace      runtime_directory's file system full at creation; Publish
+//                 found no FREE slot; registry full in Register.
 //   kIoError      any other system call failure (errno in the Status).
 //
 // THREAD SAFETY
@@ -104,19 +120,26 @@ enum class Role : uint32_t { kMilter = 1, kExporter = 2, kTool = 3 };
 enum class SlotState : uint32_t { kFree = 0, kReserved = 1, kReady = 2, kClaimed = 3 };
 
 struct TableOptions {
-  std::string name = "ccmail-bridge-claims";  // segment is /dev/shm/<name>-v<kLayoutVersion>
-  std::string runtime_directory = "/run/ccmail-bridge";  // live.lock, <name>.init.lock
+  std::string name = "ccmail-bridge-claims";  // table is <runtime_directory>/<name>-v<kLayoutVersion>
+  std::string runtime_directory = "/run/ccmail-bridge";  // the table, live.lock, <name>.init.lock
   uint32_t slots = 65536;                     // 1 .. 2^24
   uint32_t registry = 1024;                   // 1 .. kMaxRegistry
-  std::string group;                          // empty: mode 0600; else 0660 + fchown to it
-  bool create_if_missing = true;              // create (or finish a dead creator's) segment
-  bool recreate_if_invalid = false;           // exporter: replace a foreign/stale segment
+  std::string group;                          // empty: table mode 0600; else 0640 + fchown to it
+  bool create_if_missing = true;              // create (or finish a dead creator's) table
+  bool recreate_if_invalid = false;           // exporter: replace a foreign/stale/unsafe table
+  bool read_only = false;                     // ccmailctl: map read-only, never lock, create or repair;
+                                              // accepts a table of the directory's owner (or root)
   std::string boot_id;                        // empty: read /proc/sys/kernel/random/boot_id
 };
 
 // Fills opt from rows claim_table_name, claim_table_slots, claim_table_registry,
 // runtime_directory, bridge_group. create/recreate flags are left to the caller.
 Status TableOptionsFromConfig(const Config& cfg, TableOptions* opt);
+
+// Whether `dir` may hold the table for this process: a directory (not a symlink)
+// owned by the euid or root that neither its group nor others can write. kUnavailable
+// naming the reason otherwise (the exporter refuses to start on it).
+Status CheckRuntimeDirectory(const std::string& dir);
 
 // The boot id of the running kernel as 16 bytes (parsed from the text form).
 Status ReadBootId(std::array<uint8_t, 16>* out);
@@ -197,21 +220,24 @@ struct RecoveryReport {
 
 class ClaimTable {
  public:
-  // Opens the segment, creating it when missing (create_if_missing), finishing
+  // Opens the table, creating it when missing (create_if_missing), finishing
   // a dead creator's half-built one, or replacing an invalid one
-  // (recreate_if_invalid). See ERRORS above.
+  // (recreate_if_invalid); with read_only, only maps a valid one. See ERRORS above.
   static Status Open(const TableOptions& opt, std::unique_ptr<ClaimTable>* out);
-  // shm_unlink of the segment name (tests, ccmailctl). Mappings stay valid.
+  // Unlinks the table file (tests). Mappings stay valid.
   static Status Remove(const TableOptions& opt);
-  // "/<name>-v<layout>"
-  static std::string SegmentName(const TableOptions& opt);
+  // "<name>-v<layout>"
+  static std::string FileName(const TableOptions& opt);
+  // "<runtime_directory>/<name>-v<layout>"
+  static std::string TablePath(const TableOptions& opt);
 
   ~ClaimTable();
   ClaimTable(const ClaimTable&) = delete;
   ClaimTable& operator=(const ClaimTable&) = delete;
 
   // Takes a FREE registry entry and its OFD byte. kNoSpace when none is free
-  // (dead entries are freed by the exporter's RecoverDeadOwners).
+  // (dead entries are freed by the exporter's RecoverDeadOwners); kInvalidArgument
+  // on a read-only table.
   Status Register(Role role, std::unique_ptr<Registration>* out);
   // Liveness of entry `index` as the kernel sees it (byte locked by anyone else).
   bool IsEntryAlive(uint32_t index) const;
@@ -253,7 +279,7 @@ class ClaimTable {
   // ---- header ----
   void PublishExporterState(const ExporterState& st);
   TableStats Stats() const;
-  // Split-brain check: the name still refers to our segment (same inode and
+  // Split-brain check: the path still refers to our table file (same inode and
   // incarnation). kUnavailable naming what changed otherwise.
   Status CheckSameSegment() const;
 
@@ -261,7 +287,7 @@ class ClaimTable {
   uint32_t registry_count() const;
   SlotView Slot(uint32_t i) const;
   RegistryView Entry(uint32_t i) const;
-  const std::string& segment_name() const { return segment_name_; }
+  const std::string& path() const { return path_; }
 
   struct Impl;
 
@@ -269,7 +295,7 @@ class ClaimTable {
   friend class Registration;
   ClaimTable() = default;
   std::unique_ptr<Impl> impl_;
-  std::string segment_name_;
+  std::string path_;
 };
 
 }  // namespace ccmail::shm

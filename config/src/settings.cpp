@@ -39,6 +39,9 @@ const std::vector<SettingSpec>& AllSettings() {
       {"ccmail_domains", "", "milter",
        "Mail domains whose recipients are cc:Mail users (comma or space separated). A recipient is "
        "captured when its domain is listed here or its address is in address_map."},
+      {"percent_route_postoffices", "", "milter",
+       "Post offices a sender may choose with PMDF routing, user%PO@<ccmail domain> (comma or space "
+       "separated). Empty: no '%' routing; such a recipient gets 550 5.1.1 at RCPT."},
       {"address_map", "/etc/ccmail-bridge/address-map", "milter",
        "Address map: one rule a line, an address or @domain, then the cc:Mail name and post office "
        "(\"jsmith@corp.example  Smith, John at HUBPO2\"). Reloaded on SIGHUP."},

@@ -69,7 +69,7 @@ class FakeSink : public CaptureSink {
 
 std::shared_ptr<const Policy> MakePolicy(CaptureMode mode = CaptureMode::kDivert, bool reject_unknown = false,
                                          Limits limits = {}) {
-  format::AddressMapOptions opt{.ccmail_domains = {"cc.example"}, .default_postoffice = ""};
+  format::AddressMapOptions opt{.ccmail_domains = {"cc.example"}, .default_postoffice = "", .percent_route_postoffices = {}};
   std::shared_ptr<const format::AddressMap> map;
   Status s = format::AddressMap::Parse(
       "jsmith@corp.example  Smith, John at HUBPO2\n"

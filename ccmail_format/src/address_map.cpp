@@ -186,12 +186,9 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
 
 Status AddressMap::Load(const std::string& path, const AddressMapOptions& options,
                         std::shared_ptr<const AddressMap>* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::FromErrno("open address map " + path, errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) return Status::FromErrno("read address map " + path, errno);
-  return Parse(buf.str(), path, options, out);
+  std::string text;
+  CCMAIL_RETURN_IF_ERROR(ReadRegularFile(path, "address map", &text));
+  return Parse(text, path, options, out);
 }
 
 Status AddressMap::LoadFromConfig(const Config& config, std::shared_ptr<const AddressMap>* out) {
@@ -199,6 +196,15 @@ Status AddressMap::LoadFromConfig(const Config& config, std::shared_ptr<const Ad
   CCMAIL_RETURN_IF_ERROR(config.GetList("ccmail_domains", &opt.ccmail_domains));
   CCMAIL_RETURN_IF_ERROR(config.GetString("default_postoffice", &opt.default_postoffice));
   CCMAIL_RETURN_IF_ERROR(config.GetList("percent_route_postoffices", &opt.percent_route_postoffices));
+  // Parse checks these too; here the error can name the configuration file and line.
+  std::string why;
+  if (!opt.default_postoffice.empty() && !PostOfficeNameUsable(opt.default_postoffice, &why))
+    return Status::InvalidArgument(config.Where("default_postoffice") + ": default_postoffice: \"" +
+                                   opt.default_postoffice + "\": " + why);
+  for (const std::string& po : opt.percent_route_postoffices)
+    if (!PostOfficeNameUsable(po, &why))
+      return Status::InvalidArgument(config.Where("percent_route_postoffices") + ": percent_route_postoffices: \"" +
+                                     po + "\": " + why);
   std::string path;
   CCMAIL_RETURN_IF_ERROR(config.GetString("address_map", &path));
   if (path.empty()) return Parse("", "(no address map)", opt, out);

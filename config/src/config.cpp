@@ -55,8 +55,8 @@ bool MulOverflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_
 }  // namespace
 
 Status ReadRegularFile(const std::string& path, const std::string& what, std::string* text) {
-  // A directory opens and reads as empty on Linux: without this check it would "load" as a
-  // file of defaults.
+  // A directory opens and reads as empty through ifstream: without this check it would
+  // "load" as a file of defaults.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) return Status::FromErrno("open " + what + " " + path, errno);
   struct stat st;
@@ -65,10 +65,10 @@ Status ReadRegularFile(const std::string& path, const std::string& what, std::st
     ::close(fd);
     return Status::FromErrno("stat " + what + " " + path, e);
   }
-  if (!S_ISREG(st.st_mode)) {
+  // /dev/null stays usable as "an empty file" (the commands' -c /dev/null: all defaults).
+  if (S_ISDIR(st.st_mode)) {
     ::close(fd);
-    return Status::InvalidArgument(what + " " + path + ": " +
-                                   (S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file"));
+    return Status::InvalidArgument(what + " " + path + ": is a directory");
   }
   text->clear();
   char buf[65536];

@@ -99,9 +99,8 @@ TEST_F(CheckTest, DirectoryOrUnreadablePathIsAnError) {
   EXPECT_NE(s.message().find(dir_ + ": is a directory"), std::string::npos) << s.message();
   s = Config::Load(dir_ + "/missing.conf", &cfg);
   EXPECT_TRUE(s.IsNotFound()) << s.ToString();
-  s = Config::Load("/dev/null", &cfg);
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("not a regular file"), std::string::npos) << s.message();
+  s = Config::Load("/dev/null", &cfg);  // the commands' "-c /dev/null": all defaults
+  EXPECT_TRUE(s.ok()) << s.ToString();
   // The address map path is held to the same rule.
   ASSERT_EQ(mkdir((dir_ + "/map.d").c_str(), 0700), 0);
   Config with_dir_map;

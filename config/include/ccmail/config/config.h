@@ -35,9 +35,9 @@
 
 namespace ccmail {
 
-// Reads the whole of path, which must be a regular file: a directory, a device or a FIFO is
-// an InvalidArgument naming what (e.g. "config", "address map") and path; open/read errors
-// keep their errno (NotFound, PermissionDenied, IoError).
+// Reads the whole of path. A directory is an InvalidArgument naming what (e.g. "config",
+// "address map") and path; open/read errors keep their errno (NotFound, PermissionDenied,
+// IoError). /dev/null reads as an empty file.
 Status ReadRegularFile(const std::string& path, const std::string& what, std::string* text);
 
 // The shortest dedup_window accepted. A retry of a message whose 250 was lost can come back

@@ -1,6 +1,7 @@
 // address_map.cpp - the address map file and the PMDF fallbacks (see address_map.h).
 #include "ccmail/format/address_map.h"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -54,7 +55,65 @@ bool AddressKeyOk(std::string_view key) {
   return true;
 }
 
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool Fail(std::string* why, std::string text) {
+  if (why) *why = std::move(text);
+  return false;
+}
+
+Resolution Unusable(Resolution::Unusable kind, std::string reason) {
+  Resolution r;
+  r.kind = Resolution::Kind::kUnusable;
+  r.unusable = kind;
+  r.reason = std::move(reason);
+  return r;
+}
+
 }  // namespace
+
+bool PostOfficeNameUsable(std::string_view po, std::string* why) {
+  if (po.empty()) return Fail(why, "empty post office name");
+  if (po.size() > 8) return Fail(why, "post office name longer than 8 characters");
+  for (unsigned char c : po)
+    if (!(std::isalnum(c) || c == '-' || c == '_') || c >= 0x80)
+      return Fail(why, "post office name has a character other than A-Z 0-9 - _");
+  // The post office is a directory the cc:Mail side (DOS/Windows) opens: a device name there
+  // is a device, whatever the directory on this host is called.
+  const std::string up = Upper(po);
+  static const char* const kDevices[] = {"CON", "PRN", "AUX", "NUL"};
+  for (const char* d : kDevices)
+    if (up == d) return Fail(why, "post office name is a DOS device name");
+  if (up.size() == 4 && (up.compare(0, 3, "COM") == 0 || up.compare(0, 3, "LPT") == 0) && up[3] >= '0' && up[3] <= '9')
+    return Fail(why, "post office name is a DOS device name");
+  return true;
+}
+
+bool CcMailNameUsable(std::string_view name, bool from_address, std::string* why) {
+  if (name.empty()) return Fail(why, "empty cc:Mail name");
+  if (name.size() > 256) return Fail(why, "cc:Mail name longer than 256 characters");
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return Fail(why, "control character in cc:Mail name");
+    if (c == ';' || c == '"' || c == '<' || c == '>')
+      return Fail(why, std::string("'") + static_cast<char>(c) + "' in cc:Mail name");
+  }
+  if (Lower(" " + std::string(name) + " ").find(" at ") != std::string::npos)
+    return Fail(why, "\" at \" in cc:Mail name");
+  if (name.front() == ' ' || name.back() == ' ') return Fail(why, "cc:Mail name begins or ends with a space");
+  const size_t comma = name.find(',');
+  if (comma != std::string_view::npos) {
+    if (from_address) return Fail(why, "',' in a cc:Mail name taken from an address");
+    // "Last, First": exactly one comma, followed by one space, with text on both sides.
+    if (name.find(',', comma + 1) != std::string_view::npos || comma == 0 || comma + 2 >= name.size() ||
+        name[comma + 1] != ' ' || name[comma + 2] == ' ')
+      return Fail(why, "',' in cc:Mail name other than the one of \"Last, First\"");
+  }
+  return true;
+}
 
 Status AddressMap::Parse(std::string_view text, const std::string& source_name,
                          const AddressMapOptions& options, std::shared_ptr<const AddressMap>* out) {
@@ -62,6 +121,14 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
   map->source_ = source_name;
   map->options_ = options;
   for (std::string& d : map->options_.ccmail_domains) d = Lower(d);
+  std::string why;
+  if (!options.default_postoffice.empty() && !PostOfficeNameUsable(options.default_postoffice, &why))
+    return Status::InvalidArgument("default_postoffice \"" + options.default_postoffice + "\": " + why);
+  for (std::string& po : map->options_.percent_route_postoffices) {
+    if (!PostOfficeNameUsable(po, &why))
+      return Status::InvalidArgument("percent_route_postoffices \"" + po + "\": " + why);
+    po = Upper(po);
+  }
   std::unordered_map<std::string, int> first_line;
   size_t pos = 0;
   int lineno = 0;
@@ -72,8 +139,8 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
     ++lineno;
     std::string_view line = Trim(raw);
     if (line.empty() || line.front() == '#') continue;
-    auto fail = [&](const std::string& why) {
-      return Status::InvalidArgument(source_name + ":" + std::to_string(lineno) + ": " + why);
+    auto fail = [&](const std::string& reason) {
+      return Status::InvalidArgument(source_name + ":" + std::to_string(lineno) + ": " + reason);
     };
     if (HasControl(line)) return fail("control character in line");
     size_t ws = line.find_first_of(" \t");
@@ -97,16 +164,18 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
         rule.name = name;
         rule.postoffice = po;
       }
-      if (rule.postoffice.empty()) return fail("empty post office");
-      if (rule.postoffice.find_first_of(",\"[]") != std::string::npos) return fail("bad post office name \"" + rule.postoffice + "\"");
+      if (!rule.name.empty() && !CcMailNameUsable(rule.name, false, &why))
+        return fail("bad cc:Mail name \"" + rule.name + "\": " + why);
+      if (!PostOfficeNameUsable(rule.postoffice, &why))
+        return fail("bad post office name \"" + rule.postoffice + "\": " + why);
       map->domains_[domain] = std::move(rule);
     } else {
       if (!AddressKeyOk(key)) return fail("bad address \"" + std::string(line.substr(0, ws)) + "\" (expected local@domain or @domain)");
       if (name.empty()) return fail("empty cc:Mail name");
-      if (name.size() > 256) return fail("cc:Mail name longer than 256 characters");
+      if (!CcMailNameUsable(name, false, &why)) return fail("bad cc:Mail name \"" + name + "\": " + why);
       if (po.empty()) po = options.default_postoffice;
       if (po.empty()) return fail("no \" at <post office>\" and default_postoffice is empty");
-      if (po.find_first_of(",\"[]") != std::string::npos) return fail("bad post office name \"" + po + "\"");
+      if (!PostOfficeNameUsable(po, &why)) return fail("bad post office name \"" + po + "\": " + why);
       map->exact_[key] = CcMailAddress{name, po};
     }
     first_line.emplace(key, lineno);
@@ -117,18 +186,25 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
 
 Status AddressMap::Load(const std::string& path, const AddressMapOptions& options,
                         std::shared_ptr<const AddressMap>* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::FromErrno("open address map " + path, errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) return Status::FromErrno("read address map " + path, errno);
-  return Parse(buf.str(), path, options, out);
+  std::string text;
+  CCMAIL_RETURN_IF_ERROR(ReadRegularFile(path, "address map", &text));
+  return Parse(text, path, options, out);
 }
 
 Status AddressMap::LoadFromConfig(const Config& config, std::shared_ptr<const AddressMap>* out) {
   AddressMapOptions opt;
   CCMAIL_RETURN_IF_ERROR(config.GetList("ccmail_domains", &opt.ccmail_domains));
   CCMAIL_RETURN_IF_ERROR(config.GetString("default_postoffice", &opt.default_postoffice));
+  CCMAIL_RETURN_IF_ERROR(config.GetList("percent_route_postoffices", &opt.percent_route_postoffices));
+  // Parse checks these too; here the error can name the configuration file and line.
+  std::string why;
+  if (!opt.default_postoffice.empty() && !PostOfficeNameUsable(opt.default_postoffice, &why))
+    return Status::InvalidArgument(config.Where("default_postoffice") + ": default_postoffice: \"" +
+                                   opt.default_postoffice + "\": " + why);
+  for (const std::string& po : opt.percent_route_postoffices)
+    if (!PostOfficeNameUsable(po, &why))
+      return Status::InvalidArgument(config.Where("percent_route_postoffices") + ": percent_route_postoffices: \"" +
+                                     po + "\": " + why);
   std::string path;
   CCMAIL_RETURN_IF_ERROR(config.GetString("address_map", &path));
   if (path.empty()) return Parse("", "(no address map)", opt, out);
@@ -146,14 +222,33 @@ bool AddressMap::IsCcMailDomain(std::string_view domain) const {
 }
 
 std::optional<CcMailAddress> AddressMap::Resolve(std::string_view smtp) const {
+  Resolution r = Lookup(smtp);
+  if (r.kind != Resolution::Kind::kCcMail) return std::nullopt;
+  return std::move(r.address);
+}
+
+Resolution AddressMap::Lookup(std::string_view smtp) const {
+  Resolution r;
   smtp = Trim(smtp);
   if (smtp.size() >= 2 && smtp.front() == '<' && smtp.back() == '>') smtp = Trim(smtp.substr(1, smtp.size() - 2));
   size_t at = smtp.rfind('@');
-  if (smtp.empty() || at == std::string_view::npos || at == 0 || at + 1 == smtp.size()) return std::nullopt;
+  if (smtp.empty() || at == std::string_view::npos || at == 0 || at + 1 == smtp.size()) return r;
   std::string key = Lower(smtp);
-  if (auto it = exact_.find(key); it != exact_.end()) return it->second;
+  if (auto it = exact_.find(key); it != exact_.end()) {
+    r.kind = Resolution::Kind::kCcMail;
+    r.address = it->second;  // checked when the map was parsed
+    return r;
+  }
   std::string_view local = smtp.substr(0, at);
   std::string domain = Lower(smtp.substr(at + 1));
+  auto rule = domains_.find(domain);
+  const bool ours = rule != domains_.end() || IsCcMailDomain(domain);
+  if (!ours) return r;
+  if (rule != domains_.end() && !rule->second.name.empty()) {
+    r.kind = Resolution::Kind::kCcMail;
+    r.address = CcMailAddress{rule->second.name, rule->second.postoffice};
+    return r;
+  }
   // "John Smith"@domain -> John Smith
   std::string user(local);
   if (user.size() >= 2 && user.front() == '"' && user.back() == '"') {
@@ -164,28 +259,28 @@ std::optional<CcMailAddress> AddressMap::Resolve(std::string_view smtp) const {
     }
     user = unq;
   }
-  for (unsigned char c : user)
-    if (c < 0x20 || c == 0x7f) return std::nullopt;
-  if (user.empty()) return std::nullopt;
-  // PMDF: user%po@domain -> user at po.
-  std::string po_from_address;
-  if (size_t pct = user.rfind('%'); pct != std::string::npos && pct > 0 && pct + 1 < user.size()) {
-    po_from_address = user.substr(pct + 1);
+  // PMDF: user%po@domain -> user at po, for the post offices the administrator opened to it.
+  std::string po;
+  if (size_t pct = user.rfind('%'); pct != std::string::npos) {
+    const std::string wanted = Upper(std::string_view(user).substr(pct + 1));
+    const auto& allowed = options_.percent_route_postoffices;
+    if (std::find(allowed.begin(), allowed.end(), wanted) == allowed.end())
+      return Unusable(Resolution::Unusable::kNoRoute,
+                      allowed.empty() ? "routing to a post office in the address is not enabled"
+                                      : "this post office is not open to routing in the address");
+    po = wanted;
     user.resize(pct);
-    // A post office name from the address is untrusted: nothing that could break an address line.
-    if (po_from_address.find_first_of(",\"[] \t") != std::string::npos || po_from_address.size() > 64) return std::nullopt;
+  } else if (rule != domains_.end()) {
+    po = rule->second.postoffice;
+  } else {
+    po = options_.default_postoffice;
+    if (po.empty()) return r;  // a cc:Mail domain without a default PO: the map does not know it
   }
-  if (auto it = domains_.find(domain); it != domains_.end()) {
-    if (!it->second.name.empty()) return CcMailAddress{it->second.name, it->second.postoffice};
-    return CcMailAddress{user, po_from_address.empty() ? it->second.postoffice : po_from_address};
-  }
-  bool ours = false;
-  for (const std::string& cd : options_.ccmail_domains)
-    if (cd == domain) ours = true;
-  if (!ours) return std::nullopt;
-  if (!po_from_address.empty()) return CcMailAddress{user, po_from_address};
-  if (options_.default_postoffice.empty()) return std::nullopt;
-  return CcMailAddress{user, options_.default_postoffice};
+  std::string why;
+  if (!CcMailNameUsable(user, true, &why)) return Unusable(Resolution::Unusable::kBadName, why);
+  r.kind = Resolution::Kind::kCcMail;
+  r.address = CcMailAddress{std::move(user), std::move(po)};
+  return r;
 }
 
 }  // namespace ccmail::format

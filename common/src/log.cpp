@@ -1,5 +1,7 @@
 #include "ccmail/common/log.h"
 
+#include "ccmail/common/escape.h"
+
 #include <syslog.h>
 #include <unistd.h>
 
@@ -39,14 +41,17 @@ int SyslogPriority(LogLevel level) {
 
 void Emit(LogLevel level, const char* fmt, va_list ap) {
   if (level > g_level.load(std::memory_order_relaxed)) return;
-  char line[2048];
-  std::vsnprintf(line, sizeof line, fmt, ap);
+  char raw[2048];
+  std::vsnprintf(raw, sizeof raw, fmt, ap);
+  // The arguments carry envelope addresses and other outside text: a CR/LF in them would
+  // forge a log line, an ESC would drive the reader's terminal.
+  const std::string line = EscapeControls(raw);
   if (g_target.load(std::memory_order_relaxed) == LogTarget::kSyslog) {
-    syslog(LOG_MAIL | SyslogPriority(level), "%s: %s", LevelName(level), line);
+    syslog(LOG_MAIL | SyslogPriority(level), "%s: %s", LevelName(level), line.c_str());
     return;
   }
   // One fprintf per line so concurrent threads do not interleave within a line.
-  std::fprintf(stderr, "%s[%d]: %s: %s\n", g_ident.c_str(), static_cast<int>(getpid()), LevelName(level), line);
+  std::fprintf(stderr, "%s[%d]: %s: %s\n", g_ident.c_str(), static_cast<int>(getpid()), LevelName(level), line.c_str());
 }
 
 }  // namespace

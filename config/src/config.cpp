@@ -8,6 +8,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "ccmail/config/settings.h"
 
 namespace ccmail {
@@ -50,13 +54,43 @@ bool MulOverflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_
 
 }  // namespace
 
+Status ReadRegularFile(const std::string& path, const std::string& what, std::string* text) {
+  // A directory opens and reads as empty through ifstream: without this check it would
+  // "load" as a file of defaults.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return Status::FromErrno("open " + what + " " + path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status::FromErrno("stat " + what + " " + path, e);
+  }
+  // /dev/null stays usable as "an empty file" (the commands' -c /dev/null: all defaults).
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument(what + " " + path + ": is a directory");
+  }
+  text->clear();
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      ::close(fd);
+      return Status::FromErrno("read " + what + " " + path, e);
+    }
+    text->append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
 Status Config::Load(const std::string& path, Config* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::FromErrno("open config " + path, errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) return Status::FromErrno("read config " + path, errno);
-  return Parse(buf.str(), path, out);
+  std::string text;
+  CCMAIL_RETURN_IF_ERROR(ReadRegularFile(path, "config", &text));
+  return Parse(text, path, out);
 }
 
 Status Config::Parse(std::string_view text, const std::string& source_name, Config* out) {

@@ -35,7 +35,9 @@ const std::vector<SettingSpec>& AllSettings() {
       {"milter_socket", "unix:/var/spool/postfix/ccmail-bridge/milter.sock", "milter",
        "Where ccmail-milter listens: unix:/path or inet:port@127.0.0.1. The default lies inside "
        "Debian's Postfix chroot (smtpd_milters = unix:/ccmail-bridge/milter.sock)."},
-      {"milter_socket_mode", "0660", "milter", "File mode of a unix: milter socket."},
+      {"milter_socket_mode", "0660", "milter",
+       "File mode of a unix: milter socket. No bit for \"other\" is accepted: whoever can connect "
+       "can make the milter capture mail."},
       {"milter_socket_group", "ccmail", "milter",
        "Group of a unix: milter socket; the MTA's user (postfix, smmsp) must be a member."},
       {"milter_user", "ccmail", "milter", "System user the milter runs as after binding its socket."},
@@ -43,6 +45,9 @@ const std::vector<SettingSpec>& AllSettings() {
       {"ccmail_domains", "", "milter",
        "Mail domains whose recipients are cc:Mail users (comma or space separated). A recipient is "
        "captured when its domain is listed here or its address is in address_map."},
+      {"percent_route_postoffices", "", "milter",
+       "Post offices a sender may choose with PMDF routing, user%PO@<ccmail domain> (comma or space "
+       "separated). Empty: no '%' routing; such a recipient gets 550 5.1.1 at RCPT."},
       {"address_map", "/etc/ccmail-bridge/address-map", "milter",
        "Address map: one rule a line, an address or @domain, then the cc:Mail name and post office "
        "(\"jsmith@corp.example  Smith, John at HUBPO2\"). Reloaded on SIGHUP."},
@@ -74,7 +79,8 @@ const std::vector<SettingSpec>& AllSettings() {
        "How often the exporter lists the spool for captures that got no claim-table slot."},
       {"dedup_window", "7d", "exporter",
        "How long a delivery (content key, recipient) is remembered, so an SMTP retry of the same "
-       "message is not exported twice. Keep it above the MTA's maximal_queue_lifetime."},
+       "message is not exported twice. Keep it above the MTA's maximal_queue_lifetime; below 5d (the "
+       "Postfix and Sendmail default) is refused."},
       {"deliver_command", "", "exporter",
        "Optional command run for each published batch (the site's cc:Mail IMPORT job). Exit codes "
        "follow IMPORT: 0 done, 4 post office locked (retry), 1/3 failure (retry, alert), 5 "

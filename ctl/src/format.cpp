@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "ccmail/common/escape.h"
+
 namespace ccmail::ctl {
 
 std::string FormatAge(int64_t ms) {
@@ -79,6 +81,11 @@ size_t DisplayWidth(const std::string& s) {
   return w;
 }
 
+void TextTable::Add(std::vector<std::string> row) {
+  for (std::string& cell : row) cell = EscapeControls(cell);
+  rows_.push_back(std::move(row));
+}
+
 std::string TextTable::Render() const {
   std::vector<size_t> width;
   for (const auto& r : rows_) {
@@ -99,7 +106,7 @@ std::string TextTable::Render() const {
 }
 
 void KeyValueText::Add(std::string key, std::string value, int indent) {
-  lines_.push_back(Line{std::move(key), std::move(value), indent});
+  lines_.push_back(Line{EscapeControls(key), EscapeControls(value), indent});
 }
 
 std::string KeyValueText::Render() const {

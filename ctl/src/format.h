@@ -18,18 +18,21 @@ std::string FormatUtc(int64_t ms);
 // seconds). False on anything else.
 bool ParseDuration(const std::string& text, std::chrono::milliseconds* out);
 
-// Columns padded to their widest cell; the last column is not padded.
+// Columns padded to their widest cell; the last column is not padded. Cells hold outside
+// text (addresses, reasons): control characters are shown escaped (EscapeControls), so a
+// cell can neither add a line nor drive the terminal.
 class TextTable {
  public:
-  explicit TextTable(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  explicit TextTable(std::vector<std::string> header) { Add(std::move(header)); }
+  void Add(std::vector<std::string> row);
   std::string Render() const;
 
  private:
   std::vector<std::vector<std::string>> rows_;
 };
 
-// "name<pad>value" lines with values starting in one column ("  free      65530").
+// "name<pad>value" lines with values starting in one column ("  free      65530"); keys
+// and values escaped as TextTable's cells.
 class KeyValueText {
  public:
   void Add(std::string key, std::string value, int indent = 0);

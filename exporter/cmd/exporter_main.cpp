@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "ccmail/config/check.h"
 #include "ccmail/common/log.h"
 #include "ccmail/common/privileges.h"
 #include "ccmail/config/config.h"
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   ExporterOptions opt;
   Status s = LoadConfig(config_path, overrides, &cfg);
   if (s.ok()) s = ExporterOptions::FromConfig(cfg, &opt);
+  if (s.ok() && check) s = CheckWholeConfig(cfg);
   if (!s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;

@@ -44,6 +44,10 @@ Status ExporterOptions::FromConfig(const Config& cfg, ExporterOptions* out) {
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("batch_max_delay", &o.batch_max_delay));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("spool_scan_interval", &o.spool_scan_interval));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("dedup_window", &o.dedup_window));
+  if (o.dedup_window < kMinDedupWindow)
+    return Status::InvalidArgument(cfg.Where("dedup_window") + ": dedup_window: " + cfg.GetRaw("dedup_window") +
+                                   " is shorter than an MTA keeps retrying (5d by default): a retry after it would be "
+                                   "exported twice; at least 5d");
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("deliver_command", &o.deliver_command));
   milliseconds d;
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("deliver_retry_min", &d));

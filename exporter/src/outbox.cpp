@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ccmail/common/escape.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/store/io.h"
 
@@ -109,7 +110,10 @@ std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& po,
   std::string out = "# ccmail-bridge manifest v1 epoch=" + std::to_string(epoch) + " seq=" +
                     std::to_string(seq) + " po=" + po + " batch=" + batch_name +
                     " count=" + std::to_string(entries.size()) + "\n";
-  for (const auto& e : entries) out += e.capture_id + "\t" + e.content_key + "\t" + e.recipient + "\t" + e.sender + "\n";
+  // Addresses come from the envelope: escaped, so a TAB or LF in one cannot add a column or a line.
+  for (const auto& e : entries)
+    out += EscapeField(e.capture_id) + "\t" + EscapeField(e.content_key) + "\t" + EscapeField(e.recipient) + "\t" +
+           EscapeField(e.sender) + "\n";
   return out;
 }
 
@@ -133,8 +137,8 @@ Status ParseManifest(const std::string& text, std::vector<ManifestEntry>* entrie
     auto t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
     auto t3 = t2 == std::string::npos ? t2 : line.find('\t', t2 + 1);
     if (t3 == std::string::npos) return Status::Corrupt("manifest line " + std::to_string(lineno) + ": expected 4 fields");
-    ManifestEntry e{line.substr(0, t1), line.substr(t1 + 1, t2 - t1 - 1), line.substr(t2 + 1, t3 - t2 - 1),
-                    line.substr(t3 + 1)};
+    ManifestEntry e{UnescapeField(line.substr(0, t1)), UnescapeField(line.substr(t1 + 1, t2 - t1 - 1)),
+                    UnescapeField(line.substr(t2 + 1, t3 - t2 - 1)), UnescapeField(line.substr(t3 + 1))};
     if (e.capture_id.size() != 32 || e.content_key.size() != 64 || e.recipient.empty())
       return Status::Corrupt("manifest line " + std::to_string(lineno) + ": bad field length");
     entries->push_back(std::move(e));

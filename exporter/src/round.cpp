@@ -253,8 +253,16 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
           it.bad = "recipient <" + r.smtp_address + "> has no cc:Mail name and post office";
           break;
         }
-        if (!ValidPostOfficeName(a.postoffice)) {
-          it.bad = "post office '" + a.postoffice + "' of <" + r.smtp_address + "> is not a usable name";
+        // The address map's export rule (the milter applies it at RCPT; a capture from an older
+        // milter may still break it).
+        std::string why;
+        if (!ValidPostOfficeName(a.postoffice) || !format::PostOfficeNameUsable(a.postoffice, &why)) {
+          it.bad = "post office '" + a.postoffice + "' of <" + r.smtp_address + "> is not a usable name" +
+                   (why.empty() ? "" : " (" + why + ")");
+          break;
+        }
+        if (!format::CcMailNameUsable(a.name, false, &why)) {
+          it.bad = "cc:Mail name '" + a.name + "' of <" + r.smtp_address + "> is not usable (" + why + ")";
           break;
         }
         std::string key = a.name + " at " + a.postoffice;

@@ -15,6 +15,7 @@
 
 #include "ccmail/common/log.h"
 #include "ccmail/common/privileges.h"
+#include "ccmail/config/check.h"
 #include "ccmail/config/config.h"
 #include "ccmail/format/address_map.h"
 #include "ccmail/milter/milter.h"
@@ -26,12 +27,13 @@ using namespace ccmail::milter;
 
 namespace {
 
-Status LoadAll(const std::string& path, const std::vector<std::string>& overrides, MilterSettings* ms,
+Status LoadAll(const std::string& path, const std::vector<std::string>& overrides, bool whole_file, MilterSettings* ms,
                std::shared_ptr<const Policy>* policy, SpoolSinkOptions* sink_opt) {
   Config cfg;
   CCMAIL_RETURN_IF_ERROR(Config::Load(path, &cfg));
   CCMAIL_RETURN_IF_ERROR(cfg.ApplyOverrides(overrides));
   CCMAIL_RETURN_IF_ERROR(cfg.ApplyLogLevel());
+  if (whole_file) CCMAIL_RETURN_IF_ERROR(CheckWholeConfig(cfg));
   CCMAIL_RETURN_IF_ERROR(MilterSettings::FromConfig(cfg, ms));
   CCMAIL_RETURN_IF_ERROR(SpoolSinkOptions::FromConfig(cfg, sink_opt));
   std::shared_ptr<const format::AddressMap> map;
@@ -57,7 +59,7 @@ int main(int argc, char** argv) {
   MilterSettings ms;
   std::shared_ptr<const Policy> policy;
   SpoolSinkOptions sink_opt;
-  if (Status s = LoadAll(config_path, overrides, &ms, &policy, &sink_opt); !s.ok()) {
+  if (Status s = LoadAll(config_path, overrides, check, &ms, &policy, &sink_opt); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
@@ -117,7 +119,7 @@ int main(int argc, char** argv) {
       MilterSettings fresh;
       std::shared_ptr<const Policy> np;
       SpoolSinkOptions fresh_sink;
-      Status s = LoadAll(config_path, overrides, &fresh, &np, &fresh_sink);
+      Status s = LoadAll(config_path, overrides, false, &fresh, &np, &fresh_sink);
       if (s.ok()) {
         svc.SetPolicy(np);
         LogInfo("reloaded %s (socket, user and spool changes need a restart)", config_path.c_str());

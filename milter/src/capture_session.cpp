@@ -40,6 +40,10 @@ Step CaptureSession::Rcpt(std::string_view recipient) {
         return Step::Reject("550", "5.1.1",
                             std::string(StripAngles(recipient)) + ": no such cc:Mail user");
       return Step::Continue();
+    case Route::Kind::kUnusable:
+      // Refused for this recipient alone, before anything is promised: the other recipients of
+      // the message are still captured, and the sender learns now instead of from a quarantine.
+      return Step::Reject(r.reject.rcode, r.reject.xcode, r.reject.text);
     case Route::Kind::kCcMail:
       break;
   }

@@ -14,10 +14,21 @@ Route Router::Classify(std::string_view smtp_address) const {
   Route r;
   std::string_view addr = StripAngles(smtp_address);
   if (addr.empty() || !map_) return r;
-  if (auto who = map_->Resolve(addr)) {
-    r.kind = Route::Kind::kCcMail;
-    r.address = std::move(*who);
-    return r;
+  format::Resolution res = map_->Lookup(addr);
+  switch (res.kind) {
+    case format::Resolution::Kind::kCcMail:
+      r.kind = Route::Kind::kCcMail;
+      r.address = std::move(res.address);
+      return r;
+    case format::Resolution::Kind::kUnusable:
+      r.kind = Route::Kind::kUnusable;
+      if (res.unusable == format::Resolution::Unusable::kNoRoute)
+        r.reject = {"550", "5.1.1", "no such cc:Mail post office: " + res.reason};
+      else
+        r.reject = {"553", "5.1.3", "not a usable cc:Mail name: " + res.reason};
+      return r;
+    case format::Resolution::Kind::kNotCcMail:
+      break;
   }
   auto at = addr.rfind('@');
   if (at != std::string_view::npos && map_->IsCcMailDomain(addr.substr(at + 1))) r.kind = Route::Kind::kUnknown;

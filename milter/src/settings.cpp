@@ -46,6 +46,13 @@ Status MilterSettings::FromConfig(const Config& c, MilterSettings* out) {
   if (Status v = ValidateSocketSpec(s.socket); !v.ok())
     return Status::InvalidArgument(c.Where("milter_socket") + ": milter_socket: " + v.message());
   CCMAIL_RETURN_IF_ERROR(c.GetMode("milter_socket_mode", &s.socket_mode));
+  // Whoever can connect can make the milter capture (and divert) mail: only the owner and
+  // milter_socket_group, never "other".
+  if (s.socket_mode & 07)
+    return Status::InvalidArgument(c.Where("milter_socket_mode") + ": milter_socket_mode: " +
+                                   c.GetRaw("milter_socket_mode") +
+                                   " gives every local user access to the milter; no bit for \"other\" (e.g. 0660, "
+                                   "with the MTA's user in milter_socket_group)");
   CCMAIL_RETURN_IF_ERROR(c.GetString("milter_socket_group", &s.socket_group));
   CCMAIL_RETURN_IF_ERROR(c.GetString("milter_user", &s.user));
   CCMAIL_RETURN_IF_ERROR(c.GetString("milter_pid_file", &s.pid_file));

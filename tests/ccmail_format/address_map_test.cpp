@@ -36,9 +36,14 @@ TEST(AddressMap, ExactRulesAreCaseInsensitiveAndKeepNameCase) {
 }
 
 TEST(AddressMap, NameSplitsAtTheLastAt) {
-  auto m = MustParse("a@x.example  Meet at Noon at PO1\nb@x.example Caps AT PO2\n");
-  EXPECT_EQ(*m->Resolve("a@x.example"), (CcMailAddress{"Meet at Noon", "PO1"}));
+  auto m = MustParse("a@x.example  Meet Noon at PO1\nb@x.example Caps AT PO2\n");
+  EXPECT_EQ(*m->Resolve("a@x.example"), (CcMailAddress{"Meet Noon", "PO1"}));
   EXPECT_EQ(*m->Resolve("b@x.example"), (CcMailAddress{"Caps", "PO2"}));
+  // A name holding " at " would read as two addresses in the import file: refused.
+  std::shared_ptr<const AddressMap> bad;
+  Status s = AddressMap::Parse("a@x.example  Meet at Noon at PO1\n", "m", {}, &bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("m:1: bad cc:Mail name \"Meet at Noon\""), std::string::npos) << s.message();
 }
 
 TEST(AddressMap, DefaultPostOfficeForRulesWithoutOne) {
@@ -67,14 +72,90 @@ TEST(AddressMap, PmdfFallbacksForCcMailDomains) {
   auto m = MustParse("jsmith@ccmail.corp.example Smith, John at HUBPO2\n", opt);
   EXPECT_EQ(*m->Resolve("jsmith@ccmail.corp.example"), (CcMailAddress{"Smith, John", "HUBPO2"}));
   EXPECT_EQ(*m->Resolve("mgarcia@ccmail.corp.example"), (CcMailAddress{"mgarcia", "HUBPO"}));
-  EXPECT_EQ(*m->Resolve("user%REMOTEPO@ccmail.corp.example"), (CcMailAddress{"user", "REMOTEPO"}));
+  EXPECT_FALSE(m->Resolve("user%REMOTEPO@ccmail.corp.example"));  // '%' routing is off by default
   EXPECT_EQ(*m->Resolve("\"John Smith\"@ccmail.corp.example"), (CcMailAddress{"John Smith", "HUBPO"}));
   EXPECT_FALSE(m->Resolve("x@elsewhere.example"));
   EXPECT_TRUE(m->IsCcMailDomain("ccmail.corp.example"));
   opt.default_postoffice.clear();
   auto m2 = MustParse("", opt);
   EXPECT_FALSE(m2->Resolve("mgarcia@ccmail.corp.example"));  // no default PO: not resolvable
-  EXPECT_TRUE(m2->Resolve("u%PO@ccmail.corp.example"));
+  opt.percent_route_postoffices = {"po"};
+  auto m3 = MustParse("", opt);
+  EXPECT_EQ(*m3->Resolve("u%Po@ccmail.corp.example"), (CcMailAddress{"u", "PO"}));
+}
+
+TEST(AddressMap, PercentRoutingOnlyToConfiguredPostOffices) {
+  AddressMapOptions opt;
+  opt.ccmail_domains = {"cc.example"};
+  opt.default_postoffice = "HUB";
+  opt.percent_route_postoffices = {"REMOTEPO", "branch"};
+  auto m = MustParse("@branch.example BRANCHPO\n", opt);
+  EXPECT_EQ(*m->Resolve("user%remotepo@cc.example"), (CcMailAddress{"user", "REMOTEPO"}));
+  EXPECT_EQ(*m->Resolve("user%BRANCH@branch.example"), (CcMailAddress{"user", "BRANCH"}));
+  for (const char* hostile : {"x%ZZTOP@cc.example", "x%AUX@cc.example", "x%NUL@branch.example", "x%CON@cc.example",
+                              "x%@cc.example", "x%HUB@cc.example"}) {
+    Resolution r = m->Lookup(hostile);
+    EXPECT_EQ(r.kind, Resolution::Kind::kUnusable) << hostile;
+    EXPECT_EQ(r.unusable, Resolution::Unusable::kNoRoute) << hostile;
+    EXPECT_FALSE(r.reason.empty());
+  }
+  EXPECT_EQ(m->Lookup("x%ZZTOP@elsewhere.example").kind, Resolution::Kind::kNotCcMail);
+  // A configured '%' post office must itself be exportable.
+  std::shared_ptr<const AddressMap> bad;
+  opt.percent_route_postoffices = {"AUX"};
+  Status s = AddressMap::Parse("", "m", opt, &bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("percent_route_postoffices \"AUX\": post office name is a DOS device name"),
+            std::string::npos) << s.message();
+}
+
+TEST(AddressMap, PostOfficeNameRule) {
+  for (const char* ok : {"HUBPO2", "hub", "A", "PO_1-X", "COM10", "CONX", "LPT"}) EXPECT_TRUE(PostOfficeNameUsable(ok)) << ok;
+  for (const char* bad : {"", "TOOLONGPO", "HUB PO", "P.O", "A,B", "P\"O", "CON", "prn", "Aux", "NUL", "COM1", "com9",
+                          "LPT1", "LPT9", "P\xC3\xA9", "..", "A/B"}) {
+    std::string why;
+    EXPECT_FALSE(PostOfficeNameUsable(bad, &why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
+  // Every place a post office comes from uses the rule.
+  std::shared_ptr<const AddressMap> m;
+  EXPECT_FALSE(AddressMap::Parse("a@x.example A at NUL\n", "m", {}, &m).ok());
+  EXPECT_FALSE(AddressMap::Parse("@x.example CON\n", "m", {}, &m).ok());
+  EXPECT_FALSE(AddressMap::Parse("@x.example Box at LONGPOSTOFFICE\n", "m", {}, &m).ok());
+  AddressMapOptions opt;
+  opt.default_postoffice = "AUX";
+  Status s = AddressMap::Parse("", "m", opt, &m);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("default_postoffice \"AUX\""), std::string::npos) << s.message();
+}
+
+TEST(AddressMap, CcMailNameRule) {
+  for (const char* ok : {"Smith, John", "Help Desk", "O'Brien, Pat", "Pat", "Kat Atwood", "x%y"})
+    EXPECT_TRUE(CcMailNameUsable(ok, false)) << ok;
+  for (const char* bad : {"", " lead", "trail ", "Evil at PO", "Evil AT PO", "a;b", "a\"b", "a<b", "a>b", "a\tb",
+                          "a\rb", "a\nb", "a\x1b[0mb", "a\x7f", "Smith,John", "a, b, c", "Smith,  John", ", x", "x, "})
+    EXPECT_FALSE(CcMailNameUsable(bad, false)) << bad;
+  // A name from an address (chosen by the sender) has no comma at all.
+  EXPECT_FALSE(CcMailNameUsable("Boss, Evil", true));
+  EXPECT_TRUE(CcMailNameUsable("Evil Boss", true));
+}
+
+TEST(AddressMap, QuotedLocalPartThroughADomainRuleCannotForgeAddresses) {
+  AddressMapOptions opt;
+  opt.ccmail_domains = {"cc.example"};
+  opt.default_postoffice = "HUB";
+  auto m = MustParse("@branch.example HUBPO2\n", opt);
+  for (const char* hostile : {"\"Evil at PO, Boss\"@branch.example", "\"Evil at PO\"@cc.example",
+                              "\"a;b\"@branch.example", "\"a,b\"@cc.example", "\"x\\\"y\"@cc.example",
+                              "\"<x>\"@cc.example", "\"tab\there\"@cc.example", "\"lf\nx\"@branch.example",
+                              "\"\"@cc.example"}) {
+    Resolution r = m->Lookup(hostile);
+    EXPECT_EQ(r.kind, Resolution::Kind::kUnusable) << hostile;
+    EXPECT_EQ(r.unusable, Resolution::Unusable::kBadName) << hostile;
+    EXPECT_FALSE(m->Resolve(hostile)) << hostile;
+  }
+  EXPECT_EQ(*m->Resolve("\"John Smith\"@branch.example"), (CcMailAddress{"John Smith", "HUBPO2"}));
+  EXPECT_EQ(m->Lookup("someone@other.example").kind, Resolution::Kind::kNotCcMail);
 }
 
 TEST(AddressMap, MalformedLinesNameFileAndLine) {
@@ -84,6 +165,8 @@ TEST(AddressMap, MalformedLinesNameFileAndLine) {
                         Case{"a@x.example A at B\nA@X.example C at D\n", "m.map:2: duplicate rule for \"a@x.example\" (first at line 1)"},
                         Case{"a@x.example  at PO\n", "m.map:1: empty cc:Mail name"},
                         Case{"a@x.example Name at A,B\n", "m.map:1: bad post office"},
+                        Case{"a@x.example Bad; Name at PO\n", "m.map:1: bad cc:Mail name"},
+                        Case{"@d.example Box, A, B at PO\n", "m.map:1: bad cc:Mail name"},
                         Case{"@bad domain.example PO\n", "m.map:1"},
                         Case{"a@x.example Na\x01me at PO\n", "m.map:1: control character"},
                         Case{"@d.example two words\n", "m.map:1: a domain rule"}}) {

@@ -389,6 +389,25 @@ TEST(Ctl, ListPendingAndQuarantined) {
   EXPECT_EQ(j.Str("0.state"), "quarantined");
 }
 
+// Envelope addresses may hold control characters (a quoted local part); the text output must
+// show them escaped: no forged line, no terminal escape, no extra column.
+TEST(Ctl, TextOutputEscapesControlCharactersOfAddresses) {
+  BridgeDir b;
+  CaptureId id = b.Capture("evil\r\nFORGED LINE\x1b[2J\tcol@example.com", {kJohn}, 1000);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"list"}, std::vector<std::string>{"show", id.ToString()}}) {
+    RunResult r = b.Run(args);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(Contains(r.out, "evil\\r\\nFORGED LINE\\x1b[2J\\tcol@example.com")) << r.out;
+    EXPECT_FALSE(Contains(r.out, "\x1b")) << r.out;
+    EXPECT_FALSE(Contains(r.out, "\nFORGED")) << r.out;
+    EXPECT_FALSE(Contains(r.out, "\r")) << r.out;
+  }
+  RunResult r = b.Run({"--json", "list"});  // JSON keeps the exact bytes, escaped the JSON way
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(ParseOrFail(r.out).Str("0.sender"), "evil\r\nFORGED LINE\x1b[2J\tcol@example.com");
+}
+
 // A message for two post offices is in two batch files of one commit; a later copy whose
 // recipients all had it already is a duplicate. show must tell both apart from the ledger.
 TEST(Ctl, ShowListsEveryPostOfficeAndTellsADuplicate) {

@@ -2,6 +2,8 @@
 #include "ccmail/store/io.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,6 +79,24 @@ TEST(ManifestTest, RoundTripAndTruncationDetected) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("truncated"), std::string::npos) << s.message();
   EXPECT_FALSE(ParseManifest("garbage\n", &out).ok());
+}
+
+TEST(ManifestTest, ControlCharactersInAddressesCannotForgeColumnsOrLines) {
+  const std::string id(32, '1'), key(64, 'f'), forged_id(32, '2');
+  // A TAB would add a column; an LF would start a forged entry line.
+  const std::string recipient = "a\tb@x.example";
+  const std::string sender = "s@x.example\n" + forged_id + "\t" + key + "\tboss@x.example\tx\\y\x1b";
+  std::vector<ManifestEntry> in{{id, key, recipient, sender}};
+  std::string text = FormatManifest(3, 9, "HQ", BatchFileName(3, 9), in);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;  // header + one entry
+  const std::string entry = text.substr(text.find('\n') + 1);
+  EXPECT_EQ(std::count(entry.begin(), entry.end(), '\t'), 3) << entry;
+  EXPECT_EQ(entry.find('\x1b'), std::string::npos) << entry;
+  std::vector<ManifestEntry> out;
+  ASSERT_TRUE(ParseManifest(text, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].recipient, recipient);  // read back exactly
+  EXPECT_EQ(out[0].sender, sender);
 }
 
 TEST_F(OutboxTest, WritePartThenPublishMovesFilesAndAdvancesWatermark) {

@@ -69,7 +69,7 @@ class FakeSink : public CaptureSink {
 
 std::shared_ptr<const Policy> MakePolicy(CaptureMode mode = CaptureMode::kDivert, bool reject_unknown = false,
                                          Limits limits = {}) {
-  format::AddressMapOptions opt{.ccmail_domains = {"cc.example"}, .default_postoffice = ""};
+  format::AddressMapOptions opt{.ccmail_domains = {"cc.example"}, .default_postoffice = "", .percent_route_postoffices = {}};
   std::shared_ptr<const format::AddressMap> map;
   Status s = format::AddressMap::Parse(
       "jsmith@corp.example  Smith, John at HUBPO2\n"
@@ -154,6 +154,49 @@ TEST_F(SessionTest, RejectUnknownGives550AtRcptOnlyWhenEnabled) {
   ASSERT_EQ(session.MailFrom(MakePolicy(CaptureMode::kDivert, false), "<a@x.org>", {}).kind, Step::Kind::kContinue);
   EXPECT_EQ(session.Rcpt("<nobody@cc.example>").kind, Step::Kind::kContinue);
   EXPECT_EQ(session.Data().kind, Step::Kind::kAccept);
+}
+
+TEST_F(SessionTest, UnexportableRecipientsGet5xxAloneAndTheOthersAreCaptured) {
+  auto p = MakePolicy();
+  ASSERT_EQ(session.MailFrom(p, "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Rcpt("<kim@cc.example>").kind, Step::Kind::kContinue);
+  struct Hostile { const char* rcpt; const char* rcode; const char* xcode; };
+  for (const Hostile& h : {Hostile{"<x%ZZTOP@cc.example>", "550", "5.1.1"}, Hostile{"<x%AUX@branch.example>", "550", "5.1.1"},
+                           Hostile{"<x%NUL@cc.example>", "550", "5.1.1"},
+                           Hostile{"<\"Evil at PO, Boss\"@branch.example>", "553", "5.1.3"},
+                           Hostile{"<\"a;b\"@branch.example>", "553", "5.1.3"},
+                           Hostile{"<\"tab\there\"@branch.example>", "553", "5.1.3"}}) {
+    Step st = session.Rcpt(h.rcpt);
+    EXPECT_EQ(st.kind, Step::Kind::kReject) << h.rcpt;
+    EXPECT_EQ(st.reply.rcode, h.rcode) << h.rcpt;
+    EXPECT_EQ(st.reply.xcode, h.xcode) << h.rcpt;
+    EXPECT_EQ(st.reply.text.find_first_of("\r\n\t%"), std::string::npos) << st.reply.text;
+  }
+  EXPECT_EQ(session.Rcpt("<pat@branch.example>").kind, Step::Kind::kContinue);
+  EXPECT_EQ(session.Rcpt("<bob@example.org>").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.EndOfHeaders().kind, Step::Kind::kContinue);
+  EndResult r = session.EndOfMessage("4Q1");
+  ASSERT_TRUE(r.captured);
+  ASSERT_EQ(r.envelope.recipients.size(), 2u);
+  EXPECT_EQ(r.envelope.recipients[0].smtp_address, "kim@cc.example");
+  EXPECT_EQ(r.envelope.recipients[1].smtp_address, "pat@branch.example");
+  EXPECT_EQ(r.delete_recipients, (std::vector<std::string>{"<kim@cc.example>", "<pat@branch.example>"}));
+}
+
+TEST(RouterTest, PercentRouteOnlyToConfiguredPostOffices) {
+  format::AddressMapOptions opt{.ccmail_domains = {"cc.example"}, .default_postoffice = "HUB",
+                                .percent_route_postoffices = {"REMOTE"}};
+  std::shared_ptr<const format::AddressMap> map;
+  ASSERT_TRUE(format::AddressMap::Parse("", "m", opt, &map).ok());
+  Router router(map, false);
+  Route ok = router.Classify("<u%remote@cc.example>");
+  EXPECT_EQ(ok.kind, Route::Kind::kCcMail);
+  EXPECT_EQ(ok.address, (format::CcMailAddress{"u", "REMOTE"}));
+  Route no = router.Classify("<u%CON@cc.example>");
+  EXPECT_EQ(no.kind, Route::Kind::kUnusable);
+  EXPECT_EQ(no.reject.rcode, "550");
+  EXPECT_EQ(no.reject.xcode, "5.1.1");
 }
 
 TEST_F(SessionTest, RecipientLimitGives452At4_5_3) {

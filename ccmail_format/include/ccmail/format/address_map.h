@@ -22,9 +22,29 @@
 //   its LAST " at " (any case). Keys are case-insensitive; names keep their
 //   case. Resolve() tries, in order: the exact address, the "@domain" rule,
 //   then the PMDF fallbacks for a domain listed in ccmail_domains:
-//   "user%po@domain" -> "user" at "po", "user@domain" -> "user" at
-//   default_postoffice (none when default_postoffice is empty). A quoted local
-//   part ("John Smith"@domain) is unquoted.
+//   "user@domain" -> "user" at default_postoffice (none when
+//   default_postoffice is empty). A quoted local part ("John Smith"@domain)
+//   is unquoted.
+//
+//   "user%PO@domain" (PMDF routing) names a post office chosen by the SENDER,
+//   so it is honoured only for the post offices listed in
+//   percent_route_postoffices (empty, the default: never); any other '%'
+//   local part of a cc:Mail domain cannot be exported.
+//
+//   What can be exported is one rule, used by the map file check (--check),
+//   the milter at RCPT and the exporter (PostOfficeNameUsable,
+//   CcMailNameUsable):
+//     post office  1-8 of A-Z 0-9 - _ (any case; the outbox directory is the
+//                  upper-case form), never a DOS device name (CON, PRN, AUX,
+//                  NUL, COM1-COM9, LPT1-LPT9): cc:Mail runs on DOS/Windows.
+//     cc:Mail name 1-256 bytes; no control character, no " at " (any case),
+//                  no ; " < > (they would make one recipient line name
+//                  several addresses). A comma only in the directory form
+//                  "Last, First" (one ", "), and only in a name the
+//                  administrator wrote in the map: a name taken from an
+//                  address's local part never has a comma.
+//   A map line or option breaking the rule fails Parse; an address whose
+//   derived name or post office breaks it is Resolution::kUnusable.
 //
 //   A loaded map is an immutable snapshot held by shared_ptr<const>: a reload
 //   builds a new one and swaps the pointer, readers keep the old one until done.
@@ -59,6 +79,30 @@ struct CcMailAddress {
 struct AddressMapOptions {
   std::vector<std::string> ccmail_domains;  // PMDF fallbacks apply to these domains
   std::string default_postoffice;           // PO for bare user@<ccmail domain>
+  // Post offices a sender may pick with user%PO@domain; empty: '%' routing is off.
+  std::vector<std::string> percent_route_postoffices;
+};
+
+// The export rule for a post office name (see DESCRIPTION). why: the reason when false.
+bool PostOfficeNameUsable(std::string_view postoffice, std::string* why = nullptr);
+// The export rule for a cc:Mail name. from_address: the name comes from an SMTP local part
+// (chosen by the sender), so no comma at all.
+bool CcMailNameUsable(std::string_view name, bool from_address, std::string* why = nullptr);
+
+// What an SMTP address is for the bridge.
+struct Resolution {
+  enum class Kind {
+    kNotCcMail,  // not a cc:Mail address (not mapped, not a cc:Mail domain's fallback)
+    kCcMail,     // address is set
+    kUnusable,   // a cc:Mail domain's address that cannot be exported; reason says why
+  };
+  // kUnusable only: kBadName: the name cannot be written (553 5.1.3 at RCPT);
+  // kNoRoute: no such post office for this gateway (550 5.1.1 at RCPT).
+  enum class Unusable { kBadName, kNoRoute };
+  Kind kind = Kind::kNotCcMail;
+  CcMailAddress address;
+  Unusable unusable = Unusable::kBadName;
+  std::string reason;
 };
 
 class AddressMap {
@@ -71,8 +115,9 @@ class AddressMap {
   // explicitly), ccmail_domains and default_postoffice from config.
   static Status LoadFromConfig(const Config& config, std::shared_ptr<const AddressMap>* out);
 
-  // The cc:Mail user an SMTP address belongs to, or nullopt. Accepts
-  // "<addr>" and surrounding white space. Never fails otherwise.
+  // What the address is (see Resolution). Accepts "<addr>" and surrounding white space.
+  Resolution Lookup(std::string_view smtp_address) const;
+  // The cc:Mail user an SMTP address belongs to (Lookup's kCcMail), or nullopt.
   std::optional<CcMailAddress> Resolve(std::string_view smtp_address) const;
   // True when domain (any case) is in ccmail_domains or has an "@domain" rule.
   bool IsCcMailDomain(std::string_view domain) const;

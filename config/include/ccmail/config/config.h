@@ -35,6 +35,17 @@
 
 namespace ccmail {
 
+// Reads the whole of path. A directory is an InvalidArgument naming what (e.g. "config",
+// "address map") and path; open/read errors keep their errno (NotFound, PermissionDenied,
+// IoError). /dev/null reads as an empty file.
+Status ReadRegularFile(const std::string& path, const std::string& what, std::string* text);
+
+// The shortest dedup_window accepted. A retry of a message whose 250 was lost can come back
+// for as long as the sending MTA keeps it queued: Postfix's maximal_queue_lifetime and
+// Sendmail's Timeout.queuereturn are both 5 days by default. "ccmailctl check-mta" compares
+// dedup_window with the MTA's actual setting.
+inline constexpr std::chrono::hours kMinDedupWindow{5 * 24};
+
 class Config {
  public:
   // A config holding only the documented defaults.

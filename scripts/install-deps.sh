@@ -7,8 +7,8 @@
 # Postfix is installed with debconf's "No configuration" answer, so installing it does not
 # start or reconfigure a system mailer: the tests and the demo run private Postfix
 # instances of their own on 127.0.0.1. Sendmail cannot be installed beside Postfix (both are
-# the MTA); the tests unpack its packages into a directory of their own instead
-# (tests/mta/fetch-sendmail.sh).
+# the MTA); its packages are unpacked into /var/cache/ccmail-bridge-tests/sendmail instead
+# (tests/mta/fetch-sendmail.sh), here, so the tests need no network.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -36,10 +36,18 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps.sh: all ${#packages[@]} packages already installed"
-  exit 0
+else
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  echo "install-deps.sh: installing ${missing[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-echo "install-deps.sh: installing ${missing[*]}"
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Sendmail for the Sendmail tests, unpacked into a cache now, while the package archive is
+# reachable: the tests never download (tests/mta/fetch-sendmail.sh --no-download).
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if ! root=$(bash "$src/tests/mta/fetch-sendmail.sh" 2>&1); then
+  apt-get update -q && root=$(bash "$src/tests/mta/fetch-sendmail.sh") || {
+    echo "install-deps.sh: cannot fetch Sendmail for the tests: $root" >&2; exit 1; }
+fi
+echo "install-deps.sh: Sendmail for the tests unpacked in $root"

@@ -87,7 +87,10 @@ const std::vector<SettingSpec>& AllSettings() {
        "undeliverable (read the .UND file, bounce)."},
       {"deliver_retry_min", "1m", "exporter", "First retry delay of deliver_command."},
       {"deliver_retry_max", "1h", "exporter", "Longest retry delay of deliver_command."},
-      {"sendmail_path", "/usr/sbin/sendmail", "exporter", "sendmail(1) command used to send bounces."},
+      {"bounce_relay", "127.0.0.1:25", "exporter",
+       "SMTP server (host:port, [IPv6]:port) that takes bounces and quarantine notices, sent with "
+       "the null sender. Queued in spool_directory/bounce until it answers 250; retried with the "
+       "deliver_retry_min..deliver_retry_max back-off."},
       {"notify_sender_on_quarantine", "no", "exporter",
        "yes: tell the sender when a message cannot be converted and is quarantined."},
 

@@ -12,10 +12,16 @@ int CmdCheckMta(const Io& io) {
     io.err << "ccmailctl: " << s.ToString() << "\n";
     return kExitConfig;
   }
+  std::chrono::milliseconds dedup{0};
+  if (Status s = io.ctx.cfg.GetDuration("dedup_window", &dedup); !s.ok()) {
+    io.err << "ccmailctl: " << s.ToString() << "\n";
+    return kExitConfig;
+  }
+  opt.dedup_window = std::chrono::duration_cast<std::chrono::seconds>(dedup);
   if (io.env.adjust_check_mta) io.env.adjust_check_mta(&opt);
   mtaconf::MtaReport report = mtaconf::CheckMta(opt);
   if (io.json) {
-    static const char* kVerdict[] = {"ok", "missing", "wrong", "info"};
+    static const char* kVerdict[] = {"ok", "missing", "wrong", "info", "warning"};
     JsonWriter w;
     w.BeginObject();
     w.Key("ok").Bool(report.ok());

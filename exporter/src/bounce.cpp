@@ -1,16 +1,26 @@
-// .UND -> bounce notices through sendmail(1).
+// .UND -> delivery status notifications, queued durably and sent over SMTP to the local MTA.
 #include "ccmail/exporter/bounce.h"
 
+#include <dirent.h>
 #include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
-extern char** environ;
+#include "ccmail/common/log.h"
+#include "ccmail/common/unique_fd.h"
 
 namespace ccmail::exporter {
 namespace {
@@ -39,63 +49,209 @@ bool Names(const format::ImportMessage& m, const std::string& rcpt) {
   return false;
 }
 
-std::string Notice(const BounceTarget& t, const std::string& postoffice) {
-  const auto& d = t.delivery;
-  return "From: MAILER-DAEMON (ccmail-bridge)\n"
-         "To: <" + d.sender + ">\n"
-         "Subject: Undeliverable: " + t.subject + "\n"
-         "Auto-Submitted: auto-replied\n"
-         "MIME-Version: 1.0\n"
-         "Content-Type: text/plain; charset=utf-8\n"
-         "\n"
-         "Your message could not be delivered to the cc:Mail recipient\n"
-         "    " + d.recipient + " (post office " + postoffice + ")\n"
-         "cc:Mail IMPORT reported it undeliverable (the name is unknown or the\n"
-         "mailbox cannot take it).\n\n"
-         "Subject:     " + t.subject + "\n"
-         "Capture id:  " + d.capture_id + "\n"
-         "Content key: " + d.content_key + "\n";
+// 64-bit FNV-1a: a stable short name part for a recipient (any characters).
+std::string NameHash(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
-}  // namespace
+std::string HostName() {
+  char h[256] = {};
+  if (::gethostname(h, sizeof h - 1) != 0 || h[0] == '\0') return "localhost";
+  return h;
+}
 
-Status SendNotice(const std::string& sendmail_path, const std::string& to, const std::string& text) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno("pipe", errno);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, p[0], 0);
-  std::string a0 = sendmail_path, a1 = "-oi", a2 = "-f", a3 = "<>", a4 = "--", a5 = to;
-  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), a4.data(), a5.data(), nullptr};
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, sendmail_path.c_str(), &fa, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(p[0]);
-  if (rc != 0) {
-    ::close(p[1]);
-    return Status::FromErrno("spawn " + sendmail_path, rc);
-  }
-  size_t off = 0;
-  bool write_failed = false;
-  while (off < text.size()) {
-    ssize_t n = ::write(p[1], text.data() + off, text.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      write_failed = true;
-      break;
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::close(p[1]);
-  int wst = 0;
-  while (::waitpid(pid, &wst, 0) < 0) {
-    if (errno != EINTR) return Status::FromErrno("waitpid " + sendmail_path, errno);
-  }
-  if (write_failed || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0)
-    return Status::Unavailable(sendmail_path + " failed sending bounce to <" + to + ">");
+std::string Rfc5322Date(time_t t) {
+  struct tm tm;
+  ::localtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm);
+  return buf;
+}
+
+// Header values come from mail (subjects, addresses): no line break may get through.
+std::string OneLine(std::string v) {
+  for (char& c : v)
+    if (c == '\r' || c == '\n') c = ' ';
+  return v;
+}
+
+bool ValidQueueName(const std::string& n) {
+  if (n.empty() || n.size() > 200 || n[0] == '.') return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
+Status FsyncDir(const std::string& dir) {
+  UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.valid()) return Status::FromErrno("open " + dir, errno);
+  if (::fsync(d.get()) != 0) return Status::FromErrno("fsync " + dir, errno);
   return Status::Ok();
 }
 
+Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(what, errno);
+    }
+    off += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+// One SMTP client session: blocking socket, every reply awaited at most relay.timeout.
+class SmtpSession {
+ public:
+  explicit SmtpSession(const BounceRelay& relay) : relay_(relay) {}
+
+  Status Connect() {
+    struct addrinfo hints = {};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    struct addrinfo* res = nullptr;
+    const std::string port = std::to_string(relay_.port);
+    int rc = ::getaddrinfo(relay_.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0) return Status::Unavailable("bounce_relay " + relay_.ToString() + ": " + ::gai_strerror(rc));
+    int last = ECONNREFUSED;
+    for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
+      UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+      if (!fd.valid()) {
+        last = errno;
+        continue;
+      }
+      struct timeval tv = {static_cast<time_t>(relay_.timeout.count()), 0};
+      ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
+        fd_ = std::move(fd);
+        break;
+      }
+      last = errno;
+    }
+    ::freeaddrinfo(res);
+    if (!fd_.valid()) return Status::FromErrno("connect to bounce_relay " + relay_.ToString(), last);
+    return Status::Ok();
+  }
+
+  // Reads one (possibly multi-line) reply; *code = its 3-digit code.
+  Status Reply(int* code) {
+    for (;;) {
+      size_t eol = in_.find('\n');
+      if (eol == std::string::npos) {
+        if (in_.size() > 64 * 1024) return Status::Unavailable("bounce_relay: reply line too long");
+        char buf[4096];
+        ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+          return Status::Unavailable("bounce_relay " + relay_.ToString() + ": no reply within " +
+                                     std::to_string(relay_.timeout.count()) + "s");
+        if (n < 0) return Status::FromErrno("read from bounce_relay " + relay_.ToString(), errno);
+        if (n == 0) return Status::Unavailable("bounce_relay " + relay_.ToString() + " closed the connection");
+        in_.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      std::string line = in_.substr(0, eol);
+      in_.erase(0, eol + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0])) ||
+          !std::isdigit(static_cast<unsigned char>(line[1])) || !std::isdigit(static_cast<unsigned char>(line[2])))
+        return Status::Unavailable("bounce_relay " + relay_.ToString() + ": not an SMTP reply: " + line.substr(0, 80));
+      last_ = line;
+      if (line.size() > 3 && line[3] == '-') continue;
+      *code = std::atoi(line.substr(0, 3).c_str());
+      return Status::Ok();
+    }
+  }
+
+  // Sends `command` (without CRLF; empty: only read) and checks the reply class.
+  // 5xx -> kInvalidArgument (permanent), anything else unexpected -> kUnavailable.
+  Status Step(const std::string& command, int want_class, const char* what) {
+    if (!command.empty()) CCMAIL_RETURN_IF_ERROR(WriteAll(fd_.get(), command + "\r\n", "write to bounce_relay"));
+    int code = 0;
+    CCMAIL_RETURN_IF_ERROR(Reply(&code));
+    if (code / 100 == want_class) return Status::Ok();
+    std::string msg = "bounce_relay " + relay_.ToString() + " answered " + what + ": " + last_;
+    return code / 100 == 5 ? Status::InvalidArgument(msg) : Status::Unavailable(msg);
+  }
+
+  // LF or CRLF in, CRLF out; a line starting with '.' gets another (RFC 5321 4.5.2).
+  Status Data(const std::string& message) {
+    std::string out;
+    out.reserve(message.size() + message.size() / 40 + 8);
+    bool bol = true;
+    for (size_t i = 0; i < message.size(); ++i) {
+      char c = message[i];
+      if (bol && c == '.') out.push_back('.');
+      bol = false;
+      if (c == '\r' && i + 1 < message.size() && message[i + 1] == '\n') continue;
+      if (c == '\n') {
+        out.append("\r\n");
+        bol = true;
+        continue;
+      }
+      out.push_back(c);
+    }
+    if (!bol) out.append("\r\n");
+    out.append(".\r\n");
+    return WriteAll(fd_.get(), out, "write to bounce_relay");
+  }
+
+  void Quit() {
+    if (!fd_.valid()) return;
+    if (!WriteAll(fd_.get(), "QUIT\r\n", "write to bounce_relay").ok()) return;
+    int code = 0;
+    (void)Reply(&code);
+  }
+
+  const std::string& last_reply() const { return last_; }
+
+ private:
+  const BounceRelay& relay_;
+  UniqueFd fd_;
+  std::string in_;
+  std::string last_;
+};
+
+constexpr std::string_view kQueueHead = "ccmail-bounce v1 to=<";
+
+// A queued file: "ccmail-bounce v1 to=<addr>\n" then the message.
+Status ReadQueued(const std::string& path, std::string* to, std::string* message) {
+  std::string text;
+  CCMAIL_RETURN_IF_ERROR(Slurp(path, &text));
+  size_t eol = text.find('\n');
+  if (text.compare(0, kQueueHead.size(), kQueueHead) != 0 || eol == std::string::npos ||
+      eol < kQueueHead.size() + 2 || text[eol - 1] != '>')
+    return Status::Corrupt(path + ": not a queued bounce");
+  *to = text.substr(kQueueHead.size(), eol - 1 - kQueueHead.size());
+  *message = text.substr(eol + 1);
+  return Status::Ok();
+}
+
+std::vector<std::string> QueuedNames(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (struct dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.size() > 4 && n[0] != '.' && n.compare(n.size() - 4, 4, ".msg") == 0) names.push_back(n);
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
 
 std::vector<BounceTarget> MatchUndeliverable(const std::vector<format::ImportMessage>& und,
                                              const std::vector<ManifestEntry>& manifest, size_t* unmatched) {
@@ -119,9 +275,9 @@ std::vector<BounceTarget> MatchUndeliverable(const std::vector<format::ImportMes
 }
 
 Status BounceUndeliverable(const std::string& und_path, const std::string& manifest_path,
-                           const std::string& postoffice, const std::string& sendmail_path,
-                           const format::FormatSettings& settings, int* bounced, size_t* unmatched) {
-  *bounced = 0;
+                           const std::string& postoffice, BounceQueue* queue,
+                           const format::FormatSettings& settings, int* queued, size_t* unmatched) {
+  *queued = 0;
   *unmatched = 0;
   std::string und_text, man_text;
   Status s = Slurp(und_path, &und_text);
@@ -136,12 +292,243 @@ Status BounceUndeliverable(const std::string& und_path, const std::string& manif
   opt.detect_layout = true;
   format::ReadResult rr = format::ReadImportFile(und_text, settings, opt);
   for (const auto& t : MatchUndeliverable(rr.messages, manifest, unmatched)) {
-    if (t.delivery.sender.empty()) continue;  // null sender: never bounce a bounce
-    s = SendNotice(sendmail_path, t.delivery.sender, Notice(t, postoffice));
+    const ManifestEntry& d = t.delivery;
+    if (d.sender.empty()) continue;  // null sender: never bounce a bounce
+    FailedDelivery f;
+    f.recipient = postoffice.empty() ? d.recipient : d.recipient + " at " + postoffice;
+    f.status = "5.1.1";
+    f.diagnostic = "cc:Mail IMPORT reported the message undeliverable";
+    std::string explanation =
+        "Your message could not be delivered to the cc:Mail recipient\n"
+        "    " + OneLine(f.recipient) + "\n"
+        "cc:Mail IMPORT reported it undeliverable (the name is unknown or the\n"
+        "mailbox cannot take it).\n\n"
+        "Subject:     " + OneLine(t.subject) + "\n"
+        "Capture id:  " + d.capture_id + "\n"
+        "Content key: " + d.content_key + "\n";
+    // One notice per delivery: queueing the same .UND again finds it already queued.
+    const std::string name = "und-" + d.capture_id + "-" + NameHash(postoffice + "\n" + d.recipient);
+    s = queue->Add(name, d.sender, DeliveryStatusNotice(d.sender, "Undeliverable: " + t.subject, explanation, f, name));
     if (!s.ok()) return s;
-    ++*bounced;
+    ++*queued;
   }
   return Status::Ok();
+}
+
+Status BounceRelay::Parse(std::string_view spec, BounceRelay* out) {
+  BounceRelay r;
+  const std::string s(spec);
+  std::string port;
+  bool has_port = false;
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find(']');
+    if (close == std::string::npos) return Status::InvalidArgument("bounce_relay '" + s + "': missing ']'");
+    r.host = s.substr(1, close - 1);
+    if (close + 1 < s.size()) {
+      if (s[close + 1] != ':') return Status::InvalidArgument("bounce_relay '" + s + "': expected ':' after ']'");
+      port = s.substr(close + 2);
+      has_port = true;
+    }
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon != std::string::npos && s.find(':') != colon)
+      return Status::InvalidArgument("bounce_relay '" + s + "': write an IPv6 address as [address]:port");
+    r.host = s.substr(0, colon);
+    if (colon != std::string::npos) {
+      port = s.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (r.host.empty()) return Status::InvalidArgument("bounce_relay '" + s + "': no host");
+  if (has_port) {
+    char* end = nullptr;
+    unsigned long p = std::strtoul(port.c_str(), &end, 10);
+    if (port.empty() || *end != '\0' || p == 0 || p > 65535)
+      return Status::InvalidArgument("bounce_relay '" + s + "': the port must be 1-65535");
+    r.port = static_cast<uint16_t>(p);
+  }
+  *out = std::move(r);
+  return Status::Ok();
+}
+
+std::string BounceRelay::ToString() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::string DeliveryStatusNotice(const std::string& to, const std::string& subject, const std::string& explanation,
+                                 const FailedDelivery& failed, const std::string& message_id_seed) {
+  const std::string host = HostName();
+  const time_t now = ::time(nullptr);
+  const std::string boundary = "ccmail-dsn-" + NameHash(message_id_seed + "/" + std::to_string(now));
+  return "From: Mail Delivery System <MAILER-DAEMON@" + host + ">\n"
+         "To: <" + OneLine(to) + ">\n"
+         "Subject: " + OneLine(subject) + "\n"
+         "Date: " + Rfc5322Date(now) + "\n"
+         "Message-ID: <ccmail-bridge." + message_id_seed + "." + std::to_string(now) + "@" + host + ">\n"
+         "Auto-Submitted: auto-replied\n"
+         "MIME-Version: 1.0\n"
+         "Content-Type: multipart/report; report-type=delivery-status;\n"
+         "\tboundary=\"" + boundary + "\"\n"
+         "\n"
+         "This is a delivery status notification (RFC 3464).\n"
+         "\n"
+         "--" + boundary + "\n"
+         "Content-Type: text/plain; charset=utf-8\n"
+         "\n" + explanation +
+         "\n--" + boundary + "\n"
+         "Content-Type: message/delivery-status\n"
+         "\n"
+         "Reporting-MTA: dns; " + host + "\n"
+         "\n"
+         "Final-Recipient: " + failed.recipient_type + "; " + OneLine(failed.recipient) + "\n"
+         "Action: failed\n"
+         "Status: " + failed.status + "\n"
+         "Diagnostic-Code: x-ccmail; " + OneLine(failed.diagnostic) + "\n"
+         "\n--" + boundary + "--\n";
+}
+
+Status SendOverSmtp(const BounceRelay& relay, const std::string& to, const std::string& message, std::string* reply) {
+  SmtpSession smtp(relay);
+  auto done = [&](Status st) {
+    if (reply) *reply = smtp.last_reply();
+    return st;
+  };
+  Status s = smtp.Connect();
+  if (!s.ok()) return done(s);
+  if (s = smtp.Step("", 2, "the greeting"); !s.ok()) return done(s);
+  const std::string helo = HostName();
+  if (s = smtp.Step("EHLO " + helo, 2, "EHLO"); !s.ok()) {
+    if (s.code() != Status::Code::kInvalidArgument) return done(s);
+    if (s = smtp.Step("HELO " + helo, 2, "HELO"); !s.ok()) return done(s);
+  }
+  if (s = smtp.Step("MAIL FROM:<>", 2, "MAIL FROM:<>"); !s.ok()) return done(s);
+  if (s = smtp.Step("RCPT TO:<" + OneLine(to) + ">", 2, "RCPT TO"); !s.ok()) return done(s);
+  if (s = smtp.Step("DATA", 3, "DATA"); !s.ok()) return done(s);
+  if (s = smtp.Data(message); !s.ok()) return done(s);
+  if (s = smtp.Step("", 2, "the end of the message"); !s.ok()) return done(s);
+  const std::string accepted = smtp.last_reply();
+  smtp.Quit();
+  if (reply) *reply = accepted;
+  return Status::Ok();
+}
+
+BounceQueue::BounceQueue(std::string dir, BounceRelay relay, std::chrono::seconds retry_min,
+                         std::chrono::seconds retry_max)
+    : dir_(std::move(dir)), relay_(std::move(relay)), retry_min_(retry_min), retry_max_(retry_max) {}
+
+Status BounceQueue::Open(std::string dir, BounceRelay relay, std::chrono::seconds retry_min,
+                         std::chrono::seconds retry_max, std::unique_ptr<BounceQueue>* out) {
+  for (const std::string& d : {dir, dir + "/rejected"})
+    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + d, errno);
+  if (retry_min.count() < 1) retry_min = std::chrono::seconds(1);
+  if (retry_max < retry_min) retry_max = retry_min;
+  out->reset(new BounceQueue(std::move(dir), std::move(relay), retry_min, retry_max));
+  return Status::Ok();
+}
+
+BounceQueue::~BounceQueue() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status BounceQueue::Add(const std::string& name, const std::string& to, const std::string& message) {
+  if (!ValidQueueName(name)) return Status::InvalidArgument("bounce queue: bad name '" + name + "'");
+  if (to.empty() || to.find_first_of("<>\r\n") != std::string::npos)
+    return Status::InvalidArgument("bounce queue: bad recipient '" + OneLine(to) + "'");
+  const std::string path = dir_ + "/" + name + ".msg", tmp = dir_ + "/." + name + ".tmp";
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) return Status::Ok();  // queued already, not yet sent
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return Status::FromErrno("create " + tmp, errno);
+  Status s = WriteAll(fd.get(), std::string(kQueueHead) + to + ">\n" + message, "write " + tmp);
+  if (s.ok() && ::fsync(fd.get()) != 0) s = Status::FromErrno("fsync " + tmp, errno);
+  fd.reset();
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = Status::FromErrno("rename " + tmp, errno);
+  if (s.ok()) s = FsyncDir(dir_);
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    added_ = true;
+  }
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+size_t BounceQueue::Pending() const { return QueuedNames(dir_).size(); }
+
+BounceFlushResult BounceQueue::Flush() {
+  std::lock_guard<std::mutex> one_pass(flush_mu_);
+  BounceFlushResult r;
+  for (const std::string& n : QueuedNames(dir_)) {
+    const std::string path = dir_ + "/" + n;
+    std::string to, message, reply;
+    Status s = ReadQueued(path, &to, &message);
+    if (s.ok()) s = SendOverSmtp(relay_, to, message, &reply);
+    if (s.ok()) {
+      // Accepted (250): only now may the notice go.
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        LogError("bounce %s sent to <%s> but not removed from %s (it may be sent again): %s", n.c_str(), to.c_str(),
+                 dir_.c_str(), std::strerror(errno));
+      else
+        (void)FsyncDir(dir_);
+      LogInfo("bounce %s to <%s> accepted by %s: %s", n.c_str(), to.c_str(), relay_.ToString().c_str(), reply.c_str());
+      ++r.sent;
+      continue;
+    }
+    if (s.code() == Status::Code::kInvalidArgument || s.code() == Status::Code::kCorrupt) {
+      const std::string kept = dir_ + "/rejected/" + n;
+      if (::rename(path.c_str(), kept.c_str()) == 0) (void)FsyncDir(dir_);
+      LogError("bounce %s to <%s> refused for good, kept as %s: %s", n.c_str(), to.c_str(), kept.c_str(),
+               s.ToString().c_str());
+      ++r.rejected;
+      continue;
+    }
+    LogWarning("bounce %s to <%s> not accepted yet, kept for a retry: %s", n.c_str(), to.c_str(), s.ToString().c_str());
+    ++r.deferred;
+  }
+  return r;
+}
+
+void BounceQueue::Start() {
+  if (thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    added_ = true;  // whatever an earlier run left in the queue
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void BounceQueue::Loop() {
+  std::chrono::seconds delay = retry_min_;
+  bool waiting_retry = false;
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stop_) {
+    if (!added_) {
+      if (waiting_retry)
+        cv_.wait_for(lk, delay, [this] { return stop_ || added_; });
+      else
+        cv_.wait(lk, [this] { return stop_ || added_; });
+      if (stop_) break;
+    }
+    added_ = false;
+    lk.unlock();
+    BounceFlushResult r = Flush();
+    lk.lock();
+    if (r.deferred > 0) {
+      delay = waiting_retry ? std::min(retry_max_, delay * 2) : retry_min_;
+      waiting_retry = true;
+    } else {
+      waiting_retry = false;
+      delay = retry_min_;
+    }
+  }
 }
 
 }  // namespace ccmail::exporter

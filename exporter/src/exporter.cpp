@@ -54,7 +54,9 @@ Status ExporterOptions::FromConfig(const Config& cfg, ExporterOptions* out) {
   o.deliver_retry_min_s = std::max<long>(1, static_cast<long>(d.count() / 1000));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("deliver_retry_max", &d));
   o.deliver_retry_max_s = std::max<long>(o.deliver_retry_min_s, static_cast<long>(d.count() / 1000));
-  CCMAIL_RETURN_IF_ERROR(cfg.GetString("sendmail_path", &o.sendmail_path));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetString("bounce_relay", &o.bounce_relay));
+  BounceRelay relay;
+  CCMAIL_RETURN_IF_ERROR(BounceRelay::Parse(o.bounce_relay, &relay));
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("notify_sender_on_quarantine", &o.notify_sender_on_quarantine));
   if (o.spool_scan_interval.count() <= 0) o.spool_scan_interval = milliseconds(2000);
   o.convert_threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
@@ -77,6 +79,13 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   // Checked against the outbox's history first: a lost, older or damaged ledger is refused.
   CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, &im->ledger));
   CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool));
+  // Bounces wait in spool_directory/bounce until the MTA's 250 (bounce.h).
+  BounceRelay relay;
+  CCMAIL_RETURN_IF_ERROR(BounceRelay::Parse(opt.bounce_relay, &relay));
+  CCMAIL_RETURN_IF_ERROR(BounceQueue::Open(p.spool_directory + "/bounce", relay,
+                                           std::chrono::seconds(opt.deliver_retry_min_s),
+                                           std::chrono::seconds(opt.deliver_retry_max_s), &im->bounces));
+  im->bounces->Start();
   im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory);
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());
   im->outbox->set_defer_tmpdir_sync(true);  // one out/tmp fsync per round, not per post office

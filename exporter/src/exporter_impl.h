@@ -188,6 +188,7 @@ struct Exporter::Impl {
   bool dq_stop = false;
   bool dq_running = false;
   std::thread dq_thread;
+  std::unique_ptr<BounceQueue> bounces;  // outlives the deliver thread (stopped in ~Impl)
 
   // Closer: the last close of an unlinked spool file frees its inode and blocks, so it is
   // done by a helper thread. The spool file is already unlinked and spool/new fsynced when
@@ -452,16 +453,23 @@ struct Exporter::Impl {
       ++ctr.quarantined;
     }
     LogWarning("capture %s quarantined: %s", id.ToString().c_str(), reason.c_str());
-    if (opt.notify_sender_on_quarantine && !meta.envelope_sender.empty()) {
+    if (opt.notify_sender_on_quarantine && !meta.envelope_sender.empty() && bounces) {
+      FailedDelivery f;
+      for (const auto& r : meta.recipients) f.recipient += (f.recipient.empty() ? "" : ", ") + r.smtp_address;
+      f.recipient_type = "rfc822";
+      f.status = "5.6.0";
+      f.diagnostic = "not convertible into the cc:Mail import format: " + reason;
       std::string text =
-          "From: MAILER-DAEMON (ccmail-bridge)\nTo: <" + meta.envelope_sender +
-          ">\nSubject: Undeliverable: message could not be converted for cc:Mail\n"
-          "Auto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n"
           "Your message could not be converted into the cc:Mail import format and was\n"
           "not delivered to its cc:Mail recipients. It is kept for the postmaster.\n\n"
           "Reason:      " + reason + "\nCapture id:  " + id.ToString() + "\n";
-      if (Status ns = SendNotice(opt.sendmail_path, meta.envelope_sender, text); !ns.ok())
-        LogWarning("capture %s: quarantine notice not sent: %s", id.ToString().c_str(), ns.ToString().c_str());
+      const std::string name = "quarantine-" + id.ToString();
+      if (Status ns = bounces->Add(name, meta.envelope_sender,
+                                   DeliveryStatusNotice(meta.envelope_sender,
+                                                        "Undeliverable: message could not be converted for cc:Mail",
+                                                        text, f, name));
+          !ns.ok())
+        LogWarning("capture %s: quarantine notice not queued: %s", id.ToString().c_str(), ns.ToString().c_str());
     }
   }
 
@@ -570,14 +578,15 @@ struct Exporter::Impl {
     und = (dot == std::string::npos ? und : und.substr(0, dot)) + ".UND";
     int bounced = 0;
     size_t unmatched = 0;
-    Status s = BounceUndeliverable(und, job->manifest_path, job->po, opt.sendmail_path, fmt, &bounced, &unmatched);
+    Status s = BounceUndeliverable(und, job->manifest_path, job->po, bounces.get(), fmt, &bounced, &unmatched);
     {
       std::lock_guard<std::mutex> g(ctr_mu);
       ctr.bounced += static_cast<uint64_t>(bounced);
     }
     if (unmatched) LogWarning("deliver %s: %zu undeliverable message(s) matched no manifest entry", job->batch_path.c_str(), unmatched);
     if (!s.ok()) return retry(true, "bounce: " + s.ToString());
-    LogInfo("deliver %s: IMPORT exit 5, %d bounce(s) sent", job->batch_path.c_str(), bounced);
+    LogInfo("deliver %s: IMPORT exit 5, %d bounce(s) queued for %s", job->batch_path.c_str(), bounced,
+            opt.bounce_relay.c_str());
     return false;
   }
 

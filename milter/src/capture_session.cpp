@@ -154,6 +154,7 @@ EndResult CaptureSession::EndOfMessage(std::string_view queue_id) {
     return r;
   }
   r.envelope.queue_id = queue_id_;
+  r.envelope.local_submission = local_submission_;
   r.envelope.sender = sender_;
   r.envelope.recipients = recipients_;
   r.envelope.received = std::chrono::system_clock::now();
@@ -179,6 +180,7 @@ void CaptureSession::Abort() {
   ignore_rest_ = false;
   sender_.clear();
   queue_id_.clear();
+  local_submission_ = false;
   recipients_.clear();
   raw_recipients_.clear();
   size_ = 0;

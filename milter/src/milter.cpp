@@ -111,7 +111,8 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
   smfi_setpriv(ctx, c);
   // {i} is the queue id; Postfix has it at MAIL/RCPT/DATA/EOM by default, Sendmail
   // at MAIL; asking for it at end of message too costs nothing.
-  smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>("i"));
+  // {client_port} is "0" for Postfix's local submissions (sendmail(1), pickup).
+  smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>("i {client_port}"));
   smfi_setsymlist(ctx, SMFIM_EOM, const_cast<char*>("i"));
   return SMFIS_CONTINUE;
 }
@@ -127,6 +128,7 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
   for (int i = 1; argv[i]; ++i) args.emplace_back(argv[i]);
   Step st = c->session.MailFrom(g_service->policy(), argv[0] ? argv[0] : "", args);
   NoteQueueId(ctx, c);
+  c->session.SetLocalSubmission(Macro(ctx, "{client_port}") == "0");
   return Answer(ctx, c, st);
 }
 

@@ -78,6 +78,8 @@ class SpoolWriterAdapter : public CaptureWriter {
     if (!w_) return Status::Unavailable("capture already finished or failed");
     if (!in_body_) CCMAIL_RETURN_IF_ERROR(EndHeaders());
     store::SpoolMeta meta;
+    // A Message-ID the MTA made for this SMTP attempt embeds its queue id (content_key.h).
+    if (!env.local_submission) key_.SetQueueId(env.queue_id);
     meta.content_key = key_.Finish();
     meta.queue_id = env.queue_id;
     meta.envelope_sender = env.sender;

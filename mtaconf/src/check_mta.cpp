@@ -1,8 +1,15 @@
 // check_mta.cpp - read-only comparison of the MTA's milter settings with ours.
 #include "ccmail/mtaconf/check_mta.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <algorithm>
 
 extern char** environ;
 
@@ -338,7 +346,7 @@ std::string MtaReport::ToText() const {
   std::string out;
   for (const Finding& f : findings) {
     const char* tag = f.verdict == Verdict::kOk ? "ok      " : f.verdict == Verdict::kMissing ? "MISSING "
-                    : f.verdict == Verdict::kWrong ? "WRONG   " : "note    ";
+                    : f.verdict == Verdict::kWrong ? "WRONG   " : f.verdict == Verdict::kWarning ? "WARNING " : "note    ";
     out += tag + f.mta + ": " + f.what;
     if (!f.found.empty()) out += " = " + f.found;
     out += "\n";
@@ -350,24 +358,276 @@ std::string MtaReport::ToText() const {
   return out;
 }
 
+long long PostfixSeconds(std::string_view value, char default_unit) {
+  std::string v = Trim(value);
+  if (v.empty()) return -1;
+  char unit = default_unit;
+  if (std::isalpha(static_cast<unsigned char>(v.back()))) {
+    unit = static_cast<char>(std::tolower(static_cast<unsigned char>(v.back())));
+    v.pop_back();
+  }
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 12) return -1;
+  long long n = std::stoll(v);
+  switch (unit) {
+    case 's': return n;
+    case 'm': return n * 60;
+    case 'h': return n * 3600;
+    case 'd': return n * 86400;
+    case 'w': return n * 7 * 86400;
+    default: return -1;
+  }
+}
+
+bool PostfixReaches(std::string_view mta, std::string_view ours, bool chrooted, std::string_view queue_directory) {
+  Endpoint want = ParseMilterSide(ours);
+  Endpoint have = ParsePostfixSide(mta);
+  if (want.kind.empty() || have.kind != want.kind) return false;
+  if (want.kind != "unix") return want.where == have.where;
+  // A chrooted daemon resolves every path inside queue_directory; any daemon resolves a
+  // relative path from queue_directory (its working directory).
+  std::string path = have.where;
+  if (chrooted || path.empty() || path[0] != '/') path = std::string(queue_directory) + "/" + path;
+  return NormalPath(path) == want.where;
+}
+
+namespace {
+
+struct PostfixDaemon {
+  bool found = false;
+  bool chrooted = false;
+  std::string line;
+};
+
+// From `postconf -M` lines ("smtp inet n - y - - smtpd"): the first inet smtpd and cleanup.
+// A "-" chroot is Postfix >= 3.0's default, n.
+void ParseMaster(const std::string& text, PostfixDaemon* smtpd, PostfixDaemon* cleanup) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::vector<std::string> w;
+    for (std::string x; f >> x;) w.push_back(x);
+    if (w.size() < 8) continue;
+    PostfixDaemon* d = nullptr;
+    if (w[1] == "inet" && w[7] == "smtpd" && !smtpd->found) d = smtpd;
+    if (w[1] == "unix" && w[7] == "cleanup" && w[0] == "cleanup" && !cleanup->found) d = cleanup;
+    if (!d) continue;
+    d->found = true;
+    d->chrooted = w[4] == "y";
+    d->line = Trim(line);
+  }
+}
+
+// Connects to the milter socket as `user` (a forked child that drops to the user's uid, gid
+// and groups first, as the MTA's processes run). "" when it connected, else the reason.
+std::string ConnectAs(const std::string& user, const std::string& path) {
+  struct passwd* pw = ::getpwnam(user.c_str());
+  if (!pw) return "no such user " + user;
+  const uid_t uid = pw->pw_uid;
+  const gid_t gid = pw->pw_gid;
+  int ngroups = 64;
+  std::vector<gid_t> groups(static_cast<size_t>(ngroups));
+  if (::getgrouplist(user.c_str(), gid, groups.data(), &ngroups) < 0) {
+    groups.resize(static_cast<size_t>(ngroups));
+    ::getgrouplist(user.c_str(), gid, groups.data(), &ngroups);
+  }
+  groups.resize(static_cast<size_t>(std::max(ngroups, 0)));
+  struct sockaddr_un sa = {};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) return "socket path too long";
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  pid_t pid = ::fork();
+  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+  if (pid == 0) {
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(250);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) ::_exit(251);
+    if (::connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) != 0) ::_exit(errno > 0 && errno < 250 ? errno : 249);
+    ::_exit(0);
+  }
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  if (!WIFEXITED(st)) return "check process died";
+  int rc = WEXITSTATUS(st);
+  if (rc == 0) return "";
+  if (rc == 250) return "cannot switch to user " + user;
+  if (rc >= 249) return "cannot create a socket";
+  return std::strerror(rc);
+}
+
+std::string ConnectInet(const std::string& host_port) {
+  size_t colon = host_port.rfind(':');
+  std::string host = host_port.substr(0, colon), port = host_port.substr(colon + 1);
+  struct addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  struct addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) return ::gai_strerror(rc);
+  std::string err = "no address";
+  for (auto* ai = res; ai; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    bool ok = ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    if (!ok) err = std::strerror(errno);
+    ::close(fd);
+    if (ok) {
+      err.clear();
+      break;
+    }
+  }
+  ::freeaddrinfo(res);
+  return err;
+}
+
+std::string GroupOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "";
+  struct group* g = ::getgrgid(st.st_gid);
+  return g ? g->gr_name : std::to_string(st.st_gid);
+}
+
+std::string Days(long long s) {
+  return s % 86400 == 0 ? std::to_string(s / 86400) + "d" : std::to_string(s) + "s";
+}
+
+void CheckPostfixInstance(const CheckMtaOptions& opt, MtaReport* r) {
+  auto add = [&](Verdict v, std::string what, std::string found, std::string fix) {
+    r->findings.push_back(Make("postfix", v, std::move(what), std::move(found), std::move(fix)));
+  };
+  const std::string dir = opt.postfix_config_directory.empty() ? "/etc/postfix" : opt.postfix_config_directory;
+  std::vector<std::string> base{opt.postconf_command};
+  if (!opt.postfix_config_directory.empty()) base.insert(base.end(), {"-c", opt.postfix_config_directory});
+  std::string text, err;
+  std::vector<std::string> args = base;
+  args.insert(args.end(), {"-h", "smtpd_milters", "non_smtpd_milters", "milter_default_action", "queue_directory",
+                           "mail_owner", "maximal_queue_lifetime", "bounce_queue_lifetime", "milter_connect_timeout",
+                           "milter_command_timeout", "milter_content_timeout"});
+  struct stat st;
+  if (::stat((dir + "/main.cf").c_str(), &st) != 0) {
+    // postconf exists (the package is there) but nothing is configured: mail does not flow.
+    if (!RunCapture({opt.postconf_command, "-d", "-h", "mail_version"}, &text, &err)) {
+      add(Verdict::kInfo, "not checked (" + err + ")", "", "");
+      return;
+    }
+    r->postfix_present = true;
+    add(Verdict::kMissing, "Postfix not configured", "no " + dir + "/main.cf",
+        "configure Postfix first (dpkg-reconfigure postfix), then run ccmailctl check-mta again");
+    return;
+  }
+  if (!RunCapture(args, &text, &err)) {
+    add(Verdict::kInfo, "not checked (" + err + ")", "", "");
+    return;
+  }
+  r->postfix_present = true;
+  std::vector<std::string> v;
+  {
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) v.push_back(l);
+    v.resize(10);
+  }
+  const std::string queue_dir = Trim(v[3]).empty() ? "/var/spool/postfix" : Trim(v[3]);
+  const std::string mail_owner = Trim(v[4]).empty() ? "postfix" : Trim(v[4]);
+  std::string master;
+  std::vector<std::string> margs = base;
+  margs.push_back("-M");
+  PostfixDaemon smtpd, cleanup;
+  if (RunCapture(margs, &master, &err)) ParseMaster(master, &smtpd, &cleanup);
+  if (!smtpd.found) add(Verdict::kWarning, "master.cf: no inet smtpd service", "", "");
+
+  // The milter lists, as each daemon resolves them (its chroot column, queue_directory).
+  struct List {
+    const char* name;
+    std::string value;
+    const PostfixDaemon* daemon;
+  };
+  const std::string chroot_spelling = PostfixSpelling(opt.milter_socket, queue_dir);
+  const std::string full_spelling = PostfixSpelling(opt.milter_socket, "");
+  for (const List& l : {List{"smtpd_milters", Trim(v[0]), &smtpd}, List{"non_smtpd_milters", Trim(v[1]), &cleanup}}) {
+    const bool chrooted = l.daemon->chrooted;
+    const std::string spelled = chrooted ? chroot_spelling : full_spelling;
+    bool reaches = false, listed_elsewise = false;
+    for (const std::string& item : ParsePostfixMilterList(l.value)) {
+      if (PostfixReaches(item, opt.milter_socket, chrooted, queue_dir)) reaches = true;
+      else if (SocketsMatch(item, opt.milter_socket, queue_dir)) listed_elsewise = true;
+    }
+    const std::string what = std::string(l.name) + (l.daemon->found ? (chrooted ? " (chrooted in " + queue_dir + ")" : " (not chrooted)") : "");
+    if (reaches) {
+      add(Verdict::kOk, what, l.value, "");
+    } else if (listed_elsewise) {
+      add(Verdict::kWrong, what, l.value,
+          "this spelling does not reach the socket from a " + std::string(chrooted ? "chrooted" : "non-chrooted") +
+              " daemon; use " + spelled + " (postconf -e '" + l.name + " = ...')");
+    } else {
+      std::string list = l.value.empty() ? spelled : l.value + ", " + spelled;
+      add(Verdict::kMissing, what, l.value, "postconf -e '" + std::string(l.name) + " = " + list + "'");
+    }
+  }
+  std::string action = Lower(Trim(v[2]));
+  if (action == "tempfail")
+    add(Verdict::kOk, "milter_default_action", action, "");
+  else
+    add(Verdict::kWrong, "milter_default_action", action, "postconf -e 'milter_default_action = tempfail'");
+
+  // The socket itself, and whether the MTA's user can connect to it.
+  Endpoint ours = ParseMilterSide(opt.milter_socket);
+  const std::string user = opt.mta_user.empty() ? mail_owner : opt.mta_user;
+  if (ours.kind == "unix") {
+    if (::stat(ours.where.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      add(Verdict::kMissing, "milter socket " + ours.where, "",
+          "start ccmail-milter (systemctl start ccmail-milter); every message gets 451 until it listens");
+    } else if (::geteuid() != 0) {
+      add(Verdict::kMissing, "connect to " + ours.where + " as " + user, "not checked",
+          "run ccmailctl check-mta as root to test the connection as " + user);
+    } else if (std::string why = ConnectAs(user, ours.where); !why.empty()) {
+      add(Verdict::kWrong, "connect to " + ours.where + " as " + user, why,
+          "adduser " + user + " " + GroupOf(ours.where) + " and restart Postfix (socket group " + GroupOf(ours.where) +
+              ", mode " + [&] { char b[8]; std::snprintf(b, sizeof b, "%04o", st.st_mode & 07777); return std::string(b); }() + ")");
+    } else {
+      add(Verdict::kOk, "connect to " + ours.where + " as " + user, "", "");
+    }
+  } else if (ours.kind == "inet" || ours.kind == "inet6") {
+    if (std::string why = ConnectInet(ours.where); !why.empty())
+      add(Verdict::kWrong, "connect to " + ours.where, why, "start ccmail-milter; every message gets 451 until it listens");
+    else
+      add(Verdict::kOk, "connect to " + ours.where, "", "");
+  }
+
+  // Timeouts: shorter than recommended is a warning (Postfix tempfails, nothing is lost).
+  const struct { const char* name; const std::string& value; long long min; } timeouts[] = {
+      {"milter_connect_timeout", v[7], kRecommendedMilterConnectTimeout},
+      {"milter_command_timeout", v[8], kRecommendedMilterCommandTimeout},
+      {"milter_content_timeout", v[9], kRecommendedMilterContentTimeout}};
+  for (const auto& t : timeouts) {
+    long long secs = PostfixSeconds(t.value, 's');
+    if (secs < 0) continue;
+    if (secs < t.min)
+      add(Verdict::kWarning, t.name, Trim(t.value),
+          "shorter than the recommended " + std::to_string(t.min) + "s: a slow spool disk makes Postfix answer 4xx "
+          "(postconf -e '" + std::string(t.name) + " = " + std::to_string(t.min) + "s')");
+    else
+      add(Verdict::kOk, t.name, Trim(t.value), "");
+  }
+  // The dedup window must outlast every retry Postfix (or a client queue) can make.
+  if (opt.dedup_window.count() > 0) {
+    long long mql = PostfixSeconds(v[5], 'd'), bql = PostfixSeconds(v[6], 'd');
+    long long longest = std::max(mql, bql);
+    const std::string found = "dedup_window " + Days(opt.dedup_window.count()) + ", maximal_queue_lifetime " +
+                              Trim(v[5]) + ", bounce_queue_lifetime " + Trim(v[6]);
+    if (longest < 0)
+      add(Verdict::kWarning, "dedup window", found, "cannot read the queue lifetimes");
+    else if (opt.dedup_window.count() < longest + kDedupWindowMargin)
+      add(Verdict::kWrong, "dedup window", found,
+          "set dedup_window = " + Days(longest + 2 * kDedupWindowMargin) +
+              " in ccmail-bridge.conf (more than the longest queue lifetime + 1d), or shorten the queue lifetimes");
+    else
+      add(Verdict::kOk, "dedup window", found, "");
+  }
+}
+
+}  // namespace
+
 MtaReport CheckMta(const CheckMtaOptions& opt) {
   MtaReport r;
-  std::string text, err;
-  if (RunCapture({opt.postconf_command, "-h", "smtpd_milters", "non_smtpd_milters", "milter_default_action"},
-                 &text, &err)) {
-    r.postfix_present = true;
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    std::string l;
-    while (std::getline(in, l)) lines.push_back(l);
-    lines.resize(3);
-    for (Finding& f : CheckPostfix(lines[0], lines[1], lines[2], opt.milter_socket, opt.postfix_queue_directory)) {
-      r.findings.push_back(std::move(f));
-    }
-  } else {
-    r.findings.push_back(Make("postfix", Verdict::kInfo, "not checked", "", ""));
-    r.findings.back().what = "not checked (" + err + ")";
-  }
+  CheckPostfixInstance(opt, &r);
   std::string mc, cf;
   bool have_mc = ReadFile(opt.sendmail_mc, &mc);
   bool have_cf = ReadFile(opt.sendmail_cf, &cf);

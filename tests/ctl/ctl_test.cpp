@@ -1,7 +1,10 @@
 // ccmailctl tests: every command run in process through RunCtl against a real state
 // (spool files, SQLite ledger, shared-memory claim table, exporter lock) built under a
 // temporary directory, plus the real binary executed once per exit-status class.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -707,31 +710,48 @@ TEST(Ctl, DrainExitStatuses) {
 TEST(Ctl, CheckMtaUsesTheConfiguredSocket) {
   BridgeDir b;
   std::string fake = b.dir() + "/postconf";
+  // A listening milter address (check-mta connects to it).
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t salen = sizeof sa;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &salen);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  const std::string port = std::to_string(ntohs(sa.sin_port));
+  const std::string ours = "milter_socket=inet:" + port + "@127.0.0.1";
+  std::ofstream(b.dir() + "/main.cf") << "# configured\n";
+  // postconf -h NAME...: the values, one a line; postconf -M: master.cf.
   auto write_postconf = [&](const std::string& lines) {
-    std::ofstream(fake) << "#!/bin/sh\nprintf '%s' '" << lines << "'\n";
+    std::ofstream(fake) << "#!/bin/sh\ncase \"$*\" in *-M*) echo 'smtp inet n - y - - smtpd' ;; *) printf '%s' '"
+                        << lines << "' ;; esac\n";
     ::chmod(fake.c_str(), 0755);
   };
   CtlEnvironment env;
   env.adjust_check_mta = [&](mtaconf::CheckMtaOptions* o) {
-    EXPECT_EQ(o->milter_socket, "inet:7777@127.0.0.1");  // from -o, i.e. from the configuration
+    EXPECT_EQ(o->milter_socket, "inet:" + port + "@127.0.0.1");  // from -o, i.e. from the configuration
     o->postconf_command = fake;
+    o->postfix_config_directory = b.dir();
     o->sendmail_mc = b.dir() + "/absent.mc";
     o->sendmail_cf = b.dir() + "/absent.cf";
   };
-  write_postconf("inet:127.0.0.1:7777\ninet:127.0.0.1:7777\ntempfail\n");
-  RunResult r = b.Run({"-o", "milter_socket=inet:7777@127.0.0.1", "check-mta"}, env);
+  const std::string rest = "/var/spool/postfix\npostfix\n5d\n5d\n30s\n30s\n300s\n";
+  write_postconf("inet:127.0.0.1:" + port + "\ninet:127.0.0.1:" + port + "\ntempfail\n" + rest);
+  RunResult r = b.Run({"-o", ours, "check-mta"}, env);
   EXPECT_EQ(r.rc, 0) << r.out << r.err;
   EXPECT_TRUE(Contains(r.out, "smtpd_milters")) << r.out;
-  write_postconf("\n\ntempfail\n");
-  r = b.Run({"-o", "milter_socket=inet:7777@127.0.0.1", "check-mta"}, env);
+  write_postconf("\n\ntempfail\n" + rest);
+  r = b.Run({"-o", ours, "check-mta"}, env);
   EXPECT_EQ(r.rc, 1);
   EXPECT_TRUE(Contains(r.out, "MISSING")) << r.out;
-  r = b.Run({"-o", "milter_socket=inet:7777@127.0.0.1", "--json", "check-mta"}, env);
+  r = b.Run({"-o", ours, "--json", "check-mta"}, env);
   EXPECT_EQ(r.rc, 1);
   Json j = ParseOrFail(r.out);
   EXPECT_EQ(j.Bool("ok"), 0);
   EXPECT_EQ(j.Bool("postfix_present"), 1);
   EXPECT_GT(j.Size("findings"), 0u);
+  ::close(lfd);
 }
 
 // ---------------------------------------------------------------- the real binary

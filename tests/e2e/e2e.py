@@ -84,7 +84,8 @@ def make_plan(args, amap):
         else:
             size = rnd.randint(1024, 16 * 1024)
         size = max(1024, min(size, args.max_size))
-        plan.append({"id": mid, "kind": kind, "rcpts": rcpts, "size": size, "seed": rnd.getrandbits(32)})
+        plan.append({"id": mid, "kind": kind, "rcpts": rcpts, "size": size, "seed": rnd.getrandbits(32),
+                     "bare": getattr(args, "no_id_date", False)})
     return plan
 
 
@@ -93,9 +94,11 @@ def build_message(p, rcpts=None):
     mid, size = p["id"], p["size"]
     rcpts = rcpts or p["rcpts"]
     sender = "%s@%s" % (mid, SENDER_DOMAIN)
-    hdr = ("From: E2E Sender <%s>\r\nTo: %s\r\nSubject: e2e %s %s\r\n"
-           "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%s@e2e.example>\r\n"
-           "X-E2E-Id: %s\r\nMIME-Version: 1.0\r\n" % (sender, ", ".join(rcpts), mid, p["kind"], mid, mid))
+    # bare: neither Date nor Message-ID, as a local application may send; Postfix adds both
+    # (for clients in local_header_rewrite_clients), differently on every attempt.
+    ids = "" if p.get("bare") else "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%s@e2e.example>\r\n" % mid
+    hdr = ("From: E2E Sender <%s>\r\nTo: %s\r\nSubject: e2e %s %s\r\n%s"
+           "X-E2E-Id: %s\r\nMIME-Version: 1.0\r\n" % (sender, ", ".join(rcpts), mid, p["kind"], ids, mid))
     rnd = random.Random(p["seed"])
     text_line = "line %%06d of %s: the quick brown fox jumps over the lazy dog\r\n" % mid
     if size <= 64 * 1024:
@@ -613,6 +616,7 @@ def main():
         p.add_argument("--large-fraction", type=float, default=0.001)
         p.add_argument("--medium-fraction", type=float, default=0.01)
         p.add_argument("--log", required=True)
+        p.add_argument("--no-id-date", action="store_true", help="messages without Date and Message-ID")
 
     def client_args(p):
         p.add_argument("--port", type=int, required=True)

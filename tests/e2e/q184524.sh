@@ -7,7 +7,11 @@
 #   after_export the first copies are exported (ccmailctl drain) before the retries arrive
 #   new_epoch    the exporter is SIGKILLed and restarted between the copies (ledger dedup
 #                across exporter epochs)
-# and a fourth, the same duplicate from the other side:
+#   local_no_id  messages without Message-ID and Date from 127.0.0.1: Postfix treats the client
+#                as local (local_header_rewrite_clients = permit_inet_interfaces, the default)
+#                and adds a Message-Id embedding the queue id and the arrival Date, different
+#                for each copy; the content key must leave them out (store/content_key.h)
+# and a fifth, the same duplicate from the other side:
 #   milter_timeout  the milter answers after Postfix's milter_content_timeout (a slow disk,
 #                CCMAIL_DELAY_AT): Postfix tempfails the client although the capture is
 #                already durable, the client retries, the bridge must still export once
@@ -32,6 +36,8 @@ $E2E q184524 "${common[@]}" --prefix qb --seed 22 \
   --between "$CTL -c $T/ccmail.conf drain --timeout 120s >/dev/null 2>&1" || fail "round after_export"
 $E2E q184524 "${common[@]}" --prefix qc --seed 23 \
   --between "sleep 1; kill -9 \$(cat $T/exporter.pid.e2e); sleep 1" || fail "round new_epoch"
+# The copies of one message differ by a second at least, so the Date Postfix adds differs too.
+$E2E q184524 "${common[@]}" --prefix qe --seed 25 --no-id-date --between "sleep 1.1" || fail "round local_no_id"
 
 
 # Round milter_timeout: every odd capture waits 2.5 s after it is durable, before the milter
@@ -56,6 +62,12 @@ postconf -c "$T/pf/etc" -e "milter_content_timeout = 120s" && postfix -c "$T/pf/
 e2e_drain 120 || fail "drain"
 # The test means something only if Postfix really queued both copies of most messages.
 copies=$(grep -c 'message-id=<q[abc]-' "$T/pf/maillog")
+# Round local_no_id: the Message-Ids Postfix made up (its myhostname), one per copy.
+generated=$(grep -c 'message-id=<[^>]*@mta-test.localdomain>' "$T/pf/maillog")
+sent_bare=$(grep -c '"id": "qe-' "$T/sent.jsonl")
+e2e_log "local_no_id: Postfix generated the Message-Id of $generated copies of $sent_bare messages"
+[ "$generated" -ge $((sent_bare * 3 / 2)) ] || fail "Postfix generated only $generated Message-Ids for $sent_bare bare messages sent twice: the round proved nothing"
+copies=$((copies + generated))
 sent=$(wc -l < "$T/sent.jsonl")
 e2e_log "Postfix queued $copies copies of $sent messages (dropped first copy + retry)"
 [ "$copies" -ge $((sent * 3 / 2)) ] || fail "only $copies copies queued for $sent messages: the dropped sends did not reach the queue"

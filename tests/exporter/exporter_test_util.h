@@ -110,7 +110,7 @@ struct Bed {
     o.doorbell_timeout = std::chrono::milliseconds(10);
     o.backoff_min = std::chrono::milliseconds(10);
     o.backoff_max = std::chrono::milliseconds(50);
-    o.sendmail_path = dir + "/sendmail";
+    o.bounce_relay = "127.0.0.1:1";  // nothing listens: notices stay queued
     o.convert_threads = 2;  // the threaded conversion path (used when a round has >= 8 messages)
     return o;
   }
@@ -122,7 +122,7 @@ struct Bed {
                        "\nclaim_table_slots = " + std::to_string(table.slots) +
                        "\nclaim_table_registry = " + std::to_string(table.registry) +
                        "\nbridge_group =\nexporter_user =\nexporter_pid_file = " + paths.runtime_directory +
-                       "/ccmail-exporter.pid\nsendmail_path = " + dir + "/sendmail\naddress_map =\n" + extra;
+                       "/ccmail-exporter.pid\nbounce_relay = 127.0.0.1:1\naddress_map =\n" + extra;
     std::string path = dir + "/ccmail-bridge.conf";
     Spit(path, text);
     return path;

@@ -105,6 +105,26 @@ msg kim@cc.example m4 x | pf_sendmail "$T/pf" -f alice@example.org kim@cc.exampl
 for i in $(seq 1 100); do [ "$(captures)" = 4 ] && break; sleep 0.1; done
 [ "$(captures)" = 4 ] && pass "sendmail(1) captured" || fail "sendmail(1) not captured"
 
+# 4b. no Message-ID and no Date: Postfix adds both (127.0.0.1 is in local_header_rewrite_clients
+# by default; pickup always), new for every copy. Two SMTP copies, as after a lost 250, must
+# have one content key (store/content_key.h); two identical sendmail(1) submissions (a cron
+# mail sent twice) keep two keys.
+bare() { printf 'From: alice@example.org\r\nTo: kim@cc.example\r\nSubject: %s\r\n\r\nsame body\r\n' "$1"; }
+keys_of() { list | grep " from=$1 " | sed -n 's/.* key=\([0-9a-f]*\) .*/\1/p' | sort -u | wc -l; }
+for i in 1 2; do
+  bare "bare smtp" | smtp_send $PF_PORT bare-smtp@example.org kim@cc.example > "$T/r4b" || { cat "$T/r4b"; fail "bare SMTP copy $i not accepted"; }
+  bare "bare local" | pf_sendmail "$T/pf" -f bare-local@example.org kim@cc.example || fail "bare sendmail(1) copy $i failed"
+  sleep 1.1  # another second: another Date
+done
+wait_until 20 "" "bare captures" test "$(captures)" = 8
+grep -c 'message-id=<[0-9]*\.[0-9A-F]*@mta-test.localdomain>' "$T/pf/maillog" | grep -qx 4 \
+  && pass "Postfix generated the Message-Id of the four bare copies" || fail "Postfix did not generate 4 Message-Ids"
+[ "$(list | grep -c ' from=bare-.* key_ok=1 ')" = 4 ] && pass "bare copies captured, keys verify" || { list; fail "bare copies"; }
+[ "$(keys_of bare-smtp@example.org)" = 1 ] && pass "SMTP retry without Message-ID/Date: one content key" \
+  || { list; fail "SMTP copies without Message-ID/Date got different content keys"; }
+[ "$(keys_of bare-local@example.org)" = 2 ] && pass "two local submissions without Message-ID/Date: two content keys" \
+  || { list; fail "local submissions without Message-ID/Date collapsed into one content key"; }
+
 # 5. reject_unknown -> 550 5.1.1 at RCPT.
 reload "reject_unknown = yes"
 msg nobody@cc.example m5 x | smtp_send $PF_PORT alice@example.org nobody@cc.example > "$T/r5"

@@ -95,13 +95,16 @@ int main(int argc, char** argv) {
         std::fwrite(msg.data(), 1, msg.size(), stdout);
         return 0;
       }
-      bool key_ok = store::ContentKeyOfMessage(e.meta.envelope_sender, msg) == e.meta.content_key;
+      // The milter gives the key the queue id for SMTP clients only (local submissions: none).
+      bool key_ok = store::ContentKeyOfMessage(e.meta.envelope_sender, msg, e.meta.queue_id) == e.meta.content_key ||
+                    store::ContentKeyOfMessage(e.meta.envelope_sender, msg) == e.meta.content_key;
       std::string rcpts;
       for (const auto& r : e.meta.recipients)
         rcpts += (rcpts.empty() ? "" : ",") + r.smtp_address + "|" + r.ccmail_name + "|" + r.post_office;
-      std::printf("%s qid=%s from=%s size=%llu key_ok=%d rcpt=%s\n", id.ToString().c_str(), e.meta.queue_id.c_str(),
-                  e.meta.envelope_sender.c_str(), static_cast<unsigned long long>(e.meta.message_size), key_ok ? 1 : 0,
-                  rcpts.c_str());
+      std::printf("%s qid=%s from=%s size=%llu key=%s key_ok=%d rcpt=%s\n", id.ToString().c_str(),
+                  e.meta.queue_id.c_str(), e.meta.envelope_sender.c_str(),
+                  static_cast<unsigned long long>(e.meta.message_size), e.meta.content_key.ToString().c_str(),
+                  key_ok ? 1 : 0, rcpts.c_str());
     }
     if (cmd == "show") {
       std::fprintf(stderr, "milter-spool-tool: no such capture\n");

@@ -2,9 +2,15 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -129,23 +135,155 @@ class CheckMtaTest : public ::testing::Test {
   std::string dir_;
 };
 
-TEST_F(CheckMtaTest, PostfixConfigured) {
-  CheckMtaOptions o = Options();
-  o.postconf_command = FakePostconf("unix:/ccmail-bridge/milter.sock\nunix:/ccmail-bridge/milter.sock\ntempfail\n");
-  MtaReport r = CheckMta(o);
+// Real Postfix configuration directories (postconf -c DIR) and a real listening socket, each
+// broken setup that makes every message get 451 must make the report fail.
+class RealPostfixTest : public CheckMtaTest {
+ protected:
+  void SetUp() override {
+    CheckMtaTest::SetUp();
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (connects as the postfix user)";
+    if (std::system("command -v postconf >/dev/null") != 0 || !::getpwnam("postfix"))
+      GTEST_SKIP() << "postfix is not installed (scripts/install-deps.sh)";
+    ::chmod(dir_.c_str(), 0755);
+    queue_ = dir_ + "/queue";
+    std::filesystem::create_directories(queue_ + "/ccmail-bridge");
+    std::filesystem::create_directories(dir_ + "/etc");
+    ::chmod(queue_.c_str(), 0755);
+    socket_ = queue_ + "/ccmail-bridge/milter.sock";
+  }
+  void TearDown() override {
+    if (lfd_ >= 0) ::close(lfd_);
+    CheckMtaTest::TearDown();
+  }
+  // main.cf with the given milter lists (and extra lines), master.cf with smtpd and cleanup
+  // chrooted or not.
+  void WritePostfix(const std::string& milters, bool chrooted, const std::string& extra = "") {
+    std::ofstream(dir_ + "/etc/main.cf") << "compatibility_level = 3.6\nqueue_directory = " << queue_
+                                         << "\nmail_owner = postfix\nsmtpd_milters = " << milters
+                                         << "\nnon_smtpd_milters = " << milters << "\nmilter_default_action = tempfail\n"
+                                         << extra;
+    const char* c = chrooted ? "y" : "n";
+    std::ofstream(dir_ + "/etc/master.cf") << "smtp inet n - " << c << " - - smtpd\ncleanup unix n - " << c
+                                           << " - 0 cleanup\n";
+  }
+  // The milter's socket: directory 0750 and socket 0660, group `group`.
+  void Listen(const std::string& group) {
+    lfd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", socket_.c_str());
+    ASSERT_EQ(::bind(lfd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(::listen(lfd_, 8), 0);
+    struct group* g = ::getgrnam(group.c_str());
+    ASSERT_NE(g, nullptr) << group;
+    const std::string sock_dir = queue_ + "/ccmail-bridge";
+    ASSERT_EQ(::chown(sock_dir.c_str(), 0, g->gr_gid), 0);
+    ASSERT_EQ(::chmod(sock_dir.c_str(), 0750), 0);
+    ASSERT_EQ(::chown(socket_.c_str(), 0, g->gr_gid), 0);
+    ASSERT_EQ(::chmod(socket_.c_str(), 0660), 0);
+  }
+  CheckMtaOptions RealOptions() {
+    CheckMtaOptions o = Options();
+    o.milter_socket = "unix:" + socket_;
+    o.postfix_config_directory = dir_ + "/etc";
+    o.dedup_window = std::chrono::hours(24 * 7);
+    return o;
+  }
+  std::string queue_, socket_;
+  int lfd_ = -1;
+};
+
+TEST_F(RealPostfixTest, ConfiguredChrootedWithThePostfixUserInTheSocketGroup) {
+  WritePostfix("unix:/ccmail-bridge/milter.sock", true);
+  Listen("postfix");
+  MtaReport r = CheckMta(RealOptions());
   EXPECT_TRUE(r.postfix_present);
-  EXPECT_FALSE(r.sendmail_present);
   EXPECT_TRUE(r.ok()) << r.ToText();
+  EXPECT_NE(r.ToText().find("ok      postfix: connect to " + socket_ + " as postfix"), std::string::npos) << r.ToText();
 }
 
-TEST_F(CheckMtaTest, PostfixUnconfigured) {
-  CheckMtaOptions o = Options();
-  o.postconf_command = FakePostconf("\n\ntempfail\n");
+TEST_F(RealPostfixTest, NoMainCfIsPostfixNotConfigured) {
+  MtaReport r = CheckMta(RealOptions());
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.ToText().find("MISSING postfix: Postfix not configured = no " + dir_ + "/etc/main.cf"), std::string::npos)
+      << r.ToText();
+}
+
+TEST_F(RealPostfixTest, PostfixNotInTheSocketGroupFails) {
+  WritePostfix("unix:/ccmail-bridge/milter.sock", true);
+  Listen("root");
+  MtaReport r = CheckMta(RealOptions());
+  EXPECT_FALSE(r.ok()) << r.ToText();
+  EXPECT_NE(r.ToText().find("WRONG   postfix: connect to " + socket_ + " as postfix = Permission denied"),
+            std::string::npos) << r.ToText();
+}
+
+TEST_F(RealPostfixTest, ChrootRelativePathWithUnchrootedDaemonsFails) {
+  WritePostfix("unix:/ccmail-bridge/milter.sock", false);
+  Listen("postfix");
+  MtaReport r = CheckMta(RealOptions());
+  EXPECT_FALSE(r.ok()) << r.ToText();
+  EXPECT_NE(r.ToText().find("WRONG   postfix: smtpd_milters (not chrooted)"), std::string::npos) << r.ToText();
+  EXPECT_NE(r.ToText().find("use unix:" + socket_), std::string::npos) << r.ToText();
+  // The full path is right for unchrooted daemons.
+  WritePostfix("unix:" + socket_, false);
+  r = CheckMta(RealOptions());
+  EXPECT_TRUE(r.ok()) << r.ToText();
+  // ... and wrong for chrooted ones (they would look in queue_directory + full path).
+  WritePostfix("unix:" + socket_, true);
+  EXPECT_FALSE(CheckMta(RealOptions()).ok());
+}
+
+TEST_F(RealPostfixTest, MissingSocketFails) {
+  WritePostfix("unix:/ccmail-bridge/milter.sock", true);
+  MtaReport r = CheckMta(RealOptions());
+  EXPECT_FALSE(r.ok()) << r.ToText();
+  EXPECT_NE(r.ToText().find("MISSING postfix: milter socket " + socket_), std::string::npos) << r.ToText();
+}
+
+TEST_F(RealPostfixTest, MilterListsMissing) {
+  WritePostfix("", true);
+  Listen("postfix");
+  MtaReport r = CheckMta(RealOptions());
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.ToText().find("postconf -e 'non_smtpd_milters = unix:/ccmail-bridge/milter.sock'"), std::string::npos)
+      << r.ToText();
+}
+
+TEST_F(RealPostfixTest, DedupWindowMustOutlastTheQueueLifetimesWithMargin) {
+  WritePostfix("unix:/ccmail-bridge/milter.sock", true, "maximal_queue_lifetime = 5d\nbounce_queue_lifetime = 2d\n");
+  Listen("postfix");
+  CheckMtaOptions o = RealOptions();
+  o.dedup_window = std::chrono::hours(24 * 5);
   MtaReport r = CheckMta(o);
   EXPECT_FALSE(r.ok());
-  std::string text = r.ToText();
-  EXPECT_NE(text.find("MISSING postfix: smtpd_milters"), std::string::npos) << text;
-  EXPECT_NE(text.find("postconf -e 'non_smtpd_milters = unix:/ccmail-bridge/milter.sock'"), std::string::npos) << text;
+  EXPECT_NE(r.ToText().find("WRONG   postfix: dedup window"), std::string::npos) << r.ToText();
+  o.dedup_window = std::chrono::hours(24 * 6 - 1);  // less than the 1-day margin
+  EXPECT_FALSE(CheckMta(o).ok());
+  o.dedup_window = std::chrono::hours(24 * 6);
+  EXPECT_TRUE(CheckMta(o).ok()) << CheckMta(o).ToText();
+  WritePostfix("unix:/ccmail-bridge/milter.sock", true, "maximal_queue_lifetime = 5d\nbounce_queue_lifetime = 9d\n");
+  EXPECT_FALSE(CheckMta(o).ok());
+}
+
+TEST_F(RealPostfixTest, ShortMilterTimeoutsWarn) {
+  WritePostfix("unix:/ccmail-bridge/milter.sock", true, "milter_content_timeout = 10s\nmilter_command_timeout = 2s\n");
+  Listen("postfix");
+  MtaReport r = CheckMta(RealOptions());
+  EXPECT_TRUE(r.ok()) << r.ToText();  // Postfix tempfails then: delayed, not lost
+  EXPECT_NE(r.ToText().find("WARNING postfix: milter_content_timeout = 10s"), std::string::npos) << r.ToText();
+  EXPECT_NE(r.ToText().find("WARNING postfix: milter_command_timeout = 2s"), std::string::npos) << r.ToText();
+}
+
+TEST(PostfixSeconds, Units) {
+  EXPECT_EQ(PostfixSeconds("30s", 's'), 30);
+  EXPECT_EQ(PostfixSeconds("300", 's'), 300);
+  EXPECT_EQ(PostfixSeconds("5d", 's'), 5 * 86400);
+  EXPECT_EQ(PostfixSeconds("5", 'd'), 5 * 86400);
+  EXPECT_EQ(PostfixSeconds("2h", 's'), 7200);
+  EXPECT_EQ(PostfixSeconds("1w", 'd'), 7 * 86400);
+  EXPECT_EQ(PostfixSeconds("x", 's'), -1);
+  EXPECT_EQ(PostfixSeconds("", 's'), -1);
 }
 
 TEST_F(CheckMtaTest, NoMtaAtAll) {

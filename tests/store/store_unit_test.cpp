@@ -97,12 +97,71 @@ TEST(ContentKey, ChangesWithBodySenderMessageId) {
 }
 
 TEST(ContentKey, KnownSha256OfCanonicalForm) {
-  // Empty sender, no headers, empty body: SHA-256("ccmail-ck-1\nS\nB").
+  // Empty sender, no headers, empty body: SHA-256("ccmail-ck-2\nS\nB" + hex SHA-256 of "").
   ContentKeyBuilder b;
   b.SetEnvelopeSender("");
   ContentKey k = b.Finish();
-  EXPECT_EQ(k.ToString().size(), 64u);
+  EXPECT_EQ(k.ToString(), "3e9a44e239150580787d6b70b8dd28012a6ed341d4351746aa68d164493ac0cf");
   EXPECT_EQ(ContentKeyOfMessage("", "\r\n"), k);
+}
+
+// One attempt as the milter sees it from Postfix for a client in local_header_rewrite_clients
+// that sent neither Message-ID nor Date (seen in a spool file): the fields Postfix added come
+// last, Message-Id first.
+std::string AttemptWithGeneratedFields(const std::string& message_id, const std::string& date,
+                                       const std::string& client_headers = "") {
+  return "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: nightly report\r\n" + client_headers +
+         "Message-Id: " + message_id + "\r\nDate: " + date + "\r\n\r\nreport body\r\n";
+}
+
+TEST(ContentKey, LeavesOutTheMessageIdAndDateTheMtaGeneratedForThisAttempt) {
+  const std::string d1 = "Sat,  5 Dec 2026 20:53:48 +0000 (UTC)", d2 = "Sat,  5 Dec 2026 20:53:53 +0000 (UTC)";
+  // Postfix, short queue ids: <YYYYMMDDhhmmss.QUEUEID@myhostname>.
+  const ContentKey k1 = ContentKeyOfMessage(
+      "alice@example.com", AttemptWithGeneratedFields("<20261205205348.C501EA7206E@mta-test.localdomain>", d1),
+      "C501EA7206E");
+  EXPECT_EQ(ContentKeyOfMessage("alice@example.com",
+                                AttemptWithGeneratedFields("<20261205205353.D1C42A72072@mta-test.localdomain>", d2),
+                                "D1C42A72072"),
+            k1);
+  // Postfix with enable_long_queue_ids (<QUEUEID@host>) and Sendmail (<YYYYMMDDhhmm.QUEUEID@host>).
+  EXPECT_EQ(ContentKeyOfMessage("alice@example.com", AttemptWithGeneratedFields("<4Nxyz1234Mz5abc@relay>", d2),
+                                "4Nxyz1234Mz5abc"),
+            k1);
+  EXPECT_EQ(ContentKeyOfMessage("alice@example.com",
+                                AttemptWithGeneratedFields("<202612052047.0B5KgpXa012345@relay>", d2), "0B5KgpXa012345"),
+            k1);
+  // Without the queue id (a local submission) both count: identical cron mails stay apart.
+  EXPECT_NE(ContentKeyOfMessage("alice@example.com",
+                                AttemptWithGeneratedFields("<20261205205348.C501EA7206E@mta-test.localdomain>", d1)),
+            ContentKeyOfMessage("alice@example.com",
+                                AttemptWithGeneratedFields("<20261205205353.D1C42A72072@mta-test.localdomain>", d2)));
+  // A queue id that is only part of another token does not make the Message-ID the MTA's.
+  EXPECT_NE(ContentKeyOfMessage("alice@example.com", AttemptWithGeneratedFields("<xC501EA7206E@app>", d1), "C501EA7206E"),
+            ContentKeyOfMessage("alice@example.com", AttemptWithGeneratedFields("<xD1C42A72072@app>", d1), "D1C42A72072"));
+}
+
+TEST(ContentKey, KeepsTheClientsDateAndMessageId) {
+  auto key = [](const std::string& headers, const std::string& qid) {
+    return ContentKeyOfMessage("a@x", "From: a@x\r\nSubject: s\r\n" + headers + "\r\nbody\r\n", qid);
+  };
+  // The client sent a Date but no Message-ID: Postfix's Message-Id comes after the client's
+  // Date, which stays in the key (two reports a day apart are two messages).
+  EXPECT_EQ(key("Date: Sat, 05 Dec 2026 08:00:00 +0000\r\nMessage-Id: <20261205080001.AQ1@relay>\r\n", "AQ1"),
+            key("Date: Sat, 05 Dec 2026 08:00:00 +0000\r\nMessage-Id: <20261205081502.BQ2@relay>\r\n", "BQ2"));
+  EXPECT_NE(key("Date: Sat, 05 Dec 2026 08:00:00 +0000\r\nMessage-Id: <20261205080001.AQ1@relay>\r\n", "AQ1"),
+            key("Date: Sun, 06 Dec 2026 08:00:00 +0000\r\nMessage-Id: <20261206080001.BQ2@relay>\r\n", "BQ2"));
+  // The client's own Message-ID counts, and so does a Date behind it.
+  EXPECT_NE(key("Message-ID: <r-17@app>\r\nDate: Sat, 05 Dec 2026 08:00:00 +0000\r\n", "AQ1"),
+            key("Message-ID: <r-18@app>\r\nDate: Sat, 05 Dec 2026 08:00:00 +0000\r\n", "AQ1"));
+  EXPECT_NE(key("Message-ID: <r-17@app>\r\nDate: Sat, 05 Dec 2026 08:00:00 +0000\r\n", "AQ1"),
+            key("Message-ID: <r-17@app>\r\nDate: Sat, 05 Dec 2026 08:00:01 +0000\r\n", "AQ1"));
+  // Two Message-IDs: the MTA added neither (it adds one only when none is there).
+  EXPECT_NE(key("Message-ID: <r-17@app>\r\nMessage-Id: <20261205080001.AQ1@relay>\r\n", "AQ1"),
+            key("Message-ID: <r-17@app>\r\nMessage-Id: <20261205080001.BQ2@relay>\r\n", "BQ2"));
+  // Body bytes cannot stand in for a held field.
+  EXPECT_NE(ContentKeyOfMessage("a@x", "From: a@x\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"),
+            ContentKeyOfMessage("a@x", "From: a@x\r\n\r\nbody\r\nHmessage-id:<m@x>\n"));
 }
 
 SpoolMeta SampleMeta() {

@@ -95,7 +95,8 @@ struct ExporterOptions {
   std::string deliver_command;
   long deliver_retry_min_s = 60;
   long deliver_retry_max_s = 3600;
-  std::string sendmail_path = "/usr/sbin/sendmail";
+  // SMTP relay that takes bounces and quarantine notices (bounce.h): "host:port".
+  std::string bounce_relay = "127.0.0.1:25";
   bool notify_sender_on_quarantine = false;
   // Bytes of converted output held for one round before it is committed (memory bound).
   uint64_t round_max_bytes = 64ULL << 20;

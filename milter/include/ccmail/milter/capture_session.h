@@ -100,6 +100,9 @@ class CaptureSession {
   // Remembers the MTA queue id when a macro shows it before end of message.
   void SetQueueId(std::string_view queue_id) { if (!queue_id.empty()) queue_id_ = queue_id; }
   const std::string& queue_id() const { return queue_id_; }
+  // A submission without an SMTP client (Postfix sendmail(1)/pickup: client port 0). Call
+  // after MailFrom; see CaptureEnvelope::local_submission.
+  void SetLocalSubmission(bool local) { local_submission_ = local; }
   bool in_message() const { return in_message_; }
   size_t ccmail_recipient_count() const { return recipients_.size(); }
 
@@ -114,6 +117,7 @@ class CaptureSession {
   bool ignore_rest_ = false;  // accepted early or rejected: ignore further callbacks
   std::string sender_;
   std::string queue_id_;
+  bool local_submission_ = false;
   std::vector<CapturedRecipient> recipients_;
   std::vector<std::string> raw_recipients_;  // as given by the MTA, for smfi_delrcpt
   std::unique_ptr<CaptureWriter> writer_;

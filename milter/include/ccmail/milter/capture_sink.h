@@ -51,6 +51,9 @@ struct CaptureEnvelope {
   std::string sender;    // envelope sender without <>; empty for the null sender
   std::vector<CapturedRecipient> recipients;
   std::chrono::system_clock::time_point received;
+  // No SMTP client (sendmail(1) through Postfix's pickup): no lost 250 can make it retry,
+  // so fields the MTA generated stay in the content key (store/content_key.h).
+  bool local_submission = false;
 };
 
 struct CaptureReceipt {

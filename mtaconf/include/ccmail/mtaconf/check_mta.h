@@ -36,13 +36,15 @@
 //   Functions are reentrant; CheckMta() forks postconf.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace ccmail::mtaconf {
 
-enum class Verdict { kOk, kMissing, kWrong, kInfo };
+// kWarning: works, but not as recommended (does not fail the report).
+enum class Verdict { kOk, kMissing, kWrong, kInfo, kWarning };
 
 struct Finding {
   std::string mta;      // "postfix" or "sendmail"
@@ -67,7 +69,12 @@ struct MtaReport {
 struct CheckMtaOptions {
   std::string milter_socket = "unix:/var/spool/postfix/ccmail-bridge/milter.sock";
   std::string postconf_command = "postconf";          // searched in PATH when not absolute
-  std::string postfix_queue_directory = "/var/spool/postfix";  // its chroot on Debian
+  // Postfix configuration directory (postconf -c); empty: Postfix's default /etc/postfix.
+  std::string postfix_config_directory;
+  // User the MTA connects to the milter as; empty: Postfix's mail_owner.
+  std::string mta_user;
+  // ccmail dedup_window; compared with maximal_queue_lifetime and bounce_queue_lifetime when > 0.
+  std::chrono::seconds dedup_window{0};
   std::string sendmail_mc = "/etc/mail/sendmail.mc";
   std::string sendmail_cf = "/etc/mail/sendmail.cf";
 };
@@ -94,7 +101,27 @@ std::vector<Finding> CheckPostfix(std::string_view smtpd_milters, std::string_vi
 std::vector<Finding> CheckSendmailMc(std::string_view mc_text, std::string_view path, std::string_view ours);
 std::vector<Finding> CheckSendmailCf(std::string_view cf_text, std::string_view path, std::string_view ours);
 
-// Runs postconf / reads the files and combines the checks above.
+// Postfix time value ("30s", "5d", "1h", "300" = default_unit) in seconds; -1 when unparsable.
+long long PostfixSeconds(std::string_view value, char default_unit);
+
+// Milter timeouts below these (seconds) get a warning: the milter's slowest step is the spool
+// fsync at end of message; Postfix gives up after milter_content_timeout and answers 4xx
+// (milter_default_action = tempfail), so a slow disk delays mail but never loses it.
+inline constexpr long long kRecommendedMilterConnectTimeout = 30;
+inline constexpr long long kRecommendedMilterCommandTimeout = 30;
+inline constexpr long long kRecommendedMilterContentTimeout = 300;
+// dedup_window must exceed the longest time Postfix retries (maximal_queue_lifetime,
+// bounce_queue_lifetime) by at least this margin.
+inline constexpr long long kDedupWindowMargin = 24 * 3600;
+
+// Whether Postfix (a daemon chrooted or not, below queue_directory) reaches `ours` at `mta`.
+bool PostfixReaches(std::string_view mta, std::string_view ours, bool chrooted, std::string_view queue_directory);
+
+// Runs postconf / reads the files and combines the checks above. For Postfix: reads
+// queue_directory, mail_owner, the master.cf chroot column of smtpd and cleanup (postconf -M),
+// checks that the milter lists reach our socket as each daemon resolves it, that the socket
+// exists and that mail_owner can connect to it (a child process switched to that user; needs
+// root), the milter timeouts and the dedup window.
 MtaReport CheckMta(const CheckMtaOptions& opt);
 
 }  // namespace ccmail::mtaconf

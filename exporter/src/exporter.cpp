@@ -62,16 +62,17 @@ Exporter::~Exporter() = default;
 
 Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   auto im = std::make_unique<Impl>();
+  im->io = opt.io ? opt.io : &store::DurableIo::Real();
   const BridgePaths& p = opt.paths;
+  bool created = false;
   // The lock comes first: a second exporter must not touch anything else.
-  if (::mkdir(p.spool_directory.c_str(), 0750) != 0 && errno != EEXIST)
-    return Status::FromErrno("mkdir " + p.spool_directory, errno);
+  CCMAIL_RETURN_IF_ERROR(im->io->MakeDir(p.spool_directory, 0750, &created));
   CCMAIL_RETURN_IF_ERROR(AcquireExporterLock(p.exporter_lock, &im->lock));
-  if (::mkdir(p.runtime_directory.c_str(), 0755) != 0 && errno != EEXIST)
-    return Status::FromErrno("mkdir " + p.runtime_directory, errno);
+  // The runtime directory holds no durable state (claim table files, the pid file).
+  CCMAIL_RETURN_IF_ERROR(im->io->MakeDir(p.runtime_directory, 0755, &created));
   CCMAIL_RETURN_IF_ERROR(store::Ledger::Open(p.ledger_path, &im->ledger));
-  CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool));
-  im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory);
+  CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool, im->io));
+  im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory, im->io);
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());
   im->outbox->set_defer_tmpdir_sync(true);  // one out/tmp fsync per round, not per post office
   // The backlog published in the table is only a hint (the milters count the spool

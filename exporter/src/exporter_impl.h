@@ -85,8 +85,6 @@ inline bool Exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-inline Status FsyncDirPlain(const std::string& dir) { return store::DurableIo::Real().FsyncDir(dir); }
-
 // "<registry index>.<rgen>" as the milter names its tmp files; anything else is unknown.
 inline bool ParseWriterTag(const std::string& tag, uint32_t* index, uint64_t* rgen) {
   auto dot = tag.find('.');
@@ -150,6 +148,7 @@ struct CommitOutcome {
 
 struct Exporter::Impl {
   ExporterOptions opt;
+  store::DurableIo* io = nullptr;  // opt.io or DurableIo::Real(): every durable step
   UniqueFd lock;
   std::unique_ptr<store::Ledger> ledger;
   std::unique_ptr<store::Spool> spool;

@@ -29,12 +29,12 @@ Status Exporter::Impl::Recover() {
       continue;
     }
     if (!s.ok() && !s.IsNotFound()) return s;
-    std::string path = outbox->TmpDir() + "/" + n;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + path, errno);
+    Status us = io->Unlink(outbox->TmpDir() + "/" + n);
+    if (!us.ok() && !us.IsNotFound()) return us.WithContext("recovery: uncommitted part file");
     CrashPoint(kCrashRecoveryRollforward);
     ++deleted;
   }
-  if (rolled || deleted) CCMAIL_RETURN_IF_ERROR(FsyncDirPlain(outbox->TmpDir()));
+  if (rolled || deleted) CCMAIL_RETURN_IF_ERROR(io->FsyncDir(outbox->TmpDir()));
   // A crash between the renames and the watermark leaves a published batch the consumer
   // may not take yet: re-publish (idempotent) the newest batch of each post office.
   std::vector<store::LedgerBatch> latest;

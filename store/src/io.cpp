@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>  // renameat2
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -248,6 +249,36 @@ class RealIo final : public DurableIo {
     return Status::Ok();
   }
 
+  Status RenameNoReplace(const std::string& from, const std::string& to, const char* point) override {
+    const std::string what = "rename (no replace) " + from + " -> " + to;
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, what);
+    }
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+      // Why the fallback: RENAME_NOREPLACE needs file system support (not NFS, older
+      // overlayfs); link() fails with EEXIST just the same and cannot replace either.
+      if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return Status::FromErrno(what, errno);
+      if (::link(from.c_str(), to.c_str()) != 0) return Status::FromErrno(what + " (link)", errno);
+      if (::unlink(from.c_str()) != 0) return Status::FromErrno(what + " (unlink after link)", errno);
+    }
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status MakeDir(const std::string& path, mode_t mode, bool* created, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "mkdir " + path);
+    }
+    *created = false;
+    if (::mkdir(path.c_str(), mode) == 0) {
+      *created = true;
+    } else if (errno != EEXIST) {
+      return Status::FromErrno("mkdir " + path, errno);
+    }
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
   Status FsyncDir(const std::string& dir, const char* point) override {
     if (point) {
       if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync directory " + dir);
@@ -325,6 +356,18 @@ FaultKind InjectedFailure(const char* name) {
     if (it->second.n == pass) return it->second.kind;
   }
   return FaultKind::kNone;
+}
+
+Status FaultPoint(const char* name, const std::string& what) {
+  if (FaultKind k = InjectedFailure(name); k != FaultKind::kNone)
+    return InjectedStatus(k, what + " (at " + name + ")");
+  CrashPoint(name);
+  return Status::Ok();
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 void ReloadFaultSpecFromEnv() {

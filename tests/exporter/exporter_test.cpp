@@ -123,6 +123,64 @@ TEST(ExporterTest, LedgerCommitBatchesIsAllOrNothing) {
   EXPECT_EQ(latest.size(), 2u);
 }
 
+// The exporter's durable steps (its spool side, out/tmp, the outbox, recovery) all go
+// through ExporterOptions::io: with an io that refuses every no-replace rename nothing is
+// published, and every step seen is one the injected io did.
+class CountingIo : public store::DurableIoWrapper {
+ public:
+  std::atomic<int> renames_noreplace{0}, unlinks{0}, dir_fsyncs{0}, fsyncs{0}, mkdirs{0};
+  bool refuse_publish = false;
+  Status Fsync(int fd, const std::string& w, const char* p) override {
+    ++fsyncs;
+    return DurableIoWrapper::Fsync(fd, w, p);
+  }
+  Status RenameNoReplace(const std::string& a, const std::string& b, const char* p) override {
+    ++renames_noreplace;
+    if (refuse_publish) return Status::FromErrno("rename " + b + " (test)", EIO);
+    return DurableIoWrapper::RenameNoReplace(a, b, p);
+  }
+  Status Unlink(const std::string& f, const char* p) override {
+    ++unlinks;
+    return DurableIoWrapper::Unlink(f, p);
+  }
+  Status FsyncDir(const std::string& d, const char* p) override {
+    ++dir_fsyncs;
+    return DurableIoWrapper::FsyncDir(d, p);
+  }
+  Status MakeDir(const std::string& d, mode_t m, bool* created, const char* p) override {
+    ++mkdirs;
+    return DurableIoWrapper::MakeDir(d, m, created, p);
+  }
+};
+
+TEST(ExporterTest, EveryDurableStepGoesThroughTheInjectedIo) {
+  Bed bed;
+  ExporterOptions o = bed.Options();
+  CountingIo io;
+  o.io = &io;
+  bed.Capture(1, {kJane, kBert});
+  io.refuse_publish = true;
+  {
+    auto ex = OpenExporter(o);
+    ASSERT_NE(ex, nullptr);
+    bool did = false;
+    for (int i = 0; i < 50 && ex->counters().rounds == 0; ++i) ASSERT_TRUE(ex->RunOnce(&did).ok());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(ex->RunOnce(&did).ok());  // committed, not published
+    EXPECT_EQ(ex->counters().rounds, 1u);
+    EXPECT_TRUE(ReadOutbox(bed.paths.outbox_directory).empty());
+    EXPECT_GE(io.renames_noreplace.load(), 2);
+    io.refuse_publish = false;
+    ASSERT_TRUE(ex->Drain().ok());
+  }
+  EXPECT_EQ(Recipients(ReadOutbox(bed.paths.outbox_directory)),
+            (std::multiset<std::string>{"BRANCH:Bo, Bert", "HQ:Doe, Jane"}));
+  EXPECT_GE(io.fsyncs.load(), 6);       // 2 manifests, 2 batches, 2 watermarks
+  EXPECT_GE(io.unlinks.load(), 1);      // the spool file
+  EXPECT_GE(io.dir_fsyncs.load(), 6);   // out/tmp, both post-office dirs, spool/new, ...
+  EXPECT_GE(io.mkdirs.load(), 2);       // the post-office directories
+  ExpectQuiescent(bed.paths);
+}
+
 TEST(ExporterTest, DedupByCaptureIdSlotAndScanAndRepublish) {
   Bed bed;
   ExporterOptions o = bed.Options();

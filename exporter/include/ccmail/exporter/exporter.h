@@ -54,6 +54,9 @@
 
 namespace ccmail {
 class Config;
+namespace store {
+class DurableIo;
+}
 }
 
 namespace ccmail::exporter {
@@ -93,6 +96,10 @@ struct ExporterOptions {
   uint64_t round_max_bytes = 64ULL << 20;
   // Threads converting the messages of a round (FromConfig: the CPU count, at most 4).
   size_t convert_threads = 1;
+  // Every durable step of the exporter (its spool side, out/tmp, the outbox, recovery) goes
+  // through this; nullptr: DurableIo::Real(). Tests inject PowerLossIo or a DurableIoWrapper.
+  // Not owned; must outlive the Exporter.
+  store::DurableIo* io = nullptr;
 
   // Reads every exporter, general and format row (and the address map).
   static Status FromConfig(const Config& cfg, ExporterOptions* out);

@@ -19,12 +19,14 @@ namespace ccmail::exporter {
 
 const std::vector<std::string>& ExporterCrashPoints() {
   static const std::vector<std::string> kPoints = {
-      kCrashSlotClaimed,        "batch.manifest.written", "batch.manifest.fsynced", "batch.part.written",
-      "batch.part.fsynced",     "batch.tmpdir.fsynced",   "ledger.commit.before",   "ledger.commit.after",
-      "batch.renamed",          "batch.dir.fsynced",      "watermark.written",      "watermark.fsynced",
-      "spool.unlinked",         "spool.unlink.dir.fsynced", kCrashSlotFreed,        "recovery.epoch",
-      kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink, kCrashRecoveryTableReset, "prune.k",
-      kCrashQuarantined,        kCrashRoundConverted,
+      kCrashSlotClaimed,         kCrashBatchManifestWritten, kCrashBatchManifestFsynced,
+      kCrashBatchPartWritten,    kCrashBatchPartFsynced,     kCrashBatchTmpdirFsynced,
+      store::kCrashLedgerCommitBefore, store::kCrashLedgerCommitAfter, kCrashBatchRenamed,
+      kCrashBatchDirFsynced,     kCrashWatermarkWritten,     kCrashWatermarkFsynced,
+      kCrashWatermarkRenamed,    kCrashWatermarkDirFsynced,  store::kCrashSpoolUnlinked,
+      store::kCrashSpoolUnlinkDirFsynced, kCrashSlotFreed,   store::kCrashLedgerEpoch,
+      kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink,  kCrashRecoverySlotsReset,
+      store::kCrashPrune,        kCrashQuarantined,          kCrashRoundConverted,
   };
   return kPoints;
 }
@@ -90,6 +92,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
 
 Status Exporter::Impl::RunOnce(bool* did_work) {
   *did_work = false;
+  RetryUnfreed();
   auto now = Clock::now();
   if (now < backoff_until) {
     if (!cm_ids.empty()) CCMAIL_RETURN_IF_ERROR(WaitCommitter());  // its slots, before the pause
@@ -122,7 +125,6 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   const size_t round_limit = RoundLimit();
   const size_t claim_max = std::max<size_t>(1, round_limit - std::min(pending.size(), round_limit / 2));
   if (table) table->ClaimReady(*reg, claim_max, &claims);
-  if (!claims.empty()) CrashPoint(kCrashSlotClaimed);
   if (claims.empty() && pending.empty() && !cm_ids.empty()) {
     // Nothing new to prepare: finish the round in flight and apply its outcome (its slots are
     // freed, an abandoned round's captures come back) before going idle.
@@ -151,10 +153,7 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
       bell = table->DoorbellValue();
       if (claims.size() >= claim_max) break;
       size_t got = table->ClaimReady(*reg, claim_max - claims.size(), &claims);
-      if (got) {
-        CrashPoint(kCrashSlotClaimed);
-        continue;
-      }
+      if (got) continue;
       table->WaitDoorbell(bell, std::chrono::duration_cast<milliseconds>(left) + milliseconds(1));
     }
   }

@@ -390,10 +390,32 @@ struct Exporter::Impl {
       LogInfo("removed %zu unfinished spool/tmp file(s) of dead writers", removed);
   }
 
+  // T4 for the slots of a finished (or dropped) round. A slot that cannot be freed now (an
+  // injected slot.freed failure; Complete's only other error is a slot no longer ours) is
+  // tried again at the next turn: its capture is committed or back in `pending` already.
+  std::vector<shm::Claim> unfreed;
+  void CompleteClaims(std::vector<shm::Claim>* claims) {
+    for (const auto& c : *claims) {
+      if (!table || !reg) break;  // cannot happen: ReopenTable drops the claims with the old table
+      if (Status s = table->Complete(*reg, c); !s.ok()) {
+        LogError("slot %u: %s", c.slot, s.ToString().c_str());
+        if (s.code() != Status::Code::kInvalidArgument) unfreed.push_back(c);
+      }
+    }
+    claims->clear();
+  }
+  void RetryUnfreed() {
+    if (unfreed.empty()) return;
+    std::vector<shm::Claim> again;
+    again.swap(unfreed);
+    CompleteClaims(&again);
+  }
+
   void ReopenTable() {
     // Slots claimed in the replaced segment mean nothing in the new one; their captures are
     // in the committer's round or back in `pending` either way.
     cm_claims.clear();
+    unfreed.clear();
     reg.reset();
     table.reset();
     std::unique_ptr<shm::ClaimTable> t;
@@ -440,12 +462,13 @@ struct Exporter::Impl {
 
   void Quarantine(const CaptureId& id, const store::SpoolMeta& meta, std::string reason) {
     if (reason.size() > 300) reason = reason.substr(0, 300) + "...";  // a huge name must not flood the log
-    Status s = spool->Quarantine(id, reason);
+    Status s = store::InjectedError(kCrashQuarantined, "quarantine capture " + id.ToString());
+    if (s.ok()) s = spool->Quarantine(id, reason);
     if (!s.ok()) {
       LogError("capture %s: cannot quarantine (%s): %s", id.ToString().c_str(), reason.c_str(), s.ToString().c_str());
       return;
     }
-    CrashPoint(kCrashQuarantined);
+    CrashPoint(kCrashQuarantined);  // the failure was checked before the step
     {
       std::lock_guard<std::mutex> g(ctr_mu);
       ++ctr.quarantined;

@@ -200,9 +200,10 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
   Status s = io_->MakeDir(dir, 0750, &created);
   if (s.ok() && created) s = io_->FsyncDir(outbox_);
   // Manifest first: a consumer that sees a batch always finds its manifest.
+  if (s.ok()) s = store::InjectedError(kCrashBatchRenamed, "publish " + dir + "/" + name);
   if (s.ok()) s = PublishFile(TmpDir() + "/" + man + ".part", dir + "/" + man);
   if (s.ok()) s = PublishFile(PartPath(name), dir + "/" + name);
-  if (s.ok()) s = store::FaultPoint(kCrashBatchRenamed, "publish " + dir + "/" + name);
+  if (s.ok()) store::CrashPoint(kCrashBatchRenamed);
   if (s.ok()) s = io_->FsyncDir(dir, kCrashBatchDirFsynced);
   if (s.ok() && !defer_tmpdir_sync_) s = io_->FsyncDir(TmpDir());
   if (!s.ok()) return s;

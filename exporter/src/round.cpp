@@ -62,12 +62,7 @@ Status Exporter::Impl::WaitCommitter(bool* abandoned) {
   cm_fds = 0;
   for (const auto& id : out.returned) pending.insert(id);
   for (auto& u : out.unpublished) unpublished.push_back(std::move(u));
-  for (const auto& c : cm_claims) {
-    if (!table || !reg) break;  // cannot happen: ReopenTable drops cm_claims with the old table
-    if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
-    CrashPoint(kCrashSlotFreed);
-  }
-  cm_claims.clear();
+  CompleteClaims(&cm_claims);
   if (out.abandoned) {
     if (abandoned) *abandoned = true;
     {
@@ -95,8 +90,11 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
     job->fds.clear();
   };
   auto abandon = [&](const std::string& why, bool fatal, const Status& cause) {
-    for (const auto& b : lb)
-      if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
+    // A fatal abandon keeps the .part files: whether the round is decided is the ledger's to
+    // say, and recovery (the restart) rolls a decided one forward from them.
+    if (!fatal)
+      for (const auto& b : lb)
+        if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
     out.abandoned = true;
     out.fatal = fatal;
     out.cause = cause;
@@ -128,8 +126,20 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
   }
   if (!job->nofile.capture_ids.empty()) lb.push_back(job->nofile);
   Status cs = ledger->CommitBatches(&lb);
-  // A full ledger disk is back-pressure; anything else is treated like a crash.
-  if (!cs.ok()) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
+  if (!cs.ok()) {
+    // A COMMIT reported as failed may still be durable (an error after the commit record was
+    // written): the ledger, not the status, says whether the round is decided. Abandoning a
+    // decided round would delete the .part files it is published from, and its captures,
+    // found in the ledger, would be unlinked as exported: lost.
+    bool recorded = false;
+    if (Status ks = ledger->HasCapture(job->done.front(), &recorded); !ks.ok())
+      return abandon("ledger commit failed and its outcome is unknown (" + ks.ToString() + ")", true, cs);
+    // A full ledger disk is back-pressure; anything else is treated like a crash.
+    if (!recorded) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
+    LogWarning("ledger commit reported a failure but the round is recorded: publishing it (%s)", cs.ToString().c_str());
+    for (auto& b : lb)
+      if (!b.epoch) b.epoch = epoch;
+  }
   out.committed = true;
   // Decision taken. Publish; a failure here is retried (and rolled forward by recovery).
   for (const auto& b : lb) {
@@ -342,19 +352,14 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     worker();
     for (auto& t : helpers) t.join();
   }
-  CrashPoint(kCrashRoundConverted);
+  const Status prepared = store::FaultPoint(kCrashRoundConverted, "preparing the round");
 
   // The previous round must be committed (or abandoned) before the ledger is asked anything.
   bool previous_abandoned = false;
   CCMAIL_RETURN_IF_ERROR(WaitCommitter(&previous_abandoned));
-  auto complete_claims = [&] {
-    for (const auto& c : *claims) {
-      if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
-      CrashPoint(kCrashSlotFreed);
-    }
-    claims->clear();
-  };
-  if (previous_abandoned) {
+  auto complete_claims = [&] { CompleteClaims(claims); };
+  if (!prepared.ok()) Backoff("round dropped: " + prepared.ToString());
+  if (previous_abandoned || !prepared.ok()) {
     // Prepared under the old round size and maybe behind captures that went back to
     // `pending`: drop it; the next turn starts again from the oldest capture.
     for (const Item& it : items) pending.insert(it.id);

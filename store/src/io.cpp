@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <map>
@@ -45,6 +46,7 @@ FaultSpec& Spec() {
 }
 
 std::once_flag g_loaded;
+std::atomic<uint64_t> g_injected{0};
 
 std::vector<std::string> SplitComma(const std::string& s) {
   std::vector<std::string> out;
@@ -353,17 +355,27 @@ FaultKind InjectedFailure(const char* name) {
   if (range.first == range.second) return FaultKind::kNone;
   uint64_t pass = ++s.fail_passes[name];
   for (auto it = range.first; it != range.second; ++it) {
-    if (it->second.n == pass) return it->second.kind;
+    if (it->second.n == pass) {
+      ++g_injected;
+      return it->second.kind;
+    }
   }
   return FaultKind::kNone;
 }
 
-Status FaultPoint(const char* name, const std::string& what) {
+Status InjectedError(const char* name, const std::string& what) {
   if (FaultKind k = InjectedFailure(name); k != FaultKind::kNone)
     return InjectedStatus(k, what + " (at " + name + ")");
+  return Status::Ok();
+}
+
+Status FaultPoint(const char* name, const std::string& what) {
+  CCMAIL_RETURN_IF_ERROR(InjectedError(name, what));
   CrashPoint(name);
   return Status::Ok();
 }
+
+uint64_t InjectedFailureCount() { return g_injected.load(); }
 
 bool SameFile(const std::string& a, const std::string& b) {
   struct stat sa, sb;

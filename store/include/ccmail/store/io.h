@@ -74,10 +74,15 @@ enum class FaultKind { kNone, kNoSpace, kIoError, kShortWrite };
 void CrashPoint(const char* name);
 // Returns the injected failure for this pass of `name` (kNone normally). Counts the pass.
 FaultKind InjectedFailure(const char* name);
-// Passes a named step of a component: returns the injected failure (CCMAIL_FAIL_AT, counted
-// like InjectedFailure) as a Status naming `what`; otherwise passes CrashPoint(name). The
-// caller handles the failure as a real error of that step.
+// The failure CCMAIL_FAIL_AT injects at this pass of `name` (counted like InjectedFailure) as
+// a Status naming `what`; Ok normally. For a step that checks before it runs and passes
+// CrashPoint(name) after it, as the DurableIo calls do.
+Status InjectedError(const char* name, const std::string& what);
+// InjectedError, then (when Ok) CrashPoint: a named step of a component checked in one
+// place. The caller handles the failure as a real error of that step.
 Status FaultPoint(const char* name, const std::string& what);
+// How many failures CCMAIL_FAIL_AT injected in this process (tests check theirs happened).
+uint64_t InjectedFailureCount();
 // Re-reads CCMAIL_CRASH_AT / CCMAIL_FAIL_AT and resets all pass counters.
 void ReloadFaultSpecFromEnv();
 

@@ -172,9 +172,9 @@ Status Exporter::Run(const std::atomic<bool>& stop, const std::function<void()>&
     if (heartbeat) heartbeat();
   }
   CCMAIL_RETURN_IF_ERROR(impl_->WaitCommitter());
-  impl_->StopCommitter();
+  impl_->committer.Stop();
   if (impl_->clean_seq > impl_->clean_seq_recorded) (void)impl_->ledger->SetSpoolCleanSeq(impl_->clean_seq);
-  impl_->StopCloser();
+  impl_->closer.Stop();
   impl_->StopDeliverThread();
   return Status::Ok();
 }
@@ -217,12 +217,12 @@ Status Exporter::Drain() {
   }
   im->draining = false;
   CCMAIL_RETURN_IF_ERROR(im->WaitCommitter());
-  im->StopCommitter();
+  im->committer.Stop();
   if (im->clean_seq > im->clean_seq_recorded) {
     CCMAIL_RETURN_IF_ERROR(im->ledger->SetSpoolCleanSeq(im->clean_seq));
     im->clean_seq_recorded = im->clean_seq;
   }
-  im->StopCloser();  // the drain is over when the last spool file is really gone
+  im->closer.Stop();  // the drain is over when the last spool file is really gone
   im->StopDeliverThread();
   return Status::Ok();
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "exporter_test_util.h"
+#include "round_steps.h"
 
 namespace ccmail::exporter {
 namespace {
@@ -179,6 +180,59 @@ TEST(ExporterTest, EveryDurableStepGoesThroughTheInjectedIo) {
   EXPECT_GE(io.dir_fsyncs.load(), 6);   // out/tmp, both post-office dirs, spool/new, ...
   EXPECT_GE(io.mkdirs.load(), 2);       // the post-office directories
   ExpectQuiescent(bed.paths);
+}
+
+// The steps of a round, run one by one on the test's thread: open + resolve, convert (no
+// helper thread), classify against given ledger answers into one commit job.
+TEST(ExporterTest, RoundStepsRunWithoutThreads) {
+  Bed bed;
+  const Rcpt kGhost{"ghost@corp.example", "", ""};
+  store::CaptureId a = bed.Capture(1, {kJane, kBert}, false);
+  store::CaptureId b = bed.Capture(1, {kJane}, false);  // an SMTP retry of a: Jane is a DUP
+  store::CaptureId c = bed.Capture(2, {kGhost}, false);  // unroutable
+  store::CaptureId d = bed.Capture(3, {kJane}, false);   // the ledger knows the capture
+  store::CaptureId e = bed.Capture(4, {kRick}, false);   // the ledger has the delivery
+  std::vector<store::CaptureId> ids = {a, b, c, d, e};
+  std::sort(ids.begin(), ids.end());
+  std::unique_ptr<store::Spool> spool;
+  ASSERT_TRUE(store::Spool::Open(bed.paths.spool_root, &spool).ok());
+
+  RoundPrep r;
+  OpenAndResolve(*spool, nullptr, ids, 64 << 20, 400, &r);
+  ASSERT_EQ(r.items.size(), 5u);
+  EXPECT_TRUE(r.deferred.empty());
+  EXPECT_FALSE(r.retry_error);
+  format::Converter cv{format::FormatSettings{}};
+  ConvertRound(cv, 1, &r.items);
+  std::vector<char> in_ledger;
+  for (const auto& it : r.items) in_ledger.push_back(it.id == d);
+  const KeySet ledger_keys = {{Bed::Key(4), "Roe, Rick at HQ"}};
+  RoundPlan plan = ClassifyRound(cv, in_ledger, ledger_keys, 64 << 20, &r.items);
+
+  EXPECT_EQ(plan.known, std::vector<store::CaptureId>{d});
+  ASSERT_EQ(plan.quarantine.size(), 1u);
+  EXPECT_EQ(r.items[plan.quarantine[0].first].id, c);
+  EXPECT_NE(plan.quarantine[0].second.find("ghost@corp.example"), std::string::npos) << plan.quarantine[0].second;
+  EXPECT_TRUE(plan.corrupt.empty());
+  EXPECT_TRUE(plan.deferred.empty());
+  ASSERT_NE(plan.job, nullptr);
+  const CommitJob& job = *plan.job;
+  EXPECT_EQ(job.exported, 2u);  // Jane once, Bert once
+  EXPECT_EQ(job.dups, 2u);      // Jane again (the retry), Rick (in the ledger)
+  std::vector<store::CaptureId> done = job.done, want = {a, b, e};
+  std::sort(done.begin(), done.end());
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(done, want);
+  EXPECT_EQ(job.fds.size(), 3u);
+  ASSERT_EQ(job.batches.size(), 2u);
+  ASSERT_EQ(job.batches.at("HQ").entries.size(), 1u);
+  EXPECT_EQ(job.batches.at("HQ").entries[0].recipient, "Doe, Jane");
+  ASSERT_EQ(job.batches.at("BRANCH").entries.size(), 1u);
+  EXPECT_EQ(job.batches.at("BRANCH").entries[0].recipient, "Bo, Bert");
+  EXPECT_NE(job.batches.at("HQ").content.find("Doe, Jane"), std::string::npos);
+  size_t recorded = job.nofile.capture_ids.size();
+  for (const auto& [po, batch] : job.batches) recorded += batch.ledger.capture_ids.size();
+  EXPECT_EQ(recorded, 3u) << "each capture recorded exactly once";
 }
 
 TEST(ExporterTest, DedupByCaptureIdSlotAndScanAndRepublish) {

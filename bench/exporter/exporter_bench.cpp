@@ -35,19 +35,10 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // The backlog is written without fsync: only the exporter's cost is measured.
-class NoSyncIo : public store::DurableIo {
+class NoSyncIo : public store::DurableIoWrapper {
  public:
-  Status CreateExclusive(const std::string& p, mode_t m, UniqueFd* fd, const char* pt) override {
-    return Real().CreateExclusive(p, m, fd, pt);
-  }
-  Status WriteAll(int fd, const void* d, size_t n, const std::string& w, const char* pt) override {
-    return Real().WriteAll(fd, d, n, w, pt);
-  }
   Status Fsync(int, const std::string&, const char*) override { return Status::Ok(); }
-  Status Close(UniqueFd* fd, const std::string& w) override { return Real().Close(fd, w); }
-  Status Rename(const std::string& a, const std::string& b, const char* pt) override { return Real().Rename(a, b, pt); }
   Status FsyncDir(const std::string&, const char*) override { return Status::Ok(); }
-  Status Unlink(const std::string& p, const char* pt) override { return Real().Unlink(p, pt); }
 };
 
 double CpuSeconds() {

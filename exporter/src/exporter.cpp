@@ -20,12 +20,14 @@ namespace ccmail::exporter {
 
 const std::vector<std::string>& ExporterCrashPoints() {
   static const std::vector<std::string> kPoints = {
-      kCrashSlotClaimed,        "batch.manifest.written", "batch.manifest.fsynced", "batch.part.written",
-      "batch.part.fsynced",     "batch.tmpdir.fsynced",   "ledger.commit.before",   "ledger.commit.after",
-      "batch.renamed",          "batch.dir.fsynced",      "watermark.written",      "watermark.fsynced",
-      "spool.unlinked",         "spool.unlink.dir.fsynced", kCrashSlotFreed,        "recovery.epoch",
-      kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink, kCrashRecoveryTableReset, "prune.k",
-      kCrashQuarantined,        kCrashRoundConverted,
+      kCrashSlotClaimed,         kCrashBatchManifestWritten, kCrashBatchManifestFsynced,
+      kCrashBatchPartWritten,    kCrashBatchPartFsynced,     kCrashBatchTmpdirFsynced,
+      store::kCrashLedgerCommitBefore, store::kCrashLedgerCommitAfter, kCrashBatchRenamed,
+      kCrashBatchDirFsynced,     kCrashWatermarkWritten,     kCrashWatermarkFsynced,
+      kCrashWatermarkRenamed,    kCrashWatermarkDirFsynced,  store::kCrashSpoolUnlinked,
+      store::kCrashSpoolUnlinkDirFsynced, kCrashSlotFreed,   store::kCrashLedgerEpoch,
+      kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink,  kCrashRecoverySlotsReset,
+      store::kCrashPrune,        kCrashQuarantined,          kCrashRoundConverted,
   };
   return kPoints;
 }
@@ -69,16 +71,17 @@ Exporter::~Exporter() = default;
 
 Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   auto im = std::make_unique<Impl>();
+  im->io = opt.io ? opt.io : &store::DurableIo::Real();
   const BridgePaths& p = opt.paths;
+  bool created = false;
   // The lock comes first: a second exporter must not touch anything else.
-  if (::mkdir(p.spool_directory.c_str(), 0750) != 0 && errno != EEXIST)
-    return Status::FromErrno("mkdir " + p.spool_directory, errno);
+  CCMAIL_RETURN_IF_ERROR(im->io->MakeDir(p.spool_directory, 0750, &created));
   CCMAIL_RETURN_IF_ERROR(AcquireExporterLock(p.exporter_lock, &im->lock));
-  if (::mkdir(p.runtime_directory.c_str(), 0750) != 0 && errno != EEXIST)
-    return Status::FromErrno("mkdir " + p.runtime_directory, errno);
+  // The runtime directory holds no durable state (claim table file, the pid file).
+  CCMAIL_RETURN_IF_ERROR(im->io->MakeDir(p.runtime_directory, 0750, &created));
   // Checked against the outbox's history first: a lost, older or damaged ledger is refused.
   CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, &im->ledger));
-  CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool));
+  CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool, im->io));
   // Bounces wait in spool_directory/bounce until the MTA's 250 (bounce.h).
   BounceRelay relay;
   CCMAIL_RETURN_IF_ERROR(BounceRelay::Parse(opt.bounce_relay, &relay));
@@ -86,7 +89,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
                                            std::chrono::seconds(opt.deliver_retry_min_s),
                                            std::chrono::seconds(opt.deliver_retry_max_s), &im->bounces));
   im->bounces->Start();
-  im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory);
+  im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory, im->io);
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());
   im->outbox->set_defer_tmpdir_sync(true);  // one out/tmp fsync per round, not per post office
   // The backlog published in the table is only a hint (the milters count the spool
@@ -104,6 +107,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
 
 Status Exporter::Impl::RunOnce(bool* did_work) {
   *did_work = false;
+  RetryUnfreed();
   auto now = Clock::now();
   if (now < backoff_until) {
     if (!cm_ids.empty()) CCMAIL_RETURN_IF_ERROR(WaitCommitter());  // its slots, before the pause
@@ -136,7 +140,6 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   const size_t round_limit = RoundLimit();
   const size_t claim_max = std::max<size_t>(1, round_limit - std::min(pending.size(), round_limit / 2));
   if (table) table->ClaimReady(*reg, claim_max, &claims);
-  if (!claims.empty()) CrashPoint(kCrashSlotClaimed);
   if (claims.empty() && pending.empty() && !cm_ids.empty()) {
     // Nothing new to prepare: finish the round in flight and apply its outcome (its slots are
     // freed, an abandoned round's captures come back) before going idle.
@@ -165,10 +168,7 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
       bell = table->DoorbellValue();
       if (claims.size() >= claim_max) break;
       size_t got = table->ClaimReady(*reg, claim_max - claims.size(), &claims);
-      if (got) {
-        CrashPoint(kCrashSlotClaimed);
-        continue;
-      }
+      if (got) continue;
       table->WaitDoorbell(bell, std::chrono::duration_cast<milliseconds>(left) + milliseconds(1));
     }
   }
@@ -187,9 +187,9 @@ Status Exporter::Run(const std::atomic<bool>& stop, const std::function<void()>&
     if (heartbeat) heartbeat();
   }
   CCMAIL_RETURN_IF_ERROR(impl_->WaitCommitter());
-  impl_->StopCommitter();
+  impl_->committer.Stop();
   if (impl_->clean_seq > impl_->clean_seq_recorded) (void)impl_->ledger->SetSpoolCleanSeq(impl_->clean_seq);
-  impl_->StopCloser();
+  impl_->closer.Stop();
   impl_->StopDeliverThread();
   return Status::Ok();
 }
@@ -232,12 +232,12 @@ Status Exporter::Drain() {
   }
   im->draining = false;
   CCMAIL_RETURN_IF_ERROR(im->WaitCommitter());
-  im->StopCommitter();
+  im->committer.Stop();
   if (im->clean_seq > im->clean_seq_recorded) {
     CCMAIL_RETURN_IF_ERROR(im->ledger->SetSpoolCleanSeq(im->clean_seq));
     im->clean_seq_recorded = im->clean_seq;
   }
-  im->StopCloser();  // the drain is over when the last spool file is really gone
+  im->closer.Stop();  // the drain is over when the last spool file is really gone
   im->StopDeliverThread();
   return Status::Ok();
 }

@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,7 @@
 #include "ccmail/store/io.h"
 #include "ccmail/store/ledger.h"
 #include "ccmail/store/spool.h"
+#include "round_steps.h"
 
 namespace ccmail::exporter {
 
@@ -85,8 +87,6 @@ inline bool Exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-inline Status FsyncDirPlain(const std::string& dir) { return store::DurableIo::Real().FsyncDir(dir); }
-
 // "<registry index>.<rgen>" as the milter names its tmp files; anything else is unknown.
 inline bool ParseWriterTag(const std::string& tag, uint32_t* index, uint64_t* rgen) {
   auto dot = tag.find('.');
@@ -112,23 +112,6 @@ struct DeliverJob {
 };
 
 
-// One post office's batch of a round: the converted messages, the manifest lines and the
-// ledger rows that the round's one transaction records.
-struct PoBatch {
-  std::string content;
-  std::vector<ManifestEntry> entries;
-  store::LedgerBatch ledger;
-};
-
-// The durable half of a round, handed by the main thread to the committer thread.
-struct CommitJob {
-  std::map<std::string, PoBatch> batches;  // by post office
-  store::LedgerBatch nofile;               // captures with nothing to export (all DUP)
-  std::vector<CaptureId> done;             // every capture recorded by this round
-  std::vector<UniqueFd> fds;               // their spool descriptors: closed after the unlink
-  uint64_t exported = 0, dups = 0;
-};
-
 // What the committer did with a job; applied by the main thread (which owns `pending`,
 // the back-off, the round cap and the claim slots) in Impl::WaitCommitter.
 struct CommitOutcome {
@@ -148,8 +131,133 @@ struct CommitOutcome {
   uint64_t clean_seq = 0;                // set when every spool file of the round is gone
 };
 
+// Closer: the last close of an unlinked spool file frees its inode and blocks, so it is done
+// by a helper thread. The spool file is already unlinked and spool/new fsynced when its
+// descriptor is queued here, so this only releases resources: it is no step of the
+// exactly-once protocol. On a filesystem mounted with `discard` (the reference VM) that close
+// waits for a synchronous discard of the file's blocks: ~140-230 us per 10 KB file, as much as
+// the rest of the per-message CPU work, and it now overlaps the next round.
+class Closer {
+ public:
+  ~Closer() { Stop(); }
+  void Queue(UniqueFd fd) {
+    if (!fd.valid()) return;
+    std::lock_guard<std::mutex> g(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    q_.push_back(std::move(fd));
+    cv_.notify_one();
+  }
+  // Blocks until at most `max_open` descriptors wait for the closer: a round opens up to
+  // kMaxOpenPerRound files and the two together must stay under the usual 1,024 fd limit.
+  void WaitBelow(size_t max_open) {
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return q_.size() + busy_ <= max_open; });
+  }
+  // Closes what is queued and ends the thread (a later Queue starts it again).
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    thread_ = std::thread();
+    stop_ = false;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || !q_.empty(); });
+      if (q_.empty()) return;  // stop requested and nothing left
+      std::vector<UniqueFd> batch;
+      batch.swap(q_);
+      busy_ = batch.size();
+      lk.unlock();
+      for (auto& fd : batch) {
+        fd.reset();
+        std::lock_guard<std::mutex> g(mu_);
+        --busy_;
+        done_cv_.notify_all();
+      }
+      lk.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;       // work for the closer
+  std::condition_variable done_cv_;  // the queue got shorter
+  std::vector<UniqueFd> q_;
+  size_t busy_ = 0;  // descriptors taken by the closer and not yet closed
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Committer: runs the durable half of a round (Exporter::Impl::CommitRound) on its own thread
+// while the main thread opens, verifies and converts the next round. At most one job is in
+// flight; Take() waits for it and hands its outcome to the main thread, which applies it.
+class Committer {
+ public:
+  explicit Committer(std::function<CommitOutcome(CommitJob*)> work) : work_(std::move(work)) {}
+  ~Committer() { Stop(); }
+  void Submit(std::unique_ptr<CommitJob> job) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    job_ = std::move(job);
+    busy_ = true;
+    cv_.notify_all();
+  }
+  // Waits until no job is queued or running; the outcome of the last one (an empty outcome,
+  // neither committed nor abandoned, when none ran since the last Take).
+  CommitOutcome Take() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return !busy_; });
+    CommitOutcome out = std::move(outcome_);
+    outcome_ = CommitOutcome{};
+    return out;
+  }
+  // Waits for the job in flight and ends the thread (a later Submit starts it again).
+  void Stop() {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return !busy_; });
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    thread_ = std::thread();
+    stop_ = false;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || job_ != nullptr; });
+      if (!job_) return;
+      std::unique_ptr<CommitJob> job = std::move(job_);
+      lk.unlock();
+      CommitOutcome out = work_(job.get());
+      job.reset();
+      lk.lock();
+      outcome_ = std::move(out);
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+  std::function<CommitOutcome(CommitJob*)> work_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<CommitJob> job_;  // set by the main thread, taken by the committer
+  bool busy_ = false;               // a job is queued or running
+  bool stop_ = false;
+  CommitOutcome outcome_;
+  std::thread thread_;
+};
+
 struct Exporter::Impl {
   ExporterOptions opt;
+  store::DurableIo* io = nullptr;  // opt.io or DurableIo::Real(): every durable step
   UniqueFd lock;
   std::unique_ptr<store::Ledger> ledger;
   std::unique_ptr<store::Spool> spool;
@@ -190,123 +298,30 @@ struct Exporter::Impl {
   std::thread dq_thread;
   std::unique_ptr<BounceQueue> bounces;  // outlives the deliver thread (stopped in ~Impl)
 
-  // Closer: the last close of an unlinked spool file frees its inode and blocks, so it is
-  // done by a helper thread. The spool file is already unlinked and spool/new fsynced when
-  // its descriptor is queued here, so this only releases resources: it is no step of the
-  // exactly-once protocol. On a filesystem mounted with `discard` (the reference VM) that
-  // close waits for a synchronous discard of the file's blocks: ~140-230 us per 10 KB file,
-  // as much as the rest of the per-message CPU work, and it now overlaps the next round.
-  std::mutex cl_mu;
-  std::condition_variable cl_cv;       // work for the closer
-  std::condition_variable cl_done_cv;  // the queue got shorter
-  std::vector<UniqueFd> cl_q;
-  size_t cl_busy = 0;  // descriptors taken by the closer and not yet closed
-  bool cl_stop = false;
-  std::thread cl_thread;
+  Closer closer;
 
   ~Impl() {
-    StopCommitter();
-    StopCloser();
+    committer.Stop();
+    closer.Stop();
     StopDeliverThread();
   }
 
-  void QueueClose(UniqueFd fd) {
-    if (!fd.valid()) return;
-    std::lock_guard<std::mutex> g(cl_mu);
-    if (!cl_thread.joinable()) cl_thread = std::thread([this] { CloserLoop(); });
-    cl_q.push_back(std::move(fd));
-    cl_cv.notify_one();
-  }
-  // Blocks until at most `max_open` descriptors wait for the closer: a round opens up to
-  // kMaxOpenPerRound files and the two together must stay under the usual 1,024 fd limit.
-  void WaitCloser(size_t max_open) {
-    std::unique_lock<std::mutex> lk(cl_mu);
-    cl_done_cv.wait(lk, [&] { return cl_q.size() + cl_busy <= max_open; });
-  }
-  void CloserLoop() {
-    std::unique_lock<std::mutex> lk(cl_mu);
-    for (;;) {
-      cl_cv.wait(lk, [&] { return cl_stop || !cl_q.empty(); });
-      if (cl_q.empty()) return;  // stop requested and nothing left
-      std::vector<UniqueFd> batch;
-      batch.swap(cl_q);
-      cl_busy = batch.size();
-      lk.unlock();
-      for (auto& fd : batch) {
-        fd.reset();
-        std::lock_guard<std::mutex> g(cl_mu);
-        --cl_busy;
-        cl_done_cv.notify_all();
-      }
-      lk.lock();
-    }
-  }
-  void StopCloser() {
-    {
-      std::lock_guard<std::mutex> g(cl_mu);
-      cl_stop = true;
-    }
-    cl_cv.notify_all();
-    if (cl_thread.joinable()) cl_thread.join();
-    cl_thread = std::thread();
-    cl_stop = false;
-  }
-
   // Committer: the durable half of a round (.part files written and fsynced, the ONE ledger
-  // transaction, publish, unlink of the spool files) runs on this thread while the main
+  // transaction, publish, unlink of the spool files) runs on its thread while the main
   // thread opens, verifies and converts the next round. The main thread waits for it
   // (WaitCommitter) before it asks the ledger anything about the next round, so every
   // de-duplication decision still sees every earlier round committed (or abandoned), exactly
-  // as in a sequential loop; only reading and converting overlap. At most one job is in
-  // flight. The committer never touches `pending`, the claim slots, the back-off or the
-  // ledger outside its job: its outcome is applied by the main thread.
-  std::mutex cm_mu;
-  std::condition_variable cm_cv;
-  std::unique_ptr<CommitJob> cm_job;  // set by the main thread, taken by the committer
-  bool cm_busy = false;               // a job is queued or running
-  bool cm_stop = false;
-  CommitOutcome cm_outcome;
-  std::thread cm_thread;
+  // as in a sequential loop; only reading and converting overlap. The committer never touches
+  // `pending`, the claim slots, the back-off or the ledger outside its job: its outcome is
+  // applied by the main thread.
+  Committer committer{[this](CommitJob* job) { return CommitRound(job); }};
   // Main thread only: what the job in flight holds.
   std::vector<shm::Claim> cm_claims;  // its slots, freed once it is finished
   std::set<CaptureId> cm_ids;         // its captures (a spool scan must not queue them again);
-                                      // not empty from SubmitCommit until WaitCommitter applied
+                                      // not empty from Submit until WaitCommitter applied
                                       // the outcome: "a round is in flight"
   size_t cm_fds = 0;                  // its open spool descriptors
 
-  void SubmitCommit(std::unique_ptr<CommitJob> job) {
-    std::lock_guard<std::mutex> g(cm_mu);
-    if (!cm_thread.joinable()) cm_thread = std::thread([this] { CommitterLoop(); });
-    cm_job = std::move(job);
-    cm_busy = true;
-    cm_cv.notify_all();
-  }
-  void CommitterLoop() {
-    std::unique_lock<std::mutex> lk(cm_mu);
-    for (;;) {
-      cm_cv.wait(lk, [&] { return cm_stop || cm_job != nullptr; });
-      if (!cm_job) return;
-      std::unique_ptr<CommitJob> job = std::move(cm_job);
-      lk.unlock();
-      CommitOutcome out = CommitRound(job.get());
-      job.reset();
-      lk.lock();
-      cm_outcome = std::move(out);
-      cm_busy = false;
-      cm_cv.notify_all();
-    }
-  }
-  void StopCommitter() {
-    {
-      std::unique_lock<std::mutex> lk(cm_mu);
-      cm_cv.wait(lk, [&] { return !cm_busy; });
-      cm_stop = true;
-    }
-    cm_cv.notify_all();
-    if (cm_thread.joinable()) cm_thread.join();
-    cm_thread = std::thread();
-    cm_stop = false;
-  }
   // Waits for the job in flight and applies its outcome. *abandoned: it was abandoned (the
   // caller drops the round it prepared meanwhile). A fatal outcome is returned.
   Status WaitCommitter(bool* abandoned = nullptr);
@@ -392,10 +407,32 @@ struct Exporter::Impl {
       LogInfo("removed %zu unfinished spool/tmp file(s) of dead writers", removed);
   }
 
+  // T4 for the slots of a finished (or dropped) round. A slot that cannot be freed now (an
+  // injected slot.freed failure; Complete's only other error is a slot no longer ours) is
+  // tried again at the next turn: its capture is committed or back in `pending` already.
+  std::vector<shm::Claim> unfreed;
+  void CompleteClaims(std::vector<shm::Claim>* claims) {
+    for (const auto& c : *claims) {
+      if (!table || !reg) break;  // cannot happen: ReopenTable drops the claims with the old table
+      if (Status s = table->Complete(*reg, c); !s.ok()) {
+        LogError("slot %u: %s", c.slot, s.ToString().c_str());
+        if (s.code() != Status::Code::kInvalidArgument) unfreed.push_back(c);
+      }
+    }
+    claims->clear();
+  }
+  void RetryUnfreed() {
+    if (unfreed.empty()) return;
+    std::vector<shm::Claim> again;
+    again.swap(unfreed);
+    CompleteClaims(&again);
+  }
+
   void ReopenTable() {
     // Slots claimed in the replaced segment mean nothing in the new one; their captures are
     // in the committer's round or back in `pending` either way.
     cm_claims.clear();
+    unfreed.clear();
     reg.reset();
     table.reset();
     std::unique_ptr<shm::ClaimTable> t;
@@ -442,12 +479,13 @@ struct Exporter::Impl {
 
   void Quarantine(const CaptureId& id, const store::SpoolMeta& meta, std::string reason) {
     if (reason.size() > 300) reason = reason.substr(0, 300) + "...";  // a huge name must not flood the log
-    Status s = spool->Quarantine(id, reason);
+    Status s = store::InjectedError(kCrashQuarantined, "quarantine capture " + id.ToString());
+    if (s.ok()) s = spool->Quarantine(id, reason);
     if (!s.ok()) {
       LogError("capture %s: cannot quarantine (%s): %s", id.ToString().c_str(), reason.c_str(), s.ToString().c_str());
       return;
     }
-    CrashPoint(kCrashQuarantined);
+    CrashPoint(kCrashQuarantined);  // the failure was checked before the step
     {
       std::lock_guard<std::mutex> g(ctr_mu);
       ++ctr.quarantined;
@@ -592,7 +630,12 @@ struct Exporter::Impl {
 
   // ---------- recovery ----------
   Status Recover();
+  // One round (round.cpp): RoundIds, then the steps of round_steps.h around the wait for the
+  // committer, AskLedger between them, ApplyPlan for ClassifyRound's side effects.
   Status ProcessRound(std::vector<shm::Claim>* claims, bool* did_work);
+  std::vector<CaptureId> RoundIds(const std::vector<shm::Claim>& claims);
+  Status AskLedger(const std::vector<RoundItem>& items, std::vector<char>* in_ledger, KeySet* keys);
+  void ApplyPlan(RoundPlan* plan, std::vector<RoundItem>* items, bool* did_work);
   Status RunOnce(bool* did_work);
 };
 

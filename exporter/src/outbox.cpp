@@ -19,7 +19,6 @@
 namespace ccmail::exporter {
 namespace {
 
-using store::CrashPoint;
 using store::DurableIo;
 
 constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -33,54 +32,9 @@ std::string Base36(uint64_t v, int width) {
   return s;
 }
 
-Status MkdirP(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part;
-    if (::mkdir(cur.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + cur, errno);
-    cur += "/";
-  }
-  return Status::Ok();
-}
-
-Status FsyncDir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("open dir " + dir, errno);
-  if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync dir " + dir, errno);
-  return Status::Ok();
-}
-
-// Creates `path` exclusively, writes `data`, fsyncs and closes it, through DurableIo so the
-// named crash points (CCMAIL_CRASH_AT) and injected faults (CCMAIL_FAIL_AT) apply:
-// "<point>.written" and "<point>.fsynced".
-// uncached: the batch itself, written past the page cache (DurableIo::WriteAllUncached);
-// nothing reads it before IMPORT does.
-Status WriteDurable(const std::string& path, const std::string& data, const std::string& point, bool uncached) {
-  DurableIo& io = DurableIo::Real();
-  UniqueFd fd;
-  Status s = io.CreateExclusive(path, 0640, &fd);
-  const std::string written = point + ".written", fsynced = point + ".fsynced";
-  if (s.ok() && uncached) s = io.WriteAllUncached(fd.get(), data.data(), data.size(), path, written.c_str());
-  else if (s.ok()) s = io.WriteAll(fd.get(), data.data(), data.size(), path, written.c_str());
-  if (s.ok()) s = io.Fsync(fd.get(), path, fsynced.c_str());
-  if (s.ok()) s = io.Close(&fd, path);
-  return s;
-}
-
 bool Exists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;
-}
-
-// rename unless the destination already holds the result of an earlier (crashed) run.
-Status RenameIfPresent(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) == 0) return Status::Ok();
-  if (errno == ENOENT && Exists(to)) return Status::Ok();
-  return Status::FromErrno("rename " + from + " -> " + to, errno);
 }
 
 std::string Stem(const std::string& name) {
@@ -157,7 +111,54 @@ Status ReadWatermark(const std::string& po_dir, Watermark* wm) {
   return Status::Ok();
 }
 
-Outbox::Outbox(std::string out_tmp, std::string outbox_dir) : tmp_(std::move(out_tmp)), outbox_(std::move(outbox_dir)) {}
+Outbox::Outbox(std::string out_tmp, std::string outbox_dir, DurableIo* io)
+    : tmp_(std::move(out_tmp)), outbox_(std::move(outbox_dir)), io_(io ? io : &DurableIo::Real()) {}
+
+Status Outbox::MkdirP(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part;
+    bool created = false;
+    CCMAIL_RETURN_IF_ERROR(io_->MakeDir(cur, 0750, &created));
+    cur += "/";
+  }
+  return Status::Ok();
+}
+
+// Creates `path` exclusively, writes `data`, fsyncs and closes it; the named points are
+// passed by the DurableIo write and fsync.
+// uncached: the batch itself, written past the page cache (DurableIo::WriteAllUncached);
+// nothing reads it before IMPORT does.
+Status Outbox::WriteDurable(const std::string& path, const std::string& data, const char* written,
+                            const char* fsynced, bool uncached) {
+  UniqueFd fd;
+  Status s = io_->CreateExclusive(path, 0640, &fd);
+  if (s.ok() && uncached) s = io_->WriteAllUncached(fd.get(), data.data(), data.size(), path, written);
+  else if (s.ok()) s = io_->WriteAll(fd.get(), data.data(), data.size(), path, written);
+  if (s.ok()) s = io_->Fsync(fd.get(), path, fsynced);
+  if (s.ok()) s = io_->Close(&fd, path);
+  return s;
+}
+
+// A published name is never reused (a consumer may have imported the file under it): the
+// rename never replaces. Finding the name taken is fine only when it is this very file: an
+// earlier run renamed it and crashed (the .part is gone), or RenameNoReplace's link fallback
+// was cut between its link and its unlink (both names on one inode).
+Status Outbox::PublishFile(const std::string& from, const std::string& to) {
+  Status s = io_->RenameNoReplace(from, to);
+  if (s.ok()) return s;
+  if (s.IsNotFound() && !Exists(from) && Exists(to)) return Status::Ok();
+  if (s.code() == Status::Code::kAlreadyExists) {
+    if (store::SameFile(from, to)) return io_->Unlink(from);
+    return Status::AlreadyExists(to + " is already published and is not " + from +
+                                 ": a batch name came round again; nothing was replaced and the .part is kept");
+  }
+  return s;
+}
 
 namespace {
 std::string Parent(const std::string& p) {
@@ -174,7 +175,7 @@ Status Outbox::Init() {
   }
   // The new directory entries must survive a power loss like everything below them.
   for (const std::string& d : {Parent(tmp_), Parent(Parent(tmp_)), Parent(outbox_)}) {
-    Status s = FsyncDir(d);
+    Status s = io_->FsyncDir(d);
     if (!s.ok()) return s;
   }
   return Status::Ok();
@@ -188,8 +189,8 @@ Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& po, co
   const std::string name = BatchFileName(epoch, seq);
   const std::string man = ManifestFileName(name);
   Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, po, name, entries),
-                          "batch.manifest", false);
-  if (s.ok()) s = WriteDurable(PartPath(name), content, "batch.part", true);
+                          kCrashBatchManifestWritten, kCrashBatchManifestFsynced, false);
+  if (s.ok()) s = WriteDurable(PartPath(name), content, kCrashBatchPartWritten, kCrashBatchPartFsynced, true);
   if (s.ok() && !defer_tmpdir_sync_) s = SyncTmpDir();
   return s;
 }
@@ -199,37 +200,41 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
   const std::string man = ManifestFileName(name);
   const std::string dir = PostOfficeDir(po);
   // A new post-office directory must be durable before anything is renamed into it.
-  const bool fresh = !Exists(dir);
-  Status s = MkdirP(dir);
-  if (s.ok() && fresh) s = FsyncDir(outbox_);
+  bool created = false;
+  Status s = io_->MakeDir(dir, 0750, &created);
+  if (s.ok() && created) s = io_->FsyncDir(outbox_);
   // Manifest first: a consumer that sees a batch always finds its manifest.
-  if (s.ok()) s = RenameIfPresent(TmpDir() + "/" + man + ".part", dir + "/" + man);
-  if (s.ok()) s = RenameIfPresent(PartPath(name), dir + "/" + name);
-  if (s.ok()) CrashPoint("batch.renamed");
-  if (s.ok()) s = DurableIo::Real().FsyncDir(dir, "batch.dir.fsynced");
-  if (s.ok() && !defer_tmpdir_sync_) s = FsyncDir(TmpDir());
+  if (s.ok()) s = store::InjectedError(kCrashBatchRenamed, "publish " + dir + "/" + name);
+  if (s.ok()) s = PublishFile(TmpDir() + "/" + man + ".part", dir + "/" + man);
+  if (s.ok()) s = PublishFile(PartPath(name), dir + "/" + name);
+  if (s.ok()) store::CrashPoint(kCrashBatchRenamed);
+  if (s.ok()) s = io_->FsyncDir(dir, kCrashBatchDirFsynced);
+  if (s.ok() && !defer_tmpdir_sync_) s = io_->FsyncDir(TmpDir());
   if (!s.ok()) return s;
   // Watermark: only advance, never move back (a roll-forward of an older batch).
   Watermark cur;
   if (ReadWatermark(dir, &cur).ok() && (cur.epoch > epoch || (cur.epoch == epoch && cur.seq >= seq)))
     return Status::Ok();
   const std::string tmp = dir + "/WATERMRK.tmp";
-  ::unlink(tmp.c_str());
-  s = WriteDurable(tmp, std::to_string(epoch) + " " + std::to_string(seq) + " " + name + "\n", "watermark", false);
-  if (s.ok() && ::rename(tmp.c_str(), (dir + "/WATERMRK").c_str()) != 0)
-    s = Status::FromErrno("rename " + tmp, errno);
-  if (s.ok()) s = FsyncDir(dir);
+  s = io_->Unlink(tmp);
+  if (s.IsNotFound()) s = Status::Ok();
+  if (s.ok())
+    s = WriteDurable(tmp, std::to_string(epoch) + " " + std::to_string(seq) + " " + name + "\n", kCrashWatermarkWritten,
+                     kCrashWatermarkFsynced, false);
+  if (s.ok()) s = io_->Rename(tmp, dir + "/WATERMRK", kCrashWatermarkRenamed);
+  if (s.ok()) s = io_->FsyncDir(dir, kCrashWatermarkDirFsynced);
   return s;
 }
 
-Status Outbox::SyncTmpDir() { return DurableIo::Real().FsyncDir(TmpDir(), "batch.tmpdir.fsynced"); }
+Status Outbox::SyncTmpDir() { return io_->FsyncDir(TmpDir(), kCrashBatchTmpdirFsynced); }
 
 Status Outbox::Abandon(uint64_t epoch, uint64_t seq) {
   const std::string name = BatchFileName(epoch, seq);
   for (const std::string& p : {PartPath(name), TmpDir() + "/" + ManifestFileName(name) + ".part"}) {
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + p, errno);
+    Status s = io_->Unlink(p);
+    if (!s.ok() && !s.IsNotFound()) return s;
   }
-  return FsyncDir(TmpDir());
+  return io_->FsyncDir(TmpDir());
 }
 
 }  // namespace ccmail::exporter

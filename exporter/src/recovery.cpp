@@ -21,6 +21,7 @@ Status Exporter::Impl::Recover() {
     Status s = ledger->FindBatchByName(batch, &b);
     if (s.ok() && !b.post_office.empty()) {
       if (published.insert(batch).second) {
+        CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoveryRollforward, "recovery: roll forward " + batch));
         CCMAIL_RETURN_IF_ERROR(outbox->Publish(b.epoch, b.seq, b.post_office).WithContext("roll forward " + batch));
         CrashPoint(kCrashRecoveryRollforward);
         ++rolled;
@@ -29,12 +30,13 @@ Status Exporter::Impl::Recover() {
       continue;
     }
     if (!s.ok() && !s.IsNotFound()) return s;
-    std::string path = outbox->TmpDir() + "/" + n;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + path, errno);
+    CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoveryRollforward, "recovery: delete uncommitted " + n));
+    Status us = io->Unlink(outbox->TmpDir() + "/" + n);
+    if (!us.ok() && !us.IsNotFound()) return us.WithContext("recovery: uncommitted part file");
     CrashPoint(kCrashRecoveryRollforward);
     ++deleted;
   }
-  if (rolled || deleted) CCMAIL_RETURN_IF_ERROR(FsyncDirPlain(outbox->TmpDir()));
+  if (rolled || deleted) CCMAIL_RETURN_IF_ERROR(io->FsyncDir(outbox->TmpDir()));
   // A crash between the renames and the watermark leaves a published batch the consumer
   // may not take yet: re-publish (idempotent) the newest batch of each post office.
   std::vector<store::LedgerBatch> latest;
@@ -64,7 +66,8 @@ Status Exporter::Impl::Recover() {
       pending.insert(id);
       continue;
     }
-    Status s = spool->Remove(id, false);
+    Status s = store::InjectedError(kCrashRecoverySpoolUnlink, "recovery: unlink exported capture " + id.ToString());
+    if (s.ok()) s = spool->Remove(id, false);
     if (!s.ok() && !s.IsNotFound()) return s;
     CrashPoint(kCrashRecoverySpoolUnlink);
     ++unlinked;
@@ -83,8 +86,9 @@ Status Exporter::Impl::Recover() {
   // 5.7-5: the table. R2 (our predecessor's claims), R3 (already exported), R1 (dead milters).
   uint32_t r2 = 0, r3 = 0;
   if (table && reg) {
+    CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoverySlotsReset, "recovery: R2 on the claim table"));
     r2 = table->RecoverPreviousExporter(*reg);
-    CrashPoint(kCrashRecoveryTableReset);
+    CrashPoint(kCrashRecoverySlotsReset);
     r3 = table->FreeReadyIf(*reg, [this](const shm::CaptureBytes& b) {
       CaptureId id;
       id.bytes = b;

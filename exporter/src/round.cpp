@@ -23,51 +23,229 @@ namespace {
 constexpr size_t kMaxOpenPerRound = 400;
 constexpr size_t kMaxOpenTotal = 960;
 
-struct Rcpt {
-  std::string smtp;
-  format::CcMailAddress addr;
-  std::string key;  // "<name> at <PO>": the ledger's recipient string
-};
-
-using PoRcpts = std::map<std::string, std::vector<const Rcpt*>>;
-using KeySet = std::set<std::pair<ContentKey, std::string>>;
-
-struct Item {
-  CaptureId id;
-  store::SpoolEntry e;
-  Status open_status;  // corrupt: quarantined once the ledger says it is not known; not found:
-                       // counted as known when the ledger has it, else a stale slot
-  std::string bad;     // unusable recipients (quarantine reason), decided after the ledger
-  std::map<std::string, std::vector<Rcpt>> by_po;
-  // Conversion (tentative: as if every earlier capture of the round gets in).
-  PoRcpts exp_po, dup_po;
-  std::map<std::string, std::string> out;
-  std::string unconvertible;
-  bool io_failed = false;
-};
-
 }  // namespace
+
+void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const std::vector<CaptureId>& ids,
+                    uint64_t round_max_bytes, size_t max_open, RoundPrep* r) {
+  uint64_t opened_bytes = 0;
+  for (const CaptureId& id : ids) {
+    if (id.IsZero()) continue;
+    // Each opened capture holds a descriptor (and its bytes) until the round is committed:
+    // bound both (batch_max_messages may be set far above the usual fd limit of 1024).
+    if (opened_bytes >= round_max_bytes || r->items.size() >= max_open) {
+      r->deferred.push_back(id);
+      continue;
+    }
+    RoundItem it;
+    it.id = id;
+    Status s = spool.VerifyOnly(id, &it.e);
+    if (!s.ok() && !s.IsCorrupt() && !s.IsNotFound()) {
+      LogWarning("capture %s: cannot open: %s", id.ToString().c_str(), s.ToString().c_str());
+      r->deferred.push_back(id);
+      if (!r->retry_error) r->retry_why = "capture " + id.ToString() + ": cannot open: " + s.ToString();
+      r->retry_error = true;
+      continue;
+    }
+    it.open_status = s;
+    if (s.ok()) {
+      const store::SpoolMeta& m = it.e.meta;
+      // Recipients grouped per post office; resolution was done at capture time, the
+      // address map only fills in what the capture could not resolve.
+      std::set<std::string> seen;
+      for (const auto& rc : m.recipients) {
+        format::CcMailAddress a{rc.ccmail_name, Upper(rc.post_office)};
+        if ((a.name.empty() || a.postoffice.empty()) && amap) {
+          if (auto res = amap->Resolve(rc.smtp_address)) a = {res->name, Upper(res->postoffice)};
+        }
+        if (a.name.empty() || a.postoffice.empty()) {
+          it.bad = "recipient <" + rc.smtp_address + "> has no cc:Mail name and post office";
+          break;
+        }
+        // The address map's export rule (the milter applies it at RCPT; a capture from an older
+        // milter may still break it).
+        std::string why;
+        if (!ValidPostOfficeName(a.postoffice) || !format::PostOfficeNameUsable(a.postoffice, &why)) {
+          it.bad = "post office '" + a.postoffice + "' of <" + rc.smtp_address + "> is not a usable name" +
+                   (why.empty() ? "" : " (" + why + ")");
+          break;
+        }
+        if (!format::CcMailNameUsable(a.name, false, &why)) {
+          it.bad = "cc:Mail name '" + a.name + "' of <" + rc.smtp_address + "> is not usable (" + why + ")";
+          break;
+        }
+        std::string key = a.name + " at " + a.postoffice;
+        if (!seen.insert(key).second) continue;  // two addresses of one cc:Mail user: one delivery
+        it.by_po[a.postoffice].push_back(RoundRcpt{rc.smtp_address, a, key});
+      }
+      if (it.bad.empty() && it.by_po.empty()) it.bad = "no cc:Mail recipient";
+      if (it.bad.empty()) opened_bytes += it.e.message_length;
+    }
+    r->items.push_back(std::move(it));
+  }
+}
+
+void ClassifyItem(const RoundItem& item, const KeySet& round_keys, const KeySet& ledger_keys, PoRcpts* exp_po,
+                  PoRcpts* dup_po) {
+  for (const auto& [po, rs] : item.by_po)
+    for (const auto& r : rs) {
+      std::pair<ContentKey, std::string> k{item.e.meta.content_key, r.key};
+      bool exported = round_keys.count(k) > 0 || ledger_keys.count(k) > 0;
+      ((exported ? *dup_po : *exp_po)[po]).push_back(&r);
+    }
+}
+
+// One parse per message for all its post offices (ConvertForEach), from the bytes read to
+// check the spool CRC when the file was small enough to be read whole.
+void ConvertItem(const format::Converter& cv, RoundItem* item) {
+  item->out.clear();
+  item->unconvertible.clear();
+  item->io_failed = false;
+  if (item->exp_po.empty()) return;
+  const store::SpoolMeta& m = item->e.meta;
+  format::ConvertInput in;
+  in.fd = item->e.fd.get();
+  in.offset = item->e.message_offset;
+  in.length = item->e.message_length;
+  in.data = item->e.message_data();
+  in.envelope_sender = m.envelope_sender;
+  in.received = static_cast<time_t>(m.received_ms / 1000);
+  in.log_id = item->id.ToString();
+  std::vector<format::StringSink> sinks(item->exp_po.size());
+  std::vector<format::ConvertTarget> targets;
+  targets.reserve(item->exp_po.size());
+  size_t i = 0;
+  for (const auto& [po, rs] : item->exp_po) {
+    format::ConvertTarget t;
+    for (const RoundRcpt* r : rs) t.recipients.push_back({r->smtp, r->addr});
+    t.out = &sinks[i++];
+    targets.push_back(std::move(t));
+  }
+  Status cs = cv.ConvertForEach(in, targets);
+  if (format::IsUnconvertible(cs)) {
+    item->unconvertible = cs.message();
+    return;
+  }
+  if (!cs.ok()) {
+    LogWarning("capture %s: conversion failed, retrying later: %s", item->id.ToString().c_str(), cs.ToString().c_str());
+    item->io_failed = true;
+    return;
+  }
+  i = 0;
+  for (const auto& [po, rs] : item->exp_po) item->out[po] = std::move(sinks[i++].str());
+}
+
+// Conversion is independent per message and is the largest CPU cost of a round, so it runs
+// on a few threads over a TENTATIVE classification: as if no recipient were in the ledger
+// and every earlier capture of the round gets in. ClassifyRound classifies again with the
+// ledger and the captures that really made it, and converts again in the rare case the
+// answer changed (a duplicate), so the result is the sequential one.
+void ConvertRound(const format::Converter& cv, size_t threads, std::vector<RoundItem>* items) {
+  const KeySet none;
+  KeySet tentative;
+  std::vector<RoundItem*> work;
+  for (RoundItem& it : *items) {
+    if (!it.open_status.ok() || !it.bad.empty()) continue;
+    ClassifyItem(it, tentative, none, &it.exp_po, &it.dup_po);
+    for (const auto& [po, rs] : it.exp_po)
+      for (const RoundRcpt* r : rs) tentative.insert({it.e.meta.content_key, r->key});
+    work.push_back(&it);
+  }
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next.fetch_add(1); i < work.size(); i = next.fetch_add(1)) ConvertItem(cv, work[i]);
+  };
+  std::vector<std::thread> helpers;
+  size_t extra = std::min<size_t>(threads > 0 ? threads - 1 : 0, work.size() / 8);
+  for (size_t t = 0; t < extra; ++t) helpers.emplace_back(worker);
+  worker();
+  for (auto& t : helpers) t.join();
+}
+
+RoundPlan ClassifyRound(const format::Converter& cv, const std::vector<char>& in_ledger, const KeySet& ledger_keys,
+                        uint64_t round_max_bytes, std::vector<RoundItem>* items) {
+  RoundPlan plan;
+  plan.job = std::make_unique<CommitJob>();
+  CommitJob* job = plan.job.get();
+  KeySet round_keys;
+  uint64_t bytes = 0;
+  for (size_t idx = 0; idx < items->size(); ++idx) {
+    RoundItem& item = (*items)[idx];
+    const CaptureId& id = item.id;
+    if (in_ledger[idx]) {
+      plan.known.push_back(id);
+      continue;
+    }
+    if (item.open_status.IsNotFound()) continue;  // a stale slot, or already handled
+    if (!item.open_status.ok()) {  // corrupt: what Spool::OpenEntry does
+      plan.corrupt.push_back(idx);
+      continue;
+    }
+    const store::SpoolMeta& m = item.e.meta;
+    if (!item.bad.empty()) {
+      plan.quarantine.emplace_back(idx, item.bad);
+      continue;
+    }
+    if (bytes >= round_max_bytes) {
+      plan.deferred.push_back(id);
+      continue;
+    }
+    PoRcpts exp_po, dup_po;
+    ClassifyItem(item, round_keys, ledger_keys, &exp_po, &dup_po);
+    if (exp_po != item.exp_po && item.unconvertible.empty() && !item.io_failed) {
+      // A duplicate (in the ledger, or an earlier copy in this round) or an earlier copy that
+      // dropped out of the round: convert for the real set.
+      item.exp_po = exp_po;
+      ConvertItem(cv, &item);
+    }
+    if (!item.unconvertible.empty()) {
+      plan.quarantine.emplace_back(idx, "unconvertible: " + item.unconvertible);
+      continue;
+    }
+    if (item.io_failed) {
+      plan.deferred.push_back(id);
+      if (!plan.retry_error) plan.retry_why = "capture " + id.ToString() + ": conversion failed (I/O)";
+      plan.retry_error = true;
+      continue;
+    }
+    // Into the round.
+    store::LedgerBatch* home = nullptr;  // where the capture id is recorded
+    const std::string cid = id.ToString(), ckey = m.content_key.ToString();
+    for (auto& [po, text] : item.out) {
+      PoBatch& b = job->batches[po];
+      b.ledger.post_office = po;
+      if (!home) home = &b.ledger;
+      bytes += text.size();
+      b.content += text;
+      for (const RoundRcpt* r : exp_po[po]) {
+        b.entries.push_back(ManifestEntry{cid, ckey, r->addr.name, m.envelope_sender});
+        b.ledger.deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kExported});
+        round_keys.insert({m.content_key, r->key});
+        ++job->exported;
+      }
+    }
+    item.out.clear();
+    if (!home) home = &job->nofile;
+    home->capture_ids.push_back(id);
+    for (const auto& [po, rs] : dup_po)
+      for (const RoundRcpt* r : rs) {
+        home->deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kDup});
+        ++job->dups;
+      }
+    job->done.push_back(id);
+    job->fds.push_back(std::move(item.e.fd));
+  }
+  return plan;
+}
 
 Status Exporter::Impl::WaitCommitter(bool* abandoned) {
   if (abandoned) *abandoned = false;
-  CommitOutcome out;
-  {
-    std::unique_lock<std::mutex> lk(cm_mu);
-    cm_cv.wait(lk, [&] { return !cm_busy; });
-    out = std::move(cm_outcome);
-    cm_outcome = CommitOutcome{};
-  }
+  CommitOutcome out = committer.Take();
   if (!out.committed && !out.abandoned) return Status::Ok();  // nothing was in flight
   cm_ids.clear();
   cm_fds = 0;
   for (const auto& id : out.returned) pending.insert(id);
   for (auto& u : out.unpublished) unpublished.push_back(std::move(u));
-  for (const auto& c : cm_claims) {
-    if (!table || !reg) break;  // cannot happen: ReopenTable drops cm_claims with the old table
-    if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
-    CrashPoint(kCrashSlotFreed);
-  }
-  cm_claims.clear();
+  CompleteClaims(&cm_claims);
   if (out.abandoned) {
     if (abandoned) *abandoned = true;
     {
@@ -91,12 +269,15 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
   out.done = job->done.size();
   std::vector<store::LedgerBatch> lb;
   auto close_fds = [&] {
-    for (auto& fd : job->fds) QueueClose(std::move(fd));
+    for (auto& fd : job->fds) closer.Queue(std::move(fd));
     job->fds.clear();
   };
   auto abandon = [&](const std::string& why, bool fatal, const Status& cause) {
-    for (const auto& b : lb)
-      if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
+    // A fatal abandon keeps the .part files: whether the round is decided is the ledger's to
+    // say, and recovery (the restart) rolls a decided one forward from them.
+    if (!fatal)
+      for (const auto& b : lb)
+        if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
     out.abandoned = true;
     out.fatal = fatal;
     out.cause = cause;
@@ -128,8 +309,20 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
   }
   if (!job->nofile.capture_ids.empty()) lb.push_back(job->nofile);
   Status cs = ledger->CommitBatches(&lb);
-  // A full ledger disk is back-pressure; anything else is treated like a crash.
-  if (!cs.ok()) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
+  if (!cs.ok()) {
+    // A COMMIT reported as failed may still be durable (an error after the commit record was
+    // written): the ledger, not the status, says whether the round is decided. Abandoning a
+    // decided round would delete the .part files it is published from, and its captures,
+    // found in the ledger, would be unlinked as exported: lost.
+    bool recorded = false;
+    if (Status ks = ledger->HasCapture(job->done.front(), &recorded); !ks.ok())
+      return abandon("ledger commit failed and its outcome is unknown (" + ks.ToString() + ")", true, cs);
+    // A full ledger disk is back-pressure; anything else is treated like a crash.
+    if (!recorded) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
+    LogWarning("ledger commit reported a failure but the round is recorded: publishing it (%s)", cs.ToString().c_str());
+    for (auto& b : lb)
+      if (!b.epoch) b.epoch = epoch;
+  }
   out.committed = true;
   // Decision taken. Publish; a failure here is retried (and rolled forward by recovery).
   for (const auto& b : lb) {
@@ -178,17 +371,10 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
   return out;
 }
 
-Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_work) {
-  std::shared_ptr<const format::Converter> cv;
-  std::shared_ptr<const format::AddressMap> amap;
-  {
-    std::lock_guard<std::mutex> g(cfg_mu);
-    cv = conv;
-    amap = map;
-  }
-  // The round's ids: every claimed slot, then the oldest scanned ids, in capture-id order.
+std::vector<CaptureId> Exporter::Impl::RoundIds(const std::vector<shm::Claim>& claims) {
+  // Every claimed slot, then the oldest scanned ids, in capture-id order.
   std::vector<CaptureId> ids;
-  for (const auto& c : *claims) {
+  for (const auto& c : claims) {
     CaptureId id;
     id.bytes = c.capture_id;
     if (!cm_ids.count(id)) ids.push_back(id);
@@ -197,292 +383,116 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
   for (auto it = pending.begin(); it != pending.end() && ids.size() < round_limit; ++it) ids.push_back(*it);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
 
-  std::vector<CaptureId> deferred;
-  bool retry_error = false;  // a capture could not be read or converted: retried later
-  std::vector<Item> items;
-  items.reserve(ids.size());
-  // Whatever path leaves this round, the descriptors not handed to the committer go to the
-  // closer (declared after `items`, so it runs first). Their captures stay in spool/new or
-  // corrupt/ (or were unlinked as known), and their close is cheap.
-  struct HandOver {
-    Impl* im;
-    std::vector<Item>* items;
-    ~HandOver() {
-      for (auto& it : *items) im->QueueClose(std::move(it.e.fd));
-    }
-  } hand_over{this, &items};
-  const size_t open_max = std::min(ids.size(), kMaxOpenPerRound);
-  WaitCloser(kMaxOpenTotal - open_max - std::min(cm_fds, kMaxOpenPerRound));
-
-  // Pass 1 (overlaps the committer): open + verify + resolve. No ledger, no side effect on
-  // the spool: a known capture must be unlinked, not quarantined, and only the ledger
-  // (after the wait) can tell.
-  uint64_t opened_bytes = 0;
-  for (const CaptureId& id : ids) {
-    pending.erase(id);
-    if (id.IsZero()) continue;
-    // Each opened capture holds a descriptor (and its bytes) until the round is committed:
-    // bound both (batch_max_messages may be set far above the usual fd limit of 1024).
-    if (opened_bytes >= opt.round_max_bytes || items.size() >= kMaxOpenPerRound) {
-      deferred.push_back(id);
-      continue;
-    }
-    Item it;
-    it.id = id;
-    Status s = spool->VerifyOnly(id, &it.e);
-    if (!s.ok() && !s.IsCorrupt() && !s.IsNotFound()) {
-      LogWarning("capture %s: cannot open: %s", id.ToString().c_str(), s.ToString().c_str());
-      deferred.push_back(id);
-      if (!retry_error) retry_why = "capture " + id.ToString() + ": cannot open: " + s.ToString();
-      retry_error = true;
-      continue;
-    }
-    it.open_status = s;
-    if (s.ok()) {
-      const store::SpoolMeta& m = it.e.meta;
-      // Recipients grouped per post office; resolution was done at capture time, the
-      // address map only fills in what the capture could not resolve.
-      std::set<std::string> seen;
-      for (const auto& r : m.recipients) {
-        format::CcMailAddress a{r.ccmail_name, Upper(r.post_office)};
-        if ((a.name.empty() || a.postoffice.empty()) && amap) {
-          if (auto res = amap->Resolve(r.smtp_address)) a = {res->name, Upper(res->postoffice)};
-        }
-        if (a.name.empty() || a.postoffice.empty()) {
-          it.bad = "recipient <" + r.smtp_address + "> has no cc:Mail name and post office";
-          break;
-        }
-        // The address map's export rule (the milter applies it at RCPT; a capture from an older
-        // milter may still break it).
-        std::string why;
-        if (!ValidPostOfficeName(a.postoffice) || !format::PostOfficeNameUsable(a.postoffice, &why)) {
-          it.bad = "post office '" + a.postoffice + "' of <" + r.smtp_address + "> is not a usable name" +
-                   (why.empty() ? "" : " (" + why + ")");
-          break;
-        }
-        if (!format::CcMailNameUsable(a.name, false, &why)) {
-          it.bad = "cc:Mail name '" + a.name + "' of <" + r.smtp_address + "> is not usable (" + why + ")";
-          break;
-        }
-        std::string key = a.name + " at " + a.postoffice;
-        if (!seen.insert(key).second) continue;  // two addresses of one cc:Mail user: one delivery
-        it.by_po[a.postoffice].push_back(Rcpt{r.smtp_address, a, key});
-      }
-      if (it.bad.empty() && it.by_po.empty()) it.bad = "no cc:Mail recipient";
-      if (it.bad.empty()) opened_bytes += it.e.message_length;
-    }
-    items.push_back(std::move(it));
-  }
-
-  // Pass 2 (overlaps the committer): convert. Conversion is independent per message and is
-  // the largest CPU cost of a round, so it runs on a few threads over a TENTATIVE
-  // classification: as if no recipient were in the ledger and every earlier capture of the
-  // round gets in. Pass 3 classifies again with the ledger and the captures that really made
-  // it, and converts again in the rare case the answer changed (a duplicate), so the result
-  // is the sequential one.
-  auto classify = [](const Item& item, const KeySet& keys, const KeySet& ledger_keys, PoRcpts* exp_po,
-                     PoRcpts* dup_po) {
-    for (const auto& [po, rs] : item.by_po)
-      for (const auto& r : rs) {
-        std::pair<ContentKey, std::string> k{item.e.meta.content_key, r.key};
-        bool exported = keys.count(k) > 0 || ledger_keys.count(k) > 0;
-        ((exported ? *dup_po : *exp_po)[po]).push_back(&r);
-      }
-  };
-  // One parse per message for all its post offices (ConvertForEach), from the bytes read to
-  // check the spool CRC when the file was small enough to be read whole.
-  auto convert_item = [&](Item* item) {
-    item->out.clear();
-    item->unconvertible.clear();
-    item->io_failed = false;
-    if (item->exp_po.empty()) return;
-    const store::SpoolMeta& m = item->e.meta;
-    format::ConvertInput in;
-    in.fd = item->e.fd.get();
-    in.offset = item->e.message_offset;
-    in.length = item->e.message_length;
-    in.data = item->e.message_data();
-    in.envelope_sender = m.envelope_sender;
-    in.received = static_cast<time_t>(m.received_ms / 1000);
-    in.log_id = item->id.ToString();
-    std::vector<format::StringSink> sinks(item->exp_po.size());
-    std::vector<format::ConvertTarget> targets;
-    targets.reserve(item->exp_po.size());
-    size_t i = 0;
-    for (const auto& [po, rs] : item->exp_po) {
-      format::ConvertTarget t;
-      for (const Rcpt* r : rs) t.recipients.push_back({r->smtp, r->addr});
-      t.out = &sinks[i++];
-      targets.push_back(std::move(t));
-    }
-    Status cs = cv->ConvertForEach(in, targets);
-    if (format::IsUnconvertible(cs)) {
-      item->unconvertible = cs.message();
-      return;
-    }
-    if (!cs.ok()) {
-      LogWarning("capture %s: conversion failed, retrying later: %s", item->id.ToString().c_str(), cs.ToString().c_str());
-      item->io_failed = true;
-      return;
-    }
-    i = 0;
-    for (const auto& [po, rs] : item->exp_po) item->out[po] = std::move(sinks[i++].str());
-  };
-  {
-    const KeySet none;
-    KeySet tentative;
-    std::vector<Item*> work;
-    for (Item& it : items) {
-      if (!it.open_status.ok() || !it.bad.empty()) continue;
-      classify(it, tentative, none, &it.exp_po, &it.dup_po);
-      for (const auto& [po, rs] : it.exp_po)
-        for (const Rcpt* r : rs) tentative.insert({it.e.meta.content_key, r->key});
-      work.push_back(&it);
-    }
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-      for (size_t i = next.fetch_add(1); i < work.size(); i = next.fetch_add(1)) convert_item(work[i]);
-    };
-    std::vector<std::thread> helpers;
-    size_t extra = std::min<size_t>(opt.convert_threads > 0 ? opt.convert_threads - 1 : 0, work.size() / 8);
-    for (size_t t = 0; t < extra; ++t) helpers.emplace_back(worker);
-    worker();
-    for (auto& t : helpers) t.join();
-  }
-  CrashPoint(kCrashRoundConverted);
-
-  // The previous round must be committed (or abandoned) before the ledger is asked anything.
-  bool previous_abandoned = false;
-  CCMAIL_RETURN_IF_ERROR(WaitCommitter(&previous_abandoned));
-  auto complete_claims = [&] {
-    for (const auto& c : *claims) {
-      if (Status s = table->Complete(*reg, c); !s.ok()) LogError("slot %u: %s", c.slot, s.ToString().c_str());
-      CrashPoint(kCrashSlotFreed);
-    }
-    claims->clear();
-  };
-  if (previous_abandoned) {
-    // Prepared under the old round size and maybe behind captures that went back to
-    // `pending`: drop it; the next turn starts again from the oldest capture.
-    for (const Item& it : items) pending.insert(it.id);
-    for (const auto& id : deferred) pending.insert(id);
-    complete_claims();  // the ids are in `pending` and their files in spool/new
-    *did_work = true;
-    return Status::Ok();
-  }
-
-  // Pass 3: the ledger, then in capture-id order the real classification against the ledger
-  // AND the round.
+Status Exporter::Impl::AskLedger(const std::vector<RoundItem>& items, std::vector<char>* in_ledger, KeySet* keys) {
   std::vector<CaptureId> item_ids;
-  for (const Item& it : items) item_ids.push_back(it.id);
-  std::vector<char> in_ledger;
-  CCMAIL_RETURN_IF_ERROR(ledger->HasCaptures(item_ids, &in_ledger));
+  for (const RoundItem& it : items) item_ids.push_back(it.id);
+  CCMAIL_RETURN_IF_ERROR(ledger->HasCaptures(item_ids, in_ledger));
   std::vector<std::pair<ContentKey, std::string>> lookups;
   for (size_t i = 0; i < items.size(); ++i) {
-    if (in_ledger[i] || !items[i].open_status.ok() || !items[i].bad.empty()) continue;
+    if ((*in_ledger)[i] || !items[i].open_status.ok() || !items[i].bad.empty()) continue;
     for (const auto& [po, rs] : items[i].by_po)
       for (const auto& r : rs) lookups.emplace_back(items[i].e.meta.content_key, r.key);
   }
   std::vector<char> exported_flags;
   CCMAIL_RETURN_IF_ERROR(ledger->AreExported(lookups, &exported_flags));
-  KeySet in_ledger_keys;
   for (size_t i = 0; i < lookups.size(); ++i)
-    if (exported_flags[i]) in_ledger_keys.insert(lookups[i]);
+    if (exported_flags[i]) keys->insert(lookups[i]);
+  return Status::Ok();
+}
 
-  auto job = std::make_unique<CommitJob>();
-  KeySet round_keys;
-  std::vector<CaptureId> known;
-  uint64_t bytes = 0;
-  for (size_t idx = 0; idx < items.size(); ++idx) {
-    Item& item = items[idx];
-    const CaptureId& id = item.id;
-    if (in_ledger[idx]) {
-      known.push_back(id);
+void Exporter::Impl::ApplyPlan(RoundPlan* plan, std::vector<RoundItem>* items, bool* did_work) {
+  for (size_t idx : plan->corrupt) {
+    RoundItem& item = (*items)[idx];
+    const std::string why = item.open_status.message();
+    item.e.fd.reset();
+    if (Status q = spool->Quarantine(item.id, why); !q.ok()) {
+      LogError("spool: cannot quarantine %s: %s", item.id.ToString().c_str(), q.ToString().c_str());
       continue;
     }
-    if (item.open_status.IsNotFound()) continue;  // a stale slot, or already handled
-    if (!item.open_status.ok()) {  // corrupt: what Spool::OpenEntry does
-      std::string why = item.open_status.message();
-      item.e.fd.reset();
-      if (Status q = spool->Quarantine(id, why); !q.ok()) {
-        LogError("spool: cannot quarantine %s: %s", id.ToString().c_str(), q.ToString().c_str());
-        continue;
-      }
+    {
       std::lock_guard<std::mutex> g(ctr_mu);
       ++ctr.quarantined;
-      LogError("capture %s failed verification, moved to spool/corrupt: %s", id.ToString().c_str(), why.c_str());
-      *did_work = true;
-      continue;
     }
-    const store::SpoolMeta& m = item.e.meta;
-    if (!item.bad.empty()) {
-      Quarantine(id, m, item.bad);
-      *did_work = true;
-      continue;
-    }
-    if (bytes >= opt.round_max_bytes) {
-      deferred.push_back(id);
-      continue;
-    }
-    PoRcpts exp_po, dup_po;
-    classify(item, round_keys, in_ledger_keys, &exp_po, &dup_po);
-    if (exp_po != item.exp_po && item.unconvertible.empty() && !item.io_failed) {
-      // A duplicate (in the ledger, or an earlier copy in this round) or an earlier copy that
-      // dropped out of the round: convert for the real set.
-      item.exp_po = exp_po;
-      convert_item(&item);
-    }
-    if (!item.unconvertible.empty()) {
-      Quarantine(id, m, "unconvertible: " + item.unconvertible);
-      *did_work = true;
-      continue;
-    }
-    if (item.io_failed) {
-      deferred.push_back(id);
-      if (!retry_error) retry_why = "capture " + id.ToString() + ": conversion failed (I/O)";
-      retry_error = true;
-      continue;
-    }
-    // Into the round.
-    store::LedgerBatch* home = nullptr;  // where the capture id is recorded
-    const std::string cid = id.ToString(), ckey = m.content_key.ToString();
-    for (auto& [po, text] : item.out) {
-      PoBatch& b = job->batches[po];
-      b.ledger.post_office = po;
-      if (!home) home = &b.ledger;
-      bytes += text.size();
-      b.content += text;
-      for (const Rcpt* r : exp_po[po]) {
-        b.entries.push_back(ManifestEntry{cid, ckey, r->addr.name, m.envelope_sender});
-        b.ledger.deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kExported});
-        round_keys.insert({m.content_key, r->key});
-        ++job->exported;
-      }
-    }
-    item.out.clear();
-    if (!home) home = &job->nofile;
-    home->capture_ids.push_back(id);
-    for (const auto& [po, rs] : dup_po)
-      for (const Rcpt* r : rs) {
-        home->deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kDup});
-        ++job->dups;
-      }
-    job->done.push_back(id);
-    job->fds.push_back(std::move(item.e.fd));
-  }
-  for (const auto& id : deferred) pending.insert(id);
-
-  if (!known.empty()) {
+    LogError("capture %s failed verification, moved to spool/corrupt: %s", item.id.ToString().c_str(), why.c_str());
     *did_work = true;
-    for (const auto& id : known) {
+  }
+  for (auto& [idx, why] : plan->quarantine) {
+    Quarantine((*items)[idx].id, (*items)[idx].e.meta, why);
+    *did_work = true;
+  }
+  if (!plan->known.empty()) {
+    *did_work = true;
+    for (const auto& id : plan->known) {
       Status rs = spool->Remove(id, false);
       if (!rs.ok() && !rs.IsNotFound()) LogWarning("unlink exported capture %s: %s", id.ToString().c_str(), rs.ToString().c_str());
     }
     (void)spool->SyncNewDir();
     std::lock_guard<std::mutex> g(ctr_mu);
-    ctr.skipped_known += known.size();
+    ctr.skipped_known += plan->known.size();
   }
+}
+
+Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_work) {
+  std::shared_ptr<const format::Converter> cv;
+  std::shared_ptr<const format::AddressMap> amap;
+  {
+    std::lock_guard<std::mutex> g(cfg_mu);
+    cv = conv;
+    amap = map;
+  }
+  const std::vector<CaptureId> ids = RoundIds(*claims);
+  for (const CaptureId& id : ids) pending.erase(id);
+  RoundPrep r;
+  r.items.reserve(ids.size());
+  // Whatever path leaves this round, the descriptors not handed to the committer go to the
+  // closer (declared after `r`, so it runs first). Their captures stay in spool/new or
+  // corrupt/ (or were unlinked as known), and their close is cheap.
+  struct HandOver {
+    Closer* closer;
+    std::vector<RoundItem>* items;
+    ~HandOver() {
+      for (auto& it : *items) closer->Queue(std::move(it.e.fd));
+    }
+  } hand_over{&closer, &r.items};
+  const size_t open_max = std::min(ids.size(), kMaxOpenPerRound);
+  closer.WaitBelow(kMaxOpenTotal - open_max - std::min(cm_fds, kMaxOpenPerRound));
+
+  // Overlapping the committer: open + verify + resolve (no ledger, no side effect on the
+  // spool: a known capture must be unlinked, not quarantined, and only the ledger can tell
+  // after the wait), then convert.
+  OpenAndResolve(*spool, amap.get(), ids, opt.round_max_bytes, kMaxOpenPerRound, &r);
+  if (r.retry_error) retry_why = r.retry_why;
+  ConvertRound(*cv, opt.convert_threads, &r.items);
+  const Status prepared = store::FaultPoint(kCrashRoundConverted, "preparing the round");
+
+  // The previous round must be committed (or abandoned) before the ledger is asked anything.
+  bool previous_abandoned = false;
+  CCMAIL_RETURN_IF_ERROR(WaitCommitter(&previous_abandoned));
+  if (!prepared.ok()) Backoff("round dropped: " + prepared.ToString());
+  if (previous_abandoned || !prepared.ok()) {
+    // Prepared under the old round size and maybe behind captures that went back to
+    // `pending`: drop it; the next turn starts again from the oldest capture.
+    for (const RoundItem& it : r.items) pending.insert(it.id);
+    for (const auto& id : r.deferred) pending.insert(id);
+    CompleteClaims(claims);  // the ids are in `pending` and their files in spool/new
+    *did_work = true;
+    return Status::Ok();
+  }
+
+  std::vector<char> in_ledger;
+  KeySet in_ledger_keys;
+  CCMAIL_RETURN_IF_ERROR(AskLedger(r.items, &in_ledger, &in_ledger_keys));
+  RoundPlan plan = ClassifyRound(*cv, in_ledger, in_ledger_keys, opt.round_max_bytes, &r.items);
+  ApplyPlan(&plan, &r.items, did_work);
+  for (const auto& id : r.deferred) pending.insert(id);
+  for (const auto& id : plan.deferred) pending.insert(id);
+  if (plan.retry_error && !r.retry_error) retry_why = plan.retry_why;
+  const bool retry_error = r.retry_error || plan.retry_error;
+
+  std::unique_ptr<CommitJob> job = std::move(plan.job);
   if (!job->done.empty()) {
     *did_work = true;
     // The slots are freed when the committer is done with the round (after the unlink).
@@ -493,9 +503,9 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     // Grow back after an ENOSPC as if this round commits: if it does not, the round behind
     // it is dropped and the cap is halved again from this round's size.
     if (round_cap != 0 && (round_cap *= 2) >= opt.batch_max_messages) round_cap = 0;
-    SubmitCommit(std::move(job));
+    committer.Submit(std::move(job));
   } else {
-    complete_claims();
+    CompleteClaims(claims);
   }
   if (retry_error && cm_ids.empty()) {
     ++stuck_turns;

@@ -448,8 +448,11 @@ Status CreateNew(ClaimTable::Impl* im, const std::array<uint8_t, 16>& boot) {
   if (::fchmod(fd.get(), mode) != 0) return undo(Status::FromErrno("fchmod " + im->path, errno));  // umask
   // posix_fallocate, not ftruncate: a full file system must be an error here,
   // not a SIGBUS at the first touch of a page.
-  detail::ShmCrashPoint("shm.create.before_fallocate");
-  int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size));
+  int rc = detail::ShmFailAt(detail::kPointCreateBeforeFallocate) ? ENOSPC : 0;
+  if (rc == 0) {
+    detail::ShmCrashPoint(detail::kPointCreateBeforeFallocate);
+    rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size));
+  }
   if (rc != 0) return undo(Status::FromErrno("posix_fallocate " + std::to_string(size) + " bytes for " + im->path, rc));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return undo(Status::FromErrno("fstat " + im->path, errno));
@@ -472,7 +475,11 @@ Status CreateNew(ClaimTable::Impl* im, const std::array<uint8_t, 16>& boot) {
   if (getrandom(&inc, sizeof inc, 0) != sizeof inc) inc = NowNs();
   h->incarnation = inc | 1;
   h->created_ns = NowNs();
-  detail::ShmCrashPoint("shm.create.before_ready");
+  if (detail::ShmFailAt(detail::kPointCreateBeforeReady)) {
+    // Left half-initialised, as a creator that died here leaves it: the next open replaces it.
+    return Status::Unavailable("claim table " + im->segment + ": creation failed before ready (injected)");
+  }
+  detail::ShmCrashPoint(detail::kPointCreateBeforeReady);
   h->init_state.store(kInitReady, std::memory_order_release);
   return Status::Ok();
 }
@@ -536,7 +543,9 @@ Status ClaimTable::Open(const TableOptions& opt, std::unique_ptr<ClaimTable>* ou
     if (found != Found::kValid) {
       im->region = bip::mapped_region();
       if (found != Found::kAbsent) {
-        detail::ShmCrashPoint("recovery.table.reset");
+        if (detail::ShmFailAt(detail::kPointTableReset))
+          return Status::Unavailable("claim table " + im->path + ": replacing it failed (injected)");
+        detail::ShmCrashPoint(detail::kPointTableReset);
         // The directory is ours alone, so this name can be replaced even when the file is not ours.
         if (::unlinkat(im->dir_fd.get(), im->file_name.c_str(), 0) != 0 && errno != ENOENT)
           return Status::FromErrno("unlink " + im->path, errno);
@@ -678,6 +687,20 @@ SlotView ClaimTable::Slot(uint32_t i) const {
 
 Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint64_t size) {
   Impl* im = impl_.get();
+  // An injected failure of T1/T2 (or of the payload write) leaves the capture to the spool
+  // scan, like a full table; a reservation already made is given back (RESERVED -> FREE, g+1).
+  auto give_up = [&](ShmSlot* s, uint32_t i, uint64_t g, const char* point) {
+    if (s) {
+      uint64_t exp = Pack(SlotState::kReserved, reg.index(), g);
+      s->ctl.compare_exchange_strong(exp, Pack(SlotState::kFree, 0, g + 1), std::memory_order_release,
+                                     std::memory_order_relaxed);
+    }
+    im->hdr->overflow_count.fetch_add(1, std::memory_order_relaxed);
+    return Status::Unavailable(std::string(point) + " failed (injected)" +
+                               (s ? " at slot " + std::to_string(i) : std::string()) +
+                               "; capture left to the spool scan");
+  };
+  if (detail::ShmFailAt(detail::kPointSlotReserved)) return give_up(nullptr, 0, 0, detail::kPointSlotReserved);
   thread_local uint32_t cursor = RandomU32();
   const uint32_t n = im->nslots;
   uint32_t i = cursor % n;
@@ -690,13 +713,15 @@ Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint
     if (!s.ctl.compare_exchange_strong(w, Pack(SlotState::kReserved, reg.index(), g), std::memory_order_acquire,
                                        std::memory_order_relaxed))
       continue;
-    detail::ShmCrashPoint("slot.reserved");
+    detail::ShmCrashPoint(detail::kPointSlotReserved);
+    if (detail::ShmFailAt(detail::kPointSlotPayloadWritten)) return give_up(&s, i, g, detail::kPointSlotPayloadWritten);
     std::memcpy(s.capture_id, id.data(), 16);
     s.size = size;
     s.enqueue_ns = NowNs();
     s.publisher = reg.index();
     s.check = PayloadCheck(s.capture_id, s.size, s.enqueue_ns, s.publisher);
-    detail::ShmCrashPoint("slot.payload.written");
+    detail::ShmCrashPoint(detail::kPointSlotPayloadWritten);
+    if (detail::ShmFailAt(detail::kPointSlotReady)) return give_up(&s, i, g, detail::kPointSlotReady);
     // T2 RESERVED(me,g) -> READY(me,g), release: the payload is visible first.
     uint64_t exp = Pack(SlotState::kReserved, reg.index(), g);
     if (!s.ctl.compare_exchange_strong(exp, Pack(SlotState::kReady, reg.index(), g), std::memory_order_release,
@@ -706,7 +731,7 @@ Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint
       im->hdr->overflow_count.fetch_add(1, std::memory_order_relaxed);
       return Status::Unavailable("slot " + std::to_string(i) + " taken from a live owner (registration lost?)");
     }
-    detail::ShmCrashPoint("slot.ready");
+    detail::ShmCrashPoint(detail::kPointSlotReady);
     cursor = i + 1;
     return Status::Ok();
   }
@@ -741,6 +766,7 @@ size_t ClaimTable::ClaimReady(const Registration& reg, size_t max, std::vector<C
     uint64_t w = s.ctl.load(std::memory_order_relaxed);
     if (StateOf(w) != SlotState::kReady) continue;
     const uint64_t g = GenOf(w);
+    if (detail::ShmFailAt(detail::kPointSlotClaimed)) continue;  // stays READY: claimed at a later turn
     // T3 READY(p,g) -> CLAIMED(x,g). Acquire pairs with T2's release.
     if (!s.ctl.compare_exchange_strong(w, Pack(SlotState::kClaimed, reg.index(), g), std::memory_order_acquire,
                                        std::memory_order_relaxed))
@@ -756,7 +782,7 @@ size_t ClaimTable::ClaimReady(const Registration& reg, size_t max, std::vector<C
       im->hdr->bad_payload_count.fetch_add(1, std::memory_order_relaxed);
     out->push_back(c);
     ++got;
-    detail::ShmCrashPoint("slot.claimed");
+    detail::ShmCrashPoint(detail::kPointSlotClaimed);
   }
   im->claim_cursor.store(i, std::memory_order_relaxed);
   return got;
@@ -766,12 +792,14 @@ Status ClaimTable::Complete(const Registration& reg, const Claim& c) {
   if (c.slot >= impl_->nslots) return Status::InvalidArgument("slot " + std::to_string(c.slot) + " out of range");
   ShmSlot& s = impl_->slots[c.slot];
   uint64_t exp = Pack(SlotState::kClaimed, reg.index(), c.gen);
+  if (detail::ShmFailAt(detail::kPointSlotFreed))
+    return Status::FromErrno("free slot " + std::to_string(c.slot) + " (injected at slot.freed)", EIO);
   // T4 CLAIMED(x,g) -> FREE(-,g+1)
   if (!s.ctl.compare_exchange_strong(exp, Pack(SlotState::kFree, 0, c.gen + 1), std::memory_order_release,
                                      std::memory_order_relaxed))
     return Status::InvalidArgument("slot " + std::to_string(c.slot) + " gen " + std::to_string(c.gen) +
                                    " is no longer claimed by registry entry " + std::to_string(reg.index()));
-  detail::ShmCrashPoint("slot.freed");
+  detail::ShmCrashPoint(detail::kPointSlotFreed);
   return Status::Ok();
 }
 
@@ -828,7 +856,8 @@ uint32_t ClaimTable::FreeReadyIf(const Registration& /*me*/, const std::function
     // READY only leaves by T3/R3, both done by this (single) exporter, so the
     // payload cannot change under us; the CAS still checks the exact word.
     if (!in_ledger(id)) continue;
-    detail::ShmCrashPoint("recovery.ready.free");
+    if (detail::ShmFailAt(detail::kPointReadyFree)) continue;  // left READY: claimed and skipped as known
+    detail::ShmCrashPoint(detail::kPointReadyFree);
     // R3 READY(p,g) -> FREE(-,g+1)
     if (s.ctl.compare_exchange_strong(w, Pack(SlotState::kFree, 0, GenOf(w) + 1), std::memory_order_acq_rel)) ++n;
   }

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>  // renameat2
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <map>
@@ -44,6 +46,7 @@ FaultSpec& Spec() {
 }
 
 std::once_flag g_loaded;
+std::atomic<uint64_t> g_injected{0};
 
 std::vector<std::string> SplitComma(const std::string& s) {
   std::vector<std::string> out;
@@ -248,6 +251,36 @@ class RealIo final : public DurableIo {
     return Status::Ok();
   }
 
+  Status RenameNoReplace(const std::string& from, const std::string& to, const char* point) override {
+    const std::string what = "rename (no replace) " + from + " -> " + to;
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, what);
+    }
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+      // Why the fallback: RENAME_NOREPLACE needs file system support (not NFS, older
+      // overlayfs); link() fails with EEXIST just the same and cannot replace either.
+      if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return Status::FromErrno(what, errno);
+      if (::link(from.c_str(), to.c_str()) != 0) return Status::FromErrno(what + " (link)", errno);
+      if (::unlink(from.c_str()) != 0) return Status::FromErrno(what + " (unlink after link)", errno);
+    }
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status MakeDir(const std::string& path, mode_t mode, bool* created, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "mkdir " + path);
+    }
+    *created = false;
+    if (::mkdir(path.c_str(), mode) == 0) {
+      *created = true;
+    } else if (errno != EEXIST) {
+      return Status::FromErrno("mkdir " + path, errno);
+    }
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
   Status FsyncDir(const std::string& dir, const char* point) override {
     if (point) {
       if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync directory " + dir);
@@ -322,9 +355,31 @@ FaultKind InjectedFailure(const char* name) {
   if (range.first == range.second) return FaultKind::kNone;
   uint64_t pass = ++s.fail_passes[name];
   for (auto it = range.first; it != range.second; ++it) {
-    if (it->second.n == pass) return it->second.kind;
+    if (it->second.n == pass) {
+      ++g_injected;
+      return it->second.kind;
+    }
   }
   return FaultKind::kNone;
+}
+
+Status InjectedError(const char* name, const std::string& what) {
+  if (FaultKind k = InjectedFailure(name); k != FaultKind::kNone)
+    return InjectedStatus(k, what + " (at " + name + ")");
+  return Status::Ok();
+}
+
+Status FaultPoint(const char* name, const std::string& what) {
+  CCMAIL_RETURN_IF_ERROR(InjectedError(name, what));
+  CrashPoint(name);
+  return Status::Ok();
+}
+
+uint64_t InjectedFailureCount() { return g_injected.load(); }
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 void ReloadFaultSpecFromEnv() {

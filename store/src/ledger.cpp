@@ -184,7 +184,8 @@ Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* af
   if (s.ok()) {
     s = im->Exec("COMMIT");
     if (s.ok()) {
-      if (after) CrashPoint(after);
+      // A failure injected here is a COMMIT that was durable but reported as failed.
+      if (after) return FaultPoint(after, im->path + ": after commit");
       return s;
     }
   }

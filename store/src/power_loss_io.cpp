@@ -22,11 +22,12 @@ std::string StoreDirOf(const std::string& path);  // io.cpp
 
 namespace {
 struct DirOp {
-  enum Kind { kCreate, kRename, kUnlink } kind;
+  enum Kind { kCreate, kRename, kUnlink, kMkdir } kind;
   std::string dir;      // the directory whose fsync makes it durable
   std::string path;     // create/unlink: the name; rename: the new name
   std::string from;     // rename: the old name
-  std::string content;  // unlink: the bytes the file had
+  std::string content;  // unlink: the bytes the file had; rename: those of the file it replaced
+  bool replaced = false;  // rename: `path` existed before and comes back with `content`
 };
 struct FileState {
   uint64_t durable_len = 0;
@@ -55,6 +56,8 @@ struct PowerLossIo::State {
   mutable std::mutex mu;
   std::mt19937_64 rng;
   bool skip_dir_fsync = false;
+  uint64_t power_cut_at = 0;
+  uint64_t syncs = 0;
   std::map<int, std::string> fd_path;
   std::map<std::string, FileState> files;  // by current path
   std::vector<DirOp> ops;
@@ -68,14 +71,33 @@ void PowerLossIo::set_skip_dir_fsync(bool skip) {
   state_->skip_dir_fsync = skip;
 }
 
-Status PowerLossIo::CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd, const char*) {
-  int r = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
-  if (r < 0) return Status::FromErrno("create " + path, errno);
-  fd->reset(r);
+void PowerLossIo::set_power_cut_at_sync(uint64_t n) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->power_cut_at = n;
+}
+
+uint64_t PowerLossIo::sync_count() const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->syncs;
+}
+
+// Called with the lock held after each barrier.
+void PowerLossIo::MaybeCutPowerLocked() {
+  ++state_->syncs;
+  if (state_->power_cut_at == 0 || state_->syncs != state_->power_cut_at) return;
+  // The machine stops here: whatever another thread does after this is never durable
+  // either, so the lock is kept until _exit.
+  SimulateCrashLocked();
+  ::_exit(kPowerCutExit);
+}
+
+Status PowerLossIo::CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd, const char* point) {
+  CCMAIL_RETURN_IF_ERROR(DurableIo::Real().CreateExclusive(path, mode, fd, point));
+  const int r = fd->get();
   std::lock_guard<std::mutex> l(state_->mu);
   state_->fd_path[r] = path;
   state_->files[path] = FileState{};
-  state_->ops.push_back(DirOp{DirOp::kCreate, StoreDirOf(path), path, "", ""});
+  state_->ops.push_back(DirOp{DirOp::kCreate, StoreDirOf(path), path, "", "", false});
   return Status::Ok();
 }
 
@@ -90,15 +112,16 @@ Status PowerLossIo::WriteAll(int fd, const void* data, size_t n, const std::stri
   return s;
 }
 
-Status PowerLossIo::Fsync(int fd, const std::string& what, const char*) {
-  if (::fsync(fd) != 0) return Status::FromErrno("fsync " + what, errno);
+Status PowerLossIo::Fsync(int fd, const std::string& what, const char* point) {
+  Status s = DurableIo::Real().Fsync(fd, what, point);
   std::lock_guard<std::mutex> l(state_->mu);
   auto it = state_->fd_path.find(fd);
-  if (it != state_->fd_path.end()) {
+  if (s.ok() && it != state_->fd_path.end()) {
     auto& f = state_->files[it->second];
     f.durable_len = f.len;
   }
-  return Status::Ok();
+  MaybeCutPowerLocked();
+  return s;
 }
 
 Status PowerLossIo::Close(UniqueFd* fd, const std::string& what) {
@@ -109,8 +132,30 @@ Status PowerLossIo::Close(UniqueFd* fd, const std::string& what) {
   return DurableIo::Real().Close(fd, what);
 }
 
-Status PowerLossIo::Rename(const std::string& from, const std::string& to, const char*) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno("rename " + from + " -> " + to, errno);
+Status PowerLossIo::Rename(const std::string& from, const std::string& to, const char* point) {
+  std::string old;
+  const bool replaced = ReadWhole(to, &old).ok();
+  CCMAIL_RETURN_IF_ERROR(DurableIo::Real().Rename(from, to, point));
+  RecordRename(from, to, replaced ? &old : nullptr);
+  return Status::Ok();
+}
+
+Status PowerLossIo::RenameNoReplace(const std::string& from, const std::string& to, const char* point) {
+  CCMAIL_RETURN_IF_ERROR(DurableIo::Real().RenameNoReplace(from, to, point));
+  RecordRename(from, to, nullptr);
+  return Status::Ok();
+}
+
+Status PowerLossIo::MakeDir(const std::string& path, mode_t mode, bool* created, const char* point) {
+  CCMAIL_RETURN_IF_ERROR(DurableIo::Real().MakeDir(path, mode, created, point));
+  if (*created) {
+    std::lock_guard<std::mutex> l(state_->mu);
+    state_->ops.push_back(DirOp{DirOp::kMkdir, StoreDirOf(path), path, "", "", false});
+  }
+  return Status::Ok();
+}
+
+void PowerLossIo::RecordRename(const std::string& from, const std::string& to, std::string* replaced) {
   std::lock_guard<std::mutex> l(state_->mu);
   auto it = state_->files.find(from);
   if (it != state_->files.end()) {
@@ -119,8 +164,8 @@ Status PowerLossIo::Rename(const std::string& from, const std::string& to, const
   }
   for (auto& [fd, p] : state_->fd_path)
     if (p == from) p = to;
-  state_->ops.push_back(DirOp{DirOp::kRename, StoreDirOf(to), to, from, ""});
-  return Status::Ok();
+  state_->ops.push_back(DirOp{DirOp::kRename, StoreDirOf(to), to, from, replaced ? std::move(*replaced) : "",
+                              replaced != nullptr});
 }
 
 Status PowerLossIo::FsyncDir(const std::string& dir, const char* point) {
@@ -129,22 +174,24 @@ Status PowerLossIo::FsyncDir(const std::string& dir, const char* point) {
     if (state_->skip_dir_fsync) return Status::Ok();
   }
   Status s = DurableIo::Real().FsyncDir(dir, point);
-  if (!s.ok()) return s;
   std::lock_guard<std::mutex> l(state_->mu);
-  std::vector<DirOp> keep;
-  for (auto& op : state_->ops)
-    if (op.dir != dir) keep.push_back(std::move(op));
-  state_->ops = std::move(keep);
-  return Status::Ok();
+  if (s.ok()) {
+    std::vector<DirOp> keep;
+    for (auto& op : state_->ops)
+      if (op.dir != dir) keep.push_back(std::move(op));
+    state_->ops = std::move(keep);
+  }
+  MaybeCutPowerLocked();
+  return s;
 }
 
-Status PowerLossIo::Unlink(const std::string& path, const char*) {
+Status PowerLossIo::Unlink(const std::string& path, const char* point) {
   std::string content;
   bool saved = ReadWhole(path, &content).ok();
-  if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path, errno);
+  CCMAIL_RETURN_IF_ERROR(DurableIo::Real().Unlink(path, point));
   std::lock_guard<std::mutex> l(state_->mu);
   state_->files.erase(path);
-  if (saved) state_->ops.push_back(DirOp{DirOp::kUnlink, StoreDirOf(path), path, "", std::move(content)});
+  if (saved) state_->ops.push_back(DirOp{DirOp::kUnlink, StoreDirOf(path), path, "", std::move(content), false});
   return Status::Ok();
 }
 
@@ -158,6 +205,10 @@ size_t PowerLossIo::PendingCount() const {
 
 size_t PowerLossIo::SimulateCrash() {
   std::lock_guard<std::mutex> l(state_->mu);
+  return SimulateCrashLocked();
+}
+
+size_t PowerLossIo::SimulateCrashLocked() {
   State& st = *state_;
   size_t lost = 0;
   auto coin = [&] { return (st.rng() & 1) == 0; };
@@ -177,13 +228,22 @@ size_t PowerLossIo::SimulateCrash() {
         if (::unlink(op.path.c_str()) == 0) ++lost;
         break;
       case DirOp::kRename:
-        if (::rename(op.path.c_str(), op.from.c_str()) == 0) ++lost;
+        if (::rename(op.path.c_str(), op.from.c_str()) == 0) {
+          ++lost;
+          if (op.replaced) {  // the file the rename replaced is back
+            UniqueFd fd(::open(op.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600));
+            if (fd.valid()) (void)!::write(fd.get(), op.content.data(), op.content.size());
+          }
+        }
         break;
       case DirOp::kUnlink: {
         UniqueFd fd(::open(op.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600));
         if (fd.valid() && ::write(fd.get(), op.content.data(), op.content.size()) >= 0) ++lost;
         break;
       }
+      case DirOp::kMkdir:  // a directory that got entries keeps them (losing less is allowed)
+        if (::rmdir(op.path.c_str()) == 0) ++lost;
+        break;
     }
   }
   st.ops.clear();

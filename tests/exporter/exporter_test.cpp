@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "exporter_test_util.h"
+#include "round_steps.h"
 
 namespace ccmail::exporter {
 namespace {
@@ -121,6 +122,117 @@ TEST(ExporterTest, LedgerCommitBatchesIsAllOrNothing) {
   std::vector<store::LedgerBatch> latest;
   ASSERT_TRUE(l->LatestBatchPerPostOffice(&latest).ok());
   EXPECT_EQ(latest.size(), 2u);
+}
+
+// The exporter's durable steps (its spool side, out/tmp, the outbox, recovery) all go
+// through ExporterOptions::io: with an io that refuses every no-replace rename nothing is
+// published, and every step seen is one the injected io did.
+class CountingIo : public store::DurableIoWrapper {
+ public:
+  std::atomic<int> renames_noreplace{0}, unlinks{0}, dir_fsyncs{0}, fsyncs{0}, mkdirs{0};
+  bool refuse_publish = false;
+  Status Fsync(int fd, const std::string& w, const char* p) override {
+    ++fsyncs;
+    return DurableIoWrapper::Fsync(fd, w, p);
+  }
+  Status RenameNoReplace(const std::string& a, const std::string& b, const char* p) override {
+    ++renames_noreplace;
+    if (refuse_publish) return Status::FromErrno("rename " + b + " (test)", EIO);
+    return DurableIoWrapper::RenameNoReplace(a, b, p);
+  }
+  Status Unlink(const std::string& f, const char* p) override {
+    ++unlinks;
+    return DurableIoWrapper::Unlink(f, p);
+  }
+  Status FsyncDir(const std::string& d, const char* p) override {
+    ++dir_fsyncs;
+    return DurableIoWrapper::FsyncDir(d, p);
+  }
+  Status MakeDir(const std::string& d, mode_t m, bool* created, const char* p) override {
+    ++mkdirs;
+    return DurableIoWrapper::MakeDir(d, m, created, p);
+  }
+};
+
+TEST(ExporterTest, EveryDurableStepGoesThroughTheInjectedIo) {
+  Bed bed;
+  ExporterOptions o = bed.Options();
+  CountingIo io;
+  o.io = &io;
+  bed.Capture(1, {kJane, kBert});
+  io.refuse_publish = true;
+  {
+    auto ex = OpenExporter(o);
+    ASSERT_NE(ex, nullptr);
+    bool did = false;
+    for (int i = 0; i < 50 && ex->counters().rounds == 0; ++i) ASSERT_TRUE(ex->RunOnce(&did).ok());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(ex->RunOnce(&did).ok());  // committed, not published
+    EXPECT_EQ(ex->counters().rounds, 1u);
+    EXPECT_TRUE(ReadOutbox(bed.paths.outbox_directory).empty());
+    EXPECT_GE(io.renames_noreplace.load(), 2);
+    io.refuse_publish = false;
+    ASSERT_TRUE(ex->Drain().ok());
+  }
+  EXPECT_EQ(Recipients(ReadOutbox(bed.paths.outbox_directory)),
+            (std::multiset<std::string>{"BRANCH:Bo, Bert", "HQ:Doe, Jane"}));
+  EXPECT_GE(io.fsyncs.load(), 6);       // 2 manifests, 2 batches, 2 watermarks
+  EXPECT_GE(io.unlinks.load(), 1);      // the spool file
+  EXPECT_GE(io.dir_fsyncs.load(), 6);   // out/tmp, both post-office dirs, spool/new, ...
+  EXPECT_GE(io.mkdirs.load(), 2);       // the post-office directories
+  ExpectQuiescent(bed.paths);
+}
+
+// The steps of a round, run one by one on the test's thread: open + resolve, convert (no
+// helper thread), classify against given ledger answers into one commit job.
+TEST(ExporterTest, RoundStepsRunWithoutThreads) {
+  Bed bed;
+  const Rcpt kGhost{"ghost@corp.example", "", ""};
+  store::CaptureId a = bed.Capture(1, {kJane, kBert}, false);
+  store::CaptureId b = bed.Capture(1, {kJane}, false);  // an SMTP retry of a: Jane is a DUP
+  store::CaptureId c = bed.Capture(2, {kGhost}, false);  // unroutable
+  store::CaptureId d = bed.Capture(3, {kJane}, false);   // the ledger knows the capture
+  store::CaptureId e = bed.Capture(4, {kRick}, false);   // the ledger has the delivery
+  std::vector<store::CaptureId> ids = {a, b, c, d, e};
+  std::sort(ids.begin(), ids.end());
+  std::unique_ptr<store::Spool> spool;
+  ASSERT_TRUE(store::Spool::Open(bed.paths.spool_root, &spool).ok());
+
+  RoundPrep r;
+  OpenAndResolve(*spool, nullptr, ids, 64 << 20, 400, &r);
+  ASSERT_EQ(r.items.size(), 5u);
+  EXPECT_TRUE(r.deferred.empty());
+  EXPECT_FALSE(r.retry_error);
+  format::Converter cv{format::FormatSettings{}};
+  ConvertRound(cv, 1, &r.items);
+  std::vector<char> in_ledger;
+  for (const auto& it : r.items) in_ledger.push_back(it.id == d);
+  const KeySet ledger_keys = {{Bed::Key(4), "Roe, Rick at HQ"}};
+  RoundPlan plan = ClassifyRound(cv, in_ledger, ledger_keys, 64 << 20, &r.items);
+
+  EXPECT_EQ(plan.known, std::vector<store::CaptureId>{d});
+  ASSERT_EQ(plan.quarantine.size(), 1u);
+  EXPECT_EQ(r.items[plan.quarantine[0].first].id, c);
+  EXPECT_NE(plan.quarantine[0].second.find("ghost@corp.example"), std::string::npos) << plan.quarantine[0].second;
+  EXPECT_TRUE(plan.corrupt.empty());
+  EXPECT_TRUE(plan.deferred.empty());
+  ASSERT_NE(plan.job, nullptr);
+  const CommitJob& job = *plan.job;
+  EXPECT_EQ(job.exported, 2u);  // Jane once, Bert once
+  EXPECT_EQ(job.dups, 2u);      // Jane again (the retry), Rick (in the ledger)
+  std::vector<store::CaptureId> done = job.done, want = {a, b, e};
+  std::sort(done.begin(), done.end());
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(done, want);
+  EXPECT_EQ(job.fds.size(), 3u);
+  ASSERT_EQ(job.batches.size(), 2u);
+  ASSERT_EQ(job.batches.at("HQ").entries.size(), 1u);
+  EXPECT_EQ(job.batches.at("HQ").entries[0].recipient, "Doe, Jane");
+  ASSERT_EQ(job.batches.at("BRANCH").entries.size(), 1u);
+  EXPECT_EQ(job.batches.at("BRANCH").entries[0].recipient, "Bo, Bert");
+  EXPECT_NE(job.batches.at("HQ").content.find("Doe, Jane"), std::string::npos);
+  size_t recorded = job.nofile.capture_ids.size();
+  for (const auto& [po, batch] : job.batches) recorded += batch.ledger.capture_ids.size();
+  EXPECT_EQ(recorded, 3u) << "each capture recorded exactly once";
 }
 
 TEST(ExporterTest, DedupByCaptureIdSlotAndScanAndRepublish) {

@@ -48,21 +48,10 @@ inline size_t CountFiles(const std::string& dir) {
 
 // The producer's spool does not fsync: the producer's durability is the milter's (tested
 // there); here only the exporter's steps are under test, and 20,000 captures must be quick.
-class NoSyncIo : public store::DurableIo {
+class NoSyncIo : public store::DurableIoWrapper {
  public:
-  Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd, const char* p) override {
-    return store::DurableIo::Real().CreateExclusive(path, mode, fd, p);
-  }
-  Status WriteAll(int fd, const void* d, size_t n, const std::string& w, const char* p) override {
-    return store::DurableIo::Real().WriteAll(fd, d, n, w, p);
-  }
   Status Fsync(int, const std::string&, const char*) override { return Status::Ok(); }
-  Status Close(UniqueFd* fd, const std::string& w) override { return store::DurableIo::Real().Close(fd, w); }
-  Status Rename(const std::string& a, const std::string& b, const char* p) override {
-    return store::DurableIo::Real().Rename(a, b, p);
-  }
   Status FsyncDir(const std::string&, const char*) override { return Status::Ok(); }
-  Status Unlink(const std::string& path, const char* p) override { return store::DurableIo::Real().Unlink(path, p); }
 };
 
 struct Rcpt {

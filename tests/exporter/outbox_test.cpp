@@ -184,5 +184,96 @@ TEST_F(OutboxTest, InjectedEnospcAbandonsBatchAndRetrySucceeds) {
   EXPECT_EQ(fs::file_size(ob.PostOfficeDir("HQ") + "/" + BatchFileName(4, 1)), 10000u);
 }
 
+// A published name is never reused: the batch name of epoch E+36^3 is the one of epoch E (the
+// 8.3 name keeps E mod 36^3); publishing it must fail and leave the published file alone.
+TEST_F(OutboxTest, PublishNeverReplacesAPublishedBatch) {
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
+  ASSERT_TRUE(ob.Init().ok());
+  const uint64_t wrapped = 7 + 36ULL * 36 * 36;
+  ASSERT_EQ(BatchFileName(wrapped, 1), BatchFileName(7, 1));
+  ASSERT_TRUE(ob.WritePart(7, 1, "HQ", "FIRST", Entries(1)).ok());
+  ASSERT_TRUE(ob.Publish(7, 1, "HQ").ok());
+  const std::string published = ob.PostOfficeDir("HQ") + "/" + BatchFileName(7, 1);
+  const std::string manifest = ob.PostOfficeDir("HQ") + "/" + ManifestFileName(BatchFileName(7, 1));
+  const std::string first_manifest = Slurp(manifest);
+  ASSERT_TRUE(ob.WritePart(wrapped, 1, "HQ", "SECOND", Entries(2)).ok());
+  Status s = ob.Publish(wrapped, 1, "HQ");
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << s.ToString();
+  EXPECT_EQ(Slurp(published), "FIRST");
+  EXPECT_EQ(Slurp(manifest), first_manifest);
+  EXPECT_EQ(Slurp(ob.PartPath(BatchFileName(7, 1))), "SECOND") << "the .part must be kept";
+}
+
+// RenameNoReplace's link fallback cut between link and unlink leaves the batch under both
+// names (one inode): the roll-forward finishes it.
+TEST_F(OutboxTest, PublishFinishesALinkLeftBehind) {
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox");
+  ASSERT_TRUE(ob.Init().ok());
+  ASSERT_TRUE(ob.WritePart(3, 9, "HQ", "BATCH", Entries(1)).ok());
+  const std::string name = BatchFileName(3, 9);
+  fs::create_directories(ob.PostOfficeDir("HQ"));
+  ASSERT_EQ(::link(ob.PartPath(name).c_str(), (ob.PostOfficeDir("HQ") + "/" + name).c_str()), 0);
+  Status s = ob.Publish(3, 9, "HQ");
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(fs::exists(ob.PartPath(name)));
+  EXPECT_EQ(Slurp(ob.PostOfficeDir("HQ") + "/" + name), "BATCH");
+  Watermark wm;
+  ASSERT_TRUE(ReadWatermark(ob.PostOfficeDir("HQ"), &wm).ok());
+  EXPECT_EQ(wm.batch_name, name);
+}
+
+// Every durable step of WritePart, Publish and Abandon goes through the injected DurableIo.
+class RecordingIo : public store::DurableIoWrapper {
+ public:
+  std::vector<std::string> calls;
+  Status Fsync(int fd, const std::string& w, const char* p) override {
+    calls.push_back("fsync " + fs::path(w).filename().string());
+    return DurableIoWrapper::Fsync(fd, w, p);
+  }
+  Status Rename(const std::string& a, const std::string& b, const char* p) override {
+    calls.push_back("rename " + fs::path(b).filename().string());
+    return DurableIoWrapper::Rename(a, b, p);
+  }
+  Status RenameNoReplace(const std::string& a, const std::string& b, const char* p) override {
+    calls.push_back("rename-noreplace " + fs::path(b).filename().string());
+    return DurableIoWrapper::RenameNoReplace(a, b, p);
+  }
+  Status MakeDir(const std::string& d, mode_t m, bool* created, const char* p) override {
+    Status s = DurableIoWrapper::MakeDir(d, m, created, p);
+    if (*created) calls.push_back("mkdir " + fs::path(d).filename().string());
+    return s;
+  }
+  Status FsyncDir(const std::string& d, const char* p) override {
+    calls.push_back("fsyncdir " + fs::path(d).filename().string());
+    return DurableIoWrapper::FsyncDir(d, p);
+  }
+  Status Unlink(const std::string& f, const char* p) override {
+    calls.push_back("unlink " + fs::path(f).filename().string());
+    return DurableIoWrapper::Unlink(f, p);
+  }
+};
+
+TEST_F(OutboxTest, EveryDurableStepGoesThroughTheInjectedIo) {
+  RecordingIo io;
+  Outbox ob(root_ + "/out/tmp", root_ + "/outbox", &io);
+  ASSERT_TRUE(ob.Init().ok());
+  io.calls.clear();
+  ASSERT_TRUE(ob.WritePart(1, 2, "HQ", "X", Entries(1)).ok());
+  ASSERT_TRUE(ob.Publish(1, 2, "HQ").ok());
+  const std::vector<std::string> want = {
+      "fsync 00100002.MAN.part", "fsync 00100002.CCM.part", "fsyncdir tmp",
+      "mkdir HQ",                "fsyncdir outbox",         "rename-noreplace 00100002.MAN",
+      "rename-noreplace 00100002.CCM", "fsyncdir HQ",       "fsyncdir tmp",
+      "unlink WATERMRK.tmp",     "fsync WATERMRK.tmp",      "rename WATERMRK",
+      "fsyncdir HQ"};
+  EXPECT_EQ(io.calls, want);
+  io.calls.clear();
+  ASSERT_TRUE(ob.WritePart(1, 3, "HQ", "Y", Entries(1)).ok());
+  ASSERT_TRUE(ob.Abandon(1, 3).ok());
+  const std::vector<std::string> abandon = {"fsync 00100003.MAN.part", "fsync 00100003.CCM.part", "fsyncdir tmp",
+                                            "unlink 00100003.CCM.part", "unlink 00100003.MAN.part", "fsyncdir tmp"};
+  EXPECT_EQ(io.calls, abandon);
+}
+
 }  // namespace
 }  // namespace ccmail::exporter

@@ -23,24 +23,13 @@ namespace fs = std::filesystem;
 using shm::testing::TestTable;
 
 // Real I/O, except that Fsync of a spool file can be made to fail with ENOSPC.
-class NoSpaceIo : public store::DurableIo {
+class NoSpaceIo : public store::DurableIoWrapper {
  public:
   bool fail_fsync = false;
-  store::DurableIo& real = store::DurableIo::Real();
-  Status CreateExclusive(const std::string& p, mode_t m, UniqueFd* fd, const char* pt) override {
-    return real.CreateExclusive(p, m, fd, pt);
-  }
-  Status WriteAll(int fd, const void* d, size_t n, const std::string& w, const char* pt) override {
-    return real.WriteAll(fd, d, n, w, pt);
-  }
   Status Fsync(int fd, const std::string& w, const char* pt) override {
     if (fail_fsync) return Status::FromErrno("fsync " + w, ENOSPC);
-    return real.Fsync(fd, w, pt);
+    return target().Fsync(fd, w, pt);
   }
-  Status Close(UniqueFd* fd, const std::string& w) override { return real.Close(fd, w); }
-  Status Rename(const std::string& a, const std::string& b, const char* pt) override { return real.Rename(a, b, pt); }
-  Status FsyncDir(const std::string& d, const char* pt) override { return real.FsyncDir(d, pt); }
-  Status Unlink(const std::string& p, const char* pt) override { return real.Unlink(p, pt); }
 };
 
 struct Fixture {

@@ -231,6 +231,37 @@ TEST(ClaimTable, KilledDuringTableResetIsRecovered) {
   EXPECT_TRUE(t->CheckSameSegment().ok());
 }
 
+// CCMAIL_FAIL_AT at the creation and reset steps: Open reports the failure, and the next Open
+// (no fault) gives a working table.
+TEST(ClaimTable, InjectedFailuresAtCreateAndResetAreReportedThenRecovered) {
+  for (const char* point : {"shm.create.before_fallocate", "shm.create.before_ready"}) {
+    TestTable tt(16, 4);
+    ::setenv("CCMAIL_FAIL_AT", (std::string(point) + ":1:ENOSPC").c_str(), 1);
+    std::unique_ptr<ClaimTable> t;
+    Status s = ClaimTable::Open(tt.opt, &t);
+    ::unsetenv("CCMAIL_FAIL_AT");
+    EXPECT_FALSE(s.ok()) << point << ": the injected failure was ignored";
+    s = ClaimTable::Open(tt.opt, &t);
+    ASSERT_TRUE(s.ok()) << point << ": " << s.ToString();
+    std::unique_ptr<Registration> r;
+    ASSERT_TRUE(t->Register(Role::kMilter, &r).ok());
+    EXPECT_TRUE(t->Publish(*r, IdOf(5), 5).ok());
+  }
+  TestTable tt(16, 4);
+  { auto t = MustOpen(tt.opt); }
+  TableOptions o = tt.opt;
+  o.boot_id = kBootB;
+  o.recreate_if_invalid = true;
+  ::setenv("CCMAIL_FAIL_AT", "recovery.table.reset:1:EIO", 1);
+  std::unique_ptr<ClaimTable> failed;
+  Status s = ClaimTable::Open(o, &failed);
+  ::unsetenv("CCMAIL_FAIL_AT");
+  EXPECT_FALSE(s.ok()) << "recovery.table.reset: the injected failure was ignored";
+  auto t = MustOpen(o);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->CheckSameSegment().ok());
+}
+
 // The group may read the table (ccmailctl), never write it; the lock files are the
 // bridge user's alone, since a read-only descriptor can already hold locks.
 TEST(ClaimTable, GroupModeIs0640AndLockFilesAre0600) {

@@ -20,7 +20,7 @@
 //   (Outbox::Publish) when the ledger has its batch, else delete it (recovery.rollforward);
 //   re-publish the newest batch of every post office whose watermark lags; unlink spool/new
 //   files whose capture id is in the ledger (recovery.spool.unlink); delete spool/tmp files
-//   of dead writers; R2, R3, R1 on the table (recovery.table.reset).
+//   of dead writers; R2, R3, R1 on the table (recovery.slots.reset).
 //
 //   One loop turn (RunOnce): claim READY slots (T3, slot.claimed), list spool/new every
 //   spool_scan_interval and whenever overflow_count changed (skipped while a full round is
@@ -58,21 +58,34 @@
 
 namespace ccmail {
 class Config;
+namespace store {
+class DurableIo;
+}
 }
 
 namespace ccmail::exporter {
 
-// Crash points the exporter itself passes (the outbox, ledger and spool add theirs:
-// batch.*, watermark.*, ledger.commit.*, recovery.epoch, spool.unlinked, prune.k).
 // Exit status of ccmail-exporter for an unsafe runtime_directory (EX_CONFIG): a
 // misconfiguration that a restart does not fix.
 inline constexpr int kExitUnsafeRuntimeDirectory = 78;
 
-inline constexpr const char* kCrashSlotClaimed = "slot.claimed";
-inline constexpr const char* kCrashSlotFreed = "slot.freed";
+// Named points of an exporter process (CCMAIL_CRASH_AT / CCMAIL_FAIL_AT), each passed by
+// ONE layer, so `name:N` counts the passes of one step:
+//   the exporter itself (store::FaultPoint / InjectedFailure): recovery.rollforward,
+//     recovery.spool.unlink, recovery.slots.reset, round.converted, capture.quarantined,
+//     batch.renamed (Outbox::Publish);
+//   the claim table: slot.claimed, slot.freed (and slot.reserved/payload.written/ready in the
+//     milter, recovery.table.reset and recovery.ready.free);
+//   the DurableIo calls: batch.*.written/fsynced, batch.tmpdir.fsynced, batch.dir.fsynced,
+//     watermark.*, spool.unlinked, spool.unlink.dir.fsynced (outbox.h, store/io.h);
+//   the ledger: ledger.commit.before/after, recovery.epoch, prune.k (store/io.h).
+inline constexpr const char* kCrashSlotClaimed = "slot.claimed";  // passed by ClaimTable::ClaimReady
+inline constexpr const char* kCrashSlotFreed = "slot.freed";      // passed by ClaimTable::Complete
 inline constexpr const char* kCrashRecoveryRollforward = "recovery.rollforward";
 inline constexpr const char* kCrashRecoverySpoolUnlink = "recovery.spool.unlink";
-inline constexpr const char* kCrashRecoveryTableReset = "recovery.table.reset";
+// R2 (the previous exporter's claims back to READY) at start. The claim table's own
+// "recovery.table.reset" (an invalid segment replaced) is another step.
+inline constexpr const char* kCrashRecoverySlotsReset = "recovery.slots.reset";
 inline constexpr const char* kCrashRoundConverted = "round.converted";
 inline constexpr const char* kCrashQuarantined = "capture.quarantined";
 
@@ -102,6 +115,10 @@ struct ExporterOptions {
   uint64_t round_max_bytes = 64ULL << 20;
   // Threads converting the messages of a round (FromConfig: the CPU count, at most 4).
   size_t convert_threads = 1;
+  // Every durable step of the exporter (its spool side, out/tmp, the outbox, recovery) goes
+  // through this; nullptr: DurableIo::Real(). Tests inject PowerLossIo or a DurableIoWrapper.
+  // Not owned; must outlive the Exporter.
+  store::DurableIo* io = nullptr;
 
   // Reads every exporter, general and format row (and the address map).
   static Status FromConfig(const Config& cfg, ExporterOptions* out);

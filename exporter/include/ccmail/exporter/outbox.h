@@ -23,7 +23,27 @@
 
 #include "ccmail/common/status.h"
 
+namespace ccmail::store {
+class DurableIo;
+}
+
 namespace ccmail::exporter {
+
+// Named points of the outbox (CCMAIL_CRASH_AT / CCMAIL_FAIL_AT), in the order of a round.
+// "<x>.written" / "<x>.fsynced" / "*.renamed" (no-replace rename of the batch is the step
+// before batch.renamed) / "*.dir.fsynced" are passed by the DurableIo call doing that step;
+// batch.renamed by Publish after both renames (FaultPoint).
+inline constexpr const char* kCrashBatchManifestWritten = "batch.manifest.written";
+inline constexpr const char* kCrashBatchManifestFsynced = "batch.manifest.fsynced";
+inline constexpr const char* kCrashBatchPartWritten = "batch.part.written";
+inline constexpr const char* kCrashBatchPartFsynced = "batch.part.fsynced";
+inline constexpr const char* kCrashBatchTmpdirFsynced = "batch.tmpdir.fsynced";
+inline constexpr const char* kCrashBatchRenamed = "batch.renamed";
+inline constexpr const char* kCrashBatchDirFsynced = "batch.dir.fsynced";
+inline constexpr const char* kCrashWatermarkWritten = "watermark.written";
+inline constexpr const char* kCrashWatermarkFsynced = "watermark.fsynced";
+inline constexpr const char* kCrashWatermarkRenamed = "watermark.renamed";
+inline constexpr const char* kCrashWatermarkDirFsynced = "watermark.dir.fsynced";
 
 // 8.3 batch file name for (epoch, seq), e.g. "00100001.CCM".
 std::string BatchFileName(uint64_t epoch, uint64_t seq);
@@ -57,8 +77,9 @@ class Outbox {
  public:
   // out_tmp: where .part files are built (BridgePaths::out_tmp); outbox_dir: where
   // <PO>/ subdirectories are published (BridgePaths::outbox_directory). Both must be on
-  // one file system (rename).
-  Outbox(std::string out_tmp, std::string outbox_dir);
+  // one file system (rename). Every durable step goes through `io` (nullptr: DurableIo::Real();
+  // not owned).
+  Outbox(std::string out_tmp, std::string outbox_dir, store::DurableIo* io = nullptr);
 
   // Creates out_tmp and outbox_dir if missing (and fsyncs their parents).
   Status Init();
@@ -74,7 +95,9 @@ class Outbox {
                    const std::vector<ManifestEntry>& entries);
   // After the ledger commit: renames manifest then batch into outbox/<PO>/, fsyncs that
   // directory and out/tmp, then advances the watermark. Idempotent (a roll-forward after a
-  // crash may find the renames already done).
+  // crash may find the renames already done). Never replaces a published file: the renames
+  // are no-replace, and a different file already published under the name is kAlreadyExists
+  // (the name was reused: the .part is kept, nothing is overwritten).
   Status Publish(uint64_t epoch, uint64_t seq, const std::string& po);
   // Removes the .part files of an uncommitted batch (best effort, fsyncs out/tmp).
   Status Abandon(uint64_t epoch, uint64_t seq);
@@ -87,8 +110,14 @@ class Outbox {
   Status SyncTmpDir();
 
  private:
+  Status MkdirP(const std::string& path);
+  Status WriteDurable(const std::string& path, const std::string& data, const char* written, const char* fsynced,
+                      bool uncached);
+  Status PublishFile(const std::string& from, const std::string& to);
+
   std::string tmp_;
   std::string outbox_;
+  store::DurableIo* io_;
   bool defer_tmpdir_sync_ = false;
 };
 

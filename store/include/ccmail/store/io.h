@@ -1,4 +1,4 @@
-// io.h - every durability step of the spool and ledger goes through DurableIo.
+// io.h - every durability step of the spool, the outbox and the exporter goes through DurableIo.
 //
 // SYNOPSIS
 //   DurableIo& io = DurableIo::Real();
@@ -7,10 +7,17 @@
 //   CCMAIL_RETURN_IF_ERROR(io.Fsync(fd.get(), path));
 //
 // DESCRIPTION
-//   One small interface for create-exclusive, write, fsync, close, rename, fsync-dir and
-//   unlink, so tests can (a) kill the process at a named step, (b) make a step fail with
-//   ENOSPC/EIO/a short write, and (c) simulate a power loss that keeps only what was
-//   fsync'd (PowerLossIo).
+//   One small interface for create-exclusive, write, fsync, close, rename (replacing or not),
+//   mkdir, fsync-dir and unlink, so tests can (a) kill the process at a named step, (b) make a
+//   step fail with ENOSPC/EIO/a short write, and (c) simulate a power loss that keeps only
+//   what was fsync'd (PowerLossIo). Components take a DurableIo* (nullptr: Real()); a test
+//   derives from DurableIoWrapper and overrides only the calls it changes (LevelDB's
+//   Env/EnvWrapper pattern).
+//
+//   A named point fires in ONE layer: a point passed to a DurableIo call is passed by that
+//   call (fail: the operation is not done; crash: right after it is done); a point that
+//   marks a step of a component (a ledger commit, a claim-table transition, a recovery step)
+//   is passed by FaultPoint() in that component. So `name:N` counts the passes of one step.
 //
 //   CrashPoint("name"): when the environment has CCMAIL_CRASH_AT=name:N, the N-th pass of
 //   that point in this process raises SIGKILL. CCMAIL_FAIL_AT=name:N:ENOSPC|EIO|SHORT makes
@@ -67,6 +74,15 @@ enum class FaultKind { kNone, kNoSpace, kIoError, kShortWrite };
 void CrashPoint(const char* name);
 // Returns the injected failure for this pass of `name` (kNone normally). Counts the pass.
 FaultKind InjectedFailure(const char* name);
+// The failure CCMAIL_FAIL_AT injects at this pass of `name` (counted like InjectedFailure) as
+// a Status naming `what`; Ok normally. For a step that checks before it runs and passes
+// CrashPoint(name) after it, as the DurableIo calls do.
+Status InjectedError(const char* name, const std::string& what);
+// InjectedError, then (when Ok) CrashPoint: a named step of a component checked in one
+// place. The caller handles the failure as a real error of that step.
+Status FaultPoint(const char* name, const std::string& what);
+// How many failures CCMAIL_FAIL_AT injected in this process (tests check theirs happened).
+uint64_t InjectedFailureCount();
 // Re-reads CCMAIL_CRASH_AT / CCMAIL_FAIL_AT and resets all pass counters.
 void ReloadFaultSpecFromEnv();
 
@@ -98,10 +114,57 @@ class DurableIo {
   virtual Status Close(UniqueFd* fd, const std::string& what) = 0;
   // rename(from, to) (atomic replacement within one file system).
   virtual Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) = 0;
+  // rename(from, to) that never replaces: kAlreadyExists when `to` exists, whatever it holds
+  // (renameat2 RENAME_NOREPLACE; link + unlink where the file system lacks it, so a crash in
+  // between may leave both names on one inode: SameFile() tells).
+  virtual Status RenameNoReplace(const std::string& from, const std::string& to, const char* point = nullptr) = 0;
+  // mkdir(path, mode); *created = false (and Ok) when it already exists. Durable once its
+  // parent is fsynced (FsyncDir).
+  virtual Status MakeDir(const std::string& path, mode_t mode, bool* created, const char* point = nullptr) = 0;
   // open(dir, O_DIRECTORY) + fsync + close: makes creates/renames/unlinks in it durable.
   virtual Status FsyncDir(const std::string& dir, const char* point = nullptr) = 0;
   // unlink(path). ENOENT is reported as kNotFound.
   virtual Status Unlink(const std::string& path, const char* point = nullptr) = 0;
+};
+
+// True when both paths name one inode (a hard link left by RenameNoReplace's fallback).
+bool SameFile(const std::string& a, const std::string& b);
+
+// Forwards every call to a target (Real() by default). Tests derive from it and override
+// only what they change, so a new DurableIo call never silently bypasses them.
+class DurableIoWrapper : public DurableIo {
+ public:
+  explicit DurableIoWrapper(DurableIo* target = nullptr) : target_(target ? target : &Real()) {}
+  DurableIo& target() { return *target_; }
+
+  Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd, const char* point = nullptr) override {
+    return target_->CreateExclusive(path, mode, fd, point);
+  }
+  Status WriteAll(int fd, const void* data, size_t n, const std::string& what, const char* point = nullptr) override {
+    return target_->WriteAll(fd, data, n, what, point);
+  }
+  Status WriteAllUncached(int fd, const void* data, size_t n, const std::string& what,
+                          const char* point = nullptr) override {
+    return target_->WriteAllUncached(fd, data, n, what, point);
+  }
+  Status Fsync(int fd, const std::string& what, const char* point = nullptr) override {
+    return target_->Fsync(fd, what, point);
+  }
+  Status Close(UniqueFd* fd, const std::string& what) override { return target_->Close(fd, what); }
+  Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) override {
+    return target_->Rename(from, to, point);
+  }
+  Status RenameNoReplace(const std::string& from, const std::string& to, const char* point = nullptr) override {
+    return target_->RenameNoReplace(from, to, point);
+  }
+  Status MakeDir(const std::string& path, mode_t mode, bool* created, const char* point = nullptr) override {
+    return target_->MakeDir(path, mode, created, point);
+  }
+  Status FsyncDir(const std::string& dir, const char* point = nullptr) override { return target_->FsyncDir(dir, point); }
+  Status Unlink(const std::string& path, const char* point = nullptr) override { return target_->Unlink(path, point); }
+
+ private:
+  DurableIo* target_;
 };
 
 // A test implementation layered on the real file system that simulates power loss: it
@@ -113,7 +176,8 @@ class DurableIo {
 // Model (ext4 data=ordered-like, but pessimistic): a file's unsynced bytes may be lost
 // (file truncated to its last fsynced length); a directory entry change not followed by
 // an fsync of that directory may be lost (create -> entry gone; rename -> reverted;
-// unlink -> file back with the content it had when unlinked).
+// unlink -> file back with the content it had when unlinked; mkdir -> directory gone when it
+// is still empty). Named points are passed to the real implementation (crash/fail apply).
 class PowerLossIo : public DurableIo {
  public:
   explicit PowerLossIo(uint64_t seed);
@@ -126,9 +190,18 @@ class PowerLossIo : public DurableIo {
   Status Fsync(int fd, const std::string& what, const char* point = nullptr) override;
   Status Close(UniqueFd* fd, const std::string& what) override;
   Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) override;
+  Status RenameNoReplace(const std::string& from, const std::string& to, const char* point = nullptr) override;
+  Status MakeDir(const std::string& path, mode_t mode, bool* created, const char* point = nullptr) override;
   Status FsyncDir(const std::string& dir, const char* point = nullptr) override;
   Status Unlink(const std::string& path, const char* point = nullptr) override;
 
+  // Power cut at the N-th durability barrier (Fsync or FsyncDir, counted from 1, whether it
+  // succeeds or not): that call does its fsync, then SimulateCrash() and _exit(kPowerCutExit),
+  // as if the machine stopped right there. 0 (the default): never. For a forked child.
+  static constexpr int kPowerCutExit = 77;
+  void set_power_cut_at_sync(uint64_t n);
+  // Durability barriers passed so far.
+  uint64_t sync_count() const;
   // When true, FsyncDir does nothing (to prove a test catches a missing directory fsync).
   void set_skip_dir_fsync(bool skip);
   // Loses a random subset of non-durable operations on disk. Returns how many were lost.
@@ -137,6 +210,9 @@ class PowerLossIo : public DurableIo {
   size_t PendingCount() const;
 
  private:
+  void RecordRename(const std::string& from, const std::string& to, std::string* replaced);
+  void MaybeCutPowerLocked();
+  size_t SimulateCrashLocked();
   struct State;
   std::unique_ptr<State> state_;
 };

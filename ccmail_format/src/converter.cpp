@@ -22,6 +22,7 @@
 
 #include "ccmail/format/rules.h"
 #include "codepage.h"
+#include "header_text.h"
 #include "html_text.h"
 #include "mime.h"
 
@@ -81,14 +82,7 @@ std::string BareAddress(std::string_view s) {
 }
 
 // One line of decoded header text (for summaries of attached messages).
-std::string HeaderText(GMimeObject* obj, const char* name) {
-  GMimeHeaderList* headers = g_mime_object_get_header_list(obj);
-  if (headers == nullptr) return {};
-  GMimeHeader* h = g_mime_header_list_get_header(headers, name);
-  if (h == nullptr) return {};
-  const char* raw = g_mime_header_get_value(h);  // GMime 3: already unfolded and RFC 2047-decoded
-  return raw ? std::string(raw) : std::string();
-}
+std::string HeaderText(GMimeObject* obj, const char* name) { return DecodedHeader(obj, name); }
 
 // Walks the MIME tree and plans the items.
 class Planner {
@@ -158,7 +152,8 @@ class Planner {
     if (!GMIME_IS_PART(obj)) return;
     GMimePart* part = GMIME_PART(obj);
     const std::string type = ContentTypeOf(obj);
-    const char* fname = g_mime_part_get_filename(part);
+    const std::string fname_text = PartFileName(part);
+    const char* fname = fname_text.empty() ? nullptr : fname_text.c_str();
     const char* disp = g_mime_object_get_disposition(obj);
     const bool attachment = disp != nullptr && LowerAscii(disp) == "attachment";
     const bool texty = type == "text/plain" || type == "text/html" || type == "text/enriched";
@@ -294,13 +289,7 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
       Item f;
       f.is_file = true;
       f.part = fp.part;
-      std::string shown = fp.name;
-      if (shown.empty()) {
-        GMimeContentType* ct = g_mime_object_get_content_type(GMIME_OBJECT(fp.part));
-        const char* n = ct ? g_mime_content_type_get_parameter(ct, "name") : nullptr;
-        shown = n ? n : "";
-      }
-      f.title = DosFileName(shown, fp.type, s_, &used_names);
+      f.title = DosFileName(fp.name, fp.type, s_, &used_names);
       items.push_back(std::move(f));
     }
   }
@@ -445,10 +434,10 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
         t >= static_cast<gint64>(in.received) - 10LL * 366 * 86400)
       when = static_cast<time_t>(t);
   }
-  const char* subj = g_mime_message_get_subject(message.get());
+  const std::string subj = DecodedHeader(GMIME_OBJECT(message.get()), "Subject");
   const std::string fixed_head = "From: " + FormatSender(in.envelope_sender, s) + "\r\n" +
                                  "Date: " + FormatCcDate(when, s) + "\r\n";
-  const std::string subject_line = "Subject: " + CleanSubject(subj ? subj : "", s) + "\r\n";
+  const std::string subject_line = "Subject: " + CleanSubject(subj, s) + "\r\n";
 
   // Plan and measure the items (once, whatever the number of targets).
   std::vector<std::string> notices;

@@ -177,6 +177,10 @@ std::string CleanSubject(std::string_view utf8, const FormatSettings& settings) 
   return out;
 }
 
+std::string RawHeaderBytesToUtf8(std::string_view bytes) {
+  return ToUtf8(std::string(bytes), "");
+}
+
 bool IsDosDeviceName(std::string_view name) {
   std::string base(name.substr(0, name.find('.')));
   while (!base.empty() && base.back() == ' ') base.pop_back();

@@ -14,6 +14,8 @@
 //   FormatRecipient    "Name at PO", bare for the local post office
 //   FormatSender       "addr@domain at GATEWAY"
 //   CleanSubject       RFC 2047-decoded subject -> one safe line
+//   RawHeaderBytesToUtf8
+//                      8-bit header text outside encoded words
 //   DosFileName        attachment names: 8.3, upper case, no device names
 //
 //   All functions are pure and thread-safe.
@@ -68,6 +70,10 @@ std::string FormatSender(std::string_view envelope_sender, const FormatSettings&
 // line breaks become spaces, runs of white space collapse, [ ] -> ( ) when
 // subject_brackets, cut to subject_max characters.
 std::string CleanSubject(std::string_view utf8, const FormatSettings& settings);
+
+// Header text outside RFC 2047 encoded words, as sent (8-bit bytes are not
+// allowed there before RFC 6532) -> UTF-8.
+std::string RawHeaderBytesToUtf8(std::string_view bytes);
 
 // A unique attachment name: the file name's last path component, sanitised
 // (letters, digits and _-$~!#%&{}@'` only, upper case), 8.3 unless

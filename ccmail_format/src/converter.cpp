@@ -75,6 +75,25 @@ void CollectAddresses(InternetAddressList* list, std::unordered_set<std::string>
   }
 }
 
+// addr-spec of the first mailbox of an address list (a group's first member), "" when none.
+std::string FirstMailbox(InternetAddressList* list) {
+  if (list == nullptr) return {};
+  const int n = internet_address_list_length(list);
+  for (int i = 0; i < n; ++i) {
+    InternetAddress* a = internet_address_list_get_address(list, i);
+    if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
+      const char* addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
+      if (addr == nullptr) addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+      return addr ? std::string(addr) : std::string();
+    }
+    if (INTERNET_ADDRESS_IS_GROUP(a)) {
+      std::string inner = FirstMailbox(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)));
+      if (!inner.empty()) return inner;
+    }
+  }
+  return {};
+}
+
 std::string BareAddress(std::string_view s) {
   std::string t = Trimmed(s);
   if (t.size() >= 2 && t.front() == '<' && t.back() == '>') t = Trimmed(t.substr(1, t.size() - 2));
@@ -435,7 +454,11 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
       when = static_cast<time_t>(t);
   }
   const std::string subj = DecodedHeader(GMIME_OBJECT(message.get()), "Subject");
-  const std::string fixed_head = "From: " + FormatSender(in.envelope_sender, s) + "\r\n" +
+  // The author, not the envelope sender (list bounces, <>): the envelope stays for bounces.
+  const std::string sender_addr =
+      ChooseSenderAddress(FirstMailbox(g_mime_message_get_from(message.get())),
+                          FirstMailbox(g_mime_message_get_sender(message.get())), in.envelope_sender, s);
+  const std::string fixed_head = "From: " + FormatSender(sender_addr, s) + "\r\n" +
                                  "Date: " + FormatCcDate(when, s) + "\r\n";
   const std::string subject_line = "Subject: " + CleanSubject(subj, s) + "\r\n";
 

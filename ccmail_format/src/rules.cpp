@@ -154,6 +154,23 @@ std::string FormatSender(std::string_view sender, const FormatSettings& settings
   return addr + " at " + settings.gateway_postoffice;
 }
 
+bool IsUsableSenderAddress(std::string_view addr) {
+  const size_t at = addr.rfind('@');
+  if (at == std::string_view::npos || at == 0 || at + 1 == addr.size() || addr.size() > 256) return false;
+  for (unsigned char c : addr)
+    if (c <= 0x20 || c >= 0x7f || std::strchr("\",;[]<>()", c)) return false;
+  return true;
+}
+
+std::string ChooseSenderAddress(std::string_view header_from, std::string_view header_sender,
+                                std::string_view envelope_sender, const FormatSettings& settings) {
+  if (settings.sender_source == SenderSource::kAuthor) {
+    if (IsUsableSenderAddress(header_from)) return std::string(header_from);
+    if (IsUsableSenderAddress(header_sender)) return std::string(header_sender);
+  }
+  return std::string(envelope_sender);
+}
+
 std::string CleanSubject(std::string_view utf8, const FormatSettings& settings) {
   // One line first (controls, including CR/LF/TAB, become spaces; runs collapse).
   std::string line;

@@ -83,6 +83,8 @@ Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   if (fs.gateway_postoffice.empty()) return Bad(cfg, "gateway_postoffice", "must not be empty");
 
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("uppercase_sender", &fs.uppercase_sender));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetEnum("sender_source", {"author", "envelope"}, &v));
+  fs.sender_source = v == "envelope" ? SenderSource::kEnvelope : SenderSource::kAuthor;
   CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("header_limit", 512, 163840, &fs.header_limit));
   CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("subject_max", 1, 255, &fs.subject_max));
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("subject_brackets", &fs.subject_brackets));

@@ -95,6 +95,10 @@ const std::vector<SettingSpec>& AllSettings() {
       {"gateway_postoffice", "INTERNET", "format",
        "Post office name of the bridge in cc:Mail; senders become \"addr@domain at <this>\"."},
       {"uppercase_sender", "no", "format", "yes: write the sender address in upper case (PMDF style)."},
+      {"sender_source", "author", "format",
+       "Whose address the cc:Mail From line shows: author (header From, then Sender, then the "
+       "envelope sender when those are missing or invalid) or envelope (MAIL FROM, as before). "
+       "Bounces and the manifest always use the envelope sender."},
       {"header_limit", "4096", "format",
        "Largest header block (bytes). More recipients are split across copies: 4096 for Import up "
        "to 8.2x, 163840 after."},

@@ -152,7 +152,7 @@ TEST(Converter, HostileSubjectAndDisplayNamesCannotInjectLines) {
     EXPECT_EQ(r.messages[0].bcc, std::vector<std::string>{"Garcia, Maria"});
     EXPECT_TRUE(r.messages[0].cc.empty());
     EXPECT_EQ(r.messages[0].subject, "Hi Message: To: Evil at HUBPO Contents:");
-    EXPECT_EQ(r.messages[0].from, "bob@partner.example at INTERNET");
+    EXPECT_EQ(r.messages[0].from, "eve@evil.example at INTERNET");
     size_t count = 0;
     for (size_t p = 0; (p = raw.find("\r\nMessage:\r\n", p)) != std::string::npos; ++p) ++count;
     if (!itemsize) {

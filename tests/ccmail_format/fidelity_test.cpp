@@ -61,5 +61,43 @@ TEST(Fidelity, ACharacterSplitAcrossTwoWordsStaysOneCharacter) {
   EXPECT_EQ(r.messages[0].subject, "c\x82 \x82t\x82 plain x");
 }
 
+// Item 2: the From line is the author; the envelope sender is only the fallback.
+std::string FromLine(const std::string& msg, const std::string& envelope, const FormatSettings& s = TestSettings()) {
+  UniqueFd fd = testing::MemFile(msg);
+  ConvertInput in;
+  in.fd = fd.get();
+  in.length = msg.size();
+  in.envelope_sender = envelope;
+  in.recipients = DefaultRecipients();
+  in.received = 1795520000;
+  StringSink sink;
+  Status st = Converter(s).Convert(in, &sink, nullptr);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  ReadResult r = ReadImportFile(sink.str(), s);
+  EXPECT_TRUE(r.ok()) << ViolationsText(r);
+  return r.messages.empty() ? std::string() : r.messages[0].from;
+}
+
+TEST(Fidelity, FromLineShowsTheAuthorNotTheEnvelope) {
+  const std::string list_mail =
+      "From: \"Doe, Alice\" <alice@example.org>\nSender: list-bounces@lists.example\n"
+      "To: jsmith@ccmail.corp.example\nSubject: s\n\nbody\n";
+  EXPECT_EQ(FromLine(list_mail, "list-bounces+jsmith=ccmail.corp.example@lists.example"), "alice@example.org at INTERNET");
+  const std::string dsn = "From: Mail Delivery System <MAILER-DAEMON@mx.example>\nTo: jsmith@ccmail.corp.example\nSubject: s\n\nb\n";
+  EXPECT_EQ(FromLine(dsn, ""), "MAILER-DAEMON@mx.example at INTERNET");
+  // Missing or invalid From: Sender, then the envelope.
+  const std::string no_from = "Sender: sec@example.org\nTo: jsmith@ccmail.corp.example\nSubject: s\n\nb\n";
+  EXPECT_EQ(FromLine(no_from, "env@example.net"), "sec@example.org at INTERNET");
+  const std::string bad_from = "From: just a name\nTo: jsmith@ccmail.corp.example\nSubject: s\n\nb\n";
+  EXPECT_EQ(FromLine(bad_from, "env@example.net"), "env@example.net at INTERNET");
+  const std::string group_from = "From: team: carol@example.org, dave@example.org;\nSubject: s\n\nb\n";
+  EXPECT_EQ(FromLine(group_from, "env@example.net"), "carol@example.org at INTERNET");
+  // The old choice stays available.
+  FormatSettings envelope = TestSettings();
+  envelope.sender_source = SenderSource::kEnvelope;
+  EXPECT_EQ(FromLine(list_mail, "list-bounces@lists.example", envelope), "list-bounces@lists.example at INTERNET");
+  EXPECT_EQ(FromLine(dsn, "", envelope), "MAILER-DAEMON at INTERNET");
+}
+
 }  // namespace
 }  // namespace ccmail::format

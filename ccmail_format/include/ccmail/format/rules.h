@@ -13,6 +13,8 @@
 //                      M/D/YY H:MM (date_format, timezone)
 //   FormatRecipient    "Name at PO", bare for the local post office
 //   FormatSender       "addr@domain at GATEWAY"
+//   ChooseSenderAddress
+//                      author (From, Sender) or envelope sender (sender_source)
 //   CleanSubject       RFC 2047-decoded subject -> one safe line
 //   RawHeaderBytesToUtf8
 //                      8-bit header text outside encoded words
@@ -65,6 +67,15 @@ std::string FormatRecipient(const CcMailAddress& who, const FormatSettings& sett
 // white space stripped; "," '"' and control characters replaced, so no comma or
 // quote enters From). An empty (null) sender becomes "MAILER-DAEMON".
 std::string FormatSender(std::string_view envelope_sender, const FormatSettings& settings);
+
+// The address the From line shows. sender_source = author: the first of header_from,
+// header_sender (each the first mailbox's addr-spec of that field, "" when missing)
+// that IsUsableSenderAddress(), else the envelope sender; envelope: the envelope sender.
+std::string ChooseSenderAddress(std::string_view header_from, std::string_view header_sender,
+                                std::string_view envelope_sender, const FormatSettings& settings);
+// local@domain, both parts non-empty, printable ASCII without white space, quotes, commas,
+// semicolons or brackets (so FormatSender() writes it unchanged).
+bool IsUsableSenderAddress(std::string_view addr);
 
 // utf8 (already RFC 2047-decoded) -> one line in the code page: controls and
 // line breaks become spaces, runs of white space collapse, [ ] -> ( ) when

@@ -28,6 +28,7 @@ enum class CodePage { kCp850, kCp437, kCp1252 };
 enum class DateFormat { kMdy2, kMdy4, kDmy2, kDmy4 };
 enum class LargeBody { kSplit, kFile };
 enum class FileData { kRaw, kHex };
+enum class SenderSource { kAuthor, kEnvelope };
 
 struct FormatSettings {
   bool itemsize = true;                    // /ITEMSIZE layout (byte counts); false: keyword-delimited
@@ -38,6 +39,7 @@ struct FormatSettings {
   std::string default_postoffice;          // PO of user@<ccmail domain> without a map entry
   std::string gateway_postoffice = "INTERNET";
   bool uppercase_sender = false;
+  SenderSource sender_source = SenderSource::kAuthor;  // whose address the From line shows
   uint64_t header_limit = 4096;            // header block (From..Subject) must stay below this
   uint64_t subject_max = 60;               // characters (= bytes in a single-byte code page)
   bool subject_brackets = true;            // [ ] -> ( )

@@ -19,6 +19,7 @@
 #include <memory>
 #include <set>
 #include <unordered_set>
+#include <vector>
 
 #include "ccmail/format/rules.h"
 #include "codepage.h"
@@ -75,6 +76,59 @@ void CollectAddresses(InternetAddressList* list, std::unordered_set<std::string>
   }
 }
 
+// GMime keeps header values and boundaries as C strings: a NUL cuts a header line (the
+// next line runs into it) and a boundary holding a NUL never matches (every part vanishes).
+// Structure lines are where that matters: the top header block, every line starting with
+// "--" (a possible boundary) and the header block after one. There a NUL becomes '?', which
+// is also what the code page shows for it; data lines (a binary part's bytes) stay untouched.
+// Returns the number of bytes replaced.
+size_t ReplaceNulsInStructure(std::string* msg) {
+  size_t replaced = 0;
+  bool in_headers = true;
+  size_t pos = 0;
+  while (pos < msg->size()) {
+    size_t eol = msg->find('\n', pos);
+    const size_t end = eol == std::string::npos ? msg->size() : eol + 1;
+    std::string_view line(msg->data() + pos, end - pos);
+    const bool blank = line == "\n" || line == "\r\n";
+    const bool dashes = line.size() >= 2 && line[0] == '-' && line[1] == '-';
+    if (in_headers || dashes) {
+      for (size_t i = pos; i < end; ++i)
+        if ((*msg)[i] == '\0') { (*msg)[i] = '?'; ++replaced; }
+    }
+    if (dashes) in_headers = true;
+    else if (blank) in_headers = false;
+    pos = end;
+  }
+  return replaced;
+}
+
+// Reads [offset, offset+length) of fd with pread; when it holds a NUL byte, *whole receives
+// all of it (for ReplaceNulsInStructure), else *whole stays empty.
+Status ScanForNul(int fd, off_t offset, uint64_t length, std::string* whole) {
+  whole->clear();
+  std::vector<char> buf(64 * 1024);
+  for (uint64_t done = 0; done < length;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
+    ssize_t n = ::pread(fd, buf.data(), want, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("read message", errno);
+    if (n == 0) return Status::FromErrno("message file shorter than offset+length", EIO);
+    if (std::memchr(buf.data(), '\0', static_cast<size_t>(n)) != nullptr) {
+      whole->resize(static_cast<size_t>(length));
+      for (uint64_t got = 0; got < length;) {
+        ssize_t m = ::pread(fd, whole->data() + got, static_cast<size_t>(length - got), offset + static_cast<off_t>(got));
+        if (m < 0 && errno == EINTR) continue;
+        if (m <= 0) return Status::FromErrno("read message", m < 0 ? errno : EIO);
+        got += static_cast<uint64_t>(m);
+      }
+      return Status::Ok();
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
 // addr-spec of the first mailbox of an address list (a group's first member), "" when none.
 std::string FirstMailbox(InternetAddressList* list) {
   if (list == nullptr) return {};
@@ -114,6 +168,7 @@ class Planner {
   }
 
   std::vector<Item> Finish(GMimeMessage* message, std::vector<std::string>* notices);
+  void AddNotice(std::string n) { notices_.push_back(std::move(n)); }
 
  private:
   static constexpr int kMainText = -1;
@@ -133,6 +188,15 @@ class Planner {
       GMimeMultipart* mp = GMIME_MULTIPART(obj);
       const int n = g_mime_multipart_get_count(mp);
       const std::string type = ContentTypeOf(obj);
+      if (n == 0) {
+        // The boundary never matched: say so instead of showing "(no text)" as if nothing was sent.
+        const char* prologue = g_mime_multipart_get_prologue(mp);
+        const char* boundary = g_mime_multipart_get_boundary(mp);
+        notices_.push_back("a " + type + " part has no parts that could be read (its boundary \"" +
+                           std::string(boundary ? boundary : "") + "\" never occurs); " +
+                           std::to_string(prologue ? std::strlen(prologue) : 0) + " bytes of it were not converted");
+        return;
+      }
       if (type == "multipart/alternative" && n > 0) {
         // The text/plain alternative; else a nested multipart (related HTML); else the HTML; else the last.
         GMimeObject* pick = nullptr;
@@ -270,19 +334,25 @@ class Planner {
   std::vector<TextTarget> attached_;
   std::vector<FilePlan> files_;
   std::vector<Slot> order_;
+  std::vector<std::string> notices_;  // found while walking the tree
   size_t too_deep_ = 0;
 };
 
 std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string>* notices) {
   std::vector<Item> items;
   std::set<std::string> used_names;
+  notices->insert(notices->end(), notices_.begin(), notices_.end());
   // 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
   std::string main_cp = ToCpText(main_text_.utf8);
   std::string().swap(main_text_.utf8);  // memory: only the code-page copy stays
   bool only_blank = true;
   for (char c : main_cp)
     if (c != '\r' && c != '\n' && c != ' ' && c != '\t') { only_blank = false; break; }
-  if (only_blank) main_cp = "(no text)\r\n";  // KB178122: never an empty text item
+  // KB178122: never an empty text item; the placeholder says why there is no text.
+  if (only_blank)
+    main_cp = !main_text_.taken  ? "(no text: the message has no text part)\r\n"
+              : main_cp.empty() ? "(no text: the message text is empty)\r\n"
+                                : "(no text: the message text is only white space)\r\n";
   const size_t reserve = (s_.headers_item ? 1 : 0) + 1;  // Headers + a possible notice
   const size_t pieces = (main_cp.size() + s_.text_item_max - 1) / s_.text_item_max;
   if (main_cp.size() > s_.text_item_max &&
@@ -301,7 +371,7 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   for (const Slot& slot : order_) {
     if (slot.kind == Slot::kAttached) {
       std::string cp = ToCpText(attached_[slot.index].utf8);
-      if (cp.empty()) cp = "(no text)\r\n";
+      if (cp.empty()) cp = attached_[slot.index].taken ? "(no text: this text is empty)\r\n" : "(no text: this part has no text)\r\n";
       SplitText(slot.title, std::move(cp), &items);
     } else {
       const FilePlan& fp = files_[slot.index];
@@ -416,10 +486,21 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
 
   EnsureGMimeInitialized();
   std::unique_ptr<GMimeStream, GObjectUnref> stream;
+  std::string patched;        // the message with NULs replaced in structure lines (rare)
+  size_t nuls_replaced = 0;
   if (in.data != nullptr) {
-    // The caller already holds the bytes (the exporter read them to check the spool CRC):
-    // parse a copy in memory instead of reading the file again.
-    stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));
+    if (std::memchr(in.data, '\0', static_cast<size_t>(in.length)) != nullptr) {
+      patched.assign(in.data, static_cast<size_t>(in.length));
+      nuls_replaced = ReplaceNulsInStructure(&patched);
+    }
+    if (nuls_replaced > 0) {
+      stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
+      std::string().swap(patched);
+    } else {
+      // The caller already holds the bytes (the exporter read them to check the spool CRC):
+      // parse a copy in memory instead of reading the file again.
+      stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));
+    }
   } else {
     // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
     struct stat st;
@@ -432,7 +513,18 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
     if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
-    stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+    // A NUL in a structure line: parse a patched copy in memory (see ReplaceNulsInStructure).
+    Status scan = ScanForNul(fd2, in.offset, in.length, &patched);
+    if (!scan.ok()) { ::close(fd2); return scan.WithContext(who); }
+    if (!patched.empty()) nuls_replaced = ReplaceNulsInStructure(&patched);
+    if (nuls_replaced > 0) {
+      ::close(fd2);
+      stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
+    }
+    std::string().swap(patched);
+    if (nuls_replaced == 0) {
+      stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+    }
   }
   std::unique_ptr<GMimeParser, GObjectUnref> parser(g_mime_parser_new_with_stream(stream.get()));
   g_mime_parser_set_persist_stream(parser.get(), TRUE);
@@ -465,6 +557,8 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
   // Plan and measure the items (once, whatever the number of targets).
   std::vector<std::string> notices;
   Planner planner(s);
+  if (nuls_replaced > 0)
+    planner.AddNotice(std::to_string(nuls_replaced) + " NUL byte(s) in header or boundary lines are shown as ?");
   Status ps = planner.Plan(message.get());
   if (!ps.ok()) return ps.WithContext(who);
   std::vector<Item> items = planner.Finish(message.get(), &notices);

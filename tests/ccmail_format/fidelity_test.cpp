@@ -99,5 +99,82 @@ TEST(Fidelity, FromLineShowsTheAuthorNotTheEnvelope) {
   EXPECT_EQ(FromLine(dsn, "", envelope), "MAILER-DAEMON at INTERNET");
 }
 
+// Item 5: NULs in structure lines, and nothing dropped without a notice.
+ReadResult ConvertFromMemory(const std::string& msg, ConvertResult* res) {
+  ConvertInput in;
+  in.data = msg.data();
+  in.length = msg.size();
+  in.envelope_sender = "bob@partner.example";
+  in.recipients = DefaultRecipients();
+  in.received = 1795520000;
+  StringSink sink;
+  Status st = Converter(TestSettings()).Convert(in, &sink, res);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  ReadResult r = ReadImportFile(sink.str(), TestSettings());
+  EXPECT_TRUE(r.ok()) << ViolationsText(r);
+  return r;
+}
+
+const ImportItem* FindItem(const ImportMessage& m, const std::string& title) {
+  for (const ImportItem& it : m.items)
+    if (it.title == title) return &it;
+  return nullptr;
+}
+
+TEST(Fidelity, ANulInsideTheBoundaryKeepsEveryPart) {
+  const std::string msg = std::string(
+      "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: nul\nMIME-Version: 1.0\n"
+      "Content-Type: multipart/mixed; boundary=\"ab\0cd\"\n\n--ab\0cd\nContent-Type: text/plain\n\nhello\n"
+      "--ab\0cd\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=x.pdf\n"
+      "Content-Transfer-Encoding: binary\n\nP\0F\n--ab\0cd--\n", 304);
+  ASSERT_EQ(msg.back(), '\n');
+  for (bool from_memory : {false, true}) {
+    ConvertResult res;
+    ReadResult r;
+    if (from_memory) {
+      r = ConvertFromMemory(msg, &res);
+    } else {
+      r = ConvertAndRead(msg, TestSettings(), DefaultRecipients(), &res);
+    }
+    ASSERT_EQ(r.messages.size(), 1u);
+    const ImportMessage& m = r.messages[0];
+    ASSERT_GE(m.items.size(), 3u);
+    EXPECT_EQ(m.items[0].data, "hello\r\n");
+    EXPECT_EQ(m.items[1].title, "X.PDF");
+    EXPECT_EQ(m.items[1].data, std::string("P\0F", 3));  // data lines keep their NUL
+    const ImportItem* notice = FindItem(m, "Notice");
+    ASSERT_NE(notice, nullptr);
+    EXPECT_NE(notice->data.find("NUL"), std::string::npos) << notice->data;
+    EXPECT_FALSE(res.notices.empty());
+  }
+}
+
+TEST(Fidelity, HeaderLinesCutAtANulStaySeparate) {
+  const std::string msg = std::string(
+      "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: before\0after\nX-Other: one\n"
+      "Content-Type: text/plain\n\nbody\n", 115);
+  ConvertResult res;
+  ReadResult r = ConvertAndRead(msg, TestSettings(), DefaultRecipients(), &res);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].subject, "before?after");
+  const ImportItem* headers = FindItem(r.messages[0], "Headers");
+  ASSERT_NE(headers, nullptr);
+  EXPECT_NE(headers->data.find("\r\nX-Other: one\r\n"), std::string::npos) << headers->data;
+  EXPECT_NE(FindItem(r.messages[0], "Notice"), nullptr);
+}
+
+TEST(Fidelity, AMultipartWithoutReadablePartsIsNotSilent) {
+  const std::string msg =
+      "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: lost\nMIME-Version: 1.0\n"
+      "Content-Type: multipart/mixed; boundary=never\n\n--other\nContent-Type: text/plain\n\nhello\n--other--\n";
+  ConvertResult res;
+  ReadResult r = ConvertAndRead(msg, TestSettings(), DefaultRecipients(), &res);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].items[0].data, "(no text: the message has no text part)\r\n");
+  const ImportItem* notice = FindItem(r.messages[0], "Notice");
+  ASSERT_NE(notice, nullptr);
+  EXPECT_NE(notice->data.find("boundary \"never\""), std::string::npos) << notice->data;
+}
+
 }  // namespace
 }  // namespace ccmail::format

@@ -176,5 +176,27 @@ TEST(Fidelity, AMultipartWithoutReadablePartsIsNotSilent) {
   EXPECT_NE(notice->data.find("boundary \"never\""), std::string::npos) << notice->data;
 }
 
+// Item 4: 7-bit charsets that are not ASCII-compatible are decoded too.
+std::string BodyIn(const std::string& charset, const std::string& cte, const std::string& body) {
+  const std::string msg = "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: s\nMIME-Version: 1.0\n"
+                          "Content-Type: text/plain; charset=" + charset + "\nContent-Transfer-Encoding: " + cte +
+                          "\n\n" + body;
+  ReadResult r = ConvertAndRead(msg);
+  return r.messages.empty() ? std::string() : r.messages[0].items[0].data;
+}
+
+TEST(Fidelity, SevenBitCharsetsThatAreNotAsciiAreDecoded) {
+  EXPECT_EQ(BodyIn("utf-16le", "base64", "SABlAGwAbABvAA0ACgBXAPYAcgBsAGQADQAKAA==\n"), "Hello\r\nW\x94rld\r\n");
+  EXPECT_EQ(BodyIn("utf-16", "base64", "//5IAGUAbABsAG8ADQAKAA==\n"), "Hello\r\n");
+  EXPECT_EQ(BodyIn("utf-7", "7bit", "Hi +AOk-t+AOk 1+-1\n"), "Hi \x82t\x82 1+1\r\n");
+  EXPECT_EQ(BodyIn("iso-2022-jp", "7bit", "\x1b$B$3$s$K$A$O\x1b(B abc\n"), "????? abc\r\n");
+  // Plain ASCII text in an ASCII-compatible charset is unchanged.
+  EXPECT_EQ(BodyIn("iso-8859-1", "7bit", "a+b~c\\d\n"), "a+b~c\\d\r\n");
+  const std::string msg = "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: =?utf-7?Q?Hi_+AOk-?=\n\nb\n";
+  ReadResult r = ConvertAndRead(msg);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].subject, "Hi \x82");
+}
+
 }  // namespace
 }  // namespace ccmail::format

@@ -140,6 +140,18 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
+std::string Utf8OrReplacement(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t start = i;
+    if (NextCodePointOrBad(s, &i) == kBad) out += "\xEF\xBF\xBD";
+    else out.append(s.data() + start, i - start);
+  }
+  return out;
+}
+
 void AppendInCodePage(std::string_view utf8, CodePage cp, std::string* out) {
   const CpTable& t = TableFor(cp);
   size_t i = 0;

@@ -17,6 +17,7 @@
 #include <cctype>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 #include <unordered_set>
 #include <vector>
@@ -367,8 +368,17 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   } else {
     SplitText("", std::move(main_cp), &items);
   }
-  // 2. Attached messages, extra text parts and files, in message order.
+  // 2. Attached messages, extra text parts and files, in message order; at most
+  //    max_file_items files (reference 8.7), the others named in a notice.
+  size_t files_kept = 0;
+  std::vector<std::string> files_left;
   for (const Slot& slot : order_) {
+    if (slot.kind == Slot::kFile && files_kept >= s_.max_file_items) {
+      const std::string& n = files_[slot.index].name;
+      files_left.push_back(n.empty() ? std::string("(unnamed ") + files_[slot.index].type + ")" : n);
+      continue;
+    }
+    if (slot.kind == Slot::kFile) ++files_kept;
     if (slot.kind == Slot::kAttached) {
       std::string cp = ToCpText(attached_[slot.index].utf8);
       if (cp.empty()) cp = attached_[slot.index].taken ? "(no text: this text is empty)\r\n" : "(no text: this part has no text)\r\n";
@@ -381,6 +391,13 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
       f.title = DosFileName(fp.name, fp.type, s_, &used_names);
       items.push_back(std::move(f));
     }
+  }
+  if (!files_left.empty()) {
+    std::string names;
+    for (const std::string& n : files_left)
+      if (names.size() < 1500) names += (names.empty() ? "" : ", ") + n;
+    notices->push_back(std::to_string(files_left.size()) + " more file(s) were not converted (at most " +
+                       std::to_string(s_.max_file_items) + " files a message): " + names);
   }
   if (too_deep_ > 0)
     notices->push_back(std::to_string(too_deep_) + " part(s) nested deeper than " +
@@ -538,13 +555,9 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
   CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_CC), &hdr_cc);
 
   // Date: the message's own date when sane, else the receive time.
-  time_t when = in.received;
-  if (GDateTime* d = g_mime_message_get_date(message.get())) {
-    const gint64 t = g_date_time_to_unix(d);
-    if (t > 0 && t <= static_cast<gint64>(in.received) + 86400 &&
-        t >= static_cast<gint64>(in.received) - 10LL * 366 * 86400)
-      when = static_cast<time_t>(t);
-  }
+  std::optional<time_t> header_date;
+  if (GDateTime* d = g_mime_message_get_date(message.get())) header_date = static_cast<time_t>(g_date_time_to_unix(d));
+  const time_t when = ChooseMessageDate(header_date, in.received, s);
   const std::string subj = DecodedHeader(GMIME_OBJECT(message.get()), "Subject");
   // The author, not the envelope sender (list bounces, <>): the envelope stays for bounces.
   const std::string sender_addr =
@@ -578,7 +591,7 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     keyword_lines.push_back(kw + "\r\n");
     uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
     contents_len += keyword_lines.back().size() + (s.itemsize ? CountLine(data).size() : 0) + data +
-                    ((it.is_file && !hex) ? 2 : 0);
+                    ((it.is_file && !hex) ? RawFileTerminator(s).size() : 0);
   }
   const uint64_t fixed = fixed_head.size() + subject_line.size();
 
@@ -659,7 +672,7 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
         if (!fs.ok()) return fs.WithContext(who);
         if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);
         if (hex) w.n += HexSize(it.raw_size);
-        else CCMAIL_RETURN_IF_ERROR(w.Write("\r\n").WithContext(who));
+        else CCMAIL_RETURN_IF_ERROR(w.Write(RawFileTerminator(s)).WithContext(who));
       }
       res.bytes_written += w.n;
       res.messages_written += 1;

@@ -310,8 +310,9 @@ class Reader {
     } else if (raw_file) {
       item->size = data.size();
       if (o_.keep_data) item->data = std::string(data);
-      if (f_.substr(end, 2) != "\r\n") Violate(end, "raw file data is not followed by CRLF");
-      else end += 2;
+      const std::string_view term = RawFileTerminator(s_);
+      if (f_.substr(end, term.size()) != term) Violate(end, "raw file data is not followed by CRLF (raw_file_crlf = yes)");
+      else end += term.size();
     } else {
       DecodeHex(data, pos, item);
     }

@@ -195,7 +195,20 @@ std::string CleanSubject(std::string_view utf8, const FormatSettings& settings) 
 }
 
 std::string RawHeaderBytesToUtf8(std::string_view bytes) {
-  return ToUtf8(std::string(bytes), "");
+  return Utf8OrReplacement(bytes);
+}
+
+std::string_view RawFileTerminator(const FormatSettings& settings) {
+  return settings.raw_file_crlf ? std::string_view("\r\n") : std::string_view();
+}
+
+time_t ChooseMessageDate(std::optional<time_t> header_date, time_t received, const FormatSettings& settings) {
+  if (!header_date) return received;
+  const int64_t t = static_cast<int64_t>(*header_date);
+  constexpr int64_t kYear2070 = 3155760000LL;  // 2070-01-01 UTC: "70" would read as 1970
+  if (t < 0 || t > static_cast<int64_t>(received) + 86400) return received;
+  if (!FourDigitYear(settings.date_format) && t >= kYear2070 - 86400) return received;
+  return *header_date;
 }
 
 bool IsDosDeviceName(std::string_view name) {

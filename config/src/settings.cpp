@@ -109,11 +109,17 @@ const std::vector<SettingSpec>& AllSettings() {
        "A body over text_item_max: split into several text items, or file (UNNAMED.TXT)."},
       {"long_filenames", "no", "format", "yes: keep long attachment names instead of 8.3 names."},
       {"max_items", "20", "format", "Most items per message; the rest are listed in a text notice."},
+      {"max_file_items", "16", "format",
+       "Most file items per message (reference 8.7: 16 files plus text); the rest are listed in a text notice."},
       {"max_nesting_depth", "8", "format", "Deepest MIME nesting converted; deeper parts get a notice."},
       {"mime_type_map", "", "format",
        "Extra MIME type to extension rules (\"application/x-foo FOO\"), added to the built-in map."},
       {"files", "raw", "format", "raw: file data as bytes counted by /ITEMSIZE; hex: /FILES/HEX."},
       {"headers_item", "yes", "format", "yes: add a last text item \"Headers\" with the original header block."},
+      {"raw_file_crlf", "yes", "format",
+       "files = raw: yes writes a CRLF after each file's data, outside the item's byte count (inside "
+       "the Contents and Message counts); no writes the next keyword right after the data. Reference "
+       "2.3 leaves this unknown."},
   };
   return kSettings;
 }

@@ -255,9 +255,12 @@ TEST(Converter, NestingAndItemCapsLeaveANotice) {
   res = {};
   r = ConvertAndRead(many, TestSettings(), nullptr, DefaultRecipients(), &res);
   ASSERT_EQ(r.messages.size(), 1u);
-  EXPECT_EQ(r.messages[0].items.size(), 20u);
-  EXPECT_EQ(r.messages[0].items[18].title, "Notice");
-  EXPECT_NE(r.messages[0].items[18].data.find("F29.PDF"), std::string::npos);
+  // Text, 16 files (max_file_items, reference 8.7), the notice naming the other 14, Headers.
+  EXPECT_EQ(r.messages[0].items.size(), 19u);
+  EXPECT_EQ(r.messages[0].items[16].title, "F15.PDF");
+  EXPECT_EQ(r.messages[0].items[17].title, "Notice");
+  EXPECT_NE(r.messages[0].items[17].data.find("f29.pdf"), std::string::npos);
+  EXPECT_NE(r.messages[0].items[17].data.find("14 more file(s)"), std::string::npos);
 }
 
 TEST(Converter, SmallItemLimitsStillGiveValidFiles) {

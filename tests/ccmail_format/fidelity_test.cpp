@@ -6,6 +6,7 @@
 
 #include "ccmail/format/converter.h"
 #include "ccmail/format/reader.h"
+#include "ccmail/format/rules.h"
 #include "test_util.h"
 
 namespace ccmail::format {
@@ -196,6 +197,69 @@ TEST(Fidelity, SevenBitCharsetsThatAreNotAsciiAreDecoded) {
   ReadResult r = ConvertAndRead(msg);
   ASSERT_EQ(r.messages.size(), 1u);
   EXPECT_EQ(r.messages[0].subject, "Hi \x82");
+}
+
+// Item 7: the doubtful rows, settled (docs/FORMAT.md).
+std::string Headed(const std::string& extra, const std::string& body = "x\n") {
+  return "From: a@b.example\nTo: jsmith@ccmail.corp.example\n" + extra + "\n" + body;
+}
+
+TEST(Fidelity, AtMostSixteenFileItems) {
+  std::string msg = Headed("Subject: files\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=m\n",
+                           "--m\nContent-Type: text/plain\n\nbody\n");
+  for (int i = 0; i < 17; ++i)
+    msg += "--m\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=f" + std::to_string(i) + ".pdf\n\nx\n";
+  msg += "--m--\n";
+  ReadResult r = ConvertAndRead(msg);
+  ASSERT_EQ(r.messages.size(), 1u);
+  size_t files = 0;
+  for (const ImportItem& it : r.messages[0].items) files += it.kind == ImportItem::Kind::kFile;
+  EXPECT_EQ(files, 16u);
+  const ImportItem* notice = FindItem(r.messages[0], "Notice");
+  ASSERT_NE(notice, nullptr);
+  EXPECT_NE(notice->data.find("f16.pdf"), std::string::npos) << notice->data;
+}
+
+TEST(Fidelity, OldDatesAreShownAsWritten) {
+  ReadResult r = ConvertAndRead(Headed("Subject: old\nDate: Mon, 2 Jun 1998 08:39:00 +0000\n"));
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].date, "6/2/98 8:39");
+  // Before 1970 the two-digit year would read as 20xx: the arrival time.
+  r = ConvertAndRead(Headed("Subject: older\nDate: Mon, 2 Jun 1969 08:39:00 +0000\n"));
+  EXPECT_EQ(r.messages[0].date, FormatCcDate(1795520000, TestSettings()));
+}
+
+TEST(Fidelity, RawInvalidUtf8InTheSubjectIsAQuestionMark) {
+  ReadResult r = ConvertAndRead(Headed("Subject: caf\xe9 ok \xc3\xa9t\xc3\xa9\n"));
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].subject, "caf? ok \x82t\x82");
+}
+
+TEST(Fidelity, AnUnknownCharsetKeepsItsTrailingByte) {
+  // Unknown charset: UTF-8 when valid, else windows-1252, byte for byte (0xC3 = U+00C3 = CP850 0xC7).
+  EXPECT_EQ(BodyIn("x-unknown-foo", "8bit", "abc\xc3"), "abc\xc7\r\n");
+  EXPECT_EQ(BodyIn("x-unknown-foo", "8bit", "abc\xc3\xa9"), "abc\x82\r\n");
+  EXPECT_EQ(BodyIn("utf-8", "8bit", "abc\xc3"), "abc?\r\n");
+}
+
+TEST(Fidelity, TheCrlfAfterRawFileDataIsASetting) {
+  const std::string msg = Headed("Subject: f\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=m\n",
+                                 "--m\nContent-Type: text/plain\n\nbody\n--m\nContent-Type: application/pdf\n"
+                                 "Content-Disposition: attachment; filename=a.pdf\n\nPDF\n--m--\n");
+  for (bool crlf : {true, false}) {
+    FormatSettings s = TestSettings();
+    s.raw_file_crlf = crlf;
+    std::string raw;
+    ReadResult r = ConvertAndRead(msg, s, DefaultRecipients(), nullptr, &raw);
+    ASSERT_EQ(r.messages.size(), 1u);
+    EXPECT_EQ(r.messages[0].items[1].data, "PDF");
+    EXPECT_NE(raw.find(crlf ? "File item: A.PDF\r\n3\r\nPDF\r\nText item: Headers" : "File item: A.PDF\r\n3\r\nPDFText item: Headers"),
+              std::string::npos) << raw;
+    // The other setting's reader sees the difference.
+    FormatSettings other = s;
+    other.raw_file_crlf = !crlf;
+    EXPECT_FALSE(ReadImportFile(raw, other).ok());
+  }
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 //   a real IMPORT/EXPORT can correct it without touching the writer or reader:
 //
 //   ItemSizeCount      the /ITEMSIZE counting rule (reference 8.3, LOW confidence)
+//   RawFileTerminator  what follows raw file data (raw_file_crlf; reference 2.3: unknown)
+//   ChooseMessageDate  the message's Date: or the arrival time
 //   NeedsKeywordProtection / kKeywordProtection
 //                      keyword-looking lines in the keyword-delimited layout
 //   FormatCcDate / ParseCcDate
@@ -38,13 +40,25 @@ namespace ccmail::format {
 // The counting rule of /ITEMSIZE. A count line holds the number of bytes from
 // the first byte after the count line's CRLF to the end of its section:
 //   - an item: its data only (text lines with their CRLFs; raw file bytes);
-//   - Contents: every item block (keyword lines, count lines, data, and the CRLF
-//     written after raw file data that does not end in one);
+//   - Contents: every item block (keyword lines, count lines, data, and the
+//     RawFileTerminator() after raw file data);
 //   - Message: the header lines after the count, "Contents:", its count line and
 //     the whole Contents block.
 // section_bytes is what the writer measured for that span; the function exists
 // so that the rule (e.g. "count line included") changes in one place.
 uint64_t ItemSizeCount(uint64_t section_bytes);
+
+// What follows the data of a raw file item (files = raw): "\r\n" when raw_file_crlf
+// (whatever the data ends with), else nothing. Never part of the item's own count; part
+// of the Contents and Message counts. The writer and the reader both use this.
+std::string_view RawFileTerminator(const FormatSettings& settings);
+
+// The time shown on the Date line: the message's own Date: (header_date, UTC seconds,
+// nullopt when missing or unparseable) when the Date line can show it (from 1970 on, and
+// before 2070 with a two-digit year format) and it is not more than a day after the
+// arrival; else the arrival time. Old dates are kept: a message written years ago is shown
+// as written.
+time_t ChooseMessageDate(std::optional<time_t> header_date, time_t received, const FormatSettings& settings);
 
 // Keyword-delimited layout only: a data line that a reader could take for a
 // keyword ("Message:", "Contents:", "<word> item:", and, to be safe, the header
@@ -83,7 +97,8 @@ bool IsUsableSenderAddress(std::string_view addr);
 std::string CleanSubject(std::string_view utf8, const FormatSettings& settings);
 
 // Header text outside RFC 2047 encoded words, as sent (8-bit bytes are not
-// allowed there before RFC 6532) -> UTF-8.
+// allowed there before RFC 6532) -> UTF-8: valid UTF-8 stays (RFC 6532), every byte of
+// an invalid sequence becomes U+FFFD ('?' in the code page), never a guessed charset.
 std::string RawHeaderBytesToUtf8(std::string_view bytes);
 
 // A unique attachment name: the file name's last path component, sanitised

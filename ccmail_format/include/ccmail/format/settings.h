@@ -46,11 +46,13 @@ struct FormatSettings {
   uint64_t text_item_max = 20000;          // bytes of one text item's data
   LargeBody large_body = LargeBody::kSplit;
   bool long_filenames = false;
+  uint64_t max_file_items = 16;           // file items per message (reference 8.7); the rest in the notice
   uint64_t max_items = 20;                 // items per message, notices included (>= 4: text, UNNAMED.TXT, Notice, Headers)
   uint64_t max_nesting_depth = 8;          // MIME depth converted
   std::map<std::string, std::string> mime_type_map;  // lower-case type -> upper-case extension (extra rules)
   FileData files = FileData::kRaw;
   bool headers_item = true;
+  bool raw_file_crlf = true;               // files=raw: a CRLF after the data, outside the item count
 };
 
 // Reads every "format" row of config into *out (defaults for unset rows).

@@ -616,13 +616,13 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines.insert(rcpt_lines.end(), v->begin(), v->end());
     auto& copies = target_copies[ti];
     copies.resize(1);
-    uint64_t used = fixed;
+    uint64_t used = fixed;  // From, Date, the recipient lines so far, Subject
     for (const std::string& line : rcpt_lines) {
-      if (fixed + line.size() >= s.header_limit)
-        return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone exceeds header_limit " +
+      if (!HeaderBlockFits(HeaderBlockBytes(fixed + line.size(), contents_len, s), s))
+        return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone makes the header block exceed header_limit " +
                              std::to_string(s.header_limit));
-      if (used + line.size() >= s.header_limit) {
-        copies.emplace_back();
+      if (!HeaderBlockFits(HeaderBlockBytes(used + line.size(), contents_len, s), s)) {
+        copies.emplace_back();  // the next copy of the message takes the rest
         used = fixed;
       }
       copies.back().push_back(&line);

@@ -194,12 +194,13 @@ class Reader {
     if (!have_date) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Date:");
     if (!have_subject) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Subject:");
     if (rcpts == 0) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no To:, Cc: or Bcc: recipient");
-    if (pos - head_start >= s_.header_limit)
-      Violate(head_start, "header block of " + std::to_string(pos - head_start) + " bytes is not under header_limit " + std::to_string(s_.header_limit));
     pos = TakeLine(pos).next;  // Contents:
     uint64_t contents_count = 0;
     bool have_contents_count = false;
     if (itemsize_) have_contents_count = TakeCount(&pos, &contents_count, "Contents:");
+    if (!HeaderBlockFits(pos - m->offset, s_))
+      Violate(m->offset, "header block of " + std::to_string(pos - m->offset) + " bytes (Message: to the Contents: count) is over header_limit " +
+                             std::to_string(s_.header_limit));
     const size_t contents_start = pos;
     std::set<std::string> names;
     while (pos < f_.size()) {

@@ -198,6 +198,20 @@ std::string RawHeaderBytesToUtf8(std::string_view bytes) {
   return Utf8OrReplacement(bytes);
 }
 
+uint64_t HeaderBlockBytes(uint64_t header_lines, uint64_t contents_bytes, const FormatSettings& settings) {
+  auto count_line = [](uint64_t n) { return static_cast<uint64_t>(std::to_string(ItemSizeCount(n)).size()) + 2; };
+  constexpr uint64_t kMessageLine = 10;   // "Message:\r\n"
+  constexpr uint64_t kContentsLine = 11;  // "Contents:\r\n"
+  if (!settings.itemsize) return kMessageLine + header_lines + kContentsLine;
+  const uint64_t contents_count = count_line(contents_bytes);
+  const uint64_t message_bytes = header_lines + kContentsLine + contents_count + contents_bytes;
+  return kMessageLine + count_line(message_bytes) + header_lines + kContentsLine + contents_count;
+}
+
+bool HeaderBlockFits(uint64_t header_block_bytes, const FormatSettings& settings) {
+  return header_block_bytes <= settings.header_limit;
+}
+
 std::string_view RawFileTerminator(const FormatSettings& settings) {
   return settings.raw_file_crlf ? std::string_view("\r\n") : std::string_view();
 }

@@ -99,9 +99,10 @@ const std::vector<SettingSpec>& AllSettings() {
        "Whose address the cc:Mail From line shows: author (header From, then Sender, then the "
        "envelope sender when those are missing or invalid) or envelope (MAIL FROM, as before). "
        "Bounces and the manifest always use the envelope sender."},
-      {"header_limit", "4096", "format",
-       "Largest header block (bytes). More recipients are split across copies: 4096 for Import up "
-       "to 8.2x, 163840 after."},
+      {"header_limit", "4000", "format",
+       "Largest header block in bytes, from the Message: line to the Contents: count line. More "
+       "recipients are split across copies of the message, each recipient in one copy. 4000 keeps "
+       "under the 4096 of Import up to 8.2x; 163840 after."},
       {"subject_max", "60", "format", "Longest subject in characters."},
       {"subject_brackets", "yes", "format", "yes: replace [ and ] in subjects by ( and ) (Import 8.3 bug)."},
       {"text_item_max", "20000", "format", "Largest text item in bytes."},

@@ -1,6 +1,7 @@
 // What the cc:Mail user reads is what was sent: one test per fidelity rule of docs/FORMAT.md.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -259,6 +260,52 @@ TEST(Fidelity, TheCrlfAfterRawFileDataIsASetting) {
     FormatSettings other = s;
     other.raw_file_crlf = !crlf;
     EXPECT_FALSE(ReadImportFile(raw, other).ok());
+  }
+}
+
+// Item 3: the header block IMPORT buffers (Message: .. Contents: count) stays within header_limit.
+TEST(Fidelity, FourHundredRecipientsOnTwoPostOfficesSplitIntoCopiesThatFit) {
+  const std::string msg = Headed("Subject: a subject long enough to matter for the header block, 60 chars\n", "body\n");
+  for (bool itemsize : {true, false}) {
+    FormatSettings s = TestSettings();
+    s.itemsize = itemsize;
+    s.files = itemsize ? FileData::kRaw : FileData::kHex;
+    EXPECT_EQ(s.header_limit, 4000u);
+    std::vector<ConvertTarget> targets(2);
+    std::vector<StringSink> sinks(2);
+    std::multiset<std::string> wanted;
+    for (int po = 0; po < 2; ++po) {
+      for (int i = 0; i < 200; ++i) {
+        const std::string name = "Recipient" + std::to_string(i) + ", Person";
+        const std::string office = po == 0 ? "HUBPO2" : "FARAWAYPO";
+        targets[po].recipients.push_back({"r" + std::to_string(po) + "_" + std::to_string(i) + "@ccmail.corp.example", {name, office}});
+        wanted.insert(po == 0 ? name : name + " at " + office);
+      }
+      targets[po].out = &sinks[po];
+    }
+    ConvertInput in;
+    in.data = msg.data();
+    in.length = msg.size();
+    in.envelope_sender = "bob@partner.example";
+    in.received = 1795520000;
+    ASSERT_TRUE(Converter(s).ConvertForEach(in, targets).ok());
+    std::multiset<std::string> got;
+    for (int po = 0; po < 2; ++po) {
+      const std::string& raw = sinks[po].str();
+      ReadResult r = ReadImportFile(raw, s);
+      EXPECT_TRUE(r.ok()) << ViolationsText(r);
+      EXPECT_GE(r.messages.size(), 2u);
+      for (size_t m = 0; m < r.messages.size(); ++m) {
+        // Exactly what IMPORT buffers: from "Message:" to the end of the Contents: count line.
+        const size_t start = r.messages[m].offset;
+        size_t end = raw.find("\r\nContents:\r\n", start) + 13;
+        if (itemsize) end = raw.find("\r\n", end) + 2;
+        EXPECT_LE(end - start, 4000u) << "copy " << m << " of post office " << po;
+        for (const auto* list : {&r.messages[m].to, &r.messages[m].cc, &r.messages[m].bcc})
+          got.insert(list->begin(), list->end());
+      }
+    }
+    EXPECT_EQ(got, wanted) << "every recipient in exactly one copy";
   }
 }
 

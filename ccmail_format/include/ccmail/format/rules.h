@@ -7,6 +7,8 @@
 //   a real IMPORT/EXPORT can correct it without touching the writer or reader:
 //
 //   ItemSizeCount      the /ITEMSIZE counting rule (reference 8.3, LOW confidence)
+//   HeaderBlockBytes / HeaderBlockFits
+//                      what counts against IMPORT's header buffer (header_limit)
 //   RawFileTerminator  what follows raw file data (raw_file_crlf; reference 2.3: unknown)
 //   ChooseMessageDate  the message's Date: or the arrival time
 //   NeedsKeywordProtection / kKeywordProtection
@@ -47,6 +49,14 @@ namespace ccmail::format {
 // section_bytes is what the writer measured for that span; the function exists
 // so that the rule (e.g. "count line included") changes in one place.
 uint64_t ItemSizeCount(uint64_t section_bytes);
+
+// The header block IMPORT buffers before the first item ("Header Buffer Full", reference
+// 2.7): every byte from the start of the "Message:" line to the end of the "Contents:" line
+// and, with /ITEMSIZE, the count lines of both. header_lines is the size of the From..Subject
+// lines (with CRLFs), contents_bytes the Contents count (the message count follows from both).
+uint64_t HeaderBlockBytes(uint64_t header_lines, uint64_t contents_bytes, const FormatSettings& settings);
+// The header block must be at most header_limit bytes (default 4,000: under IMPORT 8.2x's 4,096).
+bool HeaderBlockFits(uint64_t header_block_bytes, const FormatSettings& settings);
 
 // What follows the data of a raw file item (files = raw): "\r\n" when raw_file_crlf
 // (whatever the data ends with), else nothing. Never part of the item's own count; part

@@ -40,7 +40,7 @@ struct FormatSettings {
   std::string gateway_postoffice = "INTERNET";
   bool uppercase_sender = false;
   SenderSource sender_source = SenderSource::kAuthor;  // whose address the From line shows
-  uint64_t header_limit = 4096;            // header block (From..Subject) must stay below this
+  uint64_t header_limit = 4000;            // header block (Message: .. Contents: count, HeaderBlockBytes) at most this
   uint64_t subject_max = 60;               // characters (= bytes in a single-byte code page)
   bool subject_brackets = true;            // [ ] -> ( )
   uint64_t text_item_max = 20000;          // bytes of one text item's data

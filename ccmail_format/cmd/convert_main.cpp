@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("-m,--address-map", map_path, "Address map file to use instead of the configured address_map");
   app.add_option("-t,--received", received, "Receive time in seconds since 1970 (default: now); used when Date: is missing or absurd");
   app.add_option("message", input, "Message file, or - for standard input (default)");
-  CLI11_PARSE(app, argc, argv);
+  if (int rc = cli::ParseOrUsageError(app, argc, argv); rc >= 0) return rc;
 
   Config cfg;
   FormatSettings fs;
@@ -108,26 +108,51 @@ int main(int argc, char** argv) {
   struct stat st;
   if (fstat(fd.get(), &st) != 0) { std::perror("ccmail-convert: fstat"); return 3; }
 
+  // All or nothing: every post office's copies go to an anonymous file first and reach stdout
+  // only when the whole message converted (a refusal on the second post office must not leave
+  // the first one's copy behind).
+  UniqueFd staged(memfd_create("ccmail-convert-out", MFD_CLOEXEC));
+  if (!staged.valid()) { std::perror("ccmail-convert: memfd_create"); return 3; }
   Converter conv(fs);
-  FdSink out(1);
+  ConvertInput in;
+  in.fd = fd.get();
+  in.offset = 0;
+  in.length = static_cast<uint64_t>(st.st_size);
+  in.envelope_sender = sender;
+  in.received = received >= 0 ? static_cast<time_t>(received) : time(nullptr);
+  in.log_id = input == "-" ? "stdin" : input;
+  FdSink out(staged.get());
+  std::vector<ConvertTarget> targets;
+  std::vector<ConvertResult> results(by_po.size());
   for (const auto& [po, rcpts] : by_po) {
-    ConvertInput in;
-    in.fd = fd.get();
-    in.offset = 0;
-    in.length = static_cast<uint64_t>(st.st_size);
-    in.envelope_sender = sender;
-    in.recipients = rcpts;
-    in.received = received >= 0 ? static_cast<time_t>(received) : time(nullptr);
-    in.log_id = input == "-" ? "stdin" : input;
-    ConvertResult res;
-    s = conv.Convert(in, &out, &res);
-    if (!s.ok()) {
-      std::fprintf(stderr, "ccmail-convert: %s\n", s.ToString().c_str());
-      return IsUnconvertible(s) ? 1 : 3;
-    }
-    for (const std::string& n : res.notices) std::fprintf(stderr, "ccmail-convert: notice: %s\n", n.c_str());
+    ConvertTarget t;
+    t.recipients = rcpts;
+    t.out = &out;
+    t.result = &results[targets.size()];
+    targets.push_back(std::move(t));
   }
-  s = out.Flush();
-  if (!s.ok()) { std::fprintf(stderr, "ccmail-convert: %s\n", s.ToString().c_str()); return 3; }
+  s = conv.ConvertForEach(in, targets);
+  if (s.ok()) s = out.Flush();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ccmail-convert: %s (nothing written)\n", s.ToString().c_str());
+    return IsUnconvertible(s) ? 1 : 3;
+  }
+  if (!results.empty())
+    for (const std::string& n : results[0].notices) std::fprintf(stderr, "ccmail-convert: notice: %s\n", n.c_str());
+  const off_t total = lseek(staged.get(), 0, SEEK_CUR);
+  if (total < 0 || lseek(staged.get(), 0, SEEK_SET) != 0) { std::perror("ccmail-convert: rewind output"); return 3; }
+  char buf[65536];
+  for (off_t done = 0; done < total;) {
+    ssize_t n = read(staged.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { std::perror("ccmail-convert: read staged output"); return 3; }
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(1, buf + off, static_cast<size_t>(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) { std::perror("ccmail-convert: write stdout"); return 3; }
+      off += w;
+    }
+    done += n;
+  }
   return 0;
 }

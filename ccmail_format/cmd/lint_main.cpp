@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   app.add_flag("-d,--detect-layout", detect, "Decide /ITEMSIZE or keyword layout from each file instead of the itemsize setting");
   app.add_flag("-v,--verbose", verbose, "Also print a summary line for good files");
   app.add_option("files", files, "Import files to check (- for standard input)")->required();
-  CLI11_PARSE(app, argc, argv);
+  if (int rc = cli::ParseOrUsageError(app, argc, argv); rc >= 0) return rc;
 
   Config cfg;
   FormatSettings fs;

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstring>
+#include <string_view>
 #include <mutex>
 #include <unordered_map>
 
@@ -89,6 +90,44 @@ uint32_t NextCodePoint(std::string_view s, size_t* i) {
   return cp == kBad ? 0xFFFD : cp;
 }
 
+// True when bytes 0x20..0x7E, TAB, CR and LF mean themselves in charset (so ASCII-only text
+// needs no conversion). Not so for UTF-16/32 (every second byte), UTF-7 ('+' shifts) and the
+// ISO-2022 family (ASCII bytes after an escape sequence mean something else; see HasShiftBytes).
+bool AsciiCompatible(const std::string& charset) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, bool> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(charset); it != cache.end()) return it->second;
+  std::string probe = "\t\r\n";
+  for (int c = 0x20; c < 0x7f; ++c) probe.push_back(static_cast<char>(c));
+  bool same = false;
+  iconv_t cd = g_mime_iconv_open("UTF-8", charset.c_str());
+  if (cd != reinterpret_cast<iconv_t>(-1)) {
+    char out[512];
+    char* ip = probe.data();
+    size_t il = probe.size();
+    char* op = out;
+    size_t ol = sizeof out;
+    const size_t r = iconv(cd, &ip, &il, &op, &ol);
+    char* fp = op;
+    size_t fl = ol;
+    iconv(cd, nullptr, nullptr, &fp, &fl);
+    same = r != static_cast<size_t>(-1) && il == 0 && std::string_view(out, sizeof out - fl) == probe;
+    g_mime_iconv_close(cd);
+  } else {
+    same = true;  // unknown charset: the caller's guess (UTF-8 or windows-1252) is ASCII-compatible
+  }
+  if (cache.size() < 1000) cache.emplace(charset, same);
+  return same;
+}
+
+// ESC, SO and SI switch character sets in ISO 2022 encodings, which are otherwise 7-bit.
+bool HasShiftBytes(std::string_view bytes) {
+  for (unsigned char c : bytes)
+    if (c == 0x1b || c == 0x0e || c == 0x0f) return true;
+  return false;
+}
+
 }  // namespace
 
 bool IsValidUtf8(std::string_view s) {
@@ -99,6 +138,18 @@ bool IsValidUtf8(std::string_view s) {
     if (NextCodePointOrBad(s, &i) == kBad) return false;
   }
   return true;
+}
+
+std::string Utf8OrReplacement(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t start = i;
+    if (NextCodePointOrBad(s, &i) == kBad) out += "\xEF\xBF\xBD";
+    else out.append(s.data() + start, i - start);
+  }
+  return out;
 }
 
 void AppendInCodePage(std::string_view utf8, CodePage cp, std::string* out) {
@@ -123,11 +174,12 @@ void AppendInCodePage(std::string_view utf8, CodePage cp, std::string* out) {
 }
 
 std::string ToUtf8(std::string bytes, std::string_view charset) {
-  bool ascii = true;
-  for (unsigned char c : bytes) if (c >= 0x80) { ascii = false; break; }
-  if (ascii) return bytes;
   std::string cs(charset);
   for (char& c : cs) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool ascii = true;
+  for (unsigned char c : bytes) if (c >= 0x80) { ascii = false; break; }
+  // ASCII-only bytes are the text itself only in an ASCII-compatible charset without shifts.
+  if (ascii && (cs.empty() || (!HasShiftBytes(bytes) && AsciiCompatible(cs)))) return bytes;
   if (cs.empty() || cs == "us-ascii" || cs == "ascii" || cs == "unknown-8bit" || cs == "x-unknown") {
     cs = IsValidUtf8(bytes) ? "utf-8" : "windows-1252";
   }

@@ -23,6 +23,9 @@ std::string ToUtf8(std::string bytes, std::string_view charset);
 
 bool IsValidUtf8(std::string_view s);
 
+// s as UTF-8 with every byte of an invalid sequence replaced by U+FFFD.
+std::string Utf8OrReplacement(std::string_view s);
+
 // Text body -> code-page lines with CRLF: any of CRLF, LF, CR ends a line; the
 // result always ends with CRLF unless utf8 is empty. When protect_keywords, lines
 // that NeedsKeywordProtection() get kKeywordProtection in front.

@@ -17,11 +17,14 @@
 #include <cctype>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 #include <unordered_set>
+#include <vector>
 
 #include "ccmail/format/rules.h"
 #include "codepage.h"
+#include "header_text.h"
 #include "html_text.h"
 #include "mime.h"
 
@@ -74,6 +77,78 @@ void CollectAddresses(InternetAddressList* list, std::unordered_set<std::string>
   }
 }
 
+// GMime keeps header values and boundaries as C strings: a NUL cuts a header line (the
+// next line runs into it) and a boundary holding a NUL never matches (every part vanishes).
+// Structure lines are where that matters: the top header block, every line starting with
+// "--" (a possible boundary) and the header block after one. There a NUL becomes '?', which
+// is also what the code page shows for it; data lines (a binary part's bytes) stay untouched.
+// Returns the number of bytes replaced.
+size_t ReplaceNulsInStructure(std::string* msg) {
+  size_t replaced = 0;
+  bool in_headers = true;
+  size_t pos = 0;
+  while (pos < msg->size()) {
+    size_t eol = msg->find('\n', pos);
+    const size_t end = eol == std::string::npos ? msg->size() : eol + 1;
+    std::string_view line(msg->data() + pos, end - pos);
+    const bool blank = line == "\n" || line == "\r\n";
+    const bool dashes = line.size() >= 2 && line[0] == '-' && line[1] == '-';
+    if (in_headers || dashes) {
+      for (size_t i = pos; i < end; ++i)
+        if ((*msg)[i] == '\0') { (*msg)[i] = '?'; ++replaced; }
+    }
+    if (dashes) in_headers = true;
+    else if (blank) in_headers = false;
+    pos = end;
+  }
+  return replaced;
+}
+
+// Reads [offset, offset+length) of fd with pread; when it holds a NUL byte, *whole receives
+// all of it (for ReplaceNulsInStructure), else *whole stays empty.
+Status ScanForNul(int fd, off_t offset, uint64_t length, std::string* whole) {
+  whole->clear();
+  std::vector<char> buf(64 * 1024);
+  for (uint64_t done = 0; done < length;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
+    ssize_t n = ::pread(fd, buf.data(), want, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("read message", errno);
+    if (n == 0) return Status::FromErrno("message file shorter than offset+length", EIO);
+    if (std::memchr(buf.data(), '\0', static_cast<size_t>(n)) != nullptr) {
+      whole->resize(static_cast<size_t>(length));
+      for (uint64_t got = 0; got < length;) {
+        ssize_t m = ::pread(fd, whole->data() + got, static_cast<size_t>(length - got), offset + static_cast<off_t>(got));
+        if (m < 0 && errno == EINTR) continue;
+        if (m <= 0) return Status::FromErrno("read message", m < 0 ? errno : EIO);
+        got += static_cast<uint64_t>(m);
+      }
+      return Status::Ok();
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+// addr-spec of the first mailbox of an address list (a group's first member), "" when none.
+std::string FirstMailbox(InternetAddressList* list) {
+  if (list == nullptr) return {};
+  const int n = internet_address_list_length(list);
+  for (int i = 0; i < n; ++i) {
+    InternetAddress* a = internet_address_list_get_address(list, i);
+    if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
+      const char* addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
+      if (addr == nullptr) addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+      return addr ? std::string(addr) : std::string();
+    }
+    if (INTERNET_ADDRESS_IS_GROUP(a)) {
+      std::string inner = FirstMailbox(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)));
+      if (!inner.empty()) return inner;
+    }
+  }
+  return {};
+}
+
 std::string BareAddress(std::string_view s) {
   std::string t = Trimmed(s);
   if (t.size() >= 2 && t.front() == '<' && t.back() == '>') t = Trimmed(t.substr(1, t.size() - 2));
@@ -81,14 +156,7 @@ std::string BareAddress(std::string_view s) {
 }
 
 // One line of decoded header text (for summaries of attached messages).
-std::string HeaderText(GMimeObject* obj, const char* name) {
-  GMimeHeaderList* headers = g_mime_object_get_header_list(obj);
-  if (headers == nullptr) return {};
-  GMimeHeader* h = g_mime_header_list_get_header(headers, name);
-  if (h == nullptr) return {};
-  const char* raw = g_mime_header_get_value(h);  // GMime 3: already unfolded and RFC 2047-decoded
-  return raw ? std::string(raw) : std::string();
-}
+std::string HeaderText(GMimeObject* obj, const char* name) { return DecodedHeader(obj, name); }
 
 // Walks the MIME tree and plans the items.
 class Planner {
@@ -101,6 +169,7 @@ class Planner {
   }
 
   std::vector<Item> Finish(GMimeMessage* message, std::vector<std::string>* notices);
+  void AddNotice(std::string n) { notices_.push_back(std::move(n)); }
 
  private:
   static constexpr int kMainText = -1;
@@ -120,6 +189,15 @@ class Planner {
       GMimeMultipart* mp = GMIME_MULTIPART(obj);
       const int n = g_mime_multipart_get_count(mp);
       const std::string type = ContentTypeOf(obj);
+      if (n == 0) {
+        // The boundary never matched: say so instead of showing "(no text)" as if nothing was sent.
+        const char* prologue = g_mime_multipart_get_prologue(mp);
+        const char* boundary = g_mime_multipart_get_boundary(mp);
+        notices_.push_back("a " + type + " part has no parts that could be read (its boundary \"" +
+                           std::string(boundary ? boundary : "") + "\" never occurs); " +
+                           std::to_string(prologue ? std::strlen(prologue) : 0) + " bytes of it were not converted");
+        return;
+      }
       if (type == "multipart/alternative" && n > 0) {
         // The text/plain alternative; else a nested multipart (related HTML); else the HTML; else the last.
         GMimeObject* pick = nullptr;
@@ -158,7 +236,8 @@ class Planner {
     if (!GMIME_IS_PART(obj)) return;
     GMimePart* part = GMIME_PART(obj);
     const std::string type = ContentTypeOf(obj);
-    const char* fname = g_mime_part_get_filename(part);
+    const std::string fname_text = PartFileName(part);
+    const char* fname = fname_text.empty() ? nullptr : fname_text.c_str();
     const char* disp = g_mime_object_get_disposition(obj);
     const bool attachment = disp != nullptr && LowerAscii(disp) == "attachment";
     const bool texty = type == "text/plain" || type == "text/html" || type == "text/enriched";
@@ -256,19 +335,25 @@ class Planner {
   std::vector<TextTarget> attached_;
   std::vector<FilePlan> files_;
   std::vector<Slot> order_;
+  std::vector<std::string> notices_;  // found while walking the tree
   size_t too_deep_ = 0;
 };
 
 std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string>* notices) {
   std::vector<Item> items;
   std::set<std::string> used_names;
+  notices->insert(notices->end(), notices_.begin(), notices_.end());
   // 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
   std::string main_cp = ToCpText(main_text_.utf8);
   std::string().swap(main_text_.utf8);  // memory: only the code-page copy stays
   bool only_blank = true;
   for (char c : main_cp)
     if (c != '\r' && c != '\n' && c != ' ' && c != '\t') { only_blank = false; break; }
-  if (only_blank) main_cp = "(no text)\r\n";  // KB178122: never an empty text item
+  // KB178122: never an empty text item; the placeholder says why there is no text.
+  if (only_blank)
+    main_cp = !main_text_.taken  ? "(no text: the message has no text part)\r\n"
+              : main_cp.empty() ? "(no text: the message text is empty)\r\n"
+                                : "(no text: the message text is only white space)\r\n";
   const size_t reserve = (s_.headers_item ? 1 : 0) + 1;  // Headers + a possible notice
   const size_t pieces = (main_cp.size() + s_.text_item_max - 1) / s_.text_item_max;
   if (main_cp.size() > s_.text_item_max &&
@@ -283,26 +368,36 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   } else {
     SplitText("", std::move(main_cp), &items);
   }
-  // 2. Attached messages, extra text parts and files, in message order.
+  // 2. Attached messages, extra text parts and files, in message order; at most
+  //    max_file_items files (reference 8.7), the others named in a notice.
+  size_t files_kept = 0;
+  std::vector<std::string> files_left;
   for (const Slot& slot : order_) {
+    if (slot.kind == Slot::kFile && files_kept >= s_.max_file_items) {
+      const std::string& n = files_[slot.index].name;
+      files_left.push_back(n.empty() ? std::string("(unnamed ") + files_[slot.index].type + ")" : n);
+      continue;
+    }
+    if (slot.kind == Slot::kFile) ++files_kept;
     if (slot.kind == Slot::kAttached) {
       std::string cp = ToCpText(attached_[slot.index].utf8);
-      if (cp.empty()) cp = "(no text)\r\n";
+      if (cp.empty()) cp = attached_[slot.index].taken ? "(no text: this text is empty)\r\n" : "(no text: this part has no text)\r\n";
       SplitText(slot.title, std::move(cp), &items);
     } else {
       const FilePlan& fp = files_[slot.index];
       Item f;
       f.is_file = true;
       f.part = fp.part;
-      std::string shown = fp.name;
-      if (shown.empty()) {
-        GMimeContentType* ct = g_mime_object_get_content_type(GMIME_OBJECT(fp.part));
-        const char* n = ct ? g_mime_content_type_get_parameter(ct, "name") : nullptr;
-        shown = n ? n : "";
-      }
-      f.title = DosFileName(shown, fp.type, s_, &used_names);
+      f.title = DosFileName(fp.name, fp.type, s_, &used_names);
       items.push_back(std::move(f));
     }
+  }
+  if (!files_left.empty()) {
+    std::string names;
+    for (const std::string& n : files_left)
+      if (names.size() < 1500) names += (names.empty() ? "" : ", ") + n;
+    notices->push_back(std::to_string(files_left.size()) + " more file(s) were not converted (at most " +
+                       std::to_string(s_.max_file_items) + " files a message): " + names);
   }
   if (too_deep_ > 0)
     notices->push_back(std::to_string(too_deep_) + " part(s) nested deeper than " +
@@ -408,10 +503,21 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
 
   EnsureGMimeInitialized();
   std::unique_ptr<GMimeStream, GObjectUnref> stream;
+  std::string patched;        // the message with NULs replaced in structure lines (rare)
+  size_t nuls_replaced = 0;
   if (in.data != nullptr) {
-    // The caller already holds the bytes (the exporter read them to check the spool CRC):
-    // parse a copy in memory instead of reading the file again.
-    stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));
+    if (std::memchr(in.data, '\0', static_cast<size_t>(in.length)) != nullptr) {
+      patched.assign(in.data, static_cast<size_t>(in.length));
+      nuls_replaced = ReplaceNulsInStructure(&patched);
+    }
+    if (nuls_replaced > 0) {
+      stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
+      std::string().swap(patched);
+    } else {
+      // The caller already holds the bytes (the exporter read them to check the spool CRC):
+      // parse a copy in memory instead of reading the file again.
+      stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));
+    }
   } else {
     // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
     struct stat st;
@@ -424,7 +530,18 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
     if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
-    stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+    // A NUL in a structure line: parse a patched copy in memory (see ReplaceNulsInStructure).
+    Status scan = ScanForNul(fd2, in.offset, in.length, &patched);
+    if (!scan.ok()) { ::close(fd2); return scan.WithContext(who); }
+    if (!patched.empty()) nuls_replaced = ReplaceNulsInStructure(&patched);
+    if (nuls_replaced > 0) {
+      ::close(fd2);
+      stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
+    }
+    std::string().swap(patched);
+    if (nuls_replaced == 0) {
+      stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+    }
   }
   std::unique_ptr<GMimeParser, GObjectUnref> parser(g_mime_parser_new_with_stream(stream.get()));
   g_mime_parser_set_persist_stream(parser.get(), TRUE);
@@ -438,21 +555,23 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
   CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_CC), &hdr_cc);
 
   // Date: the message's own date when sane, else the receive time.
-  time_t when = in.received;
-  if (GDateTime* d = g_mime_message_get_date(message.get())) {
-    const gint64 t = g_date_time_to_unix(d);
-    if (t > 0 && t <= static_cast<gint64>(in.received) + 86400 &&
-        t >= static_cast<gint64>(in.received) - 10LL * 366 * 86400)
-      when = static_cast<time_t>(t);
-  }
-  const char* subj = g_mime_message_get_subject(message.get());
-  const std::string fixed_head = "From: " + FormatSender(in.envelope_sender, s) + "\r\n" +
+  std::optional<time_t> header_date;
+  if (GDateTime* d = g_mime_message_get_date(message.get())) header_date = static_cast<time_t>(g_date_time_to_unix(d));
+  const time_t when = ChooseMessageDate(header_date, in.received, s);
+  const std::string subj = DecodedHeader(GMIME_OBJECT(message.get()), "Subject");
+  // The author, not the envelope sender (list bounces, <>): the envelope stays for bounces.
+  const std::string sender_addr =
+      ChooseSenderAddress(FirstMailbox(g_mime_message_get_from(message.get())),
+                          FirstMailbox(g_mime_message_get_sender(message.get())), in.envelope_sender, s);
+  const std::string fixed_head = "From: " + FormatSender(sender_addr, s) + "\r\n" +
                                  "Date: " + FormatCcDate(when, s) + "\r\n";
-  const std::string subject_line = "Subject: " + CleanSubject(subj ? subj : "", s) + "\r\n";
+  const std::string subject_line = "Subject: " + CleanSubject(subj, s) + "\r\n";
 
   // Plan and measure the items (once, whatever the number of targets).
   std::vector<std::string> notices;
   Planner planner(s);
+  if (nuls_replaced > 0)
+    planner.AddNotice(std::to_string(nuls_replaced) + " NUL byte(s) in header or boundary lines are shown as ?");
   Status ps = planner.Plan(message.get());
   if (!ps.ok()) return ps.WithContext(who);
   std::vector<Item> items = planner.Finish(message.get(), &notices);
@@ -472,7 +591,7 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     keyword_lines.push_back(kw + "\r\n");
     uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
     contents_len += keyword_lines.back().size() + (s.itemsize ? CountLine(data).size() : 0) + data +
-                    ((it.is_file && !hex) ? 2 : 0);
+                    ((it.is_file && !hex) ? RawFileTerminator(s).size() : 0);
   }
   const uint64_t fixed = fixed_head.size() + subject_line.size();
 
@@ -497,13 +616,13 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines.insert(rcpt_lines.end(), v->begin(), v->end());
     auto& copies = target_copies[ti];
     copies.resize(1);
-    uint64_t used = fixed;
+    uint64_t used = fixed;  // From, Date, the recipient lines so far, Subject
     for (const std::string& line : rcpt_lines) {
-      if (fixed + line.size() >= s.header_limit)
-        return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone exceeds header_limit " +
+      if (!HeaderBlockFits(HeaderBlockBytes(fixed + line.size(), contents_len, s), s))
+        return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone makes the header block exceed header_limit " +
                              std::to_string(s.header_limit));
-      if (used + line.size() >= s.header_limit) {
-        copies.emplace_back();
+      if (!HeaderBlockFits(HeaderBlockBytes(used + line.size(), contents_len, s), s)) {
+        copies.emplace_back();  // the next copy of the message takes the rest
         used = fixed;
       }
       copies.back().push_back(&line);
@@ -553,7 +672,7 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
         if (!fs.ok()) return fs.WithContext(who);
         if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);
         if (hex) w.n += HexSize(it.raw_size);
-        else CCMAIL_RETURN_IF_ERROR(w.Write("\r\n").WithContext(who));
+        else CCMAIL_RETURN_IF_ERROR(w.Write(RawFileTerminator(s)).WithContext(who));
       }
       res.bytes_written += w.n;
       res.messages_written += 1;

@@ -194,12 +194,13 @@ class Reader {
     if (!have_date) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Date:");
     if (!have_subject) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Subject:");
     if (rcpts == 0) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no To:, Cc: or Bcc: recipient");
-    if (pos - head_start >= s_.header_limit)
-      Violate(head_start, "header block of " + std::to_string(pos - head_start) + " bytes is not under header_limit " + std::to_string(s_.header_limit));
     pos = TakeLine(pos).next;  // Contents:
     uint64_t contents_count = 0;
     bool have_contents_count = false;
     if (itemsize_) have_contents_count = TakeCount(&pos, &contents_count, "Contents:");
+    if (!HeaderBlockFits(pos - m->offset, s_))
+      Violate(m->offset, "header block of " + std::to_string(pos - m->offset) + " bytes (Message: to the Contents: count) is over header_limit " +
+                             std::to_string(s_.header_limit));
     const size_t contents_start = pos;
     std::set<std::string> names;
     while (pos < f_.size()) {
@@ -310,8 +311,9 @@ class Reader {
     } else if (raw_file) {
       item->size = data.size();
       if (o_.keep_data) item->data = std::string(data);
-      if (f_.substr(end, 2) != "\r\n") Violate(end, "raw file data is not followed by CRLF");
-      else end += 2;
+      const std::string_view term = RawFileTerminator(s_);
+      if (f_.substr(end, term.size()) != term) Violate(end, "raw file data is not followed by CRLF (raw_file_crlf = yes)");
+      else end += term.size();
     } else {
       DecodeHex(data, pos, item);
     }

@@ -154,6 +154,23 @@ std::string FormatSender(std::string_view sender, const FormatSettings& settings
   return addr + " at " + settings.gateway_postoffice;
 }
 
+bool IsUsableSenderAddress(std::string_view addr) {
+  const size_t at = addr.rfind('@');
+  if (at == std::string_view::npos || at == 0 || at + 1 == addr.size() || addr.size() > 256) return false;
+  for (unsigned char c : addr)
+    if (c <= 0x20 || c >= 0x7f || std::strchr("\",;[]<>()", c)) return false;
+  return true;
+}
+
+std::string ChooseSenderAddress(std::string_view header_from, std::string_view header_sender,
+                                std::string_view envelope_sender, const FormatSettings& settings) {
+  if (settings.sender_source == SenderSource::kAuthor) {
+    if (IsUsableSenderAddress(header_from)) return std::string(header_from);
+    if (IsUsableSenderAddress(header_sender)) return std::string(header_sender);
+  }
+  return std::string(envelope_sender);
+}
+
 std::string CleanSubject(std::string_view utf8, const FormatSettings& settings) {
   // One line first (controls, including CR/LF/TAB, become spaces; runs collapse).
   std::string line;
@@ -175,6 +192,37 @@ std::string CleanSubject(std::string_view utf8, const FormatSettings& settings) 
   if (out.size() > settings.subject_max) out.resize(settings.subject_max);
   while (!out.empty() && out.back() == ' ') out.pop_back();
   return out;
+}
+
+std::string RawHeaderBytesToUtf8(std::string_view bytes) {
+  return Utf8OrReplacement(bytes);
+}
+
+uint64_t HeaderBlockBytes(uint64_t header_lines, uint64_t contents_bytes, const FormatSettings& settings) {
+  auto count_line = [](uint64_t n) { return static_cast<uint64_t>(std::to_string(ItemSizeCount(n)).size()) + 2; };
+  constexpr uint64_t kMessageLine = 10;   // "Message:\r\n"
+  constexpr uint64_t kContentsLine = 11;  // "Contents:\r\n"
+  if (!settings.itemsize) return kMessageLine + header_lines + kContentsLine;
+  const uint64_t contents_count = count_line(contents_bytes);
+  const uint64_t message_bytes = header_lines + kContentsLine + contents_count + contents_bytes;
+  return kMessageLine + count_line(message_bytes) + header_lines + kContentsLine + contents_count;
+}
+
+bool HeaderBlockFits(uint64_t header_block_bytes, const FormatSettings& settings) {
+  return header_block_bytes <= settings.header_limit;
+}
+
+std::string_view RawFileTerminator(const FormatSettings& settings) {
+  return settings.raw_file_crlf ? std::string_view("\r\n") : std::string_view();
+}
+
+time_t ChooseMessageDate(std::optional<time_t> header_date, time_t received, const FormatSettings& settings) {
+  if (!header_date) return received;
+  const int64_t t = static_cast<int64_t>(*header_date);
+  constexpr int64_t kYear2070 = 3155760000LL;  // 2070-01-01 UTC: "70" would read as 1970
+  if (t < 0 || t > static_cast<int64_t>(received) + 86400) return received;
+  if (!FourDigitYear(settings.date_format) && t >= kYear2070 - 86400) return received;
+  return *header_date;
 }
 
 bool IsDosDeviceName(std::string_view name) {

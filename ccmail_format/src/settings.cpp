@@ -83,6 +83,8 @@ Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   if (fs.gateway_postoffice.empty()) return Bad(cfg, "gateway_postoffice", "must not be empty");
 
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("uppercase_sender", &fs.uppercase_sender));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetEnum("sender_source", {"author", "envelope"}, &v));
+  fs.sender_source = v == "envelope" ? SenderSource::kEnvelope : SenderSource::kAuthor;
   CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("header_limit", 512, 163840, &fs.header_limit));
   CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("subject_max", 1, 255, &fs.subject_max));
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("subject_brackets", &fs.subject_brackets));
@@ -91,6 +93,7 @@ Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   fs.large_body = v == "file" ? LargeBody::kFile : LargeBody::kSplit;
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("long_filenames", &fs.long_filenames));
   CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("max_items", 4, 1000, &fs.max_items));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("max_file_items", 1, 1000, &fs.max_file_items));
   CCMAIL_RETURN_IF_ERROR(cfg.GetUInt("max_nesting_depth", 1, 64, &fs.max_nesting_depth));
 
   // mime_type_map: "type EXT" pairs, separated by commas and/or white space.
@@ -115,6 +118,7 @@ Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   if (fs.files == FileData::kRaw && !fs.itemsize)
     return Bad(cfg, "files", "raw file data needs itemsize = yes (without byte counts binary data cannot be delimited); use files = hex");
   CCMAIL_RETURN_IF_ERROR(cfg.GetBool("headers_item", &fs.headers_item));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetBool("raw_file_crlf", &fs.raw_file_crlf));
   *out = std::move(fs);
   return Status::Ok();
 }

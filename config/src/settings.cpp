@@ -108,9 +108,14 @@ const std::vector<SettingSpec>& AllSettings() {
       {"gateway_postoffice", "INTERNET", "format",
        "Post office name of the bridge in cc:Mail; senders become \"addr@domain at <this>\"."},
       {"uppercase_sender", "no", "format", "yes: write the sender address in upper case (PMDF style)."},
-      {"header_limit", "4096", "format",
-       "Largest header block (bytes). More recipients are split across copies: 4096 for Import up "
-       "to 8.2x, 163840 after."},
+      {"sender_source", "author", "format",
+       "Whose address the cc:Mail From line shows: author (header From, then Sender, then the "
+       "envelope sender when those are missing or invalid) or envelope (MAIL FROM, as before). "
+       "Bounces and the manifest always use the envelope sender."},
+      {"header_limit", "4000", "format",
+       "Largest header block in bytes, from the Message: line to the Contents: count line. More "
+       "recipients are split across copies of the message, each recipient in one copy. 4000 keeps "
+       "under the 4096 of Import up to 8.2x; 163840 after."},
       {"subject_max", "60", "format", "Longest subject in characters."},
       {"subject_brackets", "yes", "format", "yes: replace [ and ] in subjects by ( and ) (Import 8.3 bug)."},
       {"text_item_max", "20000", "format", "Largest text item in bytes."},
@@ -118,11 +123,17 @@ const std::vector<SettingSpec>& AllSettings() {
        "A body over text_item_max: split into several text items, or file (UNNAMED.TXT)."},
       {"long_filenames", "no", "format", "yes: keep long attachment names instead of 8.3 names."},
       {"max_items", "20", "format", "Most items per message; the rest are listed in a text notice."},
+      {"max_file_items", "16", "format",
+       "Most file items per message (reference 8.7: 16 files plus text); the rest are listed in a text notice."},
       {"max_nesting_depth", "8", "format", "Deepest MIME nesting converted; deeper parts get a notice."},
       {"mime_type_map", "", "format",
        "Extra MIME type to extension rules (\"application/x-foo FOO\"), added to the built-in map."},
       {"files", "raw", "format", "raw: file data as bytes counted by /ITEMSIZE; hex: /FILES/HEX."},
       {"headers_item", "yes", "format", "yes: add a last text item \"Headers\" with the original header block."},
+      {"raw_file_crlf", "yes", "format",
+       "files = raw: yes writes a CRLF after each file's data, outside the item's byte count (inside "
+       "the Contents and Message counts); no writes the next keyword right after the data. Reference "
+       "2.3 leaves this unknown."},
   };
   return kSettings;
 }

@@ -152,7 +152,7 @@ TEST(Converter, HostileSubjectAndDisplayNamesCannotInjectLines) {
     EXPECT_EQ(r.messages[0].bcc, std::vector<std::string>{"Garcia, Maria"});
     EXPECT_TRUE(r.messages[0].cc.empty());
     EXPECT_EQ(r.messages[0].subject, "Hi Message: To: Evil at HUBPO Contents:");
-    EXPECT_EQ(r.messages[0].from, "bob@partner.example at INTERNET");
+    EXPECT_EQ(r.messages[0].from, "eve@evil.example at INTERNET");
     size_t count = 0;
     for (size_t p = 0; (p = raw.find("\r\nMessage:\r\n", p)) != std::string::npos; ++p) ++count;
     if (!itemsize) {
@@ -255,9 +255,12 @@ TEST(Converter, NestingAndItemCapsLeaveANotice) {
   res = {};
   r = ConvertAndRead(many, TestSettings(), nullptr, DefaultRecipients(), &res);
   ASSERT_EQ(r.messages.size(), 1u);
-  EXPECT_EQ(r.messages[0].items.size(), 20u);
-  EXPECT_EQ(r.messages[0].items[18].title, "Notice");
-  EXPECT_NE(r.messages[0].items[18].data.find("F29.PDF"), std::string::npos);
+  // Text, 16 files (max_file_items, reference 8.7), the notice naming the other 14, Headers.
+  EXPECT_EQ(r.messages[0].items.size(), 19u);
+  EXPECT_EQ(r.messages[0].items[16].title, "F15.PDF");
+  EXPECT_EQ(r.messages[0].items[17].title, "Notice");
+  EXPECT_NE(r.messages[0].items[17].data.find("f29.pdf"), std::string::npos);
+  EXPECT_NE(r.messages[0].items[17].data.find("14 more file(s)"), std::string::npos);
 }
 
 TEST(Converter, SmallItemLimitsStillGiveValidFiles) {
@@ -374,7 +377,7 @@ TEST(Converter, DateFromTheMessageOrTheReceiveTime) {
 
 TEST(Converter, EmptyBodyGetsAPlaceholderNotAnEmptyItem) {
   ReadResult r = ConvertAndRead(std::string(kHead) + "\n", TestSettings());
-  EXPECT_EQ(r.messages[0].items[0].data, "(no text)\r\n");
+  EXPECT_EQ(r.messages[0].items[0].data.rfind("(no text: ", 0), 0u) << r.messages[0].items[0].data;
   FormatSettings s = TestSettings();
   s.headers_item = false;
   r = ConvertAndRead(std::string(kHead), s);

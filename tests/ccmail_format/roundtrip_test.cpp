@@ -92,7 +92,7 @@ TEST(RoundTrip, GeneratedMessagesSurviveWriteAndRead) {
     const ImportMessage& m = r.messages[0];
     EXPECT_EQ(m.to, std::vector<std::string>{"Smith, John"});
     EXPECT_EQ(m.cc, std::vector<std::string>{"Garcia, Maria"});
-    EXPECT_EQ(m.from, "bob@partner.example at INTERNET");
+    EXPECT_EQ(m.from, "gen@partner.example at INTERNET");
     EXPECT_EQ(m.date, FormatCcDate(1795512660, s));  // 2026-11-24 09:31 UTC
     const char* cp = s.codepage == CodePage::kCp850 ? "IBM850" : "WINDOWS-1252";
     std::string want_subject = IconvTo(subject, cp);

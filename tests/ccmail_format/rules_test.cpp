@@ -159,7 +159,7 @@ TEST(Settings, DefaultsMatchTheDecidedTable) {
   EXPECT_EQ(fs.codepage, CodePage::kCp850);
   EXPECT_EQ(fs.date_format, DateFormat::kMdy2);
   EXPECT_EQ(fs.gateway_postoffice, "INTERNET");
-  EXPECT_EQ(fs.header_limit, 4096u);
+  EXPECT_EQ(fs.header_limit, 4000u);
   EXPECT_EQ(fs.subject_max, 60u);
   EXPECT_EQ(fs.text_item_max, 20000u);
   EXPECT_EQ(fs.max_items, 20u);

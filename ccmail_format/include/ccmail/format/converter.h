@@ -19,7 +19,7 @@
 //   description (/proc/self/fd), so the caller's file position is not moved
 //   (without /proc it falls back to a dup, which shares it), and appends one or
 //   more cc:Mail messages to the sink: more than one when the recipients' lines
-//   would push the header block over header_limit, each copy then carrying a
+//   would push the header block (HeaderBlockBytes, rules.h) over header_limit, each copy then carrying a
 //   share of the recipients. Attachment data is decoded twice, streaming (once
 //   to count, once to write), never held whole; the main text is held once in
 //   code-page form. Memory stays below 3x the message size.
@@ -36,7 +36,7 @@
 // DIAGNOSTICS
 //   kInvalidArgument ("unconvertible", IsUnconvertible()): the message itself
 //   cannot be converted (not MIME-parseable at all, no recipients given, a
-//   recipient whose line alone exceeds header_limit). Quarantine it.
+//   recipient whose line alone makes the header block exceed header_limit). Quarantine it.
 //   kIoError / kNoSpace: reading the input (short file, not a regular file, a
 //   read error) or writing the sink failed; the sink
 //   may hold a partial message, so the caller discards its output and retries.

@@ -12,7 +12,7 @@
 //   0x1A or C0 controls except TAB in text; "Message:" then From, Date (in
 //   date_format), To/Cc/Bcc (one address a line, at least one), Subject
 //   (within subject_max, no [ ] when subject_brackets), "Contents:", at least
-//   one item; header block under header_limit; item keywords "Text item:" /
+//   one item; header block (Message: to the Contents: count) at most header_limit; item keywords "Text item:" /
 //   "File item:"; text items non-empty and within text_item_max; file names
 //   unique, no DOS device or path names (8.3 upper case unless long_filenames);
 //   at most max_items items; with /ITEMSIZE, every count line decimal and equal

@@ -28,6 +28,7 @@ enum class CodePage { kCp850, kCp437, kCp1252 };
 enum class DateFormat { kMdy2, kMdy4, kDmy2, kDmy4 };
 enum class LargeBody { kSplit, kFile };
 enum class FileData { kRaw, kHex };
+enum class SenderSource { kAuthor, kEnvelope };
 
 struct FormatSettings {
   bool itemsize = true;                    // /ITEMSIZE layout (byte counts); false: keyword-delimited
@@ -38,17 +39,20 @@ struct FormatSettings {
   std::string default_postoffice;          // PO of user@<ccmail domain> without a map entry
   std::string gateway_postoffice = "INTERNET";
   bool uppercase_sender = false;
-  uint64_t header_limit = 4096;            // header block (From..Subject) must stay below this
+  SenderSource sender_source = SenderSource::kAuthor;  // whose address the From line shows
+  uint64_t header_limit = 4000;            // header block (Message: .. Contents: count, HeaderBlockBytes) at most this
   uint64_t subject_max = 60;               // characters (= bytes in a single-byte code page)
   bool subject_brackets = true;            // [ ] -> ( )
   uint64_t text_item_max = 20000;          // bytes of one text item's data
   LargeBody large_body = LargeBody::kSplit;
   bool long_filenames = false;
+  uint64_t max_file_items = 16;           // file items per message (reference 8.7); the rest in the notice
   uint64_t max_items = 20;                 // items per message, notices included (>= 4: text, UNNAMED.TXT, Notice, Headers)
   uint64_t max_nesting_depth = 8;          // MIME depth converted
   std::map<std::string, std::string> mime_type_map;  // lower-case type -> upper-case extension (extra rules)
   FileData files = FileData::kRaw;
   bool headers_item = true;
+  bool raw_file_crlf = true;               // files=raw: a CRLF after the data, outside the item count
 };
 
 // Reads every "format" row of config into *out (defaults for unset rows).

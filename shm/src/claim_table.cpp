@@ -477,7 +477,7 @@ Status CreateNew(ClaimTable::Impl* im, const std::array<uint8_t, 16>& boot) {
   h->created_ns = NowNs();
   if (detail::ShmFailAt(detail::kPointCreateBeforeReady)) {
     // Left half-initialised, as a creator that died here leaves it: the next open replaces it.
-    return Status::Unavailable("claim table " + im->segment + ": creation failed before ready (injected)");
+    return Status::Unavailable("claim table " + im->path + ": creation failed before ready (injected)");
   }
   detail::ShmCrashPoint(detail::kPointCreateBeforeReady);
   h->init_state.store(kInitReady, std::memory_order_release);

@@ -136,6 +136,21 @@ int main(int argc, char** argv) {
       LogInfo("SIGUSR2 has no meaning for ccmail-milter; ignored (SIGHUP reloads, SIGUSR1 logs a status line)");
     } else if (sig == SIGTERM || sig == SIGINT) {
       sd_notify(0, "STOPPING=1");
+      if (listen_socket.inherited()) {
+        // The socket outlives this process (systemd holds it; a successor takes it over):
+        // new MTA connections wait in its backlog for the successor instead of getting a
+        // 451 here. Connections already open are served normally until they close.
+        if (Status s = listen_socket.StopAccepting(); !s.ok())
+          LogWarning("stopping: cannot hand the socket back: %s", s.ToString().c_str());
+        // A connection accepted just before the swap has no Connection object until its
+        // option negotiation; let it arrive so that it is counted.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        LogInfo("stopping: no new connections (they wait for the successor), serving %d open connection(s)",
+                svc.connections.load());
+        if (!svc.WaitConnectionsClosed(std::chrono::seconds(20)))
+          LogWarning("stopping: %d connection(s) still open after 20 s; 451 4.3.2 for their new messages",
+                     svc.connections.load());
+      }
       LogInfo("stopping: 451 4.3.2 for new messages, finishing %d message(s) in flight",
               svc.in_flight.load());
       svc.BeginDrain();

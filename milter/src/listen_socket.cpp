@@ -1,6 +1,7 @@
 // listen_socket.cpp - see listen_socket.h.
 #include "ccmail/milter/listen_socket.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -115,6 +116,19 @@ std::string ListenSocket::Describe() const {
   if (inherited_) return "the socket passed by systemd (" + conn_ + ")";
   if (!path_.empty()) return "unix:" + path_;
   return conn_;
+}
+
+Status ListenSocket::StopAccepting() const {
+  if (!inherited_) return Status::InvalidArgument("StopAccepting: the socket was not inherited");
+  UniqueFd idle(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!idle.valid()) return Status::FromErrno("socket", errno);
+  sockaddr_un autobind{};
+  autobind.sun_family = AF_UNIX;  // an address of just the family: the kernel picks an abstract name
+  if (bind(idle.get(), reinterpret_cast<const sockaddr*>(&autobind), sizeof(sa_family_t)) != 0)
+    return Status::FromErrno("bind (idle placeholder)", errno);
+  if (listen(idle.get(), 1) != 0) return Status::FromErrno("listen (idle placeholder)", errno);
+  if (dup3(idle.get(), SD_LISTEN_FDS_START, O_CLOEXEC) < 0) return Status::FromErrno("dup3", errno);
+  return Status::Ok();
 }
 
 void ListenSocket::RemoveIfOurs() const {

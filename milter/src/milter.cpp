@@ -21,7 +21,10 @@ struct Connection {
   CaptureSession session;
   bool counted = false;  // counted in in_flight
   bool leadspc = false;  // header values include their leading white space
-  explicit Connection(CaptureSink* sink) : session(sink) {}
+  explicit Connection(CaptureSink* sink) : session(sink) { g_service->connections.fetch_add(1); }
+  ~Connection() { g_service->connections.fetch_sub(1); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 };
 
 Connection* Conn(SMFICTX* ctx) {
@@ -268,6 +271,15 @@ void MilterService::Stop() { smfi_stop(); }
 bool MilterService::DrainInFlight(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (in_flight.load() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+bool MilterService::WaitConnectionsClosed(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (connections.load() > 0) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -45,6 +45,13 @@ class ListenSocket {
   std::string Describe() const;
   // Unlinks the unix socket path if it still names the socket bound by Open().
   void RemoveIfOurs() const;
+  // Inherited socket only: this process stops taking connections from it at once, while
+  // the socket itself stays open in systemd (and in a successor), so new MTA connections
+  // wait in its backlog instead of meeting a stopping milter. Done by putting an idle
+  // non-blocking listening socket in place of fd N (dup3): libmilter's listener keeps
+  // polling "its" fd, which never becomes ready (an accept that races with the swap gets
+  // EAGAIN, which libmilter retries silently). Sessions already accepted go on.
+  Status StopAccepting() const;
 
  private:
   std::string conn_;

@@ -56,7 +56,10 @@ class MilterService {
   CaptureSink* sink() const { return sink_; }
   // Sets the sink before Run() (it may be opened after the privilege drop).
   void set_sink(CaptureSink* sink) { sink_ = sink; }
+  // Waits until no MTA connection is open; false on timeout.
+  bool WaitConnectionsClosed(std::chrono::milliseconds timeout);
   std::atomic<int> in_flight{0};
+  std::atomic<int> connections{0};  // MTA connections with a Connection object
   std::atomic<uint64_t> captured{0};
 
  private:

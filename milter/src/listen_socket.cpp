@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -84,6 +85,19 @@ Status ListenSocket::Open(const MilterSettings& settings, ListenSocket* out) {
   s.path_ = path;
   s.dev_ = st.st_dev;
   s.ino_ = st.st_ino;
+  // Started as root: the socket belongs to milter_user, as ccmail-milter.socket makes it.
+  if (geteuid() == 0 && !settings.user.empty()) {
+    struct passwd* pw = getpwnam(settings.user.c_str());
+    if (!pw) {
+      s.RemoveIfOurs();
+      return Status::InvalidArgument("milter_user: no such user: " + settings.user);
+    }
+    if (chown(path.c_str(), pw->pw_uid, static_cast<gid_t>(-1)) != 0) {
+      err = errno;
+      s.RemoveIfOurs();
+      return Status::FromErrno("milter_socket: chown " + path + " to " + settings.user, err);
+    }
+  }
   if (!settings.socket_group.empty()) {
     struct group* gr = getgrnam(settings.socket_group.c_str());
     if (!gr) {

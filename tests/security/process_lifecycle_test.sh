@@ -69,6 +69,7 @@ echo "== 1. pid file: a link planted in its place is replaced, not followed"
 echo precious > "$T/victim"
 ln -s "$T/victim" "$T/run/ccmail-milter.pid"
 start_milter "$T/m1.log" || { cat "$T/m1.log"; problem "milter did not start"; exit 1; }
+[ "$(stat -c '%U %a' "$T/sock/milter.sock" 2>/dev/null)" = "nobody 660" ] || problem "socket is $(stat -c '%U:%G %a' "$T/sock/milter.sock" 2>&1), want owner milter_user (nobody), mode 0660"
 [ "$(cat "$T/victim")" = precious ] || problem "the milter wrote its pid through a planted symlink into $T/victim"
 [ -f "$T/run/ccmail-milter.pid" ] && [ ! -L "$T/run/ccmail-milter.pid" ] || problem "pid file is not a regular file"
 [ "$(cat "$T/run/ccmail-milter.pid" 2>/dev/null)" = "$MPID" ] || problem "pid file does not hold the milter's pid $MPID"

@@ -16,7 +16,8 @@
 //   - a path that is not a socket is refused;
 //   - a socket that accepts a connection belongs to a running milter: refused (Busy);
 //   - a socket that refuses connections is stale (a crashed milter): replaced;
-//   - created with umask 0177, then given milter_socket_group and milter_socket_mode;
+//   - created with umask 0177, then given milter_user (when root), milter_socket_group
+//     and milter_socket_mode;
 //   - at exit it is removed only if the path still names the inode bound here.
 //   A socket passed by systemd (LISTEN_FDS/LISTEN_PID, one listening stream socket) is
 //   used as it is: its path, owner and mode belong to ccmail-milter.socket, and it is

@@ -38,9 +38,11 @@ const std::vector<SettingSpec>& AllSettings() {
       {"milter_socket_mode", "0660", "milter",
        "File mode of a unix: milter socket. No bit for \"other\" is accepted: whoever can connect "
        "can make the milter capture mail."},
-      {"milter_socket_group", "ccmail", "milter",
-       "Group of a unix: milter socket; the MTA's user (postfix, smmsp) must be a member."},
-      {"milter_user", "ccmail", "milter", "System user the milter runs as after binding its socket."},
+      {"milter_socket_group", "ccmail-milter", "milter",
+       "Group of a unix: milter socket bound by ccmail-milter itself (not the one of "
+       "ccmail-milter.socket); the MTA's user (postfix, smmsp) is a member of this group and of "
+       "no other bridge group: it grants connect access to the socket and nothing else."},
+      {"milter_user", "ccmail", "milter", "System user the milter runs as after binding its socket, when started as root (the packaged unit starts it as this user)."},
       {"milter_pid_file", "/run/ccmail-bridge/ccmail-milter.pid", "milter", "PID file of ccmail-milter."},
       {"ccmail_domains", "", "milter",
        "Mail domains whose recipients are cc:Mail users (comma or space separated). A recipient is "

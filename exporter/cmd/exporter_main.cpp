@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 
 #include "ccmail/config/check.h"
 #include "ccmail/common/log.h"
+#include "ccmail/common/pid_file.h"
 #include "ccmail/common/privileges.h"
 #include "ccmail/config/config.h"
 #include "ccmail/exporter/exporter.h"
@@ -27,10 +27,18 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
+std::atomic<bool> g_status{false};
+std::atomic<bool> g_usr2{false};
 
+// Every signal an operator may send has a meaning (ccmail-exporter(8), SIGNALS); one left
+// at its default (SIGUSR1, SIGUSR2) would kill the daemon without a log line.
 void OnSignal(int sig) {
   if (sig == SIGHUP)
     g_reload = true;
+  else if (sig == SIGUSR1)
+    g_status = true;
+  else if (sig == SIGUSR2)
+    g_usr2 = true;
   else
     g_stop = true;
 }
@@ -90,7 +98,7 @@ int main(int argc, char** argv) {
   std::memset(&sa, 0, sizeof sa);
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<Exporter> ex;
@@ -108,11 +116,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!drain && !pid_file.empty()) {
-    std::ofstream pf(pid_file, std::ios::trunc);
-    if (!pf)
-      LogWarning("cannot write pid file %s: %s", pid_file.c_str(), std::strerror(errno));
-    else
-      pf << getpid() << "\n";
+    if (Status ps = WritePidFile(pid_file); !ps.ok()) LogWarning("no pid file: %s", ps.ToString().c_str());
   }
   if (s = ex->Recover(); !s.ok()) {
     LogError("fatal: recovery: %s", s.ToString().c_str());
@@ -154,6 +158,15 @@ int main(int argc, char** argv) {
       }
       sd_notify(0, "READY=1");
     }
+    if (g_status.exchange(false)) {
+      ExporterCounters c = ex->counters();
+      LogInfo("status: epoch %llu, %llu capture(s), %llu exported, %llu duplicate(s), %llu quarantined, backlog %llu",
+              static_cast<unsigned long long>(ex->epoch()), static_cast<unsigned long long>(c.captures),
+              static_cast<unsigned long long>(c.exported), static_cast<unsigned long long>(c.dups),
+              static_cast<unsigned long long>(c.quarantined), static_cast<unsigned long long>(ex->backlog()));
+    }
+    if (g_usr2.exchange(false))
+      LogInfo("SIGUSR2 has no meaning for ccmail-exporter; ignored (SIGHUP reloads, SIGUSR1 logs a status line)");
     auto now = std::chrono::steady_clock::now();
     if (now - last_status >= std::chrono::seconds(1)) {
       last_status = now;
@@ -166,7 +179,7 @@ int main(int argc, char** argv) {
   };
   s = ex->Run(g_stop, heartbeat);
   sd_notify(0, "STOPPING=1");
-  if (!pid_file.empty()) ::unlink(pid_file.c_str());
+  if (!pid_file.empty()) RemoveOwnPidFile(pid_file);
   ExporterCounters c = ex->counters();
   if (!s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());

@@ -10,14 +10,15 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <thread>
 
 #include "ccmail/common/log.h"
+#include "ccmail/common/pid_file.h"
 #include "ccmail/common/privileges.h"
 #include "ccmail/config/check.h"
 #include "ccmail/config/config.h"
 #include "ccmail/format/address_map.h"
+#include "ccmail/milter/listen_socket.h"
 #include "ccmail/milter/milter.h"
 #include "ccmail/milter/settings.h"
 #include "ccmail/milter/spool_sink.h"
@@ -68,13 +69,16 @@ int main(int argc, char** argv) {
   // Signals: blocked in every thread; this main thread takes them with sigtimedwait.
   // libmilter's own signal thread would turn SIGHUP into a stop; Linux delivers a
   // process-directed signal to the main thread first when it is waiting for it.
+  // Every signal an operator may send has a meaning (ccmail-milter(8), SIGNALS); one left
+  // at its default would kill the daemon without a log line.
   sigset_t sigs;
   sigemptyset(&sigs);
-  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGPIPE}) sigaddset(&sigs, sig);
+  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&sigs, sig);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   MilterService svc(nullptr, policy);
-  if (Status s = svc.BindSocket(ms); !s.ok()) {
+  ListenSocket listen_socket;
+  if (Status s = svc.BindSocket(ms, &listen_socket); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
@@ -82,14 +86,14 @@ int main(int argc, char** argv) {
     LogError("fatal: %s", s.ToString().c_str());
     return 1;
   }
-  if (!ms.pid_file.empty()) {
-    std::ofstream pf(ms.pid_file, std::ios::trunc);
-    if (!pf) LogWarning("cannot write pid file %s: %s", ms.pid_file.c_str(), std::strerror(errno));
-    pf << getpid() << "\n";
-  }
   if (Status s = DropPrivileges(ms.user, "milter_user"); !s.ok()) {
     LogError("fatal: %s", s.ToString().c_str());
+    listen_socket.RemoveIfOurs();
     return 1;
+  }
+  // After the drop: a link planted where the pid file goes can never make root write.
+  if (!ms.pid_file.empty()) {
+    if (Status s = WritePidFile(ms.pid_file); !s.ok()) LogWarning("no pid file: %s", s.ToString().c_str());
   }
   // Opened as the unprivileged user, so every spool file, the claim table and its
   // lock files belong to it. A missing claim table is not fatal (tempfail, retried).
@@ -106,7 +110,7 @@ int main(int argc, char** argv) {
     run_status = svc.Run();
     done = true;
   });
-  LogInfo("listening on %s, capture_mode=%s, spool %s, writer %s", ms.socket.c_str(),
+  LogInfo("listening on %s, capture_mode=%s, spool %s, writer %s", listen_socket.Describe().c_str(),
           ms.mode == CaptureMode::kCopy ? "copy" : "divert", sink_opt.spool_root.c_str(),
           sink->writer_tag().empty() ? "(claim table missing)" : sink->writer_tag().c_str());
   sd_notify(0, "READY=1");
@@ -127,8 +131,28 @@ int main(int argc, char** argv) {
         LogError("reload failed, keeping the running configuration: %s", s.ToString().c_str());
       }
       sd_notify(0, "READY=1");
+    } else if (sig == SIGUSR1) {
+      LogInfo("status: %d message(s) in flight, %llu captured since start, %s", svc.in_flight.load(),
+              static_cast<unsigned long long>(svc.captured.load()), svc.draining() ? "stopping" : "running");
+    } else if (sig == SIGUSR2) {
+      LogInfo("SIGUSR2 has no meaning for ccmail-milter; ignored (SIGHUP reloads, SIGUSR1 logs a status line)");
     } else if (sig == SIGTERM || sig == SIGINT) {
       sd_notify(0, "STOPPING=1");
+      if (listen_socket.inherited()) {
+        // The socket outlives this process (systemd holds it; a successor takes it over):
+        // new MTA connections wait in its backlog for the successor instead of getting a
+        // 451 here. Connections already open are served normally until they close.
+        if (Status s = listen_socket.StopAccepting(); !s.ok())
+          LogWarning("stopping: cannot hand the socket back: %s", s.ToString().c_str());
+        // A connection accepted just before the swap has no Connection object until its
+        // option negotiation; let it arrive so that it is counted.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        LogInfo("stopping: no new connections (they wait for the successor), serving %d open connection(s)",
+                svc.connections.load());
+        if (!svc.WaitConnectionsClosed(std::chrono::seconds(20)))
+          LogWarning("stopping: %d connection(s) still open after 20 s; 451 4.3.2 for their new messages",
+                     svc.connections.load());
+      }
       LogInfo("stopping: 451 4.3.2 for new messages, finishing %d message(s) in flight",
               svc.in_flight.load());
       svc.BeginDrain();
@@ -141,7 +165,9 @@ int main(int argc, char** argv) {
     }
   }
   runner.join();
-  if (!ms.pid_file.empty()) unlink(ms.pid_file.c_str());
+  // Only what is still ours: a successor may already have its socket and pid file there.
+  listen_socket.RemoveIfOurs();
+  if (!ms.pid_file.empty()) RemoveOwnPidFile(ms.pid_file);
   if (svc.in_flight.load() > 0) {
     // A libmilter session thread may still be inside the service and the sink: exit
     // without running destructors under it. Nothing in flight was acknowledged (the MTA

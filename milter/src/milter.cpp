@@ -1,9 +1,7 @@
 // milter.cpp - libmilter glue. Thin on purpose: every decision lives in CaptureSession.
 #include "ccmail/milter/milter.h"
 
-#include <grp.h>
 #include <libmilter/mfapi.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,7 +21,10 @@ struct Connection {
   CaptureSession session;
   bool counted = false;  // counted in in_flight
   bool leadspc = false;  // header values include their leading white space
-  explicit Connection(CaptureSink* sink) : session(sink) {}
+  explicit Connection(CaptureSink* sink) : session(sink) { g_service->connections.fetch_add(1); }
+  ~Connection() { g_service->connections.fetch_sub(1); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 };
 
 Connection* Conn(SMFICTX* ctx) {
@@ -235,7 +236,7 @@ std::shared_ptr<const Policy> MilterService::policy() const {
   return policy_;
 }
 
-Status MilterService::BindSocket(const MilterSettings& settings) {
+Status MilterService::BindSocket(const MilterSettings& settings, ListenSocket* socket) {
   static smfiDesc desc{};
   desc.xxfi_name = const_cast<char*>("ccmail-milter");
   desc.xxfi_version = SMFI_VERSION;
@@ -251,23 +252,13 @@ Status MilterService::BindSocket(const MilterSettings& settings) {
   desc.xxfi_data = OnData;
   desc.xxfi_negotiate = OnNegotiate;
   if (smfi_register(desc) != MI_SUCCESS) return Status::Unavailable("smfi_register failed");
-  if (smfi_setconn(const_cast<char*>(settings.socket.c_str())) != MI_SUCCESS)
-    return Status::InvalidArgument("smfi_setconn " + settings.socket + " failed");
+  CCMAIL_RETURN_IF_ERROR(ListenSocket::Open(settings, socket));
+  if (smfi_setconn(const_cast<char*>(socket->libmilter_conn().c_str())) != MI_SUCCESS)
+    return Status::InvalidArgument("smfi_setconn " + socket->libmilter_conn() + " failed");
   smfi_setbacklog(128);
-  std::string path = UnixSocketPath(settings.socket);
-  mode_t old = 0;
-  if (!path.empty()) old = umask(0177);  // no window with a world-usable socket
-  int rc = smfi_opensocket(true);
-  if (!path.empty()) umask(old);
-  if (rc != MI_SUCCESS) return Status::Unavailable("cannot listen on " + settings.socket);
-  if (!path.empty()) {
-    if (!settings.socket_group.empty() && geteuid() == 0) {
-      struct group* gr = getgrnam(settings.socket_group.c_str());
-      if (!gr) return Status::InvalidArgument("milter_socket_group: no such group: " + settings.socket_group);
-      if (chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0)
-        return Status::FromErrno("chown " + path, errno);
-    }
-    if (chmod(path.c_str(), settings.socket_mode) != 0) return Status::FromErrno("chmod " + path, errno);
+  if (smfi_opensocket(false) != MI_SUCCESS) {
+    socket->RemoveIfOurs();
+    return Status::Unavailable("cannot listen on " + socket->Describe());
   }
   return Status::Ok();
 }
@@ -282,6 +273,15 @@ void MilterService::Stop() { smfi_stop(); }
 bool MilterService::DrainInFlight(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (in_flight.load() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+bool MilterService::WaitConnectionsClosed(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (connections.load() > 0) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -36,7 +36,7 @@ milter_socket = unix:$T/milter.sock
 milter_socket_group = postfix
 milter_socket_mode = 0660
 milter_user = nobody
-milter_pid_file = $T/milter.pid
+milter_pid_file = $T/run/milter.pid
 spool_directory = $T/spool
 runtime_directory = $T/run
 claim_table_name = $TABLE
@@ -60,7 +60,7 @@ wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || { cat "$T/milter
 # 0. daemon set-up: socket group/mode, pid file, privilege drop, runtime directory.
 [ "$(stat -c '%G %a' "$T/milter.sock")" = "postfix 660" ] && pass "socket group postfix, mode 0660" \
   || fail "socket is $(stat -c '%U:%G %a' "$T/milter.sock")"
-[ "$(cat "$T/milter.pid" 2>/dev/null)" = "$MPID" ] && pass "pid file" || fail "pid file"
+[ "$(cat "$T/run/milter.pid" 2>/dev/null)" = "$MPID" ] && [ "$(stat -c %U "$T/run/milter.pid")" = nobody ] && pass "pid file, written as milter_user" || fail "pid file"
 [ "$(ps -o user= -p "$MPID" | tr -d ' ')" = nobody ] && pass "runs as milter_user" || fail "not running as nobody"
 [ "$(stat -c '%U %a' "$T/run" 2>/dev/null)" = "nobody 750" ] && pass "runtime directory created 0750 for the milter user" \
   || fail "runtime directory: $(stat -c '%U %a' "$T/run" 2>&1)"

@@ -16,8 +16,8 @@
 //   smfi_setreply. After a capture is durable it removes the cc:Mail
 //   recipients (divert) and logs one line: queue id, capture id, recipients,
 //   size. libmilter allows one filter per process, so one MilterService.
-//   BindSocket() opens the listening socket (call before dropping privileges),
-//   applying mode and group to a unix: socket.
+//   BindSocket() opens the listening socket (ListenSocket: inherited from systemd, or
+//   bound here with milter_socket_mode and milter_socket_group; never another milter's).
 #pragma once
 
 #include <atomic>
@@ -28,6 +28,7 @@
 #include "ccmail/common/status.h"
 #include "ccmail/milter/capture_session.h"
 #include "ccmail/milter/capture_sink.h"
+#include "ccmail/milter/listen_socket.h"
 #include "ccmail/milter/settings.h"
 
 namespace ccmail::milter {
@@ -37,7 +38,8 @@ class MilterService {
   MilterService(CaptureSink* sink, std::shared_ptr<const Policy> policy);
   ~MilterService();
 
-  Status BindSocket(const MilterSettings& settings);
+  // Opens *socket (see listen_socket.h) and hands it to libmilter.
+  Status BindSocket(const MilterSettings& settings, ListenSocket* socket);
   Status Run();
   void Stop();
   // Graceful stop, first half (SIGTERM): every new transaction gets 451 4.3.2 at MAIL
@@ -54,7 +56,10 @@ class MilterService {
   CaptureSink* sink() const { return sink_; }
   // Sets the sink before Run() (it may be opened after the privilege drop).
   void set_sink(CaptureSink* sink) { sink_ = sink; }
+  // Waits until no MTA connection is open; false on timeout.
+  bool WaitConnectionsClosed(std::chrono::milliseconds timeout);
   std::atomic<int> in_flight{0};
+  std::atomic<int> connections{0};  // MTA connections with a Connection object
   std::atomic<uint64_t> captured{0};
 
  private:

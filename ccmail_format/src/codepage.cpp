@@ -173,28 +173,38 @@ void AppendInCodePage(std::string_view utf8, CodePage cp, std::string* out) {
   }
 }
 
-std::string ToUtf8(std::string bytes, std::string_view charset) {
+namespace {
+
+const iconv_t kNoIconv = reinterpret_cast<iconv_t>(-1);
+
+// How ToUtf8 converts bytes in charset, decided from all of them: kNoIconv when the bytes
+// already are the UTF-8 text, else an iconv descriptor to UTF-8 (g_mime_iconv_close it).
+iconv_t OpenToUtf8(std::string_view charset, bool ascii, bool shift_bytes, bool valid_utf8) {
   std::string cs(charset);
   for (char& c : cs) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  bool ascii = true;
-  for (unsigned char c : bytes) if (c >= 0x80) { ascii = false; break; }
   // ASCII-only bytes are the text itself only in an ASCII-compatible charset without shifts.
-  if (ascii && (cs.empty() || (!HasShiftBytes(bytes) && AsciiCompatible(cs)))) return bytes;
+  if (ascii && (cs.empty() || (!shift_bytes && AsciiCompatible(cs)))) return kNoIconv;
   if (cs.empty() || cs == "us-ascii" || cs == "ascii" || cs == "unknown-8bit" || cs == "x-unknown") {
-    cs = IsValidUtf8(bytes) ? "utf-8" : "windows-1252";
+    cs = valid_utf8 ? "utf-8" : "windows-1252";
   }
-  if (cs == "utf-8" || cs == "utf8") {
-    if (IsValidUtf8(bytes)) return bytes;
-  }
+  if ((cs == "utf-8" || cs == "utf8") && valid_utf8) return kNoIconv;
   EnsureGMimeInitialized();
   iconv_t cd = g_mime_iconv_open("UTF-8", cs.c_str());
-  if (cd == reinterpret_cast<iconv_t>(-1)) {
+  if (cd == kNoIconv) {
     // Unknown charset: guess rather than lose the text.
-    cs = IsValidUtf8(bytes) ? "utf-8" : "windows-1252";
-    if (cs == "utf-8") return bytes;
-    cd = g_mime_iconv_open("UTF-8", cs.c_str());
-    if (cd == reinterpret_cast<iconv_t>(-1)) return bytes;
+    if (valid_utf8) return kNoIconv;
+    cd = g_mime_iconv_open("UTF-8", "windows-1252");
   }
+  return cd;
+}
+
+}  // namespace
+
+std::string ToUtf8(std::string bytes, std::string_view charset) {
+  bool ascii = true;
+  for (unsigned char c : bytes) if (c >= 0x80) { ascii = false; break; }
+  iconv_t cd = OpenToUtf8(charset, ascii, HasShiftBytes(bytes), IsValidUtf8(bytes));
+  if (cd == kNoIconv) return bytes;
   std::string out;
   out.resize(bytes.size() + bytes.size() / 4 + 64);
   char* ip = const_cast<char*>(bytes.data());
@@ -245,6 +255,199 @@ void AppendTextLines(std::string_view utf8, CodePage cp, bool protect_keywords, 
     else if (j < n) j += 1;
     i = j;
   }
+}
+
+namespace {
+
+// IsValidUtf8 over a text given in chunks (a sequence may be split between two).
+class Utf8Validator {
+ public:
+  void Add(std::string_view s) {
+    for (size_t i = 0; i < s.size() && valid_; ++i) {
+      const unsigned char c = static_cast<unsigned char>(s[i]);
+      if (need_ == 0) {
+        if (c < 0x80) continue;
+        if ((c & 0xe0) == 0xc0) { n_ = 1; cp_ = c & 0x1f; }
+        else if ((c & 0xf0) == 0xe0) { n_ = 2; cp_ = c & 0x0f; }
+        else if ((c & 0xf8) == 0xf0) { n_ = 3; cp_ = c & 0x07; }
+        else { valid_ = false; break; }
+        need_ = n_;
+        continue;
+      }
+      if ((c & 0xc0) != 0x80) { valid_ = false; break; }
+      cp_ = (cp_ << 6) | (c & 0x3f);
+      if (--need_ == 0) {
+        static constexpr uint32_t kMin[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp_ < kMin[n_] || cp_ > 0x10ffff || (cp_ >= 0xd800 && cp_ <= 0xdfff)) valid_ = false;
+      }
+    }
+  }
+  bool valid() const { return valid_ && need_ == 0; }
+
+ private:
+  bool valid_ = true;
+  size_t need_ = 0;  // continuation bytes still expected
+  size_t n_ = 0;
+  uint32_t cp_ = 0;
+};
+
+// Where s can be cut so that AppendInCodePage of the two pieces equals that of s and of
+// what follows: before a lead byte whose sequence s does not complete, else at the end.
+// (A sequence reaches at most 3 bytes past its lead; one ending at a non-continuation
+// byte is broken in both cases alike.)
+size_t Utf8CutPoint(std::string_view s) {
+  for (size_t k = 1; k <= 3 && k <= s.size(); ++k) {
+    const size_t q = s.size() - k;
+    const unsigned char c = static_cast<unsigned char>(s[q]);
+    if ((c & 0xc0) == 0x80) continue;
+    if (c >= 0xc0 && c < 0xf8) {
+      const size_t n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+      if (q + n >= s.size()) return q;
+    }
+    return s.size();
+  }
+  return s.size();
+}
+
+constexpr size_t kStreamChunk = 64 * 1024;
+
+// UTF-8 in chunks -> code-page lines with CRLF, as AppendTextLines (without protection).
+class LineStream {
+ public:
+  LineStream(CodePage cp, const ChunkFn& out) : cp_(cp), out_(out) {}
+
+  Status Add(std::string_view s) {
+    size_t i = 0;
+    if (after_cr_ && !s.empty()) {
+      if (s[0] == '\n') i = 1;  // the LF of a CRLF split between chunks
+      after_cr_ = false;
+    }
+    while (i < s.size()) {
+      size_t j = i;
+      while (j < s.size() && s[j] != '\r' && s[j] != '\n') ++j;
+      line_.append(s.data() + i, j - i);
+      if (j > i) open_ = true;
+      if (j == s.size()) {  // the line goes on in the next chunk: convert what is safe
+        const size_t cut = Utf8CutPoint(line_);
+        AppendInCodePage(std::string_view(line_).substr(0, cut), cp_, &buf_);
+        line_.erase(0, cut);
+        break;
+      }
+      EndLine();
+      if (s[j] == '\r' && j + 1 == s.size()) after_cr_ = true;
+      j += (s[j] == '\r' && j + 1 < s.size() && s[j + 1] == '\n') ? 2 : 1;
+      i = j;
+    }
+    if (buf_.size() < kStreamChunk) return Status::Ok();
+    return Flush();
+  }
+
+  Status Finish() {
+    if (open_) EndLine();
+    return Flush();
+  }
+
+ private:
+  void EndLine() {
+    AppendInCodePage(line_, cp_, &buf_);
+    line_.clear();
+    buf_.append("\r\n");
+    open_ = false;
+  }
+  Status Flush() {
+    if (buf_.empty()) return Status::Ok();
+    Status s = out_(buf_);
+    buf_.clear();
+    return s;
+  }
+
+  CodePage cp_;
+  const ChunkFn& out_;
+  std::string line_;       // the current line's UTF-8 not converted yet (a split sequence)
+  std::string buf_;        // code-page bytes not passed to out_ yet
+  bool open_ = false;      // the current line has bytes (it gets a CRLF at the end)
+  bool after_cr_ = false;  // the last chunk ended with CR
+};
+
+// Bytes in a charset, in chunks -> UTF-8 into a LineStream, as ToUtf8 converts them whole:
+// iconv keeps its shift state across chunks, and an incomplete sequence at a chunk's end
+// (EINVAL) waits for the next chunk; only at the end of the text is it broken (U+FFFD).
+class IconvStream {
+ public:
+  IconvStream(iconv_t cd, LineStream* lines) : cd_(cd), lines_(lines) {}
+  ~IconvStream() { g_mime_iconv_close(cd_); }
+  IconvStream(const IconvStream&) = delete;
+  IconvStream& operator=(const IconvStream&) = delete;
+
+  Status Add(std::string_view chunk, bool last) {
+    std::string_view in = chunk;
+    if (!carry_.empty()) {
+      work_.assign(carry_);
+      work_.append(chunk);
+      carry_.clear();
+      in = work_;
+    }
+    char* ip = const_cast<char*>(in.data());
+    size_t il = in.size();
+    char out[16384];
+    while (il > 0) {
+      char* op = out;
+      size_t ol = sizeof out;
+      const size_t r = iconv(cd_, &ip, &il, &op, &ol);
+      const int err = errno;
+      CCMAIL_RETURN_IF_ERROR(lines_->Add(std::string_view(out, sizeof out - ol)));
+      if (r != static_cast<size_t>(-1)) break;
+      if (err == E2BIG) continue;
+      if (err == EINVAL && !last) {
+        carry_.assign(ip, il);
+        break;
+      }
+      // EILSEQ, or EINVAL at the very end: one bad byte becomes U+FFFD.
+      CCMAIL_RETURN_IF_ERROR(lines_->Add("\xEF\xBF\xBD"));
+      ++ip;
+      --il;
+      iconv(cd_, nullptr, nullptr, nullptr, nullptr);
+    }
+    if (!last) return Status::Ok();
+    // Flush any shift state.
+    char* op = out;
+    size_t ol = sizeof out;
+    iconv(cd_, nullptr, nullptr, &op, &ol);
+    return lines_->Add(std::string_view(out, sizeof out - ol));
+  }
+
+ private:
+  iconv_t cd_;
+  LineStream* lines_;
+  std::string carry_;  // an incomplete sequence from the end of the last chunk
+  std::string work_;
+};
+
+}  // namespace
+
+Status StreamTextLines(const ChunkSource& source, std::string_view charset, CodePage cp, const ChunkFn& out) {
+  // 1. What ToUtf8 decides from all the bytes.
+  bool ascii = true;
+  bool shift_bytes = false;
+  Utf8Validator utf8;
+  CCMAIL_RETURN_IF_ERROR(source([&](std::string_view c) {
+    if (ascii)
+      for (unsigned char b : c) if (b >= 0x80) { ascii = false; break; }
+    if (!shift_bytes) shift_bytes = HasShiftBytes(c);
+    utf8.Add(c);
+    return Status::Ok();
+  }));
+  // 2. Convert, chunk by chunk.
+  LineStream lines(cp, out);
+  iconv_t cd = OpenToUtf8(charset, ascii, shift_bytes, utf8.valid());
+  if (cd == kNoIconv) {
+    CCMAIL_RETURN_IF_ERROR(source([&](std::string_view c) { return lines.Add(c); }));
+    return lines.Finish();
+  }
+  IconvStream conv(cd, &lines);
+  CCMAIL_RETURN_IF_ERROR(source([&](std::string_view c) { return conv.Add(c, false); }));
+  CCMAIL_RETURN_IF_ERROR(conv.Add({}, true));
+  return lines.Finish();
 }
 
 }  // namespace ccmail::format

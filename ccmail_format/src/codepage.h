@@ -6,9 +6,11 @@
 //   every C0 control but TAB, becomes '?'. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "ccmail/common/status.h"
 #include "ccmail/format/settings.h"
 
 namespace ccmail::format {
@@ -30,5 +32,20 @@ std::string Utf8OrReplacement(std::string_view s);
 // result always ends with CRLF unless utf8 is empty. When protect_keywords, lines
 // that NeedsKeywordProtection() get kKeywordProtection in front.
 void AppendTextLines(std::string_view utf8, CodePage cp, bool protect_keywords, std::string* out);
+
+}  // namespace ccmail::format
+
+namespace ccmail::format {
+
+// Calls fn for each chunk of some bytes, in order, from the start, each time it is called.
+using ChunkFn = std::function<Status(std::string_view)>;
+using ChunkSource = std::function<Status(const ChunkFn& fn)>;
+
+// The streaming form of AppendTextLines(ToUtf8(bytes, charset), cp, false, ...), without
+// holding the text: out receives exactly those code-page bytes in chunks of about 64 KiB.
+// It reads source twice (ToUtf8 decides the charset from all the bytes first: ASCII only,
+// valid UTF-8) and keeps iconv's state, a split multibyte sequence and a CR just before a
+// chunk's end across chunks. No keyword protection (callers with itemsize = no hold the text).
+Status StreamTextLines(const ChunkSource& source, std::string_view charset, CodePage cp, const ChunkFn& out);
 
 }  // namespace ccmail::format

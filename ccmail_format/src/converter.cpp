@@ -52,7 +52,16 @@ struct Item {
   std::string text;           // text item data, or file data held in memory (UNNAMED.TXT)
   GMimePart* part = nullptr;  // file data streamed from the message (borrowed from the tree)
   uint64_t raw_size = 0;      // decoded bytes of a file item
+  // File data that is a text part converted to the code page (UNNAMED.TXT), streamed.
+  GMimePart* text_part = nullptr;
+  std::string text_charset{};
 };
+
+// A text part's text in the code page, as ToCpText(ToUtf8(decoded, charset)) without
+// protection, streamed: never held whole.
+Status StreamPartText(GMimePart* part, const std::string& charset, CodePage cp, const ChunkFn& out) {
+  return StreamTextLines([part](const ChunkFn& fn) { return ForEachDecodedChunk(part, fn); }, charset, cp, out);
+}
 
 std::string ContentTypeOf(GMimeObject* obj) {
   GMimeContentType* ct = g_mime_object_get_content_type(obj);
@@ -168,7 +177,9 @@ class Planner {
     return status_;
   }
 
+  // Status is status() (reading the main text can fail).
   std::vector<Item> Finish(GMimeMessage* message, std::vector<std::string>* notices);
+  const Status& status() const { return status_; }
   void AddNotice(std::string n) { notices_.push_back(std::move(n)); }
 
  private:
@@ -243,11 +254,20 @@ class Planner {
     const bool texty = type == "text/plain" || type == "text/html" || type == "text/enriched";
     TextTarget& tgt = target == kMainText ? main_text_ : attached_[target];
     if (texty && !attachment && (fname == nullptr || !tgt.taken)) {
+      GMimeContentType* ct = g_mime_object_get_content_type(obj);
+      const char* cs = ct ? g_mime_content_type_get_parameter(ct, "charset") : nullptr;
+      if (target == kMainText && !tgt.taken && type != "text/html" && s_.itemsize) {
+        // The main text (it may be the whole message) is streamed in Finish, never held as
+        // decoded bytes and UTF-8. HTML needs its whole text; without /ITEMSIZE each line's
+        // keyword protection needs the whole line: both stay on the path below.
+        main_part_ = part;
+        main_charset_ = cs ? cs : "";
+        tgt.taken = true;
+        return;
+      }
       std::string raw;
       status_ = DecodePart(part, &raw);
       if (!status_.ok()) return;
-      GMimeContentType* ct = g_mime_object_get_content_type(obj);
-      const char* cs = ct ? g_mime_content_type_get_parameter(ct, "charset") : nullptr;
       std::string utf8 = ToUtf8(std::move(raw), cs ? cs : "");
       if (type == "text/html") utf8 = HtmlToText(utf8);
       if (!tgt.taken) {
@@ -332,6 +352,8 @@ class Planner {
   const FormatSettings& s_;
   Status status_;
   TextTarget main_text_;
+  GMimePart* main_part_ = nullptr;  // the main text when streamed (main_text_.utf8 stays empty)
+  std::string main_charset_;
   std::vector<TextTarget> attached_;
   std::vector<FilePlan> files_;
   std::vector<Slot> order_;
@@ -344,28 +366,65 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   std::set<std::string> used_names;
   notices->insert(notices->end(), notices_.begin(), notices_.end());
   // 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
-  std::string main_cp = ToCpText(main_text_.utf8);
-  std::string().swap(main_text_.utf8);  // memory: only the code-page copy stays
+  // A streamed main text is measured here and held only when it goes into text items
+  // (at most max_items * text_item_max bytes); UNNAMED.TXT streams it again when written.
+  auto is_blank = [](std::string_view t) {
+    for (char c : t)
+      if (c != '\r' && c != '\n' && c != ' ' && c != '\t') return false;
+    return true;
+  };
+  std::string main_cp;
+  uint64_t main_size = 0;
   bool only_blank = true;
-  for (char c : main_cp)
-    if (c != '\r' && c != '\n' && c != ' ' && c != '\t') { only_blank = false; break; }
+  if (main_part_ != nullptr) {
+    status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&](std::string_view c) {
+      main_size += c.size();
+      if (only_blank) only_blank = is_blank(c);
+      return Status::Ok();
+    });
+    if (!status_.ok()) return {};
+  } else {
+    main_cp = ToCpText(main_text_.utf8);
+    std::string().swap(main_text_.utf8);  // memory: only the code-page copy stays
+    main_size = main_cp.size();
+    only_blank = is_blank(main_cp);
+  }
   // KB178122: never an empty text item; the placeholder says why there is no text.
-  if (only_blank)
-    main_cp = !main_text_.taken  ? "(no text: the message has no text part)\r\n"
-              : main_cp.empty() ? "(no text: the message text is empty)\r\n"
+  if (only_blank) {
+    main_cp = !main_text_.taken ? "(no text: the message has no text part)\r\n"
+              : main_size == 0  ? "(no text: the message text is empty)\r\n"
                                 : "(no text: the message text is only white space)\r\n";
+    main_size = main_cp.size();
+    main_part_ = nullptr;
+  }
   const size_t reserve = (s_.headers_item ? 1 : 0) + 1;  // Headers + a possible notice
-  const size_t pieces = (main_cp.size() + s_.text_item_max - 1) / s_.text_item_max;
-  if (main_cp.size() > s_.text_item_max &&
+  const uint64_t pieces = (main_size + s_.text_item_max - 1) / s_.text_item_max;
+  if (main_size > s_.text_item_max &&
       (s_.large_body == LargeBody::kFile || pieces + reserve >= s_.max_items)) {
     if (s_.large_body == LargeBody::kSplit)
-      notices->push_back("the message text (" + std::to_string(main_cp.size()) + " bytes) was too long for " +
+      notices->push_back("the message text (" + std::to_string(main_size) + " bytes) was too long for " +
                          std::to_string(s_.max_items) + " text items and is attached as UNNAMED.TXT");
     items.push_back(Item{false, "", "The message text is in the attached file UNNAMED.TXT.\r\n", nullptr, 0});
     Item f{true, DosFileName("UNNAMED.TXT", "text/plain", s_, &used_names), std::move(main_cp), nullptr, 0};
-    f.raw_size = f.text.size();
+    f.raw_size = main_size;
+    if (main_part_ != nullptr) {
+      f.text_part = main_part_;
+      f.text_charset = main_charset_;
+    }
     items.push_back(std::move(f));
   } else {
+    if (main_part_ != nullptr) {
+      main_cp.reserve(static_cast<size_t>(main_size));
+      status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&main_cp](std::string_view c) {
+        main_cp.append(c);
+        return Status::Ok();
+      });
+      if (!status_.ok()) return {};
+      if (main_cp.size() != main_size) {
+        status_ = Status::FromErrno("message content changed while converting", EIO);
+        return {};
+      }
+    }
     SplitText("", std::move(main_cp), &items);
   }
   // 2. Attached messages, extra text parts and files, in message order; at most
@@ -575,6 +634,7 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
   Status ps = planner.Plan(message.get());
   if (!ps.ok()) return ps.WithContext(who);
   std::vector<Item> items = planner.Finish(message.get(), &notices);
+  if (!planner.status().ok()) return planner.status().WithContext(who);
   for (Item& it : items) {
     if (!it.is_file || it.part == nullptr) continue;
     uint64_t n = 0;
@@ -667,7 +727,9 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
           if (hex) return hw.Add(c);
           return w.Write(c);
         };
-        Status fs = it.part ? ForEachDecodedChunk(it.part, sinkfn) : sinkfn(it.text);
+        Status fs = it.part        ? ForEachDecodedChunk(it.part, sinkfn)
+                    : it.text_part ? StreamPartText(it.text_part, it.text_charset, s.codepage, sinkfn)
+                                   : sinkfn(it.text);
         if (fs.ok() && hex) fs = hw.Finish();
         if (!fs.ok()) return fs.WithContext(who);
         if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);

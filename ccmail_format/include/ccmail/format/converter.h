@@ -21,8 +21,11 @@
 //   more cc:Mail messages to the sink: more than one when the recipients' lines
 //   would push the header block (HeaderBlockBytes, rules.h) over header_limit, each copy then carrying a
 //   share of the recipients. Attachment data is decoded twice, streaming (once
-//   to count, once to write), never held whole; the main text is held once in
-//   code-page form. Memory stays below 3x the message size.
+//   to count, once to write), never held whole; so is a plain main text (charset
+//   decided from all of it, then converted to the code page twice, streaming, to
+//   measure and to write); only what goes into text items (at most max_items x
+//   text_item_max bytes), HTML and, with itemsize = no, the main text are held.
+//   From a spool file, peak memory stays about 0.2x the message size.
 //
 //   Recipients: ONLY in.recipients ever appear on To:/Cc:/Bcc: lines (each
 //   cc:Mail name once, duplicates dropped), because

@@ -139,6 +139,30 @@ Status ScanForNul(int fd, off_t offset, uint64_t length, std::string* whole) {
   return Status::Ok();
 }
 
+// The caller's bytes (ConvertInput::data) as the GByteArray of a GMime memory stream, without
+// copying them: GMime only reads its input stream and its substreams share the array, which
+// no stream owns; the bytes are taken back before the array is freed, so this must outlive
+// every stream and object parsed from it.
+class BorrowedBytes {
+ public:
+  BorrowedBytes(const char* data, size_t length)
+      : array_(g_byte_array_new_take(reinterpret_cast<guint8*>(const_cast<char*>(data)), length)) {}
+  ~BorrowedBytes() {
+    g_byte_array_steal(array_, nullptr);  // the caller's bytes, not ours to free
+    g_byte_array_unref(array_);
+  }
+  BorrowedBytes(const BorrowedBytes&) = delete;
+  BorrowedBytes& operator=(const BorrowedBytes&) = delete;
+  GMimeStream* NewStream() const {
+    GMimeStream* stream = g_mime_stream_mem_new_with_byte_array(array_);
+    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    return stream;
+  }
+
+ private:
+  GByteArray* array_;
+};
+
 // addr-spec of the first mailbox of an address list (a group's first member), "" when none.
 std::string FirstMailbox(InternetAddressList* list) {
   if (list == nullptr) return {};
@@ -561,6 +585,7 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
   if (in.length == 0) return unconvertible("empty message");
 
   EnsureGMimeInitialized();
+  std::optional<BorrowedBytes> borrowed;  // declared first: outlives the stream and the parse
   std::unique_ptr<GMimeStream, GObjectUnref> stream;
   std::string patched;        // the message with NULs replaced in structure lines (rare)
   size_t nuls_replaced = 0;
@@ -572,10 +597,13 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
     if (nuls_replaced > 0) {
       stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
       std::string().swap(patched);
-    } else {
+    } else if (in.length <= G_MAXUINT) {
       // The caller already holds the bytes (the exporter read them to check the spool CRC):
-      // parse a copy in memory instead of reading the file again.
-      stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));
+      // parse them in place instead of reading the file again or copying them.
+      borrowed.emplace(in.data, static_cast<size_t>(in.length));
+      stream.reset(borrowed->NewStream());
+    } else {
+      stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));  // copies
     }
   } else {
     // The input must really hold `length` bytes; a short file is a spool problem, not the message's.

@@ -390,8 +390,9 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   std::set<std::string> used_names;
   notices->insert(notices->end(), notices_.begin(), notices_.end());
   // 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
-  // A streamed main text is measured here and held only when it goes into text items
-  // (at most max_items * text_item_max bytes); UNNAMED.TXT streams it again when written.
+  // A streamed main text is measured here and kept while it is no longer than text items can
+  // take (max_items * text_item_max bytes); longer, it becomes UNNAMED.TXT, streamed again
+  // when written.
   auto is_blank = [](std::string_view t) {
     for (char c : t)
       if (c != '\r' && c != '\n' && c != ' ' && c != '\t') return false;
@@ -400,10 +401,18 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   std::string main_cp;
   uint64_t main_size = 0;
   bool only_blank = true;
+  bool main_cp_whole = true;  // main_cp holds the whole main text
   if (main_part_ != nullptr) {
+    const uint64_t keep_max = static_cast<uint64_t>(s_.text_item_max) * s_.max_items;
     status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&](std::string_view c) {
       main_size += c.size();
       if (only_blank) only_blank = is_blank(c);
+      if (main_cp_whole && main_size <= keep_max) {
+        main_cp.append(c);
+      } else if (main_cp_whole) {
+        main_cp_whole = false;
+        std::string().swap(main_cp);
+      }
       return Status::Ok();
     });
     if (!status_.ok()) return {};
@@ -431,13 +440,14 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
     items.push_back(Item{false, "", "The message text is in the attached file UNNAMED.TXT.\r\n", nullptr, 0});
     Item f{true, DosFileName("UNNAMED.TXT", "text/plain", s_, &used_names), std::move(main_cp), nullptr, 0};
     f.raw_size = main_size;
-    if (main_part_ != nullptr) {
+    if (main_part_ != nullptr && !main_cp_whole) {  // streamed again when written
       f.text_part = main_part_;
       f.text_charset = main_charset_;
     }
     items.push_back(std::move(f));
   } else {
-    if (main_part_ != nullptr) {
+    if (main_part_ != nullptr && !main_cp_whole) {  // not reached with keep_max as above
+      main_cp.clear();
       main_cp.reserve(static_cast<size_t>(main_size));
       status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&main_cp](std::string_view c) {
         main_cp.append(c);

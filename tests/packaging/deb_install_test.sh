@@ -65,12 +65,10 @@ postfix_was_running=no
 cleanup() {
   set +e
   step "cleanup"
-  [ -n "${supervisor_pid:-}" ] && kill "$supervisor_pid" 2>/dev/null
-  [ -n "${exporter_pid:-}" ] && kill "$exporter_pid" 2>/dev/null
-  if [ "$use_systemd" = no ]; then
-    [ -x /etc/init.d/ccmail-milter ] && /etc/init.d/ccmail-milter stop >/dev/null 2>&1
-    [ -x /etc/init.d/ccmail-exporter ] && /etc/init.d/ccmail-exporter stop >/dev/null 2>&1
-  fi
+  # Our daemons by pid, never by name (the init scripts' stop would also hit other tests'
+  # ccmail-milter); the supervisor stops its milter on SIGTERM.
+  [ "$use_systemd" = yes ] && systemctl stop ccmail-milter.socket ccmail-milter ccmail-exporter 2>/dev/null
+  for p in ${supervisor_pid:-} ${exporter_pid:-}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   if dpkg -s ccmail-bridge >/dev/null 2>&1; then apt-get purge -y ccmail-bridge >/dev/null 2>&1; fi
   postfix stop >/dev/null 2>&1
   if [ "$had_main_cf" = yes ]; then cp -p "$work/main.cf.orig" "$main_cf"; else rm -f "$main_cf"; fi
@@ -186,7 +184,6 @@ echo 'jsmith@ccmail.test   Smith, John at HUBPO2' >> /etc/ccmail-bridge/address-
 step "start the services (systemd: $use_systemd)"
 # Our daemons only: other tests on the machine may run ccmail-milter from a build tree.
 our_pid() { pgrep -o -f "^/usr/sbin/$1 -c /etc/ccmail-bridge/"; }
-sock_unit="$unitdir/ccmail-milter.socket"
 sock_path="$(unit_key ccmail-milter.socket ListenStream)"
 supervisor_pid=""
 start_milter() {  # the socket as ccmail-milter.socket makes it, the milter as the service runs

@@ -1,4 +1,5 @@
 # unit_exec.sh - run a systemd service's ExecStart with the unit's settings applied by
+# shellcheck shell=bash
 # unshare/mount/setpriv, for machines where systemd is not PID 1 (containers, chroots).
 # Sourced by deb_install_test.sh.
 #

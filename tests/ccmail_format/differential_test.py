@@ -4,8 +4,12 @@
 Generates random messages (structure, charsets, transfer encodings, folding, encoded
 names), converts each with the project's converter and reads the import file back with the
 project's reader (format_diff_tool), then compares what the cc:Mail user would read with
-what Python decodes from the same message: subject, author, recipients, every text item
-(after the documented code-page mapping, docs/FORMAT.md) and every file item byte for byte.
+what Python decodes from the same message: subject, author, recipients, and every item in
+order: the main text and each further inline text/plain part (no Content-Disposition or
+`inline`, any charset and transfer encoding, interleaved with the attachments) as an untitled
+text item after the documented code-page mapping (docs/FORMAT.md), each attachment (text/plain
+ones too) as a file item byte for byte. The trailing Headers item must be present and last; a
+Notice item is a failure.
 
 Usage: differential_test.py --tool format_diff_tool [--count N] [--seed S] [--keep DIR]
 Runs the fixed seed 1 and one random seed (printed); a failure prints the seed and the
@@ -145,34 +149,44 @@ def build_message(rng, idx):
     lines.append("Date: Tue, 24 Nov 2026 09:31:00 +0000")
     lines.append("MIME-Version: 1.0")
 
-    body_cs = rng.choice(TEXT_CHARSETS)
-    body = random_text(rng, body_cs, rng.randint(1, 12))
-    body_bytes = body.encode(py_codec(body_cs))
-    ascii_only = all(b < 128 for b in body_bytes) and body_cs not in ("utf-16le", "utf-16be", "utf-16", "utf-7", "iso-2022-jp")
+    def make_text(cs=None):
+        """(charset, body bytes) of a text/plain part in a random charset."""
+        cs = cs or rng.choice(TEXT_CHARSETS)
+        return cs, random_text(rng, cs, rng.randint(1, 12)).encode(py_codec(cs))
+
+    def text_part(cs, data, disposition=""):
+        """A text/plain part; disposition: "" (none) or a Content-Disposition line."""
+        ascii_only = all(b < 128 for b in data) and cs not in ("utf-16le", "utf-16be", "utf-16", "utf-7", "iso-2022-jp")
+        cte, enc = encode_body(rng, data, ascii_only or cs in ("utf-7", "iso-2022-jp") and b"\r" not in data)
+        if cs in ("utf-16le", "utf-16be", "utf-16") and cte not in ("base64", "quoted-printable"):
+            cte, enc = "base64", base64.encodebytes(data)
+        # An ASCII body sometimes without a charset label (both sides then take it as ASCII).
+        label = "" if cs == "us-ascii" and rng.random() < 0.3 else f"; charset={cs}"
+        return (f"Content-Type: text/plain{label}\n{disposition}Content-Transfer-Encoding: {cte}\n\n").encode() + enc
+
+    body_cs, body_bytes = make_text()
     nfiles = rng.choice([0, 0, 1, 2, 3])
+    # Further inline text/plain parts (each its own text item), interleaved with the files.
+    ntexts = rng.choice([0, 0, 0, 1, 1, 2])
     alternative = rng.random() < 0.2
 
-    def text_part(headers_only=False):
-        cte, enc = encode_body(rng, body_bytes, ascii_only or body_cs in ("utf-7", "iso-2022-jp") and b"\r" not in body_bytes)
-        if body_cs in ("utf-16le", "utf-16be", "utf-16") and cte not in ("base64", "quoted-printable"):
-            cte, enc = "base64", base64.encodebytes(body_bytes)
-        return (f"Content-Type: text/plain; charset={body_cs}\nContent-Transfer-Encoding: {cte}\n\n").encode() + enc
-
-    if nfiles == 0 and not alternative:
-        msg = ("\n".join(lines) + "\n").encode() + text_part()
+    if nfiles == 0 and ntexts == 0 and not alternative:
+        msg = ("\n".join(lines) + "\n").encode() + text_part(body_cs, body_bytes)
         return msg, env
     parts = []
     if alternative:
         html = "<html><body><p>not shown</p></body></html>\n".encode()
-        alt = (b"Content-Type: multipart/alternative; boundary=\"alt=_b\"\n\n--alt=_b\n" + text_part() +
+        alt = (b"Content-Type: multipart/alternative; boundary=\"alt=_b\"\n\n--alt=_b\n" + text_part(body_cs, body_bytes) +
                b"--alt=_b\nContent-Type: text/html; charset=us-ascii\n\n" + html + b"--alt=_b--\n")
         parts.append(alt)
     else:
-        parts.append(text_part())
+        parts.append(text_part(body_cs, body_bytes))
+    later = []
     for f in range(nfiles):
         size = rng.choice([0, 1, 2, 3, 57, 100, 1000, 5000])
         data = bytes(rng.getrandbits(8) for _ in range(size))
-        if rng.random() < 0.3:
+        ctype = rng.choice(["application/octet-stream", "application/pdf", "image/jpeg", "text/plain"])
+        if rng.random() < 0.3 or ctype == "text/plain" and rng.random() < 0.5:
             data = random_text(rng, "utf-8", 3).encode()
         base = str(f) + "".join(rng.choice(NAME_CHARS) for _ in range(rng.randint(0, 5)))
         ext = rng.choice(["pdf", "bin", "txt", "jpeg", ""])
@@ -183,8 +197,14 @@ def build_message(rng, idx):
             disp = f'attachment; filename="{fname}"'
         else:
             disp = 'attachment; filename="' + Header(fname, "utf-8", maxlinelen=30).encode().replace("\n", "") + '"'
-        ctype = rng.choice(["application/octet-stream", "application/pdf", "image/jpeg", "text/plain"])
-        parts.append(f"Content-Type: {ctype}\nContent-Disposition: {disp}\nContent-Transfer-Encoding: {cte}\n\n".encode() + enc)
+        if ctype == "text/plain" and rng.random() < 0.5:
+            ctype += "; charset=" + rng.choice(["utf-8", "iso-8859-1", "utf-16"])  # a file: bytes untouched
+        later.append(f"Content-Type: {ctype}\nContent-Disposition: {disp}\nContent-Transfer-Encoding: {cte}\n\n".encode() + enc)
+    for t in range(ntexts):
+        cs, data = make_text()
+        later.append(text_part(cs, data, rng.choice(["", "", "Content-Disposition: inline\n"])))
+    rng.shuffle(later)
+    parts += later
     boundary = "=_b" + str(idx) + "_" + "".join(rng.choice("abcXYZ019'()+_,-./:=?") for _ in range(8))
     msg = ("\n".join(lines) + f'\nContent-Type: multipart/mixed; boundary="{boundary}"\n\npreamble\n').encode()
     for p in parts:
@@ -255,16 +275,19 @@ def expectations(raw, env):
         role = "to" if addr.lower() in to else "cc" if addr.lower() in cc else "bcc"
         roles[role].append(name.encode())
     exp.update(roles)
-    texts, files = [], []
+    # Every item but the trailing Headers, in order: the main text (the first inline text/plain,
+    # in multipart/alternative its text/plain alternative), then further inline text/plain parts
+    # (text items, no title) and attachments (file items, bytes as transfer-decoded) in message
+    # order. The generated texts stay far below text_item_max, so none is split.
+    items = []
     for part in msg.walk():
         if part.is_multipart():
             continue
         if part.get_content_disposition() == "attachment":
-            files.append(part.get_payload(decode=True))
-        elif part.get_content_type() == "text/plain" and not texts:
-            texts.append(expected_text(part.get_content()))
-    exp["text"] = texts[0] if texts else None
-    exp["files"] = files
+            items.append(("file", part.get_payload(decode=True)))
+        elif part.get_content_type() == "text/plain":
+            items.append(("text", expected_text(part.get_content())))
+    exp["items"] = items
     return exp
 
 
@@ -284,16 +307,29 @@ def check(got, exp):
         if m[key] != exp[key]:
             problems.append(f"{key}: got {m[key]!r} expected {exp[key]!r}")
     items = m["items"]
-    texts = [i for i in items if i["kind"] == "text"]
-    files = [i for i in items if i["kind"] == "file"]
-    if exp["text"] is not None and (not texts or texts[0]["data"] != exp["text"]):
-        problems.append(f"text: got {texts[0]['data'] if texts else None!r} expected {exp['text']!r}")
-    if [f["data"] for f in files] != exp["files"]:
-        problems.append(f"files: got {[len(f['data']) for f in files]} bytes, expected {[len(f) for f in exp['files']]}"
-                        + ("" if len(files) != len(exp["files"]) else
-                           " (first difference in file " + str(next(i for i, (a, b) in enumerate(zip(files, exp["files"])) if a["data"] != b)) + ")"))
     if any(i["title"] == b"Notice" for i in items):
         problems.append("unexpected Notice item: " + repr(next(i["data"] for i in items if i["title"] == b"Notice")))
+    if not items or items[-1]["kind"] != "text" or items[-1]["title"] != b"Headers":
+        problems.append("the last item is not the Headers text item: " +
+                        repr([(i["kind"], i["title"]) for i in items[-1:]]))
+    else:
+        items = items[:-1]
+    if any(i["title"] == b"Headers" for i in items):
+        problems.append("a Headers item that is not the last one")
+    got_items = [(i["kind"], i["data"]) for i in items if i["title"] != b"Notice"]
+    if [k for k, _ in got_items] != [k for k, _ in exp["items"]]:
+        problems.append(f"items: got kinds {[k for k, _ in got_items]} expected {[k for k, _ in exp['items']]}")
+    for n, ((gk, gd), (ek, ed)) in enumerate(zip(got_items, exp["items"])):
+        if gk != ek:
+            continue
+        if gk == "text" and gd != ed:
+            problems.append(f"text item {n}: got {gd!r} expected {ed!r}")
+        elif gk == "file" and gd != ed:
+            first = next((j for j, (a, b) in enumerate(zip(gd, ed)) if a != b), min(len(gd), len(ed)))
+            problems.append(f"file item {n}: got {len(gd)} bytes, expected {len(ed)} (first difference at byte {first})")
+    for n, i in enumerate(items):
+        if i["kind"] == "text" and i["title"] not in (b"", b"Notice"):
+            problems.append(f"text item {n} has the title {i['title']!r} (an untitled inline part expected)")
     return problems
 
 

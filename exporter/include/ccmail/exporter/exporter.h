@@ -1,4 +1,4 @@
-// exporter.h - the single exporter: recovery (design 5.7) and the run loop (design 5.6).
+// exporter.h - the single exporter: recovery (docs/DESIGN.md §7) and the run loop (docs/DESIGN.md §6).
 //
 // SYNOPSIS
 //   ExporterOptions opt;  ExporterOptions::FromConfig(cfg, &opt);

@@ -1,4 +1,4 @@
-// singleton.h - the one-exporter rule (design decision 7, recovery step 5.7-1).
+// singleton.h - the one-exporter rule (docs/DESIGN.md §2.7, §7 step 1).
 //
 // What it offers: AcquireExporterLock() takes flock(LOCK_EX|LOCK_NB) on a lock file and
 // keeps the descriptor; the kernel drops the lock when the process dies, however it dies,

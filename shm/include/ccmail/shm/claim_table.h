@@ -9,11 +9,11 @@
 //   std::unique_ptr<Registration> reg;
 //   s = table->Register(Role::kMilter, &reg);          // keeps an OFD lock until destroyed
 //
-//   // milter, after the spool file is durable (design 5.5-4)
+//   // milter, after the spool file is durable (docs/DESIGN.md §3 step 5)
 //   s = table->Publish(*reg, capture_id, size);        // kNoSpace => full, overflow counted;
 //   table->RingDoorbell();                             //   the message is durable anyway
 //
-//   // exporter (one), design 5.6/5.7
+//   // exporter (one), docs/DESIGN.md §6, §7
 //   table->RecoverPreviousExporter(*reg);              // R2 at start
 //   table->FreeReadyIf(*reg, in_ledger);               // R3 at start
 //   table->RecoverDeadOwners(*reg);                    // R1 + registry janitor, periodically
@@ -89,7 +89,7 @@
 // THREAD SAFETY
 //   ClaimTable methods are safe from any number of threads and processes.
 //   Recovery (RecoverDeadOwners, RecoverPreviousExporter, FreeReadyIf) must
-//   be called by the single exporter from one thread (design 5.4). A
+//   be called by the single exporter from one thread (docs/DESIGN.md §4.2). A
 //   Registration may be shared by all threads of its process.
 #pragma once
 

@@ -47,7 +47,7 @@
 
 namespace ccmail::store {
 
-// Crash point names used by the store (design 6.1). Tests enumerate them.
+// Crash point names used by the store (docs/DESIGN.md §9.1). Tests enumerate them.
 inline constexpr const char* kCrashSpoolTmpCreated = "spool.tmp.created";
 inline constexpr const char* kCrashSpoolTmpWritten = "spool.tmp.written";
 inline constexpr const char* kCrashSpoolTmpFsynced = "spool.tmp.fsynced";

@@ -80,7 +80,7 @@ class Ledger {
 
   // The commit point. Fills batch->seq and batch->epoch. A delivery whose (key, recipient)
   // is already EXPORTED is stored as nothing new and reported: kAlreadyExists with no
-  // change (caller should have checked with IsExported; see design 5.6-4).
+  // change (caller should have checked with IsExported; see docs/DESIGN.md §5.3).
   Status CommitBatch(LedgerBatch* batch);
 
   // ---- added for the exporter (brief A) ----

@@ -26,6 +26,8 @@ packages=(
   clang libclang-rt-14-dev
   # tests and demo: real MTA peers and tools
   python3 postfix miltertest m4 swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
+  # docs check (tests/docs/doc_refs_test.sh)
+  universal-ctags
   # packaging
   debhelper devscripts lintian fakeroot dpkg-dev
 )

@@ -6,9 +6,12 @@
 // unlink would let a second exporter lock a fresh inode). Epoch fencing in the ledger comes
 // on top of this.
 //
-// How it fails: kBusy when another live process holds the lock (the caller must exit
-// without touching anything); other errors carry the path and errno.
-// Thread-safety: call once per process at start.
+// ERRORS
+//   kBusy when another live process holds the lock (the caller must exit without touching
+//   anything); other errors carry the path and errno.
+//
+// THREAD SAFETY
+//   Call once per process at start.
 #pragma once
 
 #include <string>

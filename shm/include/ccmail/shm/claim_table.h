@@ -76,9 +76,14 @@
 //   recreate_if_invalid (exporter): then it is unlinked and created anew.
 //
 // ERRORS
-//   kUnavailable  table missing and !create_if_missing; removed/replaced
-//                 under us (CheckSameSegment); runtime_directory unsafe
-//                 (not ours or root's, group/other-writable, a symlink).
+//   kUnavailable  table missing and !create_if_missing; left half-built by a
+//                 dead creator and we may neither create nor recreate;
+//                 removed/replaced under us (CheckSameSegment); runtime_directory
+//                 unsafe (not ours or root's, group/other-writable, a symlink);
+//                 Publish's slot taken by R1.
+//   kInvalidArgument  bad options (slots, registry, name), bridge_group not a
+//                 group, Register on a read-only table, Complete of a slot that
+//                 is no longer ours.
 //   kBusy         init lock held for too long.
 //   kCorrupt      table of another layout/size/boot, not a regular file,
 //                 another owner, group/other-writable (and !recreate_if_invalid).

@@ -89,7 +89,9 @@
 //                 another owner, group/other-writable (and !recreate_if_invalid).
 //   kNoSpace      runtime_directory's file system full at creation; Publish
 //                 found no FREE slot; registry full in Register.
-//   kIoError      any other system call failure (errno in the Status).
+//   kNotFound     runtime_directory does not exist (ENOENT).
+//   kIoError      any other system call failure (errno in the Status; an
+//                 unexpected ENOENT/EEXIST maps to kNotFound/kAlreadyExists).
 //
 // THREAD SAFETY
 //   ClaimTable methods are safe from any number of threads and processes.

@@ -2,14 +2,18 @@
 # doc_refs_test.sh - the docs name only code that exists, and the code cites only the docs.
 #
 # Checks, in a source tree (default: the one this script lives in, or CCMAIL_SOURCE_DIR):
-#   1. every `path` and `path:Function` (or `path:Class::Method`) named in docs/ARCHITECTURE.md
-#      and docs/DESIGN.md: the file exists, and the function is DEFINED in it (universal-ctags,
-#      kind f; a Class:: prefix must match the end of the definition's scope);
-#   2. every "DESIGN.md §N.N" cited by those docs or by a source file names a numbered
-#      section heading of docs/DESIGN.md;
-#   3. no source file (C++, shell, Python, CMake) cites the design reference outside the
-#      repository ("shared/reference", "exactly-once-design") or a bare "design 5.6" /
-#      "Decision 10" on a line without docs/DESIGN.md.
+#   1. every `path` and `path:Function` (or `path:Class::Method`) named in docs/ARCHITECTURE.md,
+#      docs/DESIGN.md and docs/FORMAT.md: the file exists, and the function is DEFINED in it
+#      (universal-ctags, kind f; a Class:: prefix must match the end of the definition's scope);
+#   2. every "DESIGN.md §N.N" and "FORMAT.md §N.N" cited by those docs or by a source file
+#      names a numbered section heading of that doc. A bare "§N.N" belongs to the doc named
+#      last before it on the same line, else to the doc it is in (DESIGN.md for
+#      ARCHITECTURE.md and for source files);
+#   3. no source file (C++, shell, Python, CMake) and no doc cites a reference outside the
+#      repository ("shared/reference", "exactly-once-design", "ccmail-format.md"), and no
+#      source file cites a bare "design 5.6" / "Decision 10" on a line without
+#      docs/DESIGN.md, or the format reference's numbers ("reference 8.7") on a line without
+#      docs/FORMAT.md.
 # Before checking the real tree it runs the same checker on small planted trees: one good
 # (must pass) and one bad per kind of mistake (each must fail), so a checker that finds
 # nothing cannot pass unnoticed.
@@ -24,6 +28,10 @@ ctags --version 2>/dev/null | grep -q 'Universal Ctags' || die "ctags is not uni
 # not repository paths and are skipped by the leading-character rule.
 readonly TOP='(milter|store|shm|exporter|ctl|config|common|ccmail_format|mtaconf|tests|scripts|packaging|bench|cmake|docs|demo)'
 readonly PATH_RE="(?<![A-Za-z0-9_./-])${TOP}/[A-Za-z0-9_./+-]*[A-Za-z0-9_]\.(cpp|h|sh|py|md|txt|cmake)(:[A-Za-z_~][A-Za-z0-9_~]*(::[A-Za-z_~][A-Za-z0-9_~]*)*)?"
+
+# The format reference's section numbers: "reference 8.7", "Reference (2.3)", "reference §2",
+# and a "reference" that ends its line (its number on the next one).
+readonly FORMAT_REF_RE='\breference (section )?[(§]?[0-9]+(\.[0-9]+)*\b|\breference *"?$'
 
 declare -A TAGS_CACHE=()
 
@@ -52,9 +60,24 @@ defines() {
   return 1
 }
 
-# Section numbers ("2", "2.10", "6.5") that docs/DESIGN.md has as headings.
-design_sections() {
-  grep -oP '^#{2,4} \K[0-9]+(\.[0-9]+)*(?=\.? )' "$1/docs/DESIGN.md" 2>/dev/null
+# Section numbers ("2", "2.10", "6.5") that docs/$2 (DESIGN.md, FORMAT.md) has as headings.
+doc_sections() {
+  grep -oP '^#{2,4} \K[0-9]+(\.[0-9]+)*(?=\.? )' "$1/docs/$2" 2>/dev/null
+}
+
+# Section citations in files $2... (relative to root $1), one "DOC SECTION FILE:LINE" a line:
+# DOC is the doc named last before the § on its line, else $default_doc. A bare § counts only
+# after a space, comma or parenthesis.
+cited_sections() {
+  local root=$1 default_doc=$2
+  shift 2
+  (cd "$root" && grep -HnoP '(DESIGN|FORMAT)\.md|(?<=[ ,(])§[0-9]+(\.[0-9]+)*' -- "$@" 2>/dev/null) |
+    awk -v def="$default_doc" '{
+      n = split($0, f, ":"); where = f[1] ":" f[2]; m = substr($0, length(where) + 2)
+      if (where != last) { doc = def; last = where }
+      if (m ~ /\.md$/) { doc = m; next }
+      print doc, substr(m, 3), where   # "§" is two bytes in UTF-8
+    }'
 }
 
 # Source files to scan for citations: tracked files when the tree is a git checkout.
@@ -71,10 +94,11 @@ source_files() {
 
 # Checks the tree at $1; prints one line per problem; returns the number of problems (max 255).
 check_tree() {
-  local root=$1 bad=0 doc ref file fn line sec
-  local sections
-  sections=$(design_sections "$root" | tr '\n' ' ')
-  for doc in docs/ARCHITECTURE.md docs/DESIGN.md; do
+  local root=$1 bad=0 doc ref file fn line sec where cited default
+  declare -A sections=()
+  sections[DESIGN.md]=" $(doc_sections "$root" DESIGN.md | tr '\n' ' ') "
+  sections[FORMAT.md]=" $(doc_sections "$root" FORMAT.md | tr '\n' ' ') "
+  for doc in docs/ARCHITECTURE.md docs/DESIGN.md docs/FORMAT.md; do
     if [ ! -f "$root/$doc" ]; then
       echo "$doc: missing"
       bad=$((bad + 1))
@@ -94,12 +118,23 @@ check_tree() {
       fi
     done < <(grep -oP "$PATH_RE" "$root/$doc" | sort -u)
     # 2. section citations
-    while IFS= read -r sec; do
-      if [[ " $sections " != *" $sec "* ]]; then
-        echo "$doc: cites DESIGN.md §$sec, which has no such section"
+    default=DESIGN.md
+    [ "$doc" = docs/FORMAT.md ] && default=FORMAT.md
+    while read -r cited sec where; do
+      if [[ ${sections[$cited]} != *" $sec "* ]]; then
+        echo "$where: cites $cited §$sec, which has no such section"
         bad=$((bad + 1))
       fi
-    done < <(grep -oP '(?:DESIGN\.md )?§\K[0-9]+(\.[0-9]+)*' "$root/$doc" | sed 's/\.$//' | sort -u)
+    done < <(cited_sections "$root" "$default" "$doc" | sort -u)
+    # 3. (docs) references outside the repository
+    while IFS= read -r line; do
+      echo "cites a document outside the repository: $doc:$line"
+      bad=$((bad + 1))
+    done < <(grep -nE 'shared/reference|exactly-once-design|ccmail-format\.md|docs/ccmail-format' "$root/$doc" 2>/dev/null)
+    while IFS= read -r line; do
+      echo "cites the format reference by a number without docs/FORMAT.md: $doc:$line"
+      bad=$((bad + 1))
+    done < <(grep -niE "$FORMAT_REF_RE" "$root/$doc" 2>/dev/null | grep -v 'FORMAT\.md')
   done
   # 3. citations in source files (one grep per pattern over all of them: CI machines are slow)
   local files=()
@@ -108,20 +143,23 @@ check_tree() {
     while IFS= read -r line; do
       echo "cites a document outside the repository: $line"
       bad=$((bad + 1))
-    done < <(cd "$root" && grep -nE 'shared/reference|exactly-once-design' -- "${files[@]}" 2>/dev/null)
+    done < <(cd "$root" && grep -nE 'shared/reference|exactly-once-design|ccmail-format\.md|docs/ccmail-format' -- "${files[@]}" 2>/dev/null)
     while IFS= read -r line; do
       echo "cites the design by a number without docs/DESIGN.md: $line"
       bad=$((bad + 1))
     done < <(cd "$root" && grep -niE '\bdesign (section |decision )?[0-9]+(\.[0-9]+)*\b|\bdecision [0-9]+\b' -- "${files[@]}" 2>/dev/null |
                grep -v 'DESIGN\.md')
     while IFS= read -r line; do
-      sec=${line##*§}
-      sec=${sec%.}
-      if [[ " $sections " != *" $sec "* ]]; then
-        echo "cites docs/DESIGN.md §$sec, which has no such section: ${line%%:*}"
+      echo "cites the format reference by a number without docs/FORMAT.md: $line"
+      bad=$((bad + 1))
+    done < <(cd "$root" && grep -niE "$FORMAT_REF_RE" -- "${files[@]}" 2>/dev/null |
+               grep -v 'FORMAT\.md')
+    while read -r cited sec where; do
+      if [[ ${sections[$cited]} != *" $sec "* ]]; then
+        echo "cites docs/$cited §$sec, which has no such section: $where"
         bad=$((bad + 1))
       fi
-    done < <(cd "$root" && grep -oHP '(DESIGN\.md[^§\n]{0,3}|(?<=[ ,(]))§[0-9]+(\.[0-9]+)*' -- "${files[@]}" 2>/dev/null | sort -u)
+    done < <(cited_sections "$root" DESIGN.md "${files[@]}" | sort -u)
   fi
   [ "$bad" -gt 255 ] && bad=255
   return "$bad"
@@ -150,6 +188,9 @@ EOF
     printf '# A\n\n`store/src/spool.cpp:Helper`, store/src/spool.cpp, `scripts/x.sh:setup`, DESIGN.md §1.2.\n' \
       >"$t/tree/docs/ARCHITECTURE.md"
     printf '// spool.h - cites docs/DESIGN.md §1.2 and the path /etc/x/store/y.h\n' >"$t/tree/store/src/spool.h"
+    printf '# F\n\n## 2. Layout\n\n### 2.3 Counts\n\nSee §2 and `store/src/spool.cpp:Helper`.\n' >"$t/tree/docs/FORMAT.md"
+    printf '// counts: docs/FORMAT.md §2.3, §2; docs/DESIGN.md §1.2; memfd "ccmail-format-test"\n' \
+      >"$t/tree/store/src/count.h"
   }
   plant
   if ! check_tree "$t/tree" >"$t/out" 2>&1; then
@@ -168,6 +209,15 @@ EOF
   echo '# see ../shared/reference/exactly-once-design.md' >"$t/tree/scripts/y.sh"
   echo '// back-pressure (Decision 10)' >"$t/tree/store/src/a.h"
   echo '// see docs/DESIGN.md §9.9' >"$t/tree/store/src/b.h"
+  echo 'And `store/src/spool.cpp:Missing`, §7.' >>"$t/tree/docs/FORMAT.md"
+  echo 'Facts: ../shared/reference/ccmail-format.md.' >>"$t/tree/docs/FORMAT.md"
+  echo '// at most 16 files (reference 8.7)' >"$t/tree/store/src/c.h"
+  echo '// the layout (ccmail-format.md, "Defaults")' >"$t/tree/store/src/e.h"
+  printf '// the buffer ("Header Buffer Full", reference\n// 2.7)\n' >"$t/tree/store/src/g.h"
+  echo '// ---- format (see docs/ccmail-format decisions) ----' >"$t/tree/store/src/h.cpp"
+  echo '| `max_file_items` | 16 (reference 8.7) |' >>"$t/tree/docs/ARCHITECTURE.md"
+  echo '// docs/FORMAT.md §2.3 and docs/DESIGN.md §2.3' >"$t/tree/store/src/d.h"
+  echo '// the header block (docs/FORMAT.md §1.2)' >"$t/tree/store/src/f.h"
   check_tree "$t/tree" >"$t/out" 2>&1
   local marker what
   while IFS='|' read -r marker what; do
@@ -185,6 +235,16 @@ store/src/round.cpp:1:|a source comment citing design 5.6
 scripts/y.sh:1:|a source comment citing ../shared/reference
 store/src/a.h:1:|a source comment citing a bare Decision number
 store/src/b.h|a source comment citing a DESIGN.md section that does not exist
+Missing|a function FORMAT.md names that the file does not define
+FORMAT.md §7,|a FORMAT.md section FORMAT.md itself cites that does not exist
+repository: docs/FORMAT.md:9:Facts|a doc citing ../shared/reference/ccmail-format.md
+store/src/c.h:1:|a source comment citing the format reference's "reference 8.7"
+store/src/e.h:1:|a source comment citing ccmail-format.md
+store/src/g.h:1:|a source comment citing "reference" with its number on the next line
+store/src/h.cpp:1:|a source comment citing docs/ccmail-format
+docs/ARCHITECTURE.md:7:|a doc citing "reference 8.7" without FORMAT.md
+DESIGN.md §2.3, which has no such section: store/src/d.h|a DESIGN.md section after a FORMAT.md one on the same line
+FORMAT.md §1.2, which has no such section: store/src/f.h|a FORMAT.md section that exists only in DESIGN.md
 MARKERS
   [ "$failed" -eq 0 ] || sed 's/^/    checker said: /' "$t/out"
   return "$failed"
@@ -204,5 +264,5 @@ if [ "$rc" -ne 0 ]; then
   echo "doc_refs_test: FAILED: $(echo "$out" | grep -c .) problem(s) in $root"
   exit 1
 fi
-n=$(cat "$root/docs/ARCHITECTURE.md" "$root/docs/DESIGN.md" | grep -oP "$PATH_RE" | sort -u | wc -l)
-echo "doc_refs_test: ok: $n file/function references in docs/ARCHITECTURE.md and docs/DESIGN.md exist; no source cites the design outside docs/DESIGN.md"
+n=$(cat "$root/docs/ARCHITECTURE.md" "$root/docs/DESIGN.md" "$root/docs/FORMAT.md" | grep -oP "$PATH_RE" | sort -u | wc -l)
+echo "doc_refs_test: ok: $n file/function references in docs/ARCHITECTURE.md, DESIGN.md and FORMAT.md exist; every DESIGN.md/FORMAT.md § cited exists; no source cites the design or the format reference outside docs/"

@@ -26,7 +26,7 @@ packages=(
   clang libclang-rt-14-dev
   # tests and demo: real MTA peers and tools
   python3 postfix miltertest m4 swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
-  # house checks (tests/house)
+  # house checks (tests/house, tests/docs)
   universal-ctags
   # packaging
   debhelper devscripts lintian fakeroot dpkg-dev

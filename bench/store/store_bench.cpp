@@ -20,7 +20,7 @@
 using namespace ccmail::store;
 using Clock = std::chrono::steady_clock;
 
-static const std::string kBody(16 * 1024, 'x');  // 16 KiB message, as in design section 4
+static const std::string kBody(16 * 1024, 'x');  // 16 KiB message, a typical mail size
 
 static double RunThreads(int threads, double secs, const std::function<void(int, uint64_t)>& one) {
   std::atomic<uint64_t> done{0};

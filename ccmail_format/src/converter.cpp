@@ -462,7 +462,7 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
     SplitText("", std::move(main_cp), &items);
   }
   // 2. Attached messages, extra text parts and files, in message order; at most
-  //    max_file_items files (reference 8.7), the others named in a notice.
+  //    max_file_items files (docs/FORMAT.md §3.8), the others named in a notice.
   size_t files_kept = 0;
   std::vector<std::string> files_left;
   for (const Slot& slot : order_) {

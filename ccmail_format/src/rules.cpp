@@ -51,7 +51,7 @@ bool DayFirst(DateFormat f) { return f == DateFormat::kDmy2 || f == DateFormat::
 }  // namespace
 
 uint64_t ItemSizeCount(uint64_t section_bytes) {
-  // Reference 8.3: the count excludes its own line and covers its section exactly.
+  // docs/FORMAT.md §2.3: the count excludes its own line and covers its section exactly.
   return section_bytes;
 }
 

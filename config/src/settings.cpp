@@ -96,7 +96,7 @@ const std::vector<SettingSpec>& AllSettings() {
       {"notify_sender_on_quarantine", "no", "exporter",
        "yes: tell the sender when a message cannot be converted and is quarantined."},
 
-      // ---- format: the cc:Mail import file (see docs/ccmail-format decisions) ----
+      // ---- format: the cc:Mail import file (docs/FORMAT.md §6, §7) ----
       {"itemsize", "yes", "format",
        "yes: /ITEMSIZE layout with byte counts (as the Exchange connector ran IMPORT). no: keyword-"
        "delimited; body lines that look like keywords are protected by a leading space."},
@@ -126,7 +126,7 @@ const std::vector<SettingSpec>& AllSettings() {
       {"long_filenames", "no", "format", "yes: keep long attachment names instead of 8.3 names."},
       {"max_items", "20", "format", "Most items per message; the rest are listed in a text notice."},
       {"max_file_items", "16", "format",
-       "Most file items per message (reference 8.7: 16 files plus text); the rest are listed in a text notice."},
+       "Most file items per message (docs/FORMAT.md §3.8: 16 files plus text); the rest are listed in a text notice."},
       {"max_nesting_depth", "8", "format", "Deepest MIME nesting converted; deeper parts get a notice."},
       {"mime_type_map", "", "format",
        "Extra MIME type to extension rules (\"application/x-foo FOO\"), added to the built-in map."},
@@ -134,8 +134,8 @@ const std::vector<SettingSpec>& AllSettings() {
       {"headers_item", "yes", "format", "yes: add a last text item \"Headers\" with the original header block."},
       {"raw_file_crlf", "yes", "format",
        "files = raw: yes writes a CRLF after each file's data, outside the item's byte count (inside "
-       "the Contents and Message counts); no writes the next keyword right after the data. Reference "
-       "2.3 leaves this unknown."},
+       "the Contents and Message counts); no writes the next keyword right after the data. No source "
+       "settles this (docs/FORMAT.md §3.8)."},
   };
   return kSettings;
 }

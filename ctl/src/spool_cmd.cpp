@@ -319,7 +319,7 @@ int CmdShow(const Io& io, const std::string& id_text) {
       w.EndObject();
     };
     if (exported) {
-      if (!batches.empty()) {  // the first one, as before several post offices were listed
+      if (!batches.empty()) {  // the first one, for readers of the one-batch form
         w.Key("batch");
         batch_json(batches.front());
       }

@@ -1,5 +1,5 @@
 // exporter.cpp - Exporter::Open, one loop turn (RunOnce), Run/Drain and the public methods;
-// recovery.cpp holds the start-up recovery (design 5.7), round.cpp one export round (design 5.6).
+// recovery.cpp holds the start-up recovery (docs/DESIGN.md §7), round.cpp one export round (docs/DESIGN.md §6).
 //
 // The order of durable steps in one round is the whole exactly-once argument:
 //   .part files fsynced -> ONE ledger transaction (the decision) -> publish (rename, dir

@@ -1,6 +1,6 @@
 // exporter_impl.h - INTERNAL to exporter/src: the state of one exporter process (Exporter::Impl)
 // and the small helpers its parts share. exporter.cpp holds the public methods and the loop turn,
-// recovery.cpp the start-up recovery (design 5.7), round.cpp one export round (design 5.6).
+// recovery.cpp the start-up recovery (docs/DESIGN.md §7), round.cpp one export round (docs/DESIGN.md §6).
 //
 // The order of durable steps in one round is the whole exactly-once argument:
 //   .part files fsynced -> ONE ledger transaction (the decision) -> publish (rename, dir

@@ -1,14 +1,14 @@
-// recovery.cpp - what the exporter does at every start, before its first round (design 5.7).
+// recovery.cpp - what the exporter does at every start, before its first round (docs/DESIGN.md §7).
 // Every step is idempotent: a crash during recovery only means running it again.
 #include "exporter_impl.h"
 
 namespace ccmail::exporter {
 
 Status Exporter::Impl::Recover() {
-  // 5.7-2: fencing epoch.
+  // docs/DESIGN.md §7 step 4: fencing epoch.
   uint64_t epoch = 0;
   CCMAIL_RETURN_IF_ERROR(ledger->BumpEpoch(&epoch));
-  // 5.7-3: out/tmp. A .part of a committed batch is rolled forward, any other is deleted.
+  // §7 step 5: out/tmp. A .part of a committed batch is rolled forward, any other is deleted.
   std::vector<std::string> names;
   CCMAIL_RETURN_IF_ERROR(ListDir(outbox->TmpDir(), &names));
   size_t rolled = 0, deleted = 0;
@@ -54,7 +54,7 @@ Status Exporter::Impl::Recover() {
                  b.post_office.c_str());
     }
   }
-  // 5.7-4: spool. Committed captures still in spool/new are an interrupted cleanup.
+  // §7 step 6: spool. Committed captures still in spool/new are an interrupted cleanup.
   std::vector<CaptureId> ids;
   CCMAIL_RETURN_IF_ERROR(spool->ListPending(&ids));
   size_t unlinked = 0;
@@ -83,7 +83,7 @@ Status Exporter::Impl::Recover() {
     CCMAIL_RETURN_IF_ERROR(ledger->SetSpoolCleanSeq(clean_seq));
     clean_seq_recorded = clean_seq;
   }
-  // 5.7-5: the table. R2 (our predecessor's claims), R3 (already exported), R1 (dead milters).
+  // §7 step 7: the table. R2 again (Exporter::Open did it, step 3), R3 (already exported), R1 (dead milters).
   uint32_t r2 = 0, r3 = 0;
   if (table && reg) {
     CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoverySlotsReset, "recovery: R2 on the claim table"));
@@ -99,7 +99,7 @@ Status Exporter::Impl::Recover() {
     last_overflow = table->Stats().overflow_count;
   }
   // Batches already published but maybe not delivered before the restart: run the
-  // deliver_command again (its job must skip batch names it already imported, design 5.8 b).
+  // deliver_command again (its job must skip batch names it already imported, docs/DESIGN.md §6.7).
   if (!opt.deliver_command.empty()) {
     std::vector<std::string> pos;
     if (ListDir(outbox->OutboxDir(), &pos).ok()) {

@@ -1,4 +1,4 @@
-// round.cpp - one export round (design 5.6), in two halves:
+// round.cpp - one export round (docs/DESIGN.md §6), in two halves:
 //
 //   main thread (ProcessRound): gather the ids, open + verify + resolve each capture, convert
 //     (on a few threads), then WAIT for the committer's previous round, then ask the ledger

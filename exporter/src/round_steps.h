@@ -1,5 +1,5 @@
 // round_steps.h - INTERNAL to exporter/src: the plain steps of preparing one export round
-// (design 5.6), each a function of its inputs that starts no thread of its own unless asked
+// (docs/DESIGN.md §6), each a function of its inputs that starts no thread of its own unless asked
 // (ConvertRound with threads > 1), so a test can run a round step by step:
 //
 //   OpenAndResolve  open + verify each capture, resolve its recipients per post office

@@ -1,4 +1,4 @@
-// admission.cpp - back-pressure decision (design Decision 10): tempfail before promising.
+// admission.cpp - back-pressure decision (docs/DESIGN.md §2.10): tempfail before promising.
 #include "ccmail/milter/admission.h"
 
 #include <string>

@@ -1,7 +1,7 @@
 // claim_table.cpp - see ccmail/shm/claim_table.h for the contract.
 //
 // WHY the layout is hand-made: Boost 1.74's mutexes, conditions and segment
-// manager hang for ever after a holder is kill -9ed (design section 1). Here
+// manager hang for ever after a holder is kill -9ed (docs/DESIGN.md §2.8). Here
 // every shared word is a lock-free 64/32-bit atomic changed by CAS, and all
 // liveness questions go to kernel-released locks.
 #include "ccmail/shm/claim_table.h"
@@ -245,7 +245,7 @@ Status LockInit(int dir_fd, const std::string& dir, const std::string& name, Uni
 
 long FutexCall(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* ts) {
   // Shared futex (no FUTEX_PRIVATE_FLAG): the word lives in a mapping shared
-  // across processes. C++20 atomic::wait uses private futexes (design 0.3).
+  // across processes. C++20 atomic::wait uses private futexes (docs/DESIGN.md §4.5).
   return ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, ts, nullptr, 0);
 }
 

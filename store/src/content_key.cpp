@@ -1,4 +1,4 @@
-// content_key.cpp - Decision 2's canonical form, hashed with GLib's SHA-256.
+// content_key.cpp - the canonical form of docs/DESIGN.md §2.2, hashed with GLib's SHA-256.
 #include "ccmail/store/content_key.h"
 
 #include <glib.h>

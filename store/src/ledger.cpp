@@ -724,8 +724,6 @@ Status Ledger::BackupTo(const std::string& dest_path) {
   return DurableIo::Real().FsyncDir(dir, nullptr);
 }
 
-// ---- added for the exporter (brief A) ----
-
 Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
   Impl* im = impl_.get();
   if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatches before BumpEpoch");

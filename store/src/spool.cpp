@@ -353,8 +353,8 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
   if (fsize < kHeaderSize + kTrailerSize)
     return Status::Corrupt(path + ": file too short (" + std::to_string(fsize) + " bytes)");
   // A typical capture (tens of KB) is read with ONE pread into `whole` and every check below
-  // works on that copy; larger files are read piece by piece as before. Same checks, same
-  // order, same messages: this only saves three syscalls and a 64 KiB buffer per file.
+  // works on that copy; larger files are read piece by piece. Same checks, same order,
+  // same messages either way: the single read only saves three syscalls and a 64 KiB buffer.
   // The copy is handed to the caller (SpoolEntry::contents), so the exporter's converter
   // parses it instead of reading the file a second time.
   constexpr uint64_t kWholeFileMax = 256 * 1024;

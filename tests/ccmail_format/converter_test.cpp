@@ -255,7 +255,7 @@ TEST(Converter, NestingAndItemCapsLeaveANotice) {
   res = {};
   r = ConvertAndRead(many, TestSettings(), nullptr, DefaultRecipients(), &res);
   ASSERT_EQ(r.messages.size(), 1u);
-  // Text, 16 files (max_file_items, reference 8.7), the notice naming the other 14, Headers.
+  // Text, 16 files (max_file_items, docs/FORMAT.md §3.8), the notice naming the other 14, Headers.
   EXPECT_EQ(r.messages[0].items.size(), 19u);
   EXPECT_EQ(r.messages[0].items[16].title, "F15.PDF");
   EXPECT_EQ(r.messages[0].items[17].title, "Notice");

@@ -211,7 +211,7 @@ inline std::vector<Seen> ReadOutbox(const std::string& outbox, const format::For
   return out;
 }
 
-// Quiescence and ledger invariants (design 6.4).
+// Quiescence and ledger invariants (docs/DESIGN.md §8).
 inline void ExpectQuiescent(const BridgePaths& p) {
   EXPECT_EQ(CountFiles(p.spool_root + "/new"), 0u) << "spool/new not empty";
   EXPECT_EQ(CountFiles(p.out_tmp), 0u) << "out/tmp not empty";

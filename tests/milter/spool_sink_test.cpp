@@ -115,7 +115,7 @@ TEST(SpoolSinkTest, CaptureIsDurableWithMetaKeyAndReadySlot) {
   EXPECT_EQ(e.meta.received_ms, 1700000000123);
   ASSERT_EQ(e.meta.recipients.size(), 1u);
   EXPECT_EQ(e.meta.recipients[0], (store::SpoolRecipient{"jsmith@corp.example", "Smith, John", "HUBPO2"}));
-  // The streamed key equals Decision 2's key of the stored bytes.
+  // The streamed key equals the content key (docs/DESIGN.md §2.2) of the stored bytes.
   EXPECT_EQ(e.meta.content_key, store::ContentKeyOfMessage("a@x.org", kRaw));
 
   // Exactly one READY slot, holding this capture id (the exporter's view).

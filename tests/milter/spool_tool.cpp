@@ -3,7 +3,7 @@
 //
 //   milter-spool-tool list CONF            one line per verified spool/new file:
 //       <id> qid=<q> from=<sender> size=<n> key_ok=<0|1> rcpt=<smtp>|<name>|<po>[,...]
-//     key_ok: the stored content key equals Decision 2's key of the stored message.
+//     key_ok: the stored content key equals the content key (docs/DESIGN.md §2.2) of the stored message.
 //     Exit 1 when a file in new/ does not verify.
 //   milter-spool-tool show CONF ID         the raw message of new/<ID>
 //   Run it only after the milter has created the spool (it opens it as the caller).

@@ -136,7 +136,7 @@ TEST(KillLoop, ProducersAndExporterKilledAtEveryPointNothingStuckNothingLostNoDu
       int erc = WaitExit(e);
       ASSERT_TRUE(erc == 0 || erc == 1000 + SIGKILL) << eenv << " " << erc;
       if (erc != 0) ++kills;
-      // New-exporter recovery (design 5.7-5): R2, R3 against the ledger, R1.
+      // New-exporter recovery (docs/DESIGN.md §7 steps 3 and 7): R2, R3 against the ledger, R1.
       r2_total += t->RecoverPreviousExporter(*me);
       r3_total += t->FreeReadyIf(*me, [&](const CaptureBytes& id) { return sh->exported[NumOf(id)].load() > 0; });
       RecoveryReport rep2 = t->RecoverDeadOwners(*me);

@@ -49,7 +49,7 @@
 //   A loaded map is an immutable snapshot held by shared_ptr<const>: a reload
 //   builds a new one and swaps the pointer, readers keep the old one until done.
 //
-// DIAGNOSTICS
+// ERRORS
 //   Load/Parse return kInvalidArgument "<file>:<line>: <reason>" for a
 //   malformed line (missing value, bad address, control characters, duplicate
 //   key naming the first line), kNotFound/kIoError when the file cannot be read.

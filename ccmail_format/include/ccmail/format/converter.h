@@ -36,7 +36,7 @@
 //   keyword: subjects are one cleaned line, item data is counted (/ITEMSIZE)
 //   or keyword-protected, NUL/0x1A/C0 controls never reach text.
 //
-// DIAGNOSTICS
+// ERRORS
 //   kInvalidArgument ("unconvertible", IsUnconvertible()): the message itself
 //   cannot be converted (not MIME-parseable at all, no recipients given, a
 //   recipient whose line alone makes the header block exceed header_limit). Quarantine it.

@@ -6,7 +6,7 @@
 //   for (const ImportMessage& m : r.messages) ... m.to, m.items[i].data ...
 //
 // DESCRIPTION
-//   The reader knows the same rules the writer follows (ccmail-format.md and
+//   The reader knows the same rules the writer follows (docs/FORMAT.md §8 and
 //   rules.h) and reports every broken one with the byte offset where it was
 //   found and a reason, continuing where it safely can: CRLF line ends; no NUL,
 //   0x1A or C0 controls except TAB in text; "Message:" then From, Date (in

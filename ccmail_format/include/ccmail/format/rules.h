@@ -1,15 +1,15 @@
 // rules.h - the uncertain rules of the cc:Mail import format, one function each.
 //
 // DESCRIPTION
-//   No public grammar of IMPORT's text format exists (ccmail-format.md tags
-//   each fact confirmed, inferred or unknown). Each rule that is not confirmed
+//   No public grammar of IMPORT's text format exists (docs/FORMAT.md §1 tells
+//   known, inferred and unknown apart). Each rule that is not confirmed
 //   lives in exactly one function here, driven by a setting, so a test against
 //   a real IMPORT/EXPORT can correct it without touching the writer or reader:
 //
-//   ItemSizeCount      the /ITEMSIZE counting rule (reference 8.3, LOW confidence)
+//   ItemSizeCount      the /ITEMSIZE counting rule (docs/FORMAT.md §2.3, unknown)
 //   HeaderBlockBytes / HeaderBlockFits
 //                      what counts against IMPORT's header buffer (header_limit)
-//   RawFileTerminator  what follows raw file data (raw_file_crlf; reference 2.3: unknown)
+//   RawFileTerminator  what follows raw file data (raw_file_crlf; docs/FORMAT.md §3.8: unknown)
 //   ChooseMessageDate  the message's Date: or the arrival time
 //   NeedsKeywordProtection / kKeywordProtection
 //                      keyword-looking lines in the keyword-delimited layout
@@ -50,10 +50,11 @@ namespace ccmail::format {
 // so that the rule (e.g. "count line included") changes in one place.
 uint64_t ItemSizeCount(uint64_t section_bytes);
 
-// The header block IMPORT buffers before the first item ("Header Buffer Full", reference
-// 2.7): every byte from the start of the "Message:" line to the end of the "Contents:" line
-// and, with /ITEMSIZE, the count lines of both. header_lines is the size of the From..Subject
-// lines (with CRLFs), contents_bytes the Contents count (the message count follows from both).
+// The header block IMPORT buffers before the first item ("Header Buffer Full",
+// docs/FORMAT.md §4.5): every byte from the start of the "Message:" line to the end of the
+// "Contents:" line and, with /ITEMSIZE, the count lines of both. header_lines is the size of
+// the From..Subject lines (with CRLFs), contents_bytes the Contents count (the message count
+// follows from both).
 uint64_t HeaderBlockBytes(uint64_t header_lines, uint64_t contents_bytes, const FormatSettings& settings);
 // The header block must be at most header_limit bytes (default 4,000: under IMPORT 8.2x's 4,096).
 bool HeaderBlockFits(uint64_t header_block_bytes, const FormatSettings& settings);

@@ -5,9 +5,9 @@
 //   Status s = LoadFormatSettings(config, &fs);   // rows of component "format"
 //
 // DESCRIPTION
-//   Every uncertain rule of the cc:Mail import format (docs: ccmail-format.md,
-//   "Defaults for ccmail-bridge") is a setting. LoadFormatSettings() reads each
-//   row of component "format" from a ccmail::Config, checks it, and returns
+//   Every uncertain rule of the cc:Mail import format is a setting
+//   (docs/FORMAT.md §6 and §7). LoadFormatSettings() reads each row of
+//   component "format" from a ccmail::Config, checks it, and returns
 //   kInvalidArgument naming "<file>:<line>: <setting>: <reason>" (or "default" /
 //   "command line" when the value did not come from the file) on a bad value.
 //
@@ -46,7 +46,7 @@ struct FormatSettings {
   uint64_t text_item_max = 20000;          // bytes of one text item's data
   LargeBody large_body = LargeBody::kSplit;
   bool long_filenames = false;
-  uint64_t max_file_items = 16;           // file items per message (reference 8.7); the rest in the notice
+  uint64_t max_file_items = 16;           // file items per message (docs/FORMAT.md §3.8); the rest in the notice
   uint64_t max_items = 20;                 // items per message, notices included (>= 4: text, UNNAMED.TXT, Notice, Headers)
   uint64_t max_nesting_depth = 8;          // MIME depth converted
   std::map<std::string, std::string> mime_type_map;  // lower-case type -> upper-case extension (extra rules)

@@ -10,7 +10,8 @@
 //   <spool_directory>/exporter.lock          flock: one exporter
 //   <spool_directory>/out/tmp/               batches being built (.part), same file system
 //   <outbox_directory>/<POSTOFFICE>/         published cc:Mail import files, manifests, WATERMRK
-//   <runtime_directory>/                     live.lock (registry liveness), table init lock
+//   <runtime_directory>/                     the claim table file, live.lock (registry liveness),
+//                                            the table init lock, pid files
 #pragma once
 
 #include <string>

@@ -13,13 +13,18 @@
 //   metrics                Prometheus text exposition format
 //   check-mta              is Postfix/Sendmail configured to use ccmail-milter?
 //   config                 every setting with its value, origin and meaning
+//   verify [--full]        the exporter's ledger check (QuickCheck, ledger not older than the outbox)
+//   ledger backup FILE     SQLite online backup of the ledger into a new file
+//   ledger rebuild [--from DIR]...   re-record the outbox's manifests (exporter stopped)
 //
 // DESCRIPTION
 //   Everything is read through BridgePaths (config/paths.h), so the tool sees the same
-//   files as the daemons. The tool never creates the claim table, the ledger or the spool
-//   directories, and never takes the exporter's lock for more than a probe, so it is safe
-//   to run at any time, with the exporter running or stopped, as root or as a member of
-//   bridge_group. Only `requeue` changes anything (a rename inside the spool).
+//   files as the daemons. The tool never creates the claim table or the spool directories,
+//   and takes the exporter's lock only for a probe, so it is safe to run at any time, with
+//   the exporter running or stopped, as root or as a member of bridge_group. What writes:
+//   `requeue` (a rename inside the spool), `ledger backup` (the new FILE) and `ledger
+//   rebuild` (the ledger, created when missing; it holds exporter.lock while it runs, so
+//   it refuses to run beside an exporter).
 //   A missing table, ledger or spool is a state to report ("not created yet"), not an
 //   error.
 //

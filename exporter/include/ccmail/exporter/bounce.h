@@ -1,32 +1,51 @@
-// bounce.h - turns the .UND file that cc:Mail IMPORT writes (exit status 5) into bounces, and
-// sends them (and quarantine notices) over SMTP to the local MTA.
+// bounce.h - turns the .UND file of a batch that cc:Mail IMPORT could not deliver in full
+// (deliver_command exit 5, deliver.h) into bounces, and sends them (and quarantine notices)
+// over SMTP to the local MTA.
 //
-// What it offers: reads the .UND file (cc:Mail import format, parsed with the ccmail_format
-// reader) and the batch manifest, matches each undeliverable message to the manifest
-// delivery it came from, and queues one delivery status notification (RFC 3464,
-// multipart/report; report-type=delivery-status) per delivery for its envelope sender.
+// What it offers: BounceUndeliverable reads the .UND file (cc:Mail import format, parsed with
+// the ccmail_format reader, either layout) and the batch manifest, matches each undeliverable
+// message to the manifest delivery it came from, and queues one delivery status notification
+// (RFC 3464, multipart/report; report-type=delivery-status; Status 5.1.1) per matched
+// delivery for its envelope sender. The exporter also queues its quarantine notices here
+// (notify_sender_on_quarantine).
 //
 // Why SMTP and not sendmail(1): the exporter's unit runs with NoNewPrivileges=yes, under
 // which Postfix's sendmail(1) cannot run its setgid postdrop and loops on "Permission
 // denied" writing the maildrop. An SMTP session to bounce_relay (default 127.0.0.1:25)
 // needs no privilege. The envelope sender is the null sender (MAIL FROM:<>): a bounce must
-// never bounce.
+// never bounce. EHLO refused with 5xx falls back to HELO.
 //
-// Durability: BounceQueue::Add writes the notice into <spool_directory>/bounce/<name>.msg
-// (tmp file, fsync, rename, directory fsync) before anything is sent; the file is removed
-// only after the MTA's 250 to the final dot. A temporary failure (connection refused, 4xx,
-// time-out) keeps it for a retry with back-off; a 5xx moves it to bounce/rejected/ (kept for
-// the postmaster, logged). Names are derived from the delivery (capture id + recipient), so
-// queueing the same .UND again does not queue a second notice while the first is pending.
+// Durability: BounceQueue::Add writes the notice into <dir>/<name>.msg (the exporter's dir is
+// <spool_directory>/bounce) through a hidden tmp file (fsync, rename, directory fsync) before
+// anything is sent; the file is removed only after a 2xx reply to the final dot. Names are
+// derived from the delivery (capture id + post office and recipient), so queueing the same
+// .UND again does not queue a second notice while the first is pending; once it was sent, a
+// second BounceUndeliverable of that .UND sends it again.
 //
 // Matching: the .UND keeps the batch order, so deliveries are matched in manifest order:
-// each .UND message takes the first not yet matched manifest entry whose recipient is one
-// of its To/Cc/Bcc names. A .UND message that matches nothing is reported (logged by the
-// caller), not guessed. Deliveries with the null sender are never bounced.
+// each .UND message takes the first manifest entry after the previous match whose recipient
+// is one of its To/Cc/Bcc names (the bare name, or "name at PO"). One .UND message matches
+// one delivery. A .UND message that matches nothing is counted in *unmatched (the caller logs
+// it), not guessed. Deliveries with the null sender are never bounced.
 //
-// Thread-safety: MatchUndeliverable and the notice builders are pure. A BounceQueue is shared:
-// Add and Flush are thread-safe; Start runs a sender thread that flushes when something was
-// added and retries deferred notices.
+// ERRORS
+//   SendOverSmtp: kInvalidArgument when the MTA answered 5xx (permanent); anything else is
+//   temporary: kUnavailable (4xx, a closed connection, no reply within the time-out, not an
+//   SMTP reply, a host that does not resolve) or the errno code of a failed connect or write
+//   (kIoError for ECONNREFUSED). BounceQueue::Flush keeps a notice after a temporary failure
+//   (retried with back-off between retry_min and retry_max) and moves it to <dir>/rejected/
+//   after a permanent one or when the queued file is not a queued bounce (kCorrupt); each is
+//   logged. BounceQueue::Add: kInvalidArgument for a bad name or recipient, else the errno
+//   Status of the failed step with the path (the tmp file is removed). BounceUndeliverable:
+//   kNotFound naming the .UND or the manifest when it cannot be read, kCorrupt for a
+//   manifest it cannot parse, or Add's error (the caller retries the whole step).
+//   BounceRelay::Parse: kInvalidArgument naming the bad spec.
+//
+// THREAD SAFETY
+//   MatchUndeliverable and DeliveryStatusNotice keep no state (the notice reads the clock and
+//   the host name). A BounceQueue is shared: Add, Flush and Pending may be called from any
+//   thread (one Flush pass runs at a time); Start runs a sender thread that flushes when
+//   something was added and retries deferred notices; the destructor stops it.
 #pragma once
 
 #include <chrono>
@@ -78,8 +97,8 @@ std::string DeliveryStatusNotice(const std::string& to, const std::string& subje
                                  const FailedDelivery& failed, const std::string& message_id_seed);
 
 // One SMTP transaction with the null sender. kInvalidArgument: the MTA answered 5xx
-// (permanent, retrying cannot help); kUnavailable: anything temporary (connect, 4xx, I/O,
-// time-out). *reply gets the last reply line for the log.
+// (permanent, retrying cannot help); any other error is temporary (see ERRORS). *reply gets
+// the last reply line for the log.
 Status SendOverSmtp(const BounceRelay& relay, const std::string& to, const std::string& message, std::string* reply);
 
 struct BounceFlushResult {

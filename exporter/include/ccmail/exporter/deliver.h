@@ -7,7 +7,12 @@
 // 1 or 3 failure (retry with back-off and alert), 5 some messages undeliverable (the .UND
 // file names them; each is bounced to its sender). Anything else is treated as a failure.
 //
-// How it fails: a command that cannot be started is kFailed. Thread-safety: stateless.
+// ERRORS
+//   RunDeliverCommand returns an error Status (with errno) only when /bin/sh cannot be
+//   spawned or waited for; a command the shell cannot run exits 127, which is kFailed.
+//
+// THREAD SAFETY
+//   Stateless.
 #pragma once
 
 #include <string>

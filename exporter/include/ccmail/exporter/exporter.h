@@ -1,4 +1,4 @@
-// exporter.h - the single exporter: recovery (design 5.7) and the run loop (design 5.6).
+// exporter.h - the single exporter: recovery (docs/DESIGN.md §7) and the run loop (docs/DESIGN.md §6).
 //
 // SYNOPSIS
 //   ExporterOptions opt;  ExporterOptions::FromConfig(cfg, &opt);
@@ -12,7 +12,8 @@
 //   after checking it against the outbox (ledger_guard.h: a missing, older or damaged
 //   ledger is refused, IsLedgerRefusal; the daemon exits kExitLedgerRefused),
 //   the spool, the outbox and the claim table (created, or recreated when invalid; the
-//   runtime_directory is created 0750 if missing). ccmail-exporter exits with
+//   runtime_directory is created 0750 if missing), registers in it and applies R2 to the
+//   previous exporter's claims (docs/DESIGN.md §7 step 3, before the epoch bump). ccmail-exporter exits with
 //   kExitUnsafeRuntimeDirectory when runtime_directory is not its own (or root's) or is
 //   group/other-writable (shm::CheckRuntimeDirectory).
 //
@@ -20,7 +21,8 @@
 //   (Outbox::Publish) when the ledger has its batch, else delete it (recovery.rollforward);
 //   re-publish the newest batch of every post office whose watermark lags; unlink spool/new
 //   files whose capture id is in the ledger (recovery.spool.unlink); delete spool/tmp files
-//   of dead writers; R2, R3, R1 on the table (recovery.slots.reset).
+//   of dead writers; R2 again (recovery.slots.reset; Open already did it, so this one
+//   finds nothing), R3 (recovery.ready.free), R1 on the table.
 //
 //   One loop turn (RunOnce): claim READY slots (T3, slot.claimed), list spool/new every
 //   spool_scan_interval and whenever overflow_count changed (skipped while a full round is
@@ -89,7 +91,9 @@ inline constexpr const char* kCrashRecoverySlotsReset = "recovery.slots.reset";
 inline constexpr const char* kCrashRoundConverted = "round.converted";
 inline constexpr const char* kCrashQuarantined = "capture.quarantined";
 
-// Every named crash point an exporter process can pass, in loop order (tests enumerate them).
+// Every named crash point an exporter process can pass (tests enumerate them). A set: the
+// order is not the order of a round (round.converted and capture.quarantined come between
+// slot.claimed and the batch points there) nor of recovery.
 const std::vector<std::string>& ExporterCrashPoints();
 
 struct ExporterOptions {

@@ -8,10 +8,11 @@
 //   still there ("epoch=E seq=S"). Commit precedes publish, so a sound ledger's epoch and
 //   last_seq are always >= all of them.
 //
-//   OpenCheckedLedger (Exporter::Open, before anything else is touched):
+//   OpenCheckedLedger (Exporter::Open, right after the lock, before anything else is touched):
 //     - no ledger.db (or an empty file) and no outbox history: a fresh install, created;
 //     - no ledger.db or an empty one while the outbox has history: refused (ledger lost);
-//     - not a database, a failing PRAGMA quick_check: refused (damaged);
+//     - not a database, failing Ledger::QuickCheck (quick_check and each index against
+//       its table) or without its meta rows: refused (damaged);
 //     - epoch or last_seq below the outbox's: refused (an older ledger, e.g. a restored
 //       backup; `ccmailctl ledger rebuild` brings it up to date from the manifests).
 //   A refusal is a kCorrupt Status whose message starts with "ledger refused: "

@@ -12,9 +12,18 @@
 // upper case. Unique as long as one epoch publishes fewer than 60,466,176 batches and
 // consumers take batches within 46,656 restarts.
 //
-// How it fails: every step returns a Status with the path and errno text; nothing is
-// retried on the same file after a failed fsync (the caller abandons the batch with
-// Abandon() and rebuilds it). Thread-safety: one Outbox per exporter thread; not shared.
+// Every durable step goes through the store::DurableIo given to the constructor (its named
+// points below), so crash, failure and power-loss tests cover the outbox too.
+//
+// ERRORS
+//   Every step returns a Status with the path and errno text; nothing is retried on the
+//   same file after a failed fsync (the caller abandons the batch with Abandon() and
+//   rebuilds it). A publish whose name is taken by another file fails (no-replace rename)
+//   and keeps the .part.
+//
+// THREAD SAFETY
+//   Not thread-safe: the exporter uses its one Outbox from one thread at a time (the
+//   committer, or the loop thread once the committer is idle, or recovery).
 #pragma once
 
 #include <cstdint>

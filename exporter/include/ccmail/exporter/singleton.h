@@ -1,4 +1,4 @@
-// singleton.h - the one-exporter rule (design decision 7, recovery step 5.7-1).
+// singleton.h - the one-exporter rule (docs/DESIGN.md §2.7, §7 step 1).
 //
 // What it offers: AcquireExporterLock() takes flock(LOCK_EX|LOCK_NB) on a lock file and
 // keeps the descriptor; the kernel drops the lock when the process dies, however it dies,
@@ -6,9 +6,12 @@
 // unlink would let a second exporter lock a fresh inode). Epoch fencing in the ledger comes
 // on top of this.
 //
-// How it fails: kBusy when another live process holds the lock (the caller must exit
-// without touching anything); other errors carry the path and errno.
-// Thread-safety: call once per process at start.
+// ERRORS
+//   kBusy when another live process holds the lock (the caller must exit without touching
+//   anything); other errors carry the path and errno.
+//
+// THREAD SAFETY
+//   Call once per process at start.
 #pragma once
 
 #include <string>

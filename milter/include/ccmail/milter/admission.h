@@ -5,7 +5,7 @@
 //   if (no) tempfail with *no;
 //
 // DESCRIPTION
-//   Back-pressure before anything is promised (design Decision 10). Returns
+//   Back-pressure before anything is promised (docs/DESIGN.md §2.10). Returns
 //   nullopt to admit, or the SMTP reply to give with a temporary failure:
 //     claim table missing/invalid          451 4.3.0
 //     exporter made no progress for longer than exporter_stall_timeout

@@ -18,8 +18,9 @@
 //     kReject    5xx with reply (SMFIS_REJECT; at RCPT only that recipient)
 //     kTempfail  4xx with reply (SMFIS_TEMPFAIL; at RCPT only that recipient)
 //
-//   Nothing is opened until DATA shows at least one cc:Mail recipient; then the
-//   header and body are streamed into a CaptureWriter (never held whole in
+//   Nothing is opened until DATA, or the first header field when the MTA does not
+//   send DATA (ccmail-milter negotiates it away), shows at least one cc:Mail
+//   recipient; then the header and body are streamed into a CaptureWriter (never held whole in
 //   memory). EndOfMessage runs Admission, then Commit (the durability point);
 //   only after a successful Commit does it return kContinue, with the cc:Mail
 //   recipients to delete in divert mode. Every failure before that point is

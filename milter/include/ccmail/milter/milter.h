@@ -1,8 +1,10 @@
 // milter.h - the libmilter glue: runs ccmail-milter's filter until stopped.
 //
 // SYNOPSIS
-//   MilterService svc(&sink, policy, settings);
-//   Status s = svc.Run();            // blocks in smfi_main until Stop()
+//   MilterService svc(&sink, policy);
+//   ListenSocket sock;
+//   Status s = svc.BindSocket(settings, &sock);   // registers the callbacks, listens
+//   s = svc.Run();                   // blocks in smfi_main until Stop()
 //   svc.SetPolicy(new_policy);       // SIGHUP: new messages use the new snapshot
 //   svc.BeginDrain();                // SIGTERM: 451 4.3.2 for new messages,
 //   svc.DrainInFlight(30s);          //   messages in flight finish normally,

@@ -1,4 +1,4 @@
-// spool_sink.h - the production CaptureSink: store::Spool + shm::ClaimTable (design 5.5).
+// spool_sink.h - the production CaptureSink: store::Spool + shm::ClaimTable (docs/DESIGN.md §3).
 //
 // SYNOPSIS
 //   SpoolSinkOptions o;
@@ -15,9 +15,9 @@
 //   can tell a dead writer from a live one. Right after registering it deletes the
 //   tmp files of earlier holders of ITS OWN registry entry ("<my index>.<older rgen>":
 //   the entry was FREE when we took it, so they are dead). It never touches tmp
-//   files of other entries, live or dead: that is the exporter's job (design 5.7).
+//   files of other entries, live or dead: that is the exporter's job (docs/DESIGN.md §7).
 //
-//   Begin: spool tmp file; the content key (store::ContentKeyBuilder, Decision 2)
+//   Begin: spool tmp file; the content key (store::ContentKeyBuilder, docs/DESIGN.md §2.2)
 //   is computed while streaming. Commit: SpoolWriter::Commit (fsync, rename into
 //   new/, fsync new/ = the durability point), then ClaimTable::Publish +
 //   RingDoorbell. A Publish failure (table full, slot taken, table gone) only sets

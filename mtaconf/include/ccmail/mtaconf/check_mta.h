@@ -13,8 +13,9 @@
 //   exact command or .mc line that fixes each gap.
 //
 //   Postfix: runs "<postconf> -h smtpd_milters non_smtpd_milters
-//   milter_default_action" (no shell) and checks that both milter lists name
-//   our socket and that milter_default_action is tempfail. A unix socket below
+//   milter_default_action queue_directory mail_owner ..." (no shell; also the
+//   queue lifetimes and the three milter timeouts) and checks that both milter
+//   lists name our socket and that milter_default_action is tempfail. A unix socket below
 //   the Postfix queue directory (chroot, /var/spool/postfix on Debian) may be
 //   given either chroot-relative (unix:/ccmail-bridge/milter.sock) or in full;
 //   "local:" equals "unix:"; inet:port@host equals Postfix's inet:host:port.
@@ -26,7 +27,7 @@
 //   The pure functions (ParsePostfixMilterList, SocketsMatch, CheckPostfix,
 //   CheckSendmailMc, CheckSendmailCf) take text and are what the unit tests use.
 //
-// FAILURES
+// ERRORS
 //   Nothing here throws or exits. A missing postconf or sendmail file means
 //   "that MTA is not installed" and is reported as such. report.ok() is true
 //   when at least one installed MTA is completely configured and no installed

@@ -9,11 +9,11 @@
 //   std::unique_ptr<Registration> reg;
 //   s = table->Register(Role::kMilter, &reg);          // keeps an OFD lock until destroyed
 //
-//   // milter, after the spool file is durable (design 5.5-4)
+//   // milter, after the spool file is durable (docs/DESIGN.md §3 step 5)
 //   s = table->Publish(*reg, capture_id, size);        // kNoSpace => full, overflow counted;
 //   table->RingDoorbell();                             //   the message is durable anyway
 //
-//   // exporter (one), design 5.6/5.7
+//   // exporter (one), docs/DESIGN.md §6, §7
 //   table->RecoverPreviousExporter(*reg);              // R2 at start
 //   table->FreeReadyIf(*reg, in_ledger);               // R3 at start
 //   table->RecoverDeadOwners(*reg);                    // R1 + registry janitor, periodically
@@ -76,20 +76,27 @@
 //   recreate_if_invalid (exporter): then it is unlinked and created anew.
 //
 // ERRORS
-//   kUnavailable  table missing and !create_if_missing; removed/replaced
-//                 under us (CheckSameSegment); runtime_directory unsafe
-//                 (not ours or root's, group/other-writable, a symlink).
+//   kUnavailable  table missing and !create_if_missing; left half-built by a
+//                 dead creator and we may neither create nor recreate;
+//                 removed/replaced under us (CheckSameSegment); runtime_directory
+//                 unsafe (not ours or root's, group/other-writable, a symlink);
+//                 Publish's slot taken by R1.
+//   kInvalidArgument  bad options (slots, registry, name), bridge_group not a
+//                 group, Register on a read-only table, Complete of a slot that
+//                 is no longer ours.
 //   kBusy         init lock held for too long.
 //   kCorrupt      table of another layout/size/boot, not a regular file,
 //                 another owner, group/other-writable (and !recreate_if_invalid).
 //   kNoSpace      runtime_directory's file system full at creation; Publish
 //                 found no FREE slot; registry full in Register.
-//   kIoError      any other system call failure (errno in the Status).
+//   kNotFound     runtime_directory does not exist (ENOENT).
+//   kIoError      any other system call failure (errno in the Status; an
+//                 unexpected ENOENT/EEXIST maps to kNotFound/kAlreadyExists).
 //
 // THREAD SAFETY
 //   ClaimTable methods are safe from any number of threads and processes.
 //   Recovery (RecoverDeadOwners, RecoverPreviousExporter, FreeReadyIf) must
-//   be called by the single exporter from one thread (design 5.4). A
+//   be called by the single exporter from one thread (docs/DESIGN.md §4.2). A
 //   Registration may be shared by all threads of its process.
 #pragma once
 

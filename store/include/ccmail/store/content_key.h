@@ -1,4 +1,4 @@
-// content_key.h - Decision 2: SHA-256 over the canonical form of a message.
+// content_key.h - the content key (docs/DESIGN.md §2.2): SHA-256 over the canonical form of a message.
 //
 // DESCRIPTION
 //   The content key identifies "the same message" across an SMTP client's retry, a second

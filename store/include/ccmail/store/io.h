@@ -21,11 +21,12 @@
 //
 //   CrashPoint("name"): when the environment has CCMAIL_CRASH_AT=name:N, the N-th pass of
 //   that point in this process raises SIGKILL. CCMAIL_FAIL_AT=name:N:ENOSPC|EIO|SHORT makes
-//   the N-th pass return the injected error instead (InjectedFailure). Several
+//   the N-th pass return the injected error instead (InjectedFailure): ENOSPC and SHORT give
+//   kNoSpace (SHORT after writing half, at a write point), EIO gives kIoError. Several
 //   specifications may be given separated by ','. Both are read once per process
 //   (ReloadFaultSpecFromEnv() re-reads, for tests that set the variable after fork()).
 //
-// FAILURES
+// ERRORS
 //   Every call returns a Status naming the operation and the path. A failed fsync is
 //   reported once; callers must never fsync the same file again and continue (fsyncgate):
 //   they abandon the file.
@@ -47,7 +48,7 @@
 
 namespace ccmail::store {
 
-// Crash point names used by the store (design 6.1). Tests enumerate them.
+// Crash point names used by the store (docs/DESIGN.md §9.1). Tests enumerate them.
 inline constexpr const char* kCrashSpoolTmpCreated = "spool.tmp.created";
 inline constexpr const char* kCrashSpoolTmpWritten = "spool.tmp.written";
 inline constexpr const char* kCrashSpoolTmpFsynced = "spool.tmp.fsynced";
@@ -97,7 +98,7 @@ class DurableIo {
   virtual Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd,
                                  const char* point = nullptr) = 0;
   // Writes all n bytes (retrying EINTR and partial writes). `point` names the fault point
-  // (a SHORT fault writes half and returns kIoError, as a full disk would).
+  // (a SHORT fault writes half and returns kNoSpace (ENOSPC), as a full disk would).
   virtual Status WriteAll(int fd, const void* data, size_t n, const std::string& what,
                           const char* point = nullptr) = 0;
   // The same for a large file that nobody reads soon (an outbox batch, read once by IMPORT

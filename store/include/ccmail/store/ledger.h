@@ -1,20 +1,27 @@
 // ledger.h - the exporter's durable record of what was exported (the commit point).
 //
 // DESCRIPTION
-//   SQLite in WAL mode with synchronous=FULL; the exporter is its only writer. Tables:
-//     meta(key PRIMARY KEY, value)            epoch, spool_clean_seq, schema version
+//   SQLite in WAL mode with synchronous=FULL; the exporter is its only writer
+//   (docs/DESIGN.md §5). Tables:
+//     meta(key PRIMARY KEY, value)   schema, epoch, last_seq, spool_clean_seq,
+//                                    exported_total, dup_total
 //     batches(seq PRIMARY KEY, epoch, post_office, file_name, created_ms, messages)
-//     captures(capture_id PRIMARY KEY, batch_seq)       every capture id recorded
+//     captures(capture_id PRIMARY KEY, batch_seq, created_ms)   every capture id recorded
 //     deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms,
-//                PRIMARY KEY(content_key, recipient))   kind EXPORTED or DUP
-//   CommitBatch() is ONE transaction = the export decision: crash points
-//   ledger.commit.before / ledger.commit.after surround the COMMIT.
-//   Recipient strings are compared as given (callers pass a normalised SMTP address or
-//   "cc:Mail name@post office" - pick one and stay with it).
+//                PRIMARY KEY(content_key, recipient, kind, capture_id))   kind EXPORTED or DUP
+//     UNIQUE INDEX deliveries_exported ON deliveries(content_key, recipient) WHERE kind = EXPORTED
+//   so a delivery has at most one EXPORTED row and one DUP row per capture that repeated it.
+//   CommitBatches() (CommitBatch for one batch) is ONE transaction = the export decision:
+//   crash points ledger.commit.before / ledger.commit.after surround the COMMIT.
+//   Recipient strings are compared byte for byte as given; the exporter passes
+//   "<cc:Mail name> at <POST OFFICE>" (ledger rebuild re-records manifests the same way).
 //
-// FAILURES
+// ERRORS
 //   Every call returns a Status; a failed commit leaves the ledger as it was (SQLite
-//   rollback). The exporter treats a failed commit like a crash (restart + recovery).
+//   rollback). A commit refused by the epoch fence is kBusy; a second EXPORTED row for a
+//   delivery is kAlreadyExists; SQLITE_FULL is kNoSpace. The exporter abandons a round on
+//   kNoSpace (back-pressure) and treats any other failed commit like a crash (exit, restart,
+//   recovery), after checking whether the COMMIT became durable anyway.
 //
 // THREAD SAFETY
 //   One Ledger object per process, used by one thread at a time.
@@ -80,10 +87,9 @@ class Ledger {
 
   // The commit point. Fills batch->seq and batch->epoch. A delivery whose (key, recipient)
   // is already EXPORTED is stored as nothing new and reported: kAlreadyExists with no
-  // change (caller should have checked with IsExported; see design 5.6-4).
+  // change (caller should have checked with IsExported; see docs/DESIGN.md §5.3).
   Status CommitBatch(LedgerBatch* batch);
 
-  // ---- added for the exporter (brief A) ----
   // Several batches in ONE transaction (a message with recipients on two post offices is in
   // two batch files; committing them separately would let a crash in between make recovery
   // unlink its spool file with one post office still unexported). Seqs are assigned

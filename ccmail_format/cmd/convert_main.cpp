@@ -18,6 +18,115 @@
 using namespace ccmail;
 using namespace ccmail::format;
 
+namespace {
+
+constexpr int kUnconvertibleExit = 1;
+constexpr int kIoErrorExit = 3;
+
+// Recipients grouped by post office (upper case): one Convert() call each, as the exporter does.
+using RecipientsByPostOffice = std::map<std::string, std::vector<ConvertRecipient>>;
+
+Status LoadAddressMap(const Config& cfg, const FormatSettings& fs, const std::string& map_path,
+                      std::shared_ptr<const AddressMap>* map) {
+  if (map_path.empty()) return AddressMap::LoadFromConfig(cfg, map);
+  AddressMapOptions mo;
+  (void)cfg.GetList("ccmail_domains", &mo.ccmail_domains);
+  mo.default_postoffice = fs.default_postoffice;
+  return AddressMap::Load(map_path, mo, map);
+}
+
+// An -r argument: "addr=Name at PO" names the cc:Mail user; a bare address goes through the map.
+bool ResolveRecipient(const std::string& r, const AddressMap& map, const FormatSettings& fs, ConvertRecipient* cr) {
+  size_t eq = r.find('=');
+  if (eq != std::string::npos) {
+    cr->smtp_address = r.substr(0, eq);
+    std::string v = r.substr(eq + 1);
+    std::string low = v;
+    for (char& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    size_t at = low.rfind(" at ");
+    cr->ccmail.name = at == std::string::npos ? v : v.substr(0, at);
+    cr->ccmail.postoffice = at == std::string::npos ? fs.local_postoffice : v.substr(at + 4);
+    return true;
+  }
+  auto who = map.Resolve(r);
+  if (!who) { std::fprintf(stderr, "ccmail-convert: %s is not a cc:Mail user (address map %s)\n", r.c_str(), map.source().c_str()); return false; }
+  cr->smtp_address = r;
+  cr->ccmail = *who;
+  return true;
+}
+
+bool GroupRecipients(const std::vector<std::string>& recipients, const AddressMap& map, const FormatSettings& fs,
+                     RecipientsByPostOffice* by_po) {
+  for (const std::string& r : recipients) {
+    ConvertRecipient cr;
+    if (!ResolveRecipient(r, map, fs, &cr)) return false;
+    std::string key = cr.ccmail.postoffice;
+    for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    (*by_po)[key].push_back(cr);
+  }
+  return true;
+}
+
+// Copies `from` (from its current offset) to its end into `to`; perror(what_read or what_write) on failure.
+bool CopyToEnd(int from, int to, const char* what_read, const char* what_write) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(from, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) { std::perror(what_read); return false; }
+    if (n == 0) return true;
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) { std::perror(what_write); return false; }
+      off += w;
+    }
+  }
+}
+
+// The converter streams from (fd, offset, length); stdin becomes an anonymous file first.
+bool OpenMessage(const std::string& input, UniqueFd* fd) {
+  if (input != "-") {
+    fd->reset(open(input.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd->valid()) std::fprintf(stderr, "ccmail-convert: open %s: %s\n", input.c_str(), std::strerror(errno));
+    return fd->valid();
+  }
+  fd->reset(memfd_create("ccmail-convert-stdin", MFD_CLOEXEC));
+  if (!fd->valid()) { std::perror("ccmail-convert: memfd_create"); return false; }
+  return CopyToEnd(0, fd->get(), "ccmail-convert: read stdin", "ccmail-convert: buffer stdin");
+}
+
+// All or nothing: every post office's copies go to an anonymous file first and reach stdout
+// only when the whole message converted (a refusal on the second post office must not leave
+// the first one's copy behind). Returns the exit status.
+int ConvertToStdout(const FormatSettings& fs, const ConvertInput& in, const RecipientsByPostOffice& by_po) {
+  UniqueFd staged(memfd_create("ccmail-convert-out", MFD_CLOEXEC));
+  if (!staged.valid()) { std::perror("ccmail-convert: memfd_create"); return kIoErrorExit; }
+  Converter conv(fs);
+  FdSink out(staged.get());
+  std::vector<ConvertTarget> targets;
+  std::vector<ConvertResult> results(by_po.size());
+  for (const auto& [po, rcpts] : by_po) {
+    ConvertTarget t;
+    t.recipients = rcpts;
+    t.out = &out;
+    t.result = &results[targets.size()];
+    targets.push_back(std::move(t));
+  }
+  Status s = conv.ConvertForEach(in, targets);
+  if (s.ok()) s = out.Flush();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ccmail-convert: %s (nothing written)\n", s.ToString().c_str());
+    return IsUnconvertible(s) ? kUnconvertibleExit : kIoErrorExit;
+  }
+  if (!results.empty())
+    for (const std::string& n : results[0].notices) std::fprintf(stderr, "ccmail-convert: notice: %s\n", n.c_str());
+  if (lseek(staged.get(), 0, SEEK_SET) != 0) { std::perror("ccmail-convert: rewind output"); return kIoErrorExit; }
+  return CopyToEnd(staged.get(), 1, "ccmail-convert: read staged output", "ccmail-convert: write stdout") ? 0 : kIoErrorExit;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{
       "Convert one Internet message (RFC 5322/MIME) into the cc:Mail import format, exactly as "
@@ -32,12 +141,11 @@ int main(int argc, char** argv) {
       "  ccmail-convert ... message.eml | ccmail-lint -\n\n"
       "Exit status: 0 converted; 1 the message cannot be converted (the exporter would quarantine it); "
       "2 usage or configuration error; 3 I/O error."};
-  std::string config_path = cli::kDefaultConfig;
-  std::vector<std::string> overrides, recipients;
+  cli::ConfigOptions config_options;
+  std::vector<std::string> recipients;
   std::string sender, input = "-", map_path;
   long long received = -1;
-  auto* copt = app.add_option("-c,--config", config_path, "ccmail-bridge.conf to read (default " + std::string(cli::kDefaultConfig) + " when it exists)");
-  app.add_option("-o,--option", overrides, "Override a setting, name=value (repeatable), e.g. -o codepage=437")->allow_extra_args(false);
+  cli::AddConfigOptions(app, &config_options, "Override a setting, name=value (repeatable), e.g. -o codepage=437");
   app.add_option("-f,--sender", sender, "Envelope sender (MAIL FROM); empty means the null sender <>");
   app.add_option("-r,--recipient", recipients, "cc:Mail recipient: an SMTP address resolved by the address map, or addr=Name at PO (repeatable)")->required()->allow_extra_args(false);
   app.add_option("-m,--address-map", map_path, "Address map file to use instead of the configured address_map");
@@ -47,73 +155,19 @@ int main(int argc, char** argv) {
 
   Config cfg;
   FormatSettings fs;
-  if (!cli::LoadSettings(config_path, copt->count() > 0, overrides, &cfg, &fs, "ccmail-convert")) return 2;
+  if (!cli::LoadSettings(config_options, &cfg, &fs, "ccmail-convert")) return cli::kUsageExit;
   std::shared_ptr<const AddressMap> map;
-  Status s;
-  if (!map_path.empty()) {
-    AddressMapOptions mo;
-    (void)cfg.GetList("ccmail_domains", &mo.ccmail_domains);
-    mo.default_postoffice = fs.default_postoffice;
-    s = AddressMap::Load(map_path, mo, &map);
-  } else {
-    s = AddressMap::LoadFromConfig(cfg, &map);
+  if (Status s = LoadAddressMap(cfg, fs, map_path, &map); !s.ok()) {
+    std::fprintf(stderr, "ccmail-convert: %s\n", s.ToString().c_str());
+    return cli::kUsageExit;
   }
-  if (!s.ok()) { std::fprintf(stderr, "ccmail-convert: %s\n", s.ToString().c_str()); return 2; }
+  RecipientsByPostOffice by_po;
+  if (!GroupRecipients(recipients, *map, fs, &by_po)) return cli::kUsageExit;
 
-  // Group recipients by post office: one Convert() call per post office, as the exporter does.
-  std::map<std::string, std::vector<ConvertRecipient>> by_po;
-  for (const std::string& r : recipients) {
-    ConvertRecipient cr;
-    size_t eq = r.find('=');
-    if (eq != std::string::npos) {
-      cr.smtp_address = r.substr(0, eq);
-      std::string v = r.substr(eq + 1);
-      std::string low = v;
-      for (char& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      size_t at = low.rfind(" at ");
-      cr.ccmail.name = at == std::string::npos ? v : v.substr(0, at);
-      cr.ccmail.postoffice = at == std::string::npos ? fs.local_postoffice : v.substr(at + 4);
-    } else {
-      auto who = map->Resolve(r);
-      if (!who) { std::fprintf(stderr, "ccmail-convert: %s is not a cc:Mail user (address map %s)\n", r.c_str(), map->source().c_str()); return 2; }
-      cr.smtp_address = r;
-      cr.ccmail = *who;
-    }
-    std::string key = cr.ccmail.postoffice;
-    for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    by_po[key].push_back(cr);
-  }
-
-  // The converter streams from (fd, offset, length); stdin becomes an anonymous file first.
   UniqueFd fd;
-  if (input == "-") {
-    fd.reset(memfd_create("ccmail-convert-stdin", MFD_CLOEXEC));
-    if (!fd.valid()) { std::perror("ccmail-convert: memfd_create"); return 3; }
-    char buf[65536];
-    for (;;) {
-      ssize_t n = read(0, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) { std::perror("ccmail-convert: read stdin"); return 3; }
-      if (n == 0) break;
-      for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(fd.get(), buf + off, static_cast<size_t>(n - off));
-        if (w < 0) { std::perror("ccmail-convert: buffer stdin"); return 3; }
-        off += w;
-      }
-    }
-  } else {
-    fd.reset(open(input.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) { std::fprintf(stderr, "ccmail-convert: open %s: %s\n", input.c_str(), std::strerror(errno)); return 3; }
-  }
+  if (!OpenMessage(input, &fd)) return kIoErrorExit;
   struct stat st;
-  if (fstat(fd.get(), &st) != 0) { std::perror("ccmail-convert: fstat"); return 3; }
-
-  // All or nothing: every post office's copies go to an anonymous file first and reach stdout
-  // only when the whole message converted (a refusal on the second post office must not leave
-  // the first one's copy behind).
-  UniqueFd staged(memfd_create("ccmail-convert-out", MFD_CLOEXEC));
-  if (!staged.valid()) { std::perror("ccmail-convert: memfd_create"); return 3; }
-  Converter conv(fs);
+  if (fstat(fd.get(), &st) != 0) { std::perror("ccmail-convert: fstat"); return kIoErrorExit; }
   ConvertInput in;
   in.fd = fd.get();
   in.offset = 0;
@@ -121,38 +175,5 @@ int main(int argc, char** argv) {
   in.envelope_sender = sender;
   in.received = received >= 0 ? static_cast<time_t>(received) : time(nullptr);
   in.log_id = input == "-" ? "stdin" : input;
-  FdSink out(staged.get());
-  std::vector<ConvertTarget> targets;
-  std::vector<ConvertResult> results(by_po.size());
-  for (const auto& [po, rcpts] : by_po) {
-    ConvertTarget t;
-    t.recipients = rcpts;
-    t.out = &out;
-    t.result = &results[targets.size()];
-    targets.push_back(std::move(t));
-  }
-  s = conv.ConvertForEach(in, targets);
-  if (s.ok()) s = out.Flush();
-  if (!s.ok()) {
-    std::fprintf(stderr, "ccmail-convert: %s (nothing written)\n", s.ToString().c_str());
-    return IsUnconvertible(s) ? 1 : 3;
-  }
-  if (!results.empty())
-    for (const std::string& n : results[0].notices) std::fprintf(stderr, "ccmail-convert: notice: %s\n", n.c_str());
-  const off_t total = lseek(staged.get(), 0, SEEK_CUR);
-  if (total < 0 || lseek(staged.get(), 0, SEEK_SET) != 0) { std::perror("ccmail-convert: rewind output"); return 3; }
-  char buf[65536];
-  for (off_t done = 0; done < total;) {
-    ssize_t n = read(staged.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) { std::perror("ccmail-convert: read staged output"); return 3; }
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = write(1, buf + off, static_cast<size_t>(n - off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) { std::perror("ccmail-convert: write stdout"); return 3; }
-      off += w;
-    }
-    done += n;
-  }
-  return 0;
+  return ConvertToStdout(fs, in, by_po);
 }

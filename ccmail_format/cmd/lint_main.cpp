@@ -24,11 +24,10 @@ int main(int argc, char** argv) {
       "  ccmail-convert -r jsmith@corp.example msg.eml | ccmail-lint -\n"
       "  ccmail-lint --detect-layout -o date_format=mdy4 import.bak/*.ccm\n\n"
       "Exit status: 0 every file follows the rules; 1 a rule is broken; 2 usage, configuration or read error."};
-  std::string config_path = cli::kDefaultConfig;
-  std::vector<std::string> overrides, files;
+  cli::ConfigOptions config_options;
+  std::vector<std::string> files;
   bool detect = false, verbose = false;
-  auto* copt = app.add_option("-c,--config", config_path, "ccmail-bridge.conf to read (default " + std::string(cli::kDefaultConfig) + " when it exists)");
-  app.add_option("-o,--option", overrides, "Override a setting, name=value (repeatable)")->allow_extra_args(false);
+  cli::AddConfigOptions(app, &config_options, "Override a setting, name=value (repeatable)");
   app.add_flag("-d,--detect-layout", detect, "Decide /ITEMSIZE or keyword layout from each file instead of the itemsize setting");
   app.add_flag("-v,--verbose", verbose, "Also print a summary line for good files");
   app.add_option("files", files, "Import files to check (- for standard input)")->required();
@@ -36,7 +35,7 @@ int main(int argc, char** argv) {
 
   Config cfg;
   FormatSettings fs;
-  if (!cli::LoadSettings(config_path, copt->count() > 0, overrides, &cfg, &fs, "ccmail-lint")) return 2;
+  if (!cli::LoadSettings(config_options, &cfg, &fs, "ccmail-lint")) return 2;
   int rc = 0;
   for (const std::string& f : files) {
     std::stringstream buf;

@@ -1,142 +1,169 @@
 #include "ccmail/config/settings.h"
 
+#include <span>
+
 namespace ccmail {
 
-// Grouped by the component that reads the setting. Defaults are the values a
-// new installation runs with; every row is documented in ccmail-bridge.conf(5).
+namespace {
+
+// One row of a component's table; the component is named once, where the tables are joined.
+struct Row {
+  std::string_view name;
+  std::string_view default_value;
+  std::string_view meaning;
+};
+
+// Defaults are the values a new installation runs with; every row is documented in
+// ccmail-bridge.conf(5).
+
+// general: shared by every process
+constexpr Row kGeneral[] = {
+    {"spool_directory", "/var/spool/ccmail-bridge",
+     "Holds spool/ (captured messages), the exporter's ledger and out/tmp. Must be one local file "
+     "system (ext4 or XFS, not NFS): durability relies on fsync and rename within it."},
+    {"outbox_directory", "/var/spool/ccmail-bridge/outbox",
+     "cc:Mail import files are published here, one subdirectory per post office. Must be on the "
+     "same file system as spool_directory."},
+    {"runtime_directory", "/run/ccmail-bridge",
+     "The claim table file, live.lock and other per-boot state (tmpfs; emptied at reboot). Must be "
+     "owned by the daemons' user (or root) and not group/other-writable (0750): the daemons refuse "
+     "it otherwise (the exporter exits with status 78). Created 0750 when missing."},
+    {"claim_table_name", "ccmail-bridge-claims",
+     "File name of the claim table: <runtime_directory>/<name>-v<layout>, a file mapped in memory "
+     "by every milter and the exporter (which must therefore run as the same user and use the same "
+     "name)."},
+    {"claim_table_slots", "65536",
+     "Slots in the claim table (64 bytes each). A full table never loses mail: the exporter finds "
+     "captures without a slot by scanning the spool."},
+    {"claim_table_registry", "1024",
+     "Process registry entries in the claim table: the most milter and exporter processes alive at once."},
+    {"bridge_group", "ccmail",
+     "Group given read-only access to the claim table (mode 0640), for administrators running "
+     "ccmailctl. Nothing the bridge relies on is writable by it. Empty: the table is 0600."},
+    {"log_level", "info", "error, warning, info or debug."},
+};
+
+// milter
+constexpr Row kMilter[] = {
+    {"milter_socket", "unix:/var/spool/postfix/ccmail-bridge/milter.sock",
+     "Where ccmail-milter listens: unix:/path or inet:port@127.0.0.1. The default lies inside "
+     "Debian's Postfix chroot (smtpd_milters = unix:/ccmail-bridge/milter.sock)."},
+    {"milter_socket_mode", "0660",
+     "File mode of a unix: milter socket. No bit for \"other\" is accepted: whoever can connect "
+     "can make the milter capture mail."},
+    {"milter_socket_group", "ccmail-milter",
+     "Group of a unix: milter socket bound by ccmail-milter itself (not the one of "
+     "ccmail-milter.socket); the MTA's user (postfix, smmsp) is a member of this group and of "
+     "no other bridge group: it grants connect access to the socket and nothing else."},
+    {"milter_user", "ccmail",
+     "System user the milter runs as after binding its socket, when started as root (the packaged unit starts it as this user)."},
+    {"milter_pid_file", "/run/ccmail-bridge/ccmail-milter.pid", "PID file of ccmail-milter."},
+    {"ccmail_domains", "",
+     "Mail domains whose recipients are cc:Mail users (comma or space separated). A recipient is "
+     "captured when its domain is listed here or its address is in address_map."},
+    {"percent_route_postoffices", "",
+     "Post offices a sender may choose with PMDF routing, user%PO@<ccmail domain> (comma or space "
+     "separated). Empty: no '%' routing; such a recipient gets 550 5.1.1 at RCPT."},
+    {"address_map", "/etc/ccmail-bridge/address-map",
+     "Address map: one rule a line, an address or @domain, then the cc:Mail name and post office "
+     "(\"jsmith@corp.example  Smith, John at HUBPO2\"). Reloaded on SIGHUP."},
+    {"capture_mode", "divert",
+     "divert: once captured, cc:Mail recipients are removed from SMTP delivery. copy: capture and "
+     "let the MTA deliver as usual."},
+    {"reject_unknown", "no",
+     "yes: an address in a cc:Mail domain that the address map does not know is rejected at RCPT "
+     "with 550 5.1.1."},
+    {"message_size_limit", "50m", "Largest message captured; larger ones get 552 5.3.4."},
+    {"recipient_limit", "1000", "Most cc:Mail recipients in one message; more get 452 4.5.3."},
+    {"header_count_limit", "1000", "Most header fields in one message; more get 552 5.3.4."},
+    {"spool_min_free", "256m", "Free space the spool file system must keep; below it new mail gets 452 4.3.1."},
+    {"backlog_limit_messages", "100000", "Captured but not yet exported messages above which new mail gets 452 4.3.1."},
+    {"backlog_limit_bytes", "4g", "Spooled bytes not yet exported above which new mail gets 452 4.3.1."},
+    {"exporter_stall_timeout", "60s",
+     "When the exporter has shown no progress for this long while work is pending, new mail gets "
+     "451 4.3.0 (back-pressure; nothing is lost)."},
+};
+
+// exporter
+constexpr Row kExporter[] = {
+    {"exporter_user", "ccmail", "System user the exporter runs as."},
+    {"exporter_pid_file", "/run/ccmail-bridge/ccmail-exporter.pid", "PID file of ccmail-exporter."},
+    {"batch_max_messages", "256", "Most messages in one batch (one ledger commit)."},
+    {"batch_max_delay", "20ms", "Longest a batch waits to fill before it is committed."},
+    {"spool_scan_interval", "2s", "How often the exporter lists the spool for captures that got no claim-table slot."},
+    {"dedup_window", "7d",
+     "How long a delivery (content key, recipient) is remembered, so an SMTP retry of the same "
+     "message is not exported twice. Keep it above the MTA's maximal_queue_lifetime; below 5d (the "
+     "Postfix and Sendmail default) is refused."},
+    {"deliver_command", "",
+     "Optional command run for each published batch (the site's cc:Mail IMPORT job). Exit codes "
+     "follow IMPORT: 0 done, 4 post office locked (retry), 1/3 failure (retry, alert), 5 "
+     "undeliverable (read the .UND file, bounce)."},
+    {"deliver_retry_min", "1m", "First retry delay of deliver_command."},
+    {"deliver_retry_max", "1h", "Longest retry delay of deliver_command."},
+    {"bounce_relay", "127.0.0.1:25",
+     "SMTP server (host:port, [IPv6]:port) that takes bounces and quarantine notices, sent with "
+     "the null sender. Queued in spool_directory/bounce until it answers 250; retried with the "
+     "deliver_retry_min..deliver_retry_max back-off."},
+    {"notify_sender_on_quarantine", "no",
+     "yes: tell the sender when a message cannot be converted and is quarantined."},
+};
+
+// format: the cc:Mail import file (docs/FORMAT.md §6, §7)
+constexpr Row kFormat[] = {
+    {"itemsize", "yes",
+     "yes: /ITEMSIZE layout with byte counts (as the Exchange connector ran IMPORT). no: keyword-"
+     "delimited; body lines that look like keywords are protected by a leading space."},
+    {"codepage", "850", "Code page of the import file: 850, 437 or 1252."},
+    {"date_format", "mdy2", "mdy2 (6/2/98 8:39), mdy4, dmy2 or dmy4."},
+    {"timezone", "", "Time zone of the post office (e.g. Europe/Berlin); empty: the host's."},
+    {"local_postoffice", "", "Name of the post office that runs IMPORT; its users are written without \" at PO\"."},
+    {"default_postoffice", "", "Post office of user@<ccmail domain> addresses that the address map does not list."},
+    {"gateway_postoffice", "INTERNET",
+     "Post office name of the bridge in cc:Mail; senders become \"addr@domain at <this>\"."},
+    {"uppercase_sender", "no", "yes: write the sender address in upper case (PMDF style)."},
+    {"sender_source", "author",
+     "Whose address the cc:Mail From line shows: author (header From, then Sender, then the "
+     "envelope sender when those are missing or invalid) or envelope (MAIL FROM, as before). "
+     "Bounces and the manifest always use the envelope sender."},
+    {"header_limit", "4000",
+     "Largest header block in bytes, from the Message: line to the Contents: count line. More "
+     "recipients are split across copies of the message, each recipient in one copy. 4000 keeps "
+     "under the 4096 of Import up to 8.2x; 163840 after."},
+    {"subject_max", "60", "Longest subject in characters."},
+    {"subject_brackets", "yes", "yes: replace [ and ] in subjects by ( and ) (Import 8.3 bug)."},
+    {"text_item_max", "20000", "Largest text item in bytes."},
+    {"large_body", "split", "A body over text_item_max: split into several text items, or file (UNNAMED.TXT)."},
+    {"long_filenames", "no", "yes: keep long attachment names instead of 8.3 names."},
+    {"max_items", "20", "Most items per message; the rest are listed in a text notice."},
+    {"max_file_items", "16",
+     "Most file items per message (docs/FORMAT.md §3.8: 16 files plus text); the rest are listed in a text notice."},
+    {"max_nesting_depth", "8", "Deepest MIME nesting converted; deeper parts get a notice."},
+    {"mime_type_map", "", "Extra MIME type to extension rules (\"application/x-foo FOO\"), added to the built-in map."},
+    {"files", "raw", "raw: file data as bytes counted by /ITEMSIZE; hex: /FILES/HEX."},
+    {"headers_item", "yes", "yes: add a last text item \"Headers\" with the original header block."},
+    {"raw_file_crlf", "yes",
+     "files = raw: yes writes a CRLF after each file's data, outside the item's byte count (inside "
+     "the Contents and Message counts); no writes the next keyword right after the data. No source "
+     "settles this (docs/FORMAT.md §3.8)."},
+};
+
+void AppendComponent(std::string_view component, std::span<const Row> rows, std::vector<SettingSpec>* all) {
+  for (const Row& r : rows) all->push_back(SettingSpec{r.name, r.default_value, component, r.meaning});
+}
+
+}  // namespace
+
+// Grouped by the component that reads the setting.
 const std::vector<SettingSpec>& AllSettings() {
-  static const std::vector<SettingSpec> kSettings = {
-      // ---- general: shared by every process ----
-      {"spool_directory", "/var/spool/ccmail-bridge", "general",
-       "Holds spool/ (captured messages), the exporter's ledger and out/tmp. Must be one local file "
-       "system (ext4 or XFS, not NFS): durability relies on fsync and rename within it."},
-      {"outbox_directory", "/var/spool/ccmail-bridge/outbox", "general",
-       "cc:Mail import files are published here, one subdirectory per post office. Must be on the "
-       "same file system as spool_directory."},
-      {"runtime_directory", "/run/ccmail-bridge", "general",
-       "The claim table file, live.lock and other per-boot state (tmpfs; emptied at reboot). Must be "
-       "owned by the daemons' user (or root) and not group/other-writable (0750): the daemons refuse "
-       "it otherwise (the exporter exits with status 78). Created 0750 when missing."},
-      {"claim_table_name", "ccmail-bridge-claims", "general",
-       "File name of the claim table: <runtime_directory>/<name>-v<layout>, a file mapped in memory "
-       "by every milter and the exporter (which must therefore run as the same user and use the same "
-       "name)."},
-      {"claim_table_slots", "65536", "general",
-       "Slots in the claim table (64 bytes each). A full table never loses mail: the exporter finds "
-       "captures without a slot by scanning the spool."},
-      {"claim_table_registry", "1024", "general",
-       "Process registry entries in the claim table: the most milter and exporter processes alive at once."},
-      {"bridge_group", "ccmail", "general",
-       "Group given read-only access to the claim table (mode 0640), for administrators running "
-       "ccmailctl. Nothing the bridge relies on is writable by it. Empty: the table is 0600."},
-      {"log_level", "info", "general", "error, warning, info or debug."},
-
-      // ---- milter ----
-      {"milter_socket", "unix:/var/spool/postfix/ccmail-bridge/milter.sock", "milter",
-       "Where ccmail-milter listens: unix:/path or inet:port@127.0.0.1. The default lies inside "
-       "Debian's Postfix chroot (smtpd_milters = unix:/ccmail-bridge/milter.sock)."},
-      {"milter_socket_mode", "0660", "milter",
-       "File mode of a unix: milter socket. No bit for \"other\" is accepted: whoever can connect "
-       "can make the milter capture mail."},
-      {"milter_socket_group", "ccmail-milter", "milter",
-       "Group of a unix: milter socket bound by ccmail-milter itself (not the one of "
-       "ccmail-milter.socket); the MTA's user (postfix, smmsp) is a member of this group and of "
-       "no other bridge group: it grants connect access to the socket and nothing else."},
-      {"milter_user", "ccmail", "milter", "System user the milter runs as after binding its socket, when started as root (the packaged unit starts it as this user)."},
-      {"milter_pid_file", "/run/ccmail-bridge/ccmail-milter.pid", "milter", "PID file of ccmail-milter."},
-      {"ccmail_domains", "", "milter",
-       "Mail domains whose recipients are cc:Mail users (comma or space separated). A recipient is "
-       "captured when its domain is listed here or its address is in address_map."},
-      {"percent_route_postoffices", "", "milter",
-       "Post offices a sender may choose with PMDF routing, user%PO@<ccmail domain> (comma or space "
-       "separated). Empty: no '%' routing; such a recipient gets 550 5.1.1 at RCPT."},
-      {"address_map", "/etc/ccmail-bridge/address-map", "milter",
-       "Address map: one rule a line, an address or @domain, then the cc:Mail name and post office "
-       "(\"jsmith@corp.example  Smith, John at HUBPO2\"). Reloaded on SIGHUP."},
-      {"capture_mode", "divert", "milter",
-       "divert: once captured, cc:Mail recipients are removed from SMTP delivery. copy: capture and "
-       "let the MTA deliver as usual."},
-      {"reject_unknown", "no", "milter",
-       "yes: an address in a cc:Mail domain that the address map does not know is rejected at RCPT "
-       "with 550 5.1.1."},
-      {"message_size_limit", "50m", "milter", "Largest message captured; larger ones get 552 5.3.4."},
-      {"recipient_limit", "1000", "milter", "Most cc:Mail recipients in one message; more get 452 4.5.3."},
-      {"header_count_limit", "1000", "milter", "Most header fields in one message; more get 552 5.3.4."},
-      {"spool_min_free", "256m", "milter",
-       "Free space the spool file system must keep; below it new mail gets 452 4.3.1."},
-      {"backlog_limit_messages", "100000", "milter",
-       "Captured but not yet exported messages above which new mail gets 452 4.3.1."},
-      {"backlog_limit_bytes", "4g", "milter",
-       "Spooled bytes not yet exported above which new mail gets 452 4.3.1."},
-      {"exporter_stall_timeout", "60s", "milter",
-       "When the exporter has shown no progress for this long while work is pending, new mail gets "
-       "451 4.3.0 (back-pressure; nothing is lost)."},
-
-      // ---- exporter ----
-      {"exporter_user", "ccmail", "exporter", "System user the exporter runs as."},
-      {"exporter_pid_file", "/run/ccmail-bridge/ccmail-exporter.pid", "exporter", "PID file of ccmail-exporter."},
-      {"batch_max_messages", "256", "exporter", "Most messages in one batch (one ledger commit)."},
-      {"batch_max_delay", "20ms", "exporter", "Longest a batch waits to fill before it is committed."},
-      {"spool_scan_interval", "2s", "exporter",
-       "How often the exporter lists the spool for captures that got no claim-table slot."},
-      {"dedup_window", "7d", "exporter",
-       "How long a delivery (content key, recipient) is remembered, so an SMTP retry of the same "
-       "message is not exported twice. Keep it above the MTA's maximal_queue_lifetime; below 5d (the "
-       "Postfix and Sendmail default) is refused."},
-      {"deliver_command", "", "exporter",
-       "Optional command run for each published batch (the site's cc:Mail IMPORT job). Exit codes "
-       "follow IMPORT: 0 done, 4 post office locked (retry), 1/3 failure (retry, alert), 5 "
-       "undeliverable (read the .UND file, bounce)."},
-      {"deliver_retry_min", "1m", "exporter", "First retry delay of deliver_command."},
-      {"deliver_retry_max", "1h", "exporter", "Longest retry delay of deliver_command."},
-      {"bounce_relay", "127.0.0.1:25", "exporter",
-       "SMTP server (host:port, [IPv6]:port) that takes bounces and quarantine notices, sent with "
-       "the null sender. Queued in spool_directory/bounce until it answers 250; retried with the "
-       "deliver_retry_min..deliver_retry_max back-off."},
-      {"notify_sender_on_quarantine", "no", "exporter",
-       "yes: tell the sender when a message cannot be converted and is quarantined."},
-
-      // ---- format: the cc:Mail import file (docs/FORMAT.md §6, §7) ----
-      {"itemsize", "yes", "format",
-       "yes: /ITEMSIZE layout with byte counts (as the Exchange connector ran IMPORT). no: keyword-"
-       "delimited; body lines that look like keywords are protected by a leading space."},
-      {"codepage", "850", "format", "Code page of the import file: 850, 437 or 1252."},
-      {"date_format", "mdy2", "format", "mdy2 (6/2/98 8:39), mdy4, dmy2 or dmy4."},
-      {"timezone", "", "format", "Time zone of the post office (e.g. Europe/Berlin); empty: the host's."},
-      {"local_postoffice", "", "format",
-       "Name of the post office that runs IMPORT; its users are written without \" at PO\"."},
-      {"default_postoffice", "", "format",
-       "Post office of user@<ccmail domain> addresses that the address map does not list."},
-      {"gateway_postoffice", "INTERNET", "format",
-       "Post office name of the bridge in cc:Mail; senders become \"addr@domain at <this>\"."},
-      {"uppercase_sender", "no", "format", "yes: write the sender address in upper case (PMDF style)."},
-      {"sender_source", "author", "format",
-       "Whose address the cc:Mail From line shows: author (header From, then Sender, then the "
-       "envelope sender when those are missing or invalid) or envelope (MAIL FROM, as before). "
-       "Bounces and the manifest always use the envelope sender."},
-      {"header_limit", "4000", "format",
-       "Largest header block in bytes, from the Message: line to the Contents: count line. More "
-       "recipients are split across copies of the message, each recipient in one copy. 4000 keeps "
-       "under the 4096 of Import up to 8.2x; 163840 after."},
-      {"subject_max", "60", "format", "Longest subject in characters."},
-      {"subject_brackets", "yes", "format", "yes: replace [ and ] in subjects by ( and ) (Import 8.3 bug)."},
-      {"text_item_max", "20000", "format", "Largest text item in bytes."},
-      {"large_body", "split", "format",
-       "A body over text_item_max: split into several text items, or file (UNNAMED.TXT)."},
-      {"long_filenames", "no", "format", "yes: keep long attachment names instead of 8.3 names."},
-      {"max_items", "20", "format", "Most items per message; the rest are listed in a text notice."},
-      {"max_file_items", "16", "format",
-       "Most file items per message (docs/FORMAT.md §3.8: 16 files plus text); the rest are listed in a text notice."},
-      {"max_nesting_depth", "8", "format", "Deepest MIME nesting converted; deeper parts get a notice."},
-      {"mime_type_map", "", "format",
-       "Extra MIME type to extension rules (\"application/x-foo FOO\"), added to the built-in map."},
-      {"files", "raw", "format", "raw: file data as bytes counted by /ITEMSIZE; hex: /FILES/HEX."},
-      {"headers_item", "yes", "format", "yes: add a last text item \"Headers\" with the original header block."},
-      {"raw_file_crlf", "yes", "format",
-       "files = raw: yes writes a CRLF after each file's data, outside the item's byte count (inside "
-       "the Contents and Message counts); no writes the next keyword right after the data. No source "
-       "settles this (docs/FORMAT.md §3.8)."},
-  };
+  static const std::vector<SettingSpec> kSettings = [] {
+    std::vector<SettingSpec> all;
+    AppendComponent("general", kGeneral, &all);
+    AppendComponent("milter", kMilter, &all);
+    AppendComponent("exporter", kExporter, &all);
+    AppendComponent("format", kFormat, &all);
+    return all;
+  }();
   return kSettings;
 }
 

@@ -489,59 +489,73 @@ std::string Days(long long s) {
   return s % 86400 == 0 ? std::to_string(s / 86400) + "d" : std::to_string(s) + "s";
 }
 
-void CheckPostfixInstance(const CheckMtaOptions& opt, MtaReport* r) {
-  auto add = [&](Verdict v, std::string what, std::string found, std::string fix) {
-    r->findings.push_back(Make("postfix", v, std::move(what), std::move(found), std::move(fix)));
-  };
-  const std::string dir = opt.postfix_config_directory.empty() ? "/etc/postfix" : opt.postfix_config_directory;
+void AddPostfixFinding(MtaReport* r, Verdict v, std::string what, std::string found, std::string fix) {
+  r->findings.push_back(Make("postfix", v, std::move(what), std::move(found), std::move(fix)));
+}
+
+// The main.cf values the check reads, with Postfix's defaults where postconf prints nothing.
+struct PostfixValues {
+  std::string smtpd_milters, non_smtpd_milters, milter_default_action;
+  std::string queue_directory, mail_owner;
+  std::string maximal_queue_lifetime, bounce_queue_lifetime;  // as written (units optional)
+  std::string milter_connect_timeout, milter_command_timeout, milter_content_timeout;
+};
+
+// postconf (with -c when a config directory is given) and its leading arguments.
+std::vector<std::string> PostconfCommand(const CheckMtaOptions& opt) {
   std::vector<std::string> base{opt.postconf_command};
   if (!opt.postfix_config_directory.empty()) base.insert(base.end(), {"-c", opt.postfix_config_directory});
+  return base;
+}
+
+// Reads the values through postconf. False (with the finding that says why) when Postfix is
+// not installed, not configured, or postconf fails: nothing further can be checked.
+bool ReadPostfixValues(const CheckMtaOptions& opt, MtaReport* r, PostfixValues* values) {
+  const std::string dir = opt.postfix_config_directory.empty() ? "/etc/postfix" : opt.postfix_config_directory;
   std::string text, err;
-  std::vector<std::string> args = base;
-  args.insert(args.end(), {"-h", "smtpd_milters", "non_smtpd_milters", "milter_default_action", "queue_directory",
-                           "mail_owner", "maximal_queue_lifetime", "bounce_queue_lifetime", "milter_connect_timeout",
-                           "milter_command_timeout", "milter_content_timeout"});
   struct stat st;
   if (::stat((dir + "/main.cf").c_str(), &st) != 0) {
     // postconf exists (the package is there) but nothing is configured: mail does not flow.
     if (!RunCapture({opt.postconf_command, "-d", "-h", "mail_version"}, &text, &err)) {
-      add(Verdict::kInfo, "not checked (" + err + ")", "", "");
-      return;
+      AddPostfixFinding(r, Verdict::kInfo, "not checked (" + err + ")", "", "");
+      return false;
     }
     r->postfix_present = true;
-    add(Verdict::kMissing, "Postfix not configured", "no " + dir + "/main.cf",
-        "configure Postfix first (dpkg-reconfigure postfix), then run ccmailctl check-mta again");
-    return;
+    AddPostfixFinding(r, Verdict::kMissing, "Postfix not configured", "no " + dir + "/main.cf",
+                      "configure Postfix first (dpkg-reconfigure postfix), then run ccmailctl check-mta again");
+    return false;
   }
+  std::vector<std::string> args = PostconfCommand(opt);
+  args.insert(args.end(), {"-h", "smtpd_milters", "non_smtpd_milters", "milter_default_action", "queue_directory",
+                           "mail_owner", "maximal_queue_lifetime", "bounce_queue_lifetime", "milter_connect_timeout",
+                           "milter_command_timeout", "milter_content_timeout"});
   if (!RunCapture(args, &text, &err)) {
-    add(Verdict::kInfo, "not checked (" + err + ")", "", "");
-    return;
+    AddPostfixFinding(r, Verdict::kInfo, "not checked (" + err + ")", "", "");
+    return false;
   }
   r->postfix_present = true;
   std::vector<std::string> v;
-  {
-    std::istringstream in(text);
-    for (std::string l; std::getline(in, l);) v.push_back(l);
-    v.resize(10);
-  }
-  const std::string queue_dir = Trim(v[3]).empty() ? "/var/spool/postfix" : Trim(v[3]);
-  const std::string mail_owner = Trim(v[4]).empty() ? "postfix" : Trim(v[4]);
-  std::string master;
-  std::vector<std::string> margs = base;
-  margs.push_back("-M");
-  PostfixDaemon smtpd, cleanup;
-  if (RunCapture(margs, &master, &err)) ParseMaster(master, &smtpd, &cleanup);
-  if (!smtpd.found) add(Verdict::kWarning, "master.cf: no inet smtpd service", "", "");
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) v.push_back(l);
+  v.resize(10);
+  *values = PostfixValues{Trim(v[0]), Trim(v[1]), Trim(v[2]), Trim(v[3]), Trim(v[4]), v[5], v[6], v[7], v[8], v[9]};
+  if (values->queue_directory.empty()) values->queue_directory = "/var/spool/postfix";
+  if (values->mail_owner.empty()) values->mail_owner = "postfix";
+  return true;
+}
 
-  // The milter lists, as each daemon resolves them (its chroot column, queue_directory).
+// The milter lists, as each daemon resolves them (its chroot column, queue_directory).
+void CheckMilterLists(const CheckMtaOptions& opt, const PostfixValues& pv, const PostfixDaemon& smtpd,
+                      const PostfixDaemon& cleanup, MtaReport* r) {
   struct List {
     const char* name;
     std::string value;
     const PostfixDaemon* daemon;
   };
+  const std::string& queue_dir = pv.queue_directory;
   const std::string chroot_spelling = PostfixSpelling(opt.milter_socket, queue_dir);
   const std::string full_spelling = PostfixSpelling(opt.milter_socket, "");
-  for (const List& l : {List{"smtpd_milters", Trim(v[0]), &smtpd}, List{"non_smtpd_milters", Trim(v[1]), &cleanup}}) {
+  for (const List& l : {List{"smtpd_milters", pv.smtpd_milters, &smtpd}, List{"non_smtpd_milters", pv.non_smtpd_milters, &cleanup}}) {
     const bool chrooted = l.daemon->chrooted;
     const std::string spelled = chrooted ? chroot_spelling : full_spelling;
     bool reaches = false, listed_elsewise = false;
@@ -551,76 +565,104 @@ void CheckPostfixInstance(const CheckMtaOptions& opt, MtaReport* r) {
     }
     const std::string what = std::string(l.name) + (l.daemon->found ? (chrooted ? " (chrooted in " + queue_dir + ")" : " (not chrooted)") : "");
     if (reaches) {
-      add(Verdict::kOk, what, l.value, "");
+      AddPostfixFinding(r, Verdict::kOk, what, l.value, "");
     } else if (listed_elsewise) {
-      add(Verdict::kWrong, what, l.value,
-          "this spelling does not reach the socket from a " + std::string(chrooted ? "chrooted" : "non-chrooted") +
-              " daemon; use " + spelled + " (postconf -e '" + l.name + " = ...')");
+      AddPostfixFinding(r, Verdict::kWrong, what, l.value,
+                        "this spelling does not reach the socket from a " + std::string(chrooted ? "chrooted" : "non-chrooted") +
+                            " daemon; use " + spelled + " (postconf -e '" + l.name + " = ...')");
     } else {
       std::string list = l.value.empty() ? spelled : l.value + ", " + spelled;
-      add(Verdict::kMissing, what, l.value, "postconf -e '" + std::string(l.name) + " = " + list + "'");
+      AddPostfixFinding(r, Verdict::kMissing, what, l.value, "postconf -e '" + std::string(l.name) + " = " + list + "'");
     }
   }
-  std::string action = Lower(Trim(v[2]));
-  if (action == "tempfail")
-    add(Verdict::kOk, "milter_default_action", action, "");
-  else
-    add(Verdict::kWrong, "milter_default_action", action, "postconf -e 'milter_default_action = tempfail'");
+}
 
-  // The socket itself, and whether the MTA's user can connect to it.
+void CheckDefaultAction(const PostfixValues& pv, MtaReport* r) {
+  std::string action = Lower(pv.milter_default_action);
+  if (action == "tempfail")
+    AddPostfixFinding(r, Verdict::kOk, "milter_default_action", action, "");
+  else
+    AddPostfixFinding(r, Verdict::kWrong, "milter_default_action", action, "postconf -e 'milter_default_action = tempfail'");
+}
+
+// The socket itself, and whether the MTA's user can connect to it.
+void CheckMilterSocket(const CheckMtaOptions& opt, const PostfixValues& pv, MtaReport* r) {
   Endpoint ours = ParseMilterSide(opt.milter_socket);
-  const std::string user = opt.mta_user.empty() ? mail_owner : opt.mta_user;
+  const std::string user = opt.mta_user.empty() ? pv.mail_owner : opt.mta_user;
+  struct stat st;
   if (ours.kind == "unix") {
     if (::stat(ours.where.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
-      add(Verdict::kMissing, "milter socket " + ours.where, "",
-          "start ccmail-milter (systemctl start ccmail-milter); every message gets 451 until it listens");
+      AddPostfixFinding(r, Verdict::kMissing, "milter socket " + ours.where, "",
+                        "start ccmail-milter (systemctl start ccmail-milter); every message gets 451 until it listens");
     } else if (::geteuid() != 0) {
-      add(Verdict::kMissing, "connect to " + ours.where + " as " + user, "not checked",
-          "run ccmailctl check-mta as root to test the connection as " + user);
+      AddPostfixFinding(r, Verdict::kMissing, "connect to " + ours.where + " as " + user, "not checked",
+                        "run ccmailctl check-mta as root to test the connection as " + user);
     } else if (std::string why = ConnectAs(user, ours.where); !why.empty()) {
-      add(Verdict::kWrong, "connect to " + ours.where + " as " + user, why,
-          "adduser " + user + " " + GroupOf(ours.where) + " and restart Postfix (socket group " + GroupOf(ours.where) +
-              ", mode " + [&] { char b[8]; std::snprintf(b, sizeof b, "%04o", st.st_mode & 07777); return std::string(b); }() + ")");
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+      AddPostfixFinding(r, Verdict::kWrong, "connect to " + ours.where + " as " + user, why,
+                        "adduser " + user + " " + GroupOf(ours.where) + " and restart Postfix (socket group " +
+                            GroupOf(ours.where) + ", mode " + mode + ")");
     } else {
-      add(Verdict::kOk, "connect to " + ours.where + " as " + user, "", "");
+      AddPostfixFinding(r, Verdict::kOk, "connect to " + ours.where + " as " + user, "", "");
     }
   } else if (ours.kind == "inet" || ours.kind == "inet6") {
     if (std::string why = ConnectInet(ours.where); !why.empty())
-      add(Verdict::kWrong, "connect to " + ours.where, why, "start ccmail-milter; every message gets 451 until it listens");
+      AddPostfixFinding(r, Verdict::kWrong, "connect to " + ours.where, why, "start ccmail-milter; every message gets 451 until it listens");
     else
-      add(Verdict::kOk, "connect to " + ours.where, "", "");
+      AddPostfixFinding(r, Verdict::kOk, "connect to " + ours.where, "", "");
   }
+}
 
-  // Timeouts: shorter than recommended is a warning (Postfix tempfails, nothing is lost).
+// Timeouts: shorter than recommended is a warning (Postfix tempfails, nothing is lost).
+void CheckTimeouts(const PostfixValues& pv, MtaReport* r) {
   const struct { const char* name; const std::string& value; long long min; } timeouts[] = {
-      {"milter_connect_timeout", v[7], kRecommendedMilterConnectTimeout},
-      {"milter_command_timeout", v[8], kRecommendedMilterCommandTimeout},
-      {"milter_content_timeout", v[9], kRecommendedMilterContentTimeout}};
+      {"milter_connect_timeout", pv.milter_connect_timeout, kRecommendedMilterConnectTimeout},
+      {"milter_command_timeout", pv.milter_command_timeout, kRecommendedMilterCommandTimeout},
+      {"milter_content_timeout", pv.milter_content_timeout, kRecommendedMilterContentTimeout}};
   for (const auto& t : timeouts) {
     long long secs = PostfixSeconds(t.value, 's');
     if (secs < 0) continue;
     if (secs < t.min)
-      add(Verdict::kWarning, t.name, Trim(t.value),
-          "shorter than the recommended " + std::to_string(t.min) + "s: a slow spool disk makes Postfix answer 4xx "
-          "(postconf -e '" + std::string(t.name) + " = " + std::to_string(t.min) + "s')");
+      AddPostfixFinding(r, Verdict::kWarning, t.name, Trim(t.value),
+                        "shorter than the recommended " + std::to_string(t.min) + "s: a slow spool disk makes Postfix answer 4xx "
+                        "(postconf -e '" + std::string(t.name) + " = " + std::to_string(t.min) + "s')");
     else
-      add(Verdict::kOk, t.name, Trim(t.value), "");
+      AddPostfixFinding(r, Verdict::kOk, t.name, Trim(t.value), "");
   }
-  // The dedup window must outlast every retry Postfix (or a client queue) can make.
-  if (opt.dedup_window.count() > 0) {
-    long long mql = PostfixSeconds(v[5], 'd'), bql = PostfixSeconds(v[6], 'd');
-    long long longest = std::max(mql, bql);
-    const std::string found = "dedup_window " + Days(opt.dedup_window.count()) + ", maximal_queue_lifetime " +
-                              Trim(v[5]) + ", bounce_queue_lifetime " + Trim(v[6]);
-    if (longest < 0)
-      add(Verdict::kWarning, "dedup window", found, "cannot read the queue lifetimes");
-    else if (opt.dedup_window.count() < longest + kDedupWindowMargin)
-      add(Verdict::kWrong, "dedup window", found,
-          "set dedup_window = " + Days(longest + 2 * kDedupWindowMargin) +
-              " in ccmail-bridge.conf (more than the longest queue lifetime + 1d), or shorten the queue lifetimes");
-    else
-      add(Verdict::kOk, "dedup window", found, "");
-  }
+}
+
+// The dedup window must outlast every retry Postfix (or a client queue) can make.
+void CheckDedupWindow(const CheckMtaOptions& opt, const PostfixValues& pv, MtaReport* r) {
+  if (opt.dedup_window.count() <= 0) return;
+  long long mql = PostfixSeconds(pv.maximal_queue_lifetime, 'd'), bql = PostfixSeconds(pv.bounce_queue_lifetime, 'd');
+  long long longest = std::max(mql, bql);
+  const std::string found = "dedup_window " + Days(opt.dedup_window.count()) + ", maximal_queue_lifetime " +
+                            Trim(pv.maximal_queue_lifetime) + ", bounce_queue_lifetime " + Trim(pv.bounce_queue_lifetime);
+  if (longest < 0)
+    AddPostfixFinding(r, Verdict::kWarning, "dedup window", found, "cannot read the queue lifetimes");
+  else if (opt.dedup_window.count() < longest + kDedupWindowMargin)
+    AddPostfixFinding(r, Verdict::kWrong, "dedup window", found,
+                      "set dedup_window = " + Days(longest + 2 * kDedupWindowMargin) +
+                          " in ccmail-bridge.conf (more than the longest queue lifetime + 1d), or shorten the queue lifetimes");
+  else
+    AddPostfixFinding(r, Verdict::kOk, "dedup window", found, "");
+}
+
+void CheckPostfixInstance(const CheckMtaOptions& opt, MtaReport* r) {
+  PostfixValues pv;
+  if (!ReadPostfixValues(opt, r, &pv)) return;
+  std::string master, err;
+  std::vector<std::string> margs = PostconfCommand(opt);
+  margs.push_back("-M");
+  PostfixDaemon smtpd, cleanup;
+  if (RunCapture(margs, &master, &err)) ParseMaster(master, &smtpd, &cleanup);
+  if (!smtpd.found) AddPostfixFinding(r, Verdict::kWarning, "master.cf: no inet smtpd service", "", "");
+  CheckMilterLists(opt, pv, smtpd, cleanup, r);
+  CheckDefaultAction(pv, r);
+  CheckMilterSocket(opt, pv, r);
+  CheckTimeouts(pv, r);
+  CheckDedupWindow(opt, pv, r);
 }
 
 }  // namespace

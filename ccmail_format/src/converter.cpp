@@ -57,9 +57,21 @@ struct Item {
   std::string text_charset{};
 };
 
+// A text part up to this size (as sent) is decoded once and held for both passes of
+// StreamTextLines (deciding the charset, converting); a longer one is decoded twice and never
+// held whole.
+constexpr gint64 kHeldTextMax = 1 << 20;
+
 // A text part's text in the code page, as ToCpText(ToUtf8(decoded, charset)) without
-// protection, streamed: never held whole.
+// protection, streamed.
 Status StreamPartText(GMimePart* part, const std::string& charset, CodePage cp, const ChunkFn& out) {
+  const gint64 encoded = EncodedLength(part);
+  if (encoded >= 0 && encoded <= kHeldTextMax) {
+    std::string decoded;
+    CCMAIL_RETURN_IF_ERROR(DecodePart(part, &decoded));
+    auto held = [&decoded](const ChunkFn& fn) { return decoded.empty() ? Status::Ok() : fn(decoded); };
+    return StreamTextLines(held, charset, cp, out);
+  }
   return StreamTextLines([part](const ChunkFn& fn) { return ForEachDecodedChunk(part, fn); }, charset, cp, out);
 }
 

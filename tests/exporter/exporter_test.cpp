@@ -133,15 +133,16 @@ TEST(ExporterTest, LedgerStagedRowsCountOnlyOnceCommitted) {
   ASSERT_TRUE(store::Ledger::Open(bed.dir + "/l.db", &l).ok());
   ASSERT_TRUE(l->BumpEpoch(nullptr).ok());
   ASSERT_TRUE(store::Ledger::OpenReadOnly(bed.dir + "/l.db", &reader).ok());
-  store::CaptureId id = store::CaptureId::New();
-  std::vector<store::LedgerBatch> v(2);
-  v[0].post_office = "HQ";
-  v[0].file_name = "A.CCM";
-  v[0].capture_ids = {id};
-  v[0].deliveries = {{id, Bed::Key(1), "x at HQ", store::DeliveryKind::kExported}};
-  v[1].post_office = "BR";
-  v[1].file_name = "B.CCM";
-  v[1].deliveries = {{id, Bed::Key(1), "y at BR", store::DeliveryKind::kExported}};
+  const store::CaptureId id = store::CaptureId::New();
+  std::vector<store::LedgerBatch> v;
+  for (const auto& [po, rcpt] : {std::pair<std::string, std::string>{"HQ", "x at HQ"}, {"BR", "y at BR"}}) {
+    store::LedgerBatch b;
+    b.post_office = po;
+    b.file_name = po + ".CCM";
+    b.deliveries.push_back({id, Bed::Key(1), rcpt, store::DeliveryKind::kExported});
+    v.push_back(std::move(b));
+  }
+  v[0].capture_ids = {id};  // recorded with the first batch, as the exporter does
   bool found = true;
   ASSERT_TRUE(l->StageBatches(v).ok());
   EXPECT_EQ(l->StageBatches(v).code(), Status::Code::kInvalidArgument);  // one staged commit at a time

@@ -122,10 +122,18 @@ bool AsciiCompatible(const std::string& charset) {
 }
 
 // ESC, SO and SI switch character sets in ISO 2022 encodings, which are otherwise 7-bit.
+// Whole-buffer loops without an early exit (the compiler vectorizes them): these run over
+// every byte of every text body.
 bool HasShiftBytes(std::string_view bytes) {
-  for (unsigned char c : bytes)
-    if (c == 0x1b || c == 0x0e || c == 0x0f) return true;
-  return false;
+  bool found = false;
+  for (unsigned char c : bytes) found |= (c == 0x1b) | (c == 0x0e) | (c == 0x0f);
+  return found;
+}
+
+bool AllAscii(std::string_view bytes) {
+  unsigned char any = 0;
+  for (unsigned char c : bytes) any |= c;
+  return any < 0x80;
 }
 
 }  // namespace
@@ -201,9 +209,8 @@ iconv_t OpenToUtf8(std::string_view charset, bool ascii, bool shift_bytes, bool 
 }  // namespace
 
 std::string ToUtf8(std::string bytes, std::string_view charset) {
-  bool ascii = true;
-  for (unsigned char c : bytes) if (c >= 0x80) { ascii = false; break; }
-  iconv_t cd = OpenToUtf8(charset, ascii, HasShiftBytes(bytes), IsValidUtf8(bytes));
+  const bool ascii = AllAscii(bytes);
+  iconv_t cd = OpenToUtf8(charset, ascii, HasShiftBytes(bytes), ascii || IsValidUtf8(bytes));
   if (cd == kNoIconv) return bytes;
   std::string out;
   out.resize(bytes.size() + bytes.size() / 4 + 64);
@@ -431,10 +438,9 @@ Status StreamTextLines(const ChunkSource& source, std::string_view charset, Code
   bool shift_bytes = false;
   Utf8Validator utf8;
   CCMAIL_RETURN_IF_ERROR(source([&](std::string_view c) {
-    if (ascii)
-      for (unsigned char b : c) if (b >= 0x80) { ascii = false; break; }
+    if (ascii) ascii = AllAscii(c);
     if (!shift_bytes) shift_bytes = HasShiftBytes(c);
-    utf8.Add(c);
+    if (!ascii) utf8.Add(c);  // ASCII bytes before it leave the validator where it starts
     return Status::Ok();
   }));
   // 2. Convert, chunk by chunk.

@@ -57,9 +57,21 @@ struct Item {
   std::string text_charset{};
 };
 
+// A text part up to this size (as sent) is decoded once and held for both passes of
+// StreamTextLines (deciding the charset, converting); a longer one is decoded twice and never
+// held whole.
+constexpr gint64 kHeldTextMax = 1 << 20;
+
 // A text part's text in the code page, as ToCpText(ToUtf8(decoded, charset)) without
-// protection, streamed: never held whole.
+// protection, streamed.
 Status StreamPartText(GMimePart* part, const std::string& charset, CodePage cp, const ChunkFn& out) {
+  const gint64 encoded = EncodedLength(part);
+  if (encoded >= 0 && encoded <= kHeldTextMax) {
+    std::string decoded;
+    CCMAIL_RETURN_IF_ERROR(DecodePart(part, &decoded));
+    auto held = [&decoded](const ChunkFn& fn) { return decoded.empty() ? Status::Ok() : fn(decoded); };
+    return StreamTextLines(held, charset, cp, out);
+  }
   return StreamTextLines([part](const ChunkFn& fn) { return ForEachDecodedChunk(part, fn); }, charset, cp, out);
 }
 
@@ -71,15 +83,19 @@ std::string ContentTypeOf(GMimeObject* obj) {
   return LowerAscii(std::string(type ? type : "application") + "/" + (sub ? sub : "octet-stream"));
 }
 
+// The addr-spec of a mailbox (IDN form when GMime has one), nullptr when it has none.
+const char* MailboxAddress(InternetAddress* a) {
+  const char* addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
+  return addr != nullptr ? addr : internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+}
+
 void CollectAddresses(InternetAddressList* list, std::unordered_set<std::string>* out) {
   if (list == nullptr) return;
   const int n = internet_address_list_length(list);
   for (int i = 0; i < n; ++i) {
     InternetAddress* a = internet_address_list_get_address(list, i);
     if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
-      const char* addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
-      if (addr == nullptr) addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
-      if (addr) out->insert(LowerAscii(addr));
+      if (const char* addr = MailboxAddress(a)) out->insert(LowerAscii(addr));
     } else if (INTERNET_ADDRESS_IS_GROUP(a)) {
       CollectAddresses(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)), out);
     }
@@ -170,8 +186,7 @@ std::string FirstMailbox(InternetAddressList* list) {
   for (int i = 0; i < n; ++i) {
     InternetAddress* a = internet_address_list_get_address(list, i);
     if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
-      const char* addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
-      if (addr == nullptr) addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+      const char* addr = MailboxAddress(a);
       return addr ? std::string(addr) : std::string();
     }
     if (INTERNET_ADDRESS_IS_GROUP(a)) {
@@ -373,6 +388,19 @@ class Planner {
     std::string type;
   };
 
+  // The main text as measured: in the code page when `whole`, its size, whether it is blank.
+  struct MainText {
+    std::string cp;
+    uint64_t size = 0;
+    bool only_blank = true;
+    bool whole = true;
+  };
+  void MeasureMainText(MainText* main);
+  void AddMainText(std::vector<Item>* items, std::set<std::string>* used_names, std::vector<std::string>* notices);
+  void AddPartsInOrder(std::vector<Item>* items, std::set<std::string>* used_names, std::vector<std::string>* notices);
+  void CapItems(std::vector<Item>* items, std::vector<std::string>* notices) const;
+  Item HeadersItem(GMimeMessage* message) const;
+
   const FormatSettings& s_;
   Status status_;
   TextTarget main_text_;
@@ -389,80 +417,96 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   std::vector<Item> items;
   std::set<std::string> used_names;
   notices->insert(notices->end(), notices_.begin(), notices_.end());
-  // 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
-  // A streamed main text is measured here and kept while it is no longer than text items can
-  // take (max_items * text_item_max bytes); longer, it becomes UNNAMED.TXT, streamed again
-  // when written.
-  auto is_blank = [](std::string_view t) {
-    for (char c : t)
-      if (c != '\r' && c != '\n' && c != ' ' && c != '\t') return false;
-    return true;
-  };
-  std::string main_cp;
-  uint64_t main_size = 0;
-  bool only_blank = true;
-  bool main_cp_whole = true;  // main_cp holds the whole main text
-  if (main_part_ != nullptr) {
-    const uint64_t keep_max = static_cast<uint64_t>(s_.text_item_max) * s_.max_items;
-    status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&](std::string_view c) {
-      main_size += c.size();
-      if (only_blank) only_blank = is_blank(c);
-      if (main_cp_whole && main_size <= keep_max) {
-        main_cp.append(c);
-      } else if (main_cp_whole) {
-        main_cp_whole = false;
-        std::string().swap(main_cp);
-      }
-      return Status::Ok();
-    });
-    if (!status_.ok()) return {};
-  } else {
-    main_cp = ToCpText(main_text_.utf8);
+  AddMainText(&items, &used_names, notices);
+  if (!status_.ok()) return {};
+  AddPartsInOrder(&items, &used_names, notices);
+  CapItems(&items, notices);
+  if (s_.headers_item) items.push_back(HeadersItem(message));
+  return items;
+}
+
+bool IsBlank(std::string_view t) {
+  for (char c : t)
+    if (c != '\r' && c != '\n' && c != ' ' && c != '\t') return false;
+  return true;
+}
+
+// A streamed main text is measured here and kept while it is no longer than text items can
+// take (max_items * text_item_max bytes); longer, main->whole is false and it is streamed
+// again when written.
+void Planner::MeasureMainText(MainText* main) {
+  if (main_part_ == nullptr) {
+    main->cp = ToCpText(main_text_.utf8);
     std::string().swap(main_text_.utf8);  // memory: only the code-page copy stays
-    main_size = main_cp.size();
-    only_blank = is_blank(main_cp);
+    main->size = main->cp.size();
+    main->only_blank = IsBlank(main->cp);
+    return;
   }
+  const uint64_t keep_max = static_cast<uint64_t>(s_.text_item_max) * s_.max_items;
+  status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&](std::string_view c) {
+    main->size += c.size();
+    if (main->only_blank) main->only_blank = IsBlank(c);
+    if (main->whole && main->size <= keep_max) {
+      main->cp.append(c);
+    } else if (main->whole) {
+      main->whole = false;
+      std::string().swap(main->cp);
+    }
+    return Status::Ok();
+  });
+}
+
+// 1. Main text: split, or UNNAMED.TXT (setting, or when splitting would use up the items).
+void Planner::AddMainText(std::vector<Item>* items, std::set<std::string>* used_names,
+                          std::vector<std::string>* notices) {
+  MainText main;
+  MeasureMainText(&main);
+  if (!status_.ok()) return;
   // KB178122: never an empty text item; the placeholder says why there is no text.
-  if (only_blank) {
-    main_cp = !main_text_.taken ? "(no text: the message has no text part)\r\n"
-              : main_size == 0  ? "(no text: the message text is empty)\r\n"
+  if (main.only_blank) {
+    main.cp = !main_text_.taken ? "(no text: the message has no text part)\r\n"
+              : main.size == 0  ? "(no text: the message text is empty)\r\n"
                                 : "(no text: the message text is only white space)\r\n";
-    main_size = main_cp.size();
+    main.size = main.cp.size();
     main_part_ = nullptr;
   }
   const size_t reserve = (s_.headers_item ? 1 : 0) + 1;  // Headers + a possible notice
-  const uint64_t pieces = (main_size + s_.text_item_max - 1) / s_.text_item_max;
-  if (main_size > s_.text_item_max &&
+  const uint64_t pieces = (main.size + s_.text_item_max - 1) / s_.text_item_max;
+  if (main.size > s_.text_item_max &&
       (s_.large_body == LargeBody::kFile || pieces + reserve >= s_.max_items)) {
     if (s_.large_body == LargeBody::kSplit)
-      notices->push_back("the message text (" + std::to_string(main_size) + " bytes) was too long for " +
+      notices->push_back("the message text (" + std::to_string(main.size) + " bytes) was too long for " +
                          std::to_string(s_.max_items) + " text items and is attached as UNNAMED.TXT");
-    items.push_back(Item{false, "", "The message text is in the attached file UNNAMED.TXT.\r\n", nullptr, 0});
-    Item f{true, DosFileName("UNNAMED.TXT", "text/plain", s_, &used_names), std::move(main_cp), nullptr, 0};
-    f.raw_size = main_size;
-    if (main_part_ != nullptr && !main_cp_whole) {  // streamed again when written
+    items->push_back(Item{false, "", "The message text is in the attached file UNNAMED.TXT.\r\n", nullptr, 0});
+    Item f{true, DosFileName("UNNAMED.TXT", "text/plain", s_, used_names), std::move(main.cp), nullptr, 0};
+    f.raw_size = main.size;
+    if (main_part_ != nullptr && !main.whole) {  // streamed again when written
       f.text_part = main_part_;
       f.text_charset = main_charset_;
     }
-    items.push_back(std::move(f));
-  } else {
-    if (main_part_ != nullptr && !main_cp_whole) {  // not reached with keep_max as above
-      main_cp.clear();
-      main_cp.reserve(static_cast<size_t>(main_size));
-      status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&main_cp](std::string_view c) {
-        main_cp.append(c);
-        return Status::Ok();
-      });
-      if (!status_.ok()) return {};
-      if (main_cp.size() != main_size) {
-        status_ = Status::FromErrno("message content changed while converting", EIO);
-        return {};
-      }
-    }
-    SplitText("", std::move(main_cp), &items);
+    items->push_back(std::move(f));
+    return;
   }
-  // 2. Attached messages, extra text parts and files, in message order; at most
-  //    max_file_items files (docs/FORMAT.md §3.8), the others named in a notice.
+  if (main_part_ != nullptr && !main.whole) {  // not reached with keep_max as above
+    main.cp.clear();
+    main.cp.reserve(static_cast<size_t>(main.size));
+    status_ = StreamPartText(main_part_, main_charset_, s_.codepage, [&main](std::string_view c) {
+      main.cp.append(c);
+      return Status::Ok();
+    });
+    if (!status_.ok()) return;
+    if (main.cp.size() != main.size) {
+      status_ = Status::FromErrno("message content changed while converting", EIO);
+      return;
+    }
+  }
+  SplitText("", std::move(main.cp), items);
+}
+
+// 2. Attached messages, extra text parts and files, in message order; at most
+//    max_file_items files (docs/FORMAT.md §3.8), the others named in a notice.
+void Planner::AddPartsInOrder(std::vector<Item>* items, std::set<std::string>* used_names,
+                              std::vector<std::string>* notices) {
   size_t files_kept = 0;
   std::vector<std::string> files_left;
   for (const Slot& slot : order_) {
@@ -475,14 +519,14 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
     if (slot.kind == Slot::kAttached) {
       std::string cp = ToCpText(attached_[slot.index].utf8);
       if (cp.empty()) cp = attached_[slot.index].taken ? "(no text: this text is empty)\r\n" : "(no text: this part has no text)\r\n";
-      SplitText(slot.title, std::move(cp), &items);
+      SplitText(slot.title, std::move(cp), items);
     } else {
       const FilePlan& fp = files_[slot.index];
       Item f;
       f.is_file = true;
       f.part = fp.part;
-      f.title = DosFileName(fp.name, fp.type, s_, &used_names);
-      items.push_back(std::move(f));
+      f.title = DosFileName(fp.name, fp.type, s_, used_names);
+      items->push_back(std::move(f));
     }
   }
   if (!files_left.empty()) {
@@ -495,36 +539,40 @@ std::vector<Item> Planner::Finish(GMimeMessage* message, std::vector<std::string
   if (too_deep_ > 0)
     notices->push_back(std::to_string(too_deep_) + " part(s) nested deeper than " +
                        std::to_string(s_.max_nesting_depth) + " levels were not converted");
-  // 3. Item cap: keep the first ones, list the rest in a notice.
+}
+
+// 3. Item cap: keep the first ones, list the rest in a notice; then the notice item.
+void Planner::CapItems(std::vector<Item>* items, std::vector<std::string>* notices) const {
   const size_t tail = s_.headers_item ? 1 : 0;
   const bool need_notice_slot = !notices->empty();
   size_t room = s_.max_items - tail - (need_notice_slot ? 1 : 0);
-  if (items.size() > room) {
+  if (items->size() > room) {
     room = s_.max_items - tail - 1;
     std::string dropped;
     size_t n = 0;
-    for (size_t i = room; i < items.size(); ++i, ++n) {
-      if (dropped.size() < 1500) dropped += (dropped.empty() ? "" : ", ") + (items[i].title.empty() ? std::string("(text)") : items[i].title);
+    for (size_t i = room; i < items->size(); ++i, ++n) {
+      const std::string& title = (*items)[i].title;
+      if (dropped.size() < 1500) dropped += (dropped.empty() ? "" : ", ") + (title.empty() ? std::string("(text)") : title);
     }
-    items.resize(room);
+    items->resize(room);
     notices->push_back(std::to_string(n) + " more item(s) were not converted (cc:Mail takes at most " +
                        std::to_string(s_.max_items) + "): " + dropped);
   }
   if (!notices->empty()) {
     std::string text = "ccmail-bridge could not convert all of this message:\n";
     for (const std::string& n : *notices) text += "- " + n + "\n";
-    items.push_back(Item{false, "Notice", TruncateText(ToCpText(text), "(list truncated)\r\n"), nullptr, 0});
+    items->push_back(Item{false, "Notice", TruncateText(ToCpText(text), "(list truncated)\r\n"), nullptr, 0});
   }
-  // 4. The original header block (visible recipients, priority, receipts... live here).
-  if (s_.headers_item) {
-    char* raw = g_mime_object_get_headers(GMIME_OBJECT(message), nullptr);
-    std::string utf8 = ToUtf8(raw ? std::string(raw) : std::string(), "");
-    g_free(raw);
-    std::string cp = ToCpText(utf8);
-    if (cp.empty()) cp = "(no header fields)\r\n";
-    items.push_back(Item{false, "Headers", TruncateText(std::move(cp), "(header block truncated)\r\n"), nullptr, 0});
-  }
-  return items;
+}
+
+// 4. The original header block (visible recipients, priority, receipts... live here).
+Item Planner::HeadersItem(GMimeMessage* message) const {
+  char* raw = g_mime_object_get_headers(GMIME_OBJECT(message), nullptr);
+  std::string utf8 = ToUtf8(raw ? std::string(raw) : std::string(), "");
+  g_free(raw);
+  std::string cp = ToCpText(utf8);
+  if (cp.empty()) cp = "(no header fields)\r\n";
+  return Item{false, "Headers", TruncateText(std::move(cp), "(header block truncated)\r\n"), nullptr, 0};
 }
 
 std::string CountLine(uint64_t n) { return std::to_string(ItemSizeCount(n)) + "\r\n"; }
@@ -571,6 +619,232 @@ struct Counted {
   }
 };
 
+
+// What every copy of a message shares: its items, measured, and the header lines that do
+// not depend on the recipients.
+struct Layout {
+  std::vector<Item> items;
+  std::vector<std::string> notices;
+  std::vector<std::string> keyword_lines;  // "Text item: <title>\r\n" per item
+  uint64_t contents_len = 0;               // bytes after "Contents:" (and its count line)
+  std::string fixed_head;                  // From + Date
+  std::string subject_line;
+  std::unordered_set<std::string> hdr_to, hdr_cc;  // for the recipients' roles
+};
+
+// The parsed message and what it is parsed from. Members are destroyed in reverse order:
+// the borrowed bytes outlive the stream, the parser and the message.
+struct Parsed {
+  std::optional<BorrowedBytes> borrowed;
+  std::unique_ptr<GMimeStream, GObjectUnref> stream;
+  std::unique_ptr<GMimeParser, GObjectUnref> parser;
+  std::unique_ptr<GMimeMessage, GObjectUnref> message;
+  size_t nuls_replaced = 0;  // NULs in structure lines shown as '?'
+};
+
+Status Unconvertible(const std::string& who, const std::string& why) {
+  return Status::InvalidArgument(who + ": unconvertible: " + why);
+}
+
+// The caller's bytes (ConvertInput::data), parsed in place unless a NUL in a structure line
+// needs a patched copy.
+void StreamFromBytes(const ConvertInput& in, Parsed* p) {
+  std::string patched;
+  if (std::memchr(in.data, '\0', static_cast<size_t>(in.length)) != nullptr) {
+    patched.assign(in.data, static_cast<size_t>(in.length));
+    p->nuls_replaced = ReplaceNulsInStructure(&patched);
+  }
+  if (p->nuls_replaced > 0) {
+    p->stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
+  } else if (in.length <= G_MAXUINT) {
+    // The caller already holds the bytes (the exporter read them to check the spool CRC):
+    // parse them in place instead of reading the file again or copying them.
+    p->borrowed.emplace(in.data, static_cast<size_t>(in.length));
+    p->stream.reset(p->borrowed->NewStream());
+  } else {
+    p->stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));  // copies
+  }
+}
+
+// [offset, offset+length) of the caller's fd, through an open file description of our own.
+Status StreamFromFd(const ConvertInput& in, const std::string& who, Parsed* p) {
+  // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
+  struct stat st;
+  if (fstat(in.fd, &st) != 0) return Status::FromErrno(who + ": fstat message", errno);
+  if (!S_ISREG(st.st_mode))
+    return Status::FromErrno(who + ": message input is not a regular file (the converter seeks in it)", EINVAL);
+  if (static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(in.offset) + in.length)
+    return Status::FromErrno(who + ": message file shorter than offset+length", EIO);
+  // Our own open file description, so the caller's file position is not moved.
+  int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
+  if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
+  // A NUL in a structure line: parse a patched copy in memory (see ReplaceNulsInStructure).
+  std::string patched;
+  Status scan = ScanForNul(fd2, in.offset, in.length, &patched);
+  if (!scan.ok()) { ::close(fd2); return scan.WithContext(who); }
+  if (!patched.empty()) p->nuls_replaced = ReplaceNulsInStructure(&patched);
+  if (p->nuls_replaced > 0) {
+    ::close(fd2);
+    p->stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
+  } else {
+    p->stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
+  }
+  return Status::Ok();
+}
+
+Status ParseMessage(const ConvertInput& in, const std::string& who, Parsed* p) {
+  EnsureGMimeInitialized();
+  if (in.data != nullptr) StreamFromBytes(in, p);
+  else CCMAIL_RETURN_IF_ERROR(StreamFromFd(in, who, p));
+  p->parser.reset(g_mime_parser_new_with_stream(p->stream.get()));
+  g_mime_parser_set_persist_stream(p->parser.get(), TRUE);
+  g_mime_parser_set_format(p->parser.get(), GMIME_FORMAT_MESSAGE);
+  p->message.reset(g_mime_parser_construct_message(p->parser.get(), nullptr));
+  if (!p->message) return Unconvertible(who, "not an RFC 5322 message (GMime could not parse it)");
+  return Status::Ok();
+}
+
+// From, Date, Subject and the addresses visible in To/Cc.
+void ReadHead(GMimeMessage* message, const ConvertInput& in, const FormatSettings& s, Layout* l) {
+  // Roles: To/Cc when the envelope recipient is visible there, else Bcc.
+  CollectAddresses(g_mime_message_get_addresses(message, GMIME_ADDRESS_TYPE_TO), &l->hdr_to);
+  CollectAddresses(g_mime_message_get_addresses(message, GMIME_ADDRESS_TYPE_CC), &l->hdr_cc);
+  // Date: the message's own date when sane, else the receive time.
+  std::optional<time_t> header_date;
+  if (GDateTime* d = g_mime_message_get_date(message)) header_date = static_cast<time_t>(g_date_time_to_unix(d));
+  const time_t when = ChooseMessageDate(header_date, in.received, s);
+  const std::string subj = DecodedHeader(GMIME_OBJECT(message), "Subject");
+  // The author, not the envelope sender (list bounces, <>): the envelope stays for bounces.
+  const std::string sender_addr = ChooseSenderAddress(FirstMailbox(g_mime_message_get_from(message)),
+                                                      FirstMailbox(g_mime_message_get_sender(message)),
+                                                      in.envelope_sender, s);
+  l->fixed_head = "From: " + FormatSender(sender_addr, s) + "\r\n" + "Date: " + FormatCcDate(when, s) + "\r\n";
+  l->subject_line = "Subject: " + CleanSubject(subj, s) + "\r\n";
+}
+
+uint64_t ItemDataSize(const Item& it, bool hex) {
+  return it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
+}
+
+// Plans the items (once, whatever the number of targets) and measures them.
+Status PlanItems(const Parsed& p, const FormatSettings& s, const std::string& who, Layout* l) {
+  Planner planner(s);
+  if (p.nuls_replaced > 0)
+    planner.AddNotice(std::to_string(p.nuls_replaced) + " NUL byte(s) in header or boundary lines are shown as ?");
+  Status ps = planner.Plan(p.message.get());
+  if (!ps.ok()) return ps.WithContext(who);
+  l->items = planner.Finish(p.message.get(), &l->notices);
+  if (!planner.status().ok()) return planner.status().WithContext(who);
+  for (Item& it : l->items) {
+    if (!it.is_file || it.part == nullptr) continue;
+    uint64_t n = 0;
+    Status cs = ForEachDecodedChunk(it.part, [&n](std::string_view c) { n += c.size(); return Status::Ok(); });
+    if (!cs.ok()) return cs.WithContext(who);
+    it.raw_size = n;
+  }
+  const bool hex = s.files == FileData::kHex;
+  for (const Item& it : l->items) {
+    std::string kw = std::string(it.is_file ? "File item: " : "Text item: ") + it.title;
+    while (!kw.empty() && kw.back() == ' ') kw.pop_back();
+    l->keyword_lines.push_back(kw + "\r\n");
+    const uint64_t data = ItemDataSize(it, hex);
+    l->contents_len += l->keyword_lines.back().size() + (s.itemsize ? CountLine(data).size() : 0) + data +
+                       ((it.is_file && !hex) ? RawFileTerminator(s).size() : 0);
+  }
+  return Status::Ok();
+}
+
+// One copy's recipient lines (pointing into the target's lines).
+using Copy = std::vector<const std::string*>;
+
+// The recipient lines of one target (To, then Cc, then Bcc), split so that every copy's
+// header block stays under header_limit.
+Status SplitCopies(const ConvertTarget& target, const Layout& l, const FormatSettings& s, const std::string& who,
+                   std::vector<std::string>* rcpt_lines, std::vector<Copy>* copies) {
+  std::vector<std::string> lines_to, lines_cc, lines_bcc;
+  std::unordered_set<std::string> seen_lines;  // one line per cc:Mail user: IMPORT delivers once per line
+  for (const ConvertRecipient& r : target.recipients) {
+    if (r.ccmail.name.empty()) return Unconvertible(who, "recipient " + r.smtp_address + " has no cc:Mail name");
+    std::string a = BareAddress(r.smtp_address);
+    std::string line = FormatRecipient(r.ccmail, s);
+    if (!seen_lines.insert(LowerAscii(line)).second) continue;
+    if (l.hdr_to.count(a)) lines_to.push_back("To: " + line + "\r\n");
+    else if (l.hdr_cc.count(a)) lines_cc.push_back("Cc: " + line + "\r\n");
+    else lines_bcc.push_back("Bcc: " + line + "\r\n");
+  }
+  for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines->insert(rcpt_lines->end(), v->begin(), v->end());
+  const uint64_t fixed = l.fixed_head.size() + l.subject_line.size();
+  copies->resize(1);
+  uint64_t used = fixed;  // From, Date, the recipient lines so far, Subject
+  for (const std::string& line : *rcpt_lines) {
+    if (!HeaderBlockFits(HeaderBlockBytes(fixed + line.size(), l.contents_len, s), s))
+      return Unconvertible(who, "recipient line \"" + line.substr(0, line.size() - 2) +
+                                    "\" alone makes the header block exceed header_limit " +
+                                    std::to_string(s.header_limit));
+    if (!HeaderBlockFits(HeaderBlockBytes(used + line.size(), l.contents_len, s), s)) {
+      copies->emplace_back();  // the next copy of the message takes the rest
+      used = fixed;
+    }
+    copies->back().push_back(&line);
+    used += line.size();
+  }
+  return Status::Ok();
+}
+
+// A file item's data: decoded (as hex with /FILES/HEX) or the UNNAMED.TXT text.
+Status WriteFileData(const Item& it, const FormatSettings& s, OutputSink* out, Counted* w) {
+  const bool hex = s.files == FileData::kHex;
+  uint64_t produced = 0;
+  HexWriter hw(out);
+  auto sinkfn = [&](std::string_view c) -> Status {
+    produced += c.size();
+    if (produced > it.raw_size) return Status::FromErrno("message content changed while converting", EIO);
+    if (hex) return hw.Add(c);
+    return w->Write(c);
+  };
+  Status fs = it.part        ? ForEachDecodedChunk(it.part, sinkfn)
+              : it.text_part ? StreamPartText(it.text_part, it.text_charset, s.codepage, sinkfn)
+                             : sinkfn(it.text);
+  if (fs.ok() && hex) fs = hw.Finish();
+  if (!fs.ok()) return fs;
+  if (produced != it.raw_size) return Status::FromErrno("message content changed while converting", EIO);
+  if (hex) {
+    w->n += HexSize(it.raw_size);
+    return Status::Ok();
+  }
+  return w->Write(RawFileTerminator(s));
+}
+
+// One copy of the message: Message:, its header block, Contents:, every item.
+Status WriteCopy(const Copy& copy, const Layout& l, const FormatSettings& s, const std::string& who, OutputSink* out,
+                 uint64_t* written) {
+  Counted w{out};
+  std::string head = l.fixed_head;
+  for (const std::string* line : copy) head += *line;
+  head += l.subject_line;
+  const std::string contents_count = CountLine(l.contents_len);
+  const uint64_t message_len =
+      head.size() + std::strlen("Contents:\r\n") + (s.itemsize ? contents_count.size() : 0) + l.contents_len;
+  std::string prefix = "Message:\r\n";
+  if (s.itemsize) prefix += CountLine(message_len);
+  prefix += head;
+  prefix += "Contents:\r\n";
+  if (s.itemsize) prefix += contents_count;
+  CCMAIL_RETURN_IF_ERROR(w.Write(prefix).WithContext(who));
+  const bool hex = s.files == FileData::kHex;
+  for (size_t i = 0; i < l.items.size(); ++i) {
+    const Item& it = l.items[i];
+    std::string kw = l.keyword_lines[i];
+    if (s.itemsize) kw += CountLine(ItemDataSize(it, hex));
+    CCMAIL_RETURN_IF_ERROR(w.Write(kw).WithContext(who));
+    if (it.is_file) CCMAIL_RETURN_IF_ERROR(WriteFileData(it, s, out, &w).WithContext(who));
+    else CCMAIL_RETURN_IF_ERROR(w.Write(it.text).WithContext(who));
+  }
+  *written = w.n;
+  return Status::Ok();
+}
+
 }  // namespace
 
 Converter::Converter(FormatSettings settings) : settings_(std::move(settings)) {}
@@ -588,196 +862,34 @@ Status Converter::ConvertForEach(const ConvertInput& in, const std::vector<Conve
   for (const ConvertTarget& t : targets)
     if (t.result) *t.result = ConvertResult{};
   const std::string who = in.log_id.empty() ? std::string("message") : in.log_id;
-  auto unconvertible = [&](const std::string& why) { return Status::InvalidArgument(who + ": unconvertible: " + why); };
-  if (targets.empty()) return unconvertible("no cc:Mail recipients given");
+  if (targets.empty()) return Unconvertible(who, "no cc:Mail recipients given");
   for (const ConvertTarget& t : targets)
-    if (t.recipients.empty()) return unconvertible("no cc:Mail recipients given");
-  if (in.length == 0) return unconvertible("empty message");
+    if (t.recipients.empty()) return Unconvertible(who, "no cc:Mail recipients given");
+  if (in.length == 0) return Unconvertible(who, "empty message");
 
-  EnsureGMimeInitialized();
-  std::optional<BorrowedBytes> borrowed;  // declared first: outlives the stream and the parse
-  std::unique_ptr<GMimeStream, GObjectUnref> stream;
-  std::string patched;        // the message with NULs replaced in structure lines (rare)
-  size_t nuls_replaced = 0;
-  if (in.data != nullptr) {
-    if (std::memchr(in.data, '\0', static_cast<size_t>(in.length)) != nullptr) {
-      patched.assign(in.data, static_cast<size_t>(in.length));
-      nuls_replaced = ReplaceNulsInStructure(&patched);
-    }
-    if (nuls_replaced > 0) {
-      stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
-      std::string().swap(patched);
-    } else if (in.length <= G_MAXUINT) {
-      // The caller already holds the bytes (the exporter read them to check the spool CRC):
-      // parse them in place instead of reading the file again or copying them.
-      borrowed.emplace(in.data, static_cast<size_t>(in.length));
-      stream.reset(borrowed->NewStream());
-    } else {
-      stream.reset(g_mime_stream_mem_new_with_buffer(in.data, static_cast<size_t>(in.length)));  // copies
-    }
-  } else {
-    // The input must really hold `length` bytes; a short file is a spool problem, not the message's.
-    struct stat st;
-    if (fstat(in.fd, &st) != 0) return Status::FromErrno(who + ": fstat message", errno);
-    if (!S_ISREG(st.st_mode))
-      return Status::FromErrno(who + ": message input is not a regular file (the converter seeks in it)", EINVAL);
-    if (static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(in.offset) + in.length)
-      return Status::FromErrno(who + ": message file shorter than offset+length", EIO);
-    // Our own open file description, so the caller's file position is not moved.
-    int fd2 = ::open(("/proc/self/fd/" + std::to_string(in.fd)).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd2 < 0) fd2 = ::fcntl(in.fd, F_DUPFD_CLOEXEC, 0);  // no /proc: share the position instead
-    if (fd2 < 0) return Status::FromErrno(who + ": reopen message", errno);
-    // A NUL in a structure line: parse a patched copy in memory (see ReplaceNulsInStructure).
-    Status scan = ScanForNul(fd2, in.offset, in.length, &patched);
-    if (!scan.ok()) { ::close(fd2); return scan.WithContext(who); }
-    if (!patched.empty()) nuls_replaced = ReplaceNulsInStructure(&patched);
-    if (nuls_replaced > 0) {
-      ::close(fd2);
-      stream.reset(g_mime_stream_mem_new_with_buffer(patched.data(), patched.size()));  // copies
-    }
-    std::string().swap(patched);
-    if (nuls_replaced == 0) {
-      stream.reset(g_mime_stream_fs_new_with_bounds(fd2, in.offset, static_cast<gint64>(in.offset + in.length)));
-    }
-  }
-  std::unique_ptr<GMimeParser, GObjectUnref> parser(g_mime_parser_new_with_stream(stream.get()));
-  g_mime_parser_set_persist_stream(parser.get(), TRUE);
-  g_mime_parser_set_format(parser.get(), GMIME_FORMAT_MESSAGE);
-  std::unique_ptr<GMimeMessage, GObjectUnref> message(g_mime_parser_construct_message(parser.get(), nullptr));
-  if (!message) return unconvertible("not an RFC 5322 message (GMime could not parse it)");
-
-  // Roles: To/Cc when the envelope recipient is visible there, else Bcc.
-  std::unordered_set<std::string> hdr_to, hdr_cc;
-  CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_TO), &hdr_to);
-  CollectAddresses(g_mime_message_get_addresses(message.get(), GMIME_ADDRESS_TYPE_CC), &hdr_cc);
-
-  // Date: the message's own date when sane, else the receive time.
-  std::optional<time_t> header_date;
-  if (GDateTime* d = g_mime_message_get_date(message.get())) header_date = static_cast<time_t>(g_date_time_to_unix(d));
-  const time_t when = ChooseMessageDate(header_date, in.received, s);
-  const std::string subj = DecodedHeader(GMIME_OBJECT(message.get()), "Subject");
-  // The author, not the envelope sender (list bounces, <>): the envelope stays for bounces.
-  const std::string sender_addr =
-      ChooseSenderAddress(FirstMailbox(g_mime_message_get_from(message.get())),
-                          FirstMailbox(g_mime_message_get_sender(message.get())), in.envelope_sender, s);
-  const std::string fixed_head = "From: " + FormatSender(sender_addr, s) + "\r\n" +
-                                 "Date: " + FormatCcDate(when, s) + "\r\n";
-  const std::string subject_line = "Subject: " + CleanSubject(subj, s) + "\r\n";
-
-  // Plan and measure the items (once, whatever the number of targets).
-  std::vector<std::string> notices;
-  Planner planner(s);
-  if (nuls_replaced > 0)
-    planner.AddNotice(std::to_string(nuls_replaced) + " NUL byte(s) in header or boundary lines are shown as ?");
-  Status ps = planner.Plan(message.get());
-  if (!ps.ok()) return ps.WithContext(who);
-  std::vector<Item> items = planner.Finish(message.get(), &notices);
-  if (!planner.status().ok()) return planner.status().WithContext(who);
-  for (Item& it : items) {
-    if (!it.is_file || it.part == nullptr) continue;
-    uint64_t n = 0;
-    Status cs = ForEachDecodedChunk(it.part, [&n](std::string_view c) { n += c.size(); return Status::Ok(); });
-    if (!cs.ok()) return cs.WithContext(who);
-    it.raw_size = n;
-  }
-  const bool hex = s.files == FileData::kHex;
-  uint64_t contents_len = 0;
-  std::vector<std::string> keyword_lines;
-  for (const Item& it : items) {
-    std::string kw = std::string(it.is_file ? "File item: " : "Text item: ") + it.title;
-    while (!kw.empty() && kw.back() == ' ') kw.pop_back();
-    keyword_lines.push_back(kw + "\r\n");
-    uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
-    contents_len += keyword_lines.back().size() + (s.itemsize ? CountLine(data).size() : 0) + data +
-                    ((it.is_file && !hex) ? RawFileTerminator(s).size() : 0);
-  }
-  const uint64_t fixed = fixed_head.size() + subject_line.size();
-
-  // The recipient lines of one target, split so that every copy's header block stays under
-  // header_limit. Every target is checked before the first byte is written, so an
-  // unconvertible recipient leaves every sink untouched.
+  Parsed parsed;
+  CCMAIL_RETURN_IF_ERROR(ParseMessage(in, who, &parsed));
+  Layout layout;
+  ReadHead(parsed.message.get(), in, s, &layout);
+  CCMAIL_RETURN_IF_ERROR(PlanItems(parsed, s, who, &layout));
+  // Every target is checked before the first byte is written, so an unconvertible recipient
+  // leaves every sink untouched.
   std::vector<std::vector<std::string>> target_lines(targets.size());
-  std::vector<std::vector<std::vector<const std::string*>>> target_copies(targets.size());
-  for (size_t ti = 0; ti < targets.size(); ++ti) {
-    std::vector<std::string> lines_to, lines_cc, lines_bcc;
-    std::unordered_set<std::string> seen_lines;  // one line per cc:Mail user: IMPORT delivers once per line
-    for (const ConvertRecipient& r : targets[ti].recipients) {
-      if (r.ccmail.name.empty()) return unconvertible("recipient " + r.smtp_address + " has no cc:Mail name");
-      std::string a = BareAddress(r.smtp_address);
-      std::string line = FormatRecipient(r.ccmail, s);
-      if (!seen_lines.insert(LowerAscii(line)).second) continue;
-      if (hdr_to.count(a)) lines_to.push_back("To: " + line + "\r\n");
-      else if (hdr_cc.count(a)) lines_cc.push_back("Cc: " + line + "\r\n");
-      else lines_bcc.push_back("Bcc: " + line + "\r\n");
-    }
-    std::vector<std::string>& rcpt_lines = target_lines[ti];
-    for (auto* v : {&lines_to, &lines_cc, &lines_bcc}) rcpt_lines.insert(rcpt_lines.end(), v->begin(), v->end());
-    auto& copies = target_copies[ti];
-    copies.resize(1);
-    uint64_t used = fixed;  // From, Date, the recipient lines so far, Subject
-    for (const std::string& line : rcpt_lines) {
-      if (!HeaderBlockFits(HeaderBlockBytes(fixed + line.size(), contents_len, s), s))
-        return unconvertible("recipient line \"" + line.substr(0, line.size() - 2) + "\" alone makes the header block exceed header_limit " +
-                             std::to_string(s.header_limit));
-      if (!HeaderBlockFits(HeaderBlockBytes(used + line.size(), contents_len, s), s)) {
-        copies.emplace_back();  // the next copy of the message takes the rest
-        used = fixed;
-      }
-      copies.back().push_back(&line);
-      used += line.size();
-    }
-  }
+  std::vector<std::vector<Copy>> target_copies(targets.size());
+  for (size_t ti = 0; ti < targets.size(); ++ti)
+    CCMAIL_RETURN_IF_ERROR(SplitCopies(targets[ti], layout, s, who, &target_lines[ti], &target_copies[ti]));
 
   for (size_t ti = 0; ti < targets.size(); ++ti) {
-    OutputSink* out = targets[ti].out;
     ConvertResult local;
     ConvertResult& res = targets[ti].result ? *targets[ti].result : local;
-    res.notices = notices;
-    for (const auto& copy : target_copies[ti]) {
-      Counted w{out};
-      std::string head = fixed_head;
-      for (const std::string* l : copy) head += *l;
-      head += subject_line;
-      const std::string contents_count = CountLine(contents_len);
-      const uint64_t message_len =
-          head.size() + std::strlen("Contents:\r\n") + (s.itemsize ? contents_count.size() : 0) + contents_len;
-      std::string prefix = "Message:\r\n";
-      if (s.itemsize) prefix += CountLine(message_len);
-      prefix += head;
-      prefix += "Contents:\r\n";
-      if (s.itemsize) prefix += contents_count;
-      CCMAIL_RETURN_IF_ERROR(w.Write(prefix).WithContext(who));
-      for (size_t i = 0; i < items.size(); ++i) {
-        const Item& it = items[i];
-        const uint64_t data = it.is_file ? (hex ? HexSize(it.raw_size) : it.raw_size) : it.text.size();
-        std::string kw = keyword_lines[i];
-        if (s.itemsize) kw += CountLine(data);
-        CCMAIL_RETURN_IF_ERROR(w.Write(kw).WithContext(who));
-        if (!it.is_file) {
-          CCMAIL_RETURN_IF_ERROR(w.Write(it.text).WithContext(who));
-          continue;
-        }
-        uint64_t produced = 0;
-        HexWriter hw(out);
-        auto sinkfn = [&](std::string_view c) -> Status {
-          produced += c.size();
-          if (produced > it.raw_size) return Status::FromErrno("message content changed while converting", EIO);
-          if (hex) return hw.Add(c);
-          return w.Write(c);
-        };
-        Status fs = it.part        ? ForEachDecodedChunk(it.part, sinkfn)
-                    : it.text_part ? StreamPartText(it.text_part, it.text_charset, s.codepage, sinkfn)
-                                   : sinkfn(it.text);
-        if (fs.ok() && hex) fs = hw.Finish();
-        if (!fs.ok()) return fs.WithContext(who);
-        if (produced != it.raw_size) return Status::FromErrno(who + ": message content changed while converting", EIO);
-        if (hex) w.n += HexSize(it.raw_size);
-        else CCMAIL_RETURN_IF_ERROR(w.Write(RawFileTerminator(s)).WithContext(who));
-      }
-      res.bytes_written += w.n;
+    res.notices = layout.notices;
+    for (const Copy& copy : target_copies[ti]) {
+      uint64_t written = 0;
+      CCMAIL_RETURN_IF_ERROR(WriteCopy(copy, layout, s, who, targets[ti].out, &written));
+      res.bytes_written += written;
       res.messages_written += 1;
     }
-    res.items_written = static_cast<int>(items.size());
+    res.items_written = static_cast<int>(layout.items.size());
   }
   return Status::Ok();
 }

@@ -3,8 +3,10 @@
 
 #include <errno.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 namespace ccmail::format {
@@ -25,10 +27,16 @@ Status ForEachDecodedChunk(GMimePart* part, const std::function<Status(std::stri
       enc == GMIME_CONTENT_ENCODING_UUENCODE) {
     filter.reset(g_mime_filter_basic_new(enc, FALSE));
   }
-  if (g_mime_stream_length(stream) == 0) return Status::Ok();  // an empty body: a bounded stream of 0 bytes
+  const gint64 length = g_mime_stream_length(stream);
+  if (length == 0) return Status::Ok();  // an empty body: a bounded stream of 0 bytes
   if (g_mime_stream_reset(stream) == -1) return Status::FromErrno("rewind MIME part stream", EIO);
-  std::vector<char> buf(64 * 1024 + 64);
+  // Not zero-filled, and no larger than the part (most are a few KiB): this runs several
+  // times per message (measure, write, once per post office).
+  constexpr size_t kStep = 64 * 1024;
   const size_t prespace = 64;
+  const size_t step = length > 0 ? static_cast<size_t>(std::clamp<gint64>(length, 4096, kStep)) : kStep;
+  std::unique_ptr<char[]> storage(new char[step + prespace]);
+  const std::span<char> buf(storage.get(), step + prespace);
   for (;;) {
     ssize_t n = g_mime_stream_read(stream, buf.data() + prespace, buf.size() - prespace);
     if (n < 0) return Status::FromErrno("read message content", EIO);
@@ -58,13 +66,16 @@ Status ForEachDecodedChunk(GMimePart* part, const std::function<Status(std::stri
   return Status::Ok();
 }
 
+gint64 EncodedLength(GMimePart* part) {
+  GMimeDataWrapper* w = g_mime_part_get_content(part);
+  GMimeStream* s = w ? g_mime_data_wrapper_get_stream(w) : nullptr;
+  return s ? g_mime_stream_length(s) : 0;
+}
+
 Status DecodePart(GMimePart* part, std::string* out) {
   out->clear();
-  if (GMimeDataWrapper* w = g_mime_part_get_content(part)) {
-    GMimeStream* s = g_mime_data_wrapper_get_stream(w);
-    const gint64 len = s ? g_mime_stream_length(s) : -1;
-    if (len > 0) out->reserve(static_cast<size_t>(len) + 64);  // decoding never grows the data
-  }
+  const gint64 len = EncodedLength(part);
+  if (len > 0) out->reserve(static_cast<size_t>(len) + 64);  // decoding never grows the data
   return ForEachDecodedChunk(part, [out](std::string_view chunk) {
     out->append(chunk);
     return Status::Ok();

@@ -23,6 +23,9 @@ void EnsureGMimeInitialized();
 // kIoError when the underlying stream fails to read.
 Status ForEachDecodedChunk(GMimePart* part, const std::function<Status(std::string_view)>& fn);
 Status DecodePart(GMimePart* part, std::string* out);
+// Bytes of the part's content as sent (before transfer decoding): 0 without content, -1
+// when the stream cannot tell.
+gint64 EncodedLength(GMimePart* part);
 
 // RAII for GObject references.
 struct GObjectUnref {

@@ -131,69 +131,7 @@ class Reader {
     bool have_msg_count = false;
     if (itemsize_) have_msg_count = TakeCount(&pos, &msg_count, "Message:");
     const size_t msg_start = pos;
-    // Header lines: From, Date, To*/Cc*/Bcc*, Subject, then Contents:.
-    const size_t head_start = pos;
-    int stage = 0;  // 0 want From, 1 want Date, 2 recipients (3 To,4 Cc,5 Bcc), 6 after Subject
-    int rank_last = 0;
-    bool have_from = false, have_date = false, have_subject = false;
-    size_t rcpts = 0;
-    for (;;) {
-      if (pos >= f_.size()) {
-        Violate(pos, "file ends inside the header of the message at offset " + std::to_string(m->offset) + " (no Contents:)");
-        return pos;
-      }
-      Line l = PeekLine(pos);
-      if (l.text == "Contents:") break;
-      if (l.text == "Message:") {
-        Violate(pos, "message at offset " + std::to_string(m->offset) + " has no Contents: (mandatory, KB234745)");
-        return pos;
-      }
-      l = TakeLine(pos);
-      size_t colon = l.text.find(':');
-      std::string key = colon == std::string_view::npos ? std::string() : std::string(l.text.substr(0, colon));
-      std::string_view value = colon == std::string_view::npos ? std::string_view() : l.text.substr(colon + 1);
-      if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
-      int rank = key == "From" ? 1 : key == "Date" ? 2 : key == "To" ? 3 : key == "Cc" ? 4 : key == "Bcc" ? 5 : key == "Subject" ? 6 : 0;
-      if (rank == 0) {
-        Violate(pos, "unknown header line \"" + Shown(l.text) + "\" (expected From/Date/To/Cc/Bcc/Subject)");
-      } else {
-        if (rank < rank_last || (rank == rank_last && (rank == 1 || rank == 2 || rank == 6)))
-          Violate(pos, key + ": out of order or repeated (order: From, Date, To, Cc, Bcc, Subject)");
-        rank_last = std::max(rank_last, rank);
-        switch (rank) {
-          case 1:
-            have_from = true;
-            m->from = std::string(value);
-            if (value.find(" at ") == std::string_view::npos) Violate(pos, "From: is not \"address at POSTOFFICE\"");
-            break;
-          case 2:
-            have_date = true;
-            m->date = std::string(value);
-            if (!ParseCcDate(value, s_)) Violate(pos, "Date: \"" + Shown(value) + "\" is not in the configured date format");
-            break;
-          case 3: case 4: case 5:
-            ++rcpts;
-            if (value.empty() || value.find_first_not_of(' ') == std::string_view::npos)
-              Violate(pos, key + ": empty address");
-            (rank == 3 ? m->to : rank == 4 ? m->cc : m->bcc).push_back(std::string(value));
-            break;
-          case 6:
-            have_subject = true;
-            m->subject = std::string(value);
-            if (value.size() > s_.subject_max)
-              Violate(pos, "Subject: longer than " + std::to_string(s_.subject_max) + " characters");
-            if (s_.subject_brackets && value.find_first_of("[]") != std::string_view::npos)
-              Violate(pos, "Subject: contains [ or ] (breaks Import 8.3)");
-            break;
-        }
-      }
-      (void)stage;
-      pos = l.next;
-    }
-    if (!have_from) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no From:");
-    if (!have_date) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Date:");
-    if (!have_subject) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Subject:");
-    if (rcpts == 0) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no To:, Cc: or Bcc: recipient");
+    if (!ReadHeaderLines(&pos, m)) return pos;
     pos = TakeLine(pos).next;  // Contents:
     uint64_t contents_count = 0;
     bool have_contents_count = false;
@@ -202,31 +140,7 @@ class Reader {
       Violate(m->offset, "header block of " + std::to_string(pos - m->offset) + " bytes (Message: to the Contents: count) is over header_limit " +
                              std::to_string(s_.header_limit));
     const size_t contents_start = pos;
-    std::set<std::string> names;
-    while (pos < f_.size()) {
-      Line l = PeekLine(pos);
-      if (l.text == "Message:") break;
-      const bool text = StartsWith(l.text, "Text item:");
-      const bool file = StartsWith(l.text, "File item:");
-      if (!text && !file) {
-        Violate(pos, "expected \"Text item:\", \"File item:\" or \"Message:\", found \"" + Shown(l.text) + "\"");
-        size_t next = FindKeywordLine(l.next, {"Message:", "Text item:", "File item:"});
-        if (next == std::string_view::npos) return f_.size();
-        pos = next;
-        continue;
-      }
-      ImportItem item;
-      item.kind = file ? ImportItem::Kind::kFile : ImportItem::Kind::kText;
-      item.offset = pos;
-      l = TakeLine(pos);
-      std::string_view title = l.text.substr(10);
-      if (!title.empty() && title[0] == ' ') title.remove_prefix(1);
-      item.title = std::string(title);
-      pos = l.next;
-      if (file) CheckFileName(item.title, item.offset, &names);
-      pos = itemsize_ ? ReadCountedItem(pos, &item) : ReadDelimitedItem(pos, &item);
-      m->items.push_back(std::move(item));
-    }
+    if (!ReadItems(&pos, m)) return f_.size();
     if (m->items.empty()) Violate(contents_start, "Contents: of the message at offset " + std::to_string(m->offset) + " has no item");
     if (m->items.size() > s_.max_items)
       Violate(m->offset, "message has " + std::to_string(m->items.size()) + " items, more than max_items " + std::to_string(s_.max_items));
@@ -235,6 +149,112 @@ class Reader {
     if (have_msg_count && ItemSizeCount(pos - msg_start) != msg_count)
       Violate(msg_start, "Message: count " + std::to_string(msg_count) + " but the message takes " + std::to_string(pos - msg_start) + " bytes");
     return pos;
+  }
+
+  // The header lines (From, Date, To*/Cc*/Bcc*, Subject) up to Contents:. False when the
+  // message ends first (at the end of the file or at the next Message:); *pos is then where.
+  bool ReadHeaderLines(size_t* pos, ImportMessage* m) {
+    const size_t head_start = *pos;
+    HeaderSeen seen;
+    for (;;) {
+      if (*pos >= f_.size()) {
+        Violate(*pos, "file ends inside the header of the message at offset " + std::to_string(m->offset) + " (no Contents:)");
+        return false;
+      }
+      Line l = PeekLine(*pos);
+      if (l.text == "Contents:") break;
+      if (l.text == "Message:") {
+        Violate(*pos, "message at offset " + std::to_string(m->offset) + " has no Contents: (mandatory, KB234745)");
+        return false;
+      }
+      l = TakeLine(*pos);
+      ReadHeaderLine(*pos, l.text, m, &seen);
+      *pos = l.next;
+    }
+    if (!seen.from) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no From:");
+    if (!seen.date) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Date:");
+    if (!seen.subject) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no Subject:");
+    if (seen.rcpts == 0) Violate(head_start, "message at offset " + std::to_string(m->offset) + " has no To:, Cc: or Bcc: recipient");
+    return true;
+  }
+
+  struct HeaderSeen {
+    int rank_last = 0;  // 1 From, 2 Date, 3 To, 4 Cc, 5 Bcc, 6 Subject
+    bool from = false, date = false, subject = false;
+    size_t rcpts = 0;
+  };
+
+  // One header line at pos: its order, its value's checks, into m.
+  void ReadHeaderLine(size_t pos, std::string_view text, ImportMessage* m, HeaderSeen* seen) {
+    size_t colon = text.find(':');
+    std::string key = colon == std::string_view::npos ? std::string() : std::string(text.substr(0, colon));
+    std::string_view value = colon == std::string_view::npos ? std::string_view() : text.substr(colon + 1);
+    if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
+    int rank = key == "From" ? 1 : key == "Date" ? 2 : key == "To" ? 3 : key == "Cc" ? 4 : key == "Bcc" ? 5 : key == "Subject" ? 6 : 0;
+    if (rank == 0) {
+      Violate(pos, "unknown header line \"" + Shown(text) + "\" (expected From/Date/To/Cc/Bcc/Subject)");
+      return;
+    }
+    if (rank < seen->rank_last || (rank == seen->rank_last && (rank == 1 || rank == 2 || rank == 6)))
+      Violate(pos, key + ": out of order or repeated (order: From, Date, To, Cc, Bcc, Subject)");
+    seen->rank_last = std::max(seen->rank_last, rank);
+    switch (rank) {
+      case 1:
+        seen->from = true;
+        m->from = std::string(value);
+        if (value.find(" at ") == std::string_view::npos) Violate(pos, "From: is not \"address at POSTOFFICE\"");
+        break;
+      case 2:
+        seen->date = true;
+        m->date = std::string(value);
+        if (!ParseCcDate(value, s_)) Violate(pos, "Date: \"" + Shown(value) + "\" is not in the configured date format");
+        break;
+      case 3: case 4: case 5:
+        ++seen->rcpts;
+        if (value.empty() || value.find_first_not_of(' ') == std::string_view::npos)
+          Violate(pos, key + ": empty address");
+        (rank == 3 ? m->to : rank == 4 ? m->cc : m->bcc).push_back(std::string(value));
+        break;
+      case 6:
+        seen->subject = true;
+        m->subject = std::string(value);
+        if (value.size() > s_.subject_max)
+          Violate(pos, "Subject: longer than " + std::to_string(s_.subject_max) + " characters");
+        if (s_.subject_brackets && value.find_first_of("[]") != std::string_view::npos)
+          Violate(pos, "Subject: contains [ or ] (breaks Import 8.3)");
+        break;
+    }
+  }
+
+  // The items after Contents:, up to the next Message: or the end of the file. False when an
+  // unexpected line has no item or message after it (the rest of the file is skipped).
+  bool ReadItems(size_t* pos, ImportMessage* m) {
+    std::set<std::string> names;
+    while (*pos < f_.size()) {
+      Line l = PeekLine(*pos);
+      if (l.text == "Message:") break;
+      const bool text = StartsWith(l.text, "Text item:");
+      const bool file = StartsWith(l.text, "File item:");
+      if (!text && !file) {
+        Violate(*pos, "expected \"Text item:\", \"File item:\" or \"Message:\", found \"" + Shown(l.text) + "\"");
+        size_t next = FindKeywordLine(l.next, {"Message:", "Text item:", "File item:"});
+        if (next == std::string_view::npos) return false;
+        *pos = next;
+        continue;
+      }
+      ImportItem item;
+      item.kind = file ? ImportItem::Kind::kFile : ImportItem::Kind::kText;
+      item.offset = *pos;
+      l = TakeLine(*pos);
+      std::string_view title = l.text.substr(10);
+      if (!title.empty() && title[0] == ' ') title.remove_prefix(1);
+      item.title = std::string(title);
+      *pos = l.next;
+      if (file) CheckFileName(item.title, item.offset, &names);
+      *pos = itemsize_ ? ReadCountedItem(*pos, &item) : ReadDelimitedItem(*pos, &item);
+      m->items.push_back(std::move(item));
+    }
+    return true;
   }
 
   void CheckFileName(const std::string& name, size_t off, std::set<std::string>* names) {

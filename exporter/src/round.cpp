@@ -264,51 +264,154 @@ Status Exporter::Impl::WaitCommitter(bool* abandoned) {
   return Status::Ok();
 }
 
+namespace {
+
+// Numbers the round's batch files from the ledger's next seq and lists the ledger rows in
+// commit order: one batch per post office (in `order`), then the captures with no file.
+Status NumberBatches(store::Ledger& ledger, CommitJob* job, std::vector<const PoBatch*>* order,
+                     std::vector<store::LedgerBatch>* lb) {
+  uint64_t seq = 0;
+  CCMAIL_RETURN_IF_ERROR(ledger.NextSeq(&seq));
+  const uint64_t epoch = ledger.epoch();
+  for (auto& [po, b] : job->batches) {
+    b.ledger.seq = seq++;
+    b.ledger.epoch = epoch;
+    b.ledger.file_name = BatchFileName(epoch, b.ledger.seq);
+    order->push_back(&b);
+    lb->push_back(b.ledger);
+  }
+  if (!job->nofile.capture_ids.empty()) {
+    job->nofile.seq = seq++;
+    lb->push_back(job->nofile);
+  }
+  return Status::Ok();
+}
+
+// .part + manifest for every post office, then ONE fsync of out/tmp. *written counts the
+// batches whose .part files may exist (to abandon them); *why says which step failed.
+Status WriteParts(Outbox& outbox, uint64_t epoch, const std::vector<const PoBatch*>& order, size_t* written,
+                  std::string* why) {
+  for (const PoBatch* b : order) {
+    ++*written;
+    Status s = outbox.WritePart(epoch, b->ledger.seq, b->ledger.post_office, b->content, b->entries);
+    if (!s.ok()) {
+      *why = "writing batch " + b->ledger.file_name + " failed, round abandoned";
+      return s;
+    }
+  }
+  if (order.empty()) return Status::Ok();
+  Status s = outbox.SyncTmpDir();  // once for all .part files of the round
+  if (!s.ok()) *why = "fsync out/tmp failed, round abandoned";
+  return s;
+}
+
+// Runs `beside` on a helper thread while `here` runs on this one (both on this thread, one
+// after the other, when no thread can be started).
+template <typename Beside, typename Here>
+void RunBeside(Beside beside, Here here) {
+  std::thread helper;
+  try {
+    helper = std::thread(beside);
+  } catch (const std::system_error& err) {
+    LogWarning("no thread for the ledger inserts (%s): staged before the batch files are written", err.what());
+    beside();
+  }
+  here();
+  if (helper.joinable()) helper.join();
+}
+
+void CloseRoundFds(Closer& closer, CommitJob* job) {
+  for (auto& fd : job->fds) closer.Queue(std::move(fd));
+  job->fds.clear();
+}
+
+// Publishes each committed batch file; the ones that could not be are listed in `out` (the
+// loop thread retries them), the published ones in *published.
+void PublishBatches(Outbox& outbox, const std::vector<store::LedgerBatch>& lb, bool any_file, CommitOutcome* out,
+                    std::vector<const store::LedgerBatch*>* published) {
+  for (const auto& b : lb) {
+    if (b.file_name.empty()) continue;
+    Status ps = outbox.Publish(b.epoch, b.seq, b.post_office);
+    if (!ps.ok()) {
+      out->unpublished.push_back({b.epoch, b.seq, b.post_office});
+      out->warnings.push_back("publishing " + b.file_name + " failed (committed; will be retried): " + ps.ToString());
+      continue;
+    }
+    published->push_back(&b);
+    LogDebug("published %s/%s: %zu deliveries", b.post_office.c_str(), b.file_name.c_str(), b.deliveries.size());
+  }
+  if (any_file) {
+    if (Status ts = outbox.SyncTmpDir(); !ts.ok()) LogWarning("fsync out/tmp after publishing: %s", ts.ToString().c_str());
+  }
+}
+
+// Unlinks the committed captures' spool files and fsyncs spool/new; false when one is left
+// (the next scan finds it, the ledger knows it).
+bool UnlinkCommitted(store::Spool& spool, const CommitJob& job) {
+  bool all_removed = true;
+  for (const auto& id : job.done) {
+    Status rs = spool.Remove(id, false);
+    if (!rs.ok() && !rs.IsNotFound()) {
+      all_removed = false;
+      LogWarning("capture %s exported but not unlinked (found again by the next scan): %s", id.ToString().c_str(),
+                 rs.ToString().c_str());
+    }
+  }
+  if (Status ss = spool.SyncNewDir(); !ss.ok()) {
+    all_removed = false;
+    LogWarning("fsync spool/new: %s", ss.ToString().c_str());
+  }
+  return all_removed;
+}
+
+// Logs the committed round; returns its number of batch files.
+size_t LogCommitted(const CommitJob& job, const std::vector<store::LedgerBatch>& lb) {
+  size_t files = 0;
+  for (const auto& b : lb) files += b.file_name.empty() ? 0 : 1;
+  LogInfo("committed %zu capture(s) in %zu batch file(s) (seq %llu-%llu): %llu exported, %llu duplicate(s)",
+          job.done.size(), files, static_cast<unsigned long long>(lb.front().seq),
+          static_cast<unsigned long long>(lb.back().seq), static_cast<unsigned long long>(job.exported),
+          static_cast<unsigned long long>(job.dups));
+  return files;
+}
+
+}  // namespace
+
+// The commit point, staged: the ledger rows are inserted (BEGIN + INSERTs, nothing durable
+// or visible) on a helper thread while this thread writes and fsyncs the .part files; the
+// COMMIT runs only once they are durable, so a recorded delivery always has its batch file.
 CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
   CommitOutcome out;
   out.done = job->done.size();
   std::vector<store::LedgerBatch> lb;
-  auto close_fds = [&] {
-    for (auto& fd : job->fds) closer.Queue(std::move(fd));
-    job->fds.clear();
-  };
+  size_t parts_written = 0;
   auto abandon = [&](const std::string& why, bool fatal, const Status& cause) {
     // A fatal abandon keeps the .part files: whether the round is decided is the ledger's to
     // say, and recovery (the restart) rolls a decided one forward from them.
     if (!fatal)
-      for (const auto& b : lb)
-        if (!b.file_name.empty()) (void)outbox->Abandon(b.epoch ? b.epoch : ledger->epoch(), b.seq);
+      for (size_t i = 0; i < parts_written; ++i)
+        (void)outbox->Abandon(lb[i].epoch ? lb[i].epoch : ledger->epoch(), lb[i].seq);
     out.abandoned = true;
     out.fatal = fatal;
     out.cause = cause;
     out.why = why;
     out.returned = job->done;  // they stay in spool/new: nothing is lost
-    close_fds();
+    CloseRoundFds(closer, job);
     return out;
   };
-  uint64_t seq = 0;
-  if (Status s = ledger->NextSeq(&seq); !s.ok()) return abandon("allocating a batch number failed", true, s);
-  const uint64_t epoch = ledger->epoch();
   std::vector<const PoBatch*> order;
-  for (auto& [po, b] : job->batches) {
-    b.ledger.seq = seq++;
-    b.ledger.epoch = epoch;
-    b.ledger.file_name = BatchFileName(epoch, b.ledger.seq);
-    order.push_back(&b);
+  if (Status s = NumberBatches(*ledger, job, &order, &lb); !s.ok())
+    return abandon("allocating a batch number failed", true, s);
+  Status staged;
+  std::string write_why;
+  Status written;
+  RunBeside([&] { staged = ledger->StageBatches(lb); },
+            [&] { written = WriteParts(*outbox, ledger->epoch(), order, &parts_written, &write_why); });
+  if (!written.ok()) {
+    ledger->AbortStaged();
+    return abandon(write_why, false, written);
   }
-  if (!job->nofile.capture_ids.empty()) job->nofile.seq = seq++;
-  // .part + manifest for every post office, all fsynced before the one commit.
-  for (const PoBatch* b : order) {
-    lb.push_back(b->ledger);
-    Status s = outbox->WritePart(epoch, b->ledger.seq, b->ledger.post_office, b->content, b->entries);
-    if (!s.ok()) return abandon("writing batch " + b->ledger.file_name + " failed, round abandoned", false, s);
-  }
-  if (!order.empty()) {
-    Status s = outbox->SyncTmpDir();  // once for all .part files of the round
-    if (!s.ok()) return abandon("fsync out/tmp failed, round abandoned", false, s);
-  }
-  if (!job->nofile.capture_ids.empty()) lb.push_back(job->nofile);
-  Status cs = ledger->CommitBatches(&lb);
+  Status cs = staged.ok() ? ledger->CommitStaged(&lb) : staged;
   if (!cs.ok()) {
     // A COMMIT reported as failed may still be durable (an error after the commit record was
     // written): the ledger, not the status, says whether the round is decided. Abandoning a
@@ -321,53 +424,23 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
     if (!recorded) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
     LogWarning("ledger commit reported a failure but the round is recorded: publishing it (%s)", cs.ToString().c_str());
     for (auto& b : lb)
-      if (!b.epoch) b.epoch = epoch;
+      if (!b.epoch) b.epoch = ledger->epoch();
   }
   out.committed = true;
   // Decision taken. Publish; a failure here is retried (and rolled forward by recovery).
-  for (const auto& b : lb) {
-    if (b.file_name.empty()) continue;
-    Status ps = outbox->Publish(b.epoch, b.seq, b.post_office);
-    if (!ps.ok()) {
-      out.unpublished.push_back({b.epoch, b.seq, b.post_office});
-      out.warnings.push_back("publishing " + b.file_name + " failed (committed; will be retried): " + ps.ToString());
-      continue;
-    }
-    QueueDeliver(b.post_office, b.file_name);
-    LogDebug("published %s/%s: %zu deliveries", b.post_office.c_str(), b.file_name.c_str(), b.deliveries.size());
-  }
-  if (!order.empty()) {
-    if (Status ts = outbox->SyncTmpDir(); !ts.ok()) LogWarning("fsync out/tmp after publishing: %s", ts.ToString().c_str());
-  }
-  bool all_removed = true;
-  for (const auto& id : job->done) {
-    Status rs = spool->Remove(id, false);
-    if (!rs.ok() && !rs.IsNotFound()) {
-      all_removed = false;
-      LogWarning("capture %s exported but not unlinked (found again by the next scan): %s", id.ToString().c_str(),
-                 rs.ToString().c_str());
-    }
-  }
-  if (Status ss = spool->SyncNewDir(); !ss.ok()) {
-    all_removed = false;
-    LogWarning("fsync spool/new: %s", ss.ToString().c_str());
-  }
-  close_fds();  // unlinked and fsynced: the last close (and its discard) is the closer's
+  std::vector<const store::LedgerBatch*> published;
+  PublishBatches(*outbox, lb, !order.empty(), &out, &published);
+  for (const store::LedgerBatch* b : published) QueueDeliver(b->post_office, b->file_name);
+  const bool all_removed = UnlinkCommitted(*spool, *job);
+  CloseRoundFds(closer, job);  // unlinked and fsynced: the last close (and its discard) is the closer's
   if (all_removed && out.unpublished.empty()) out.clean_seq = lb.back().seq;
-  size_t files = 0;
-  for (const auto& b : lb) files += b.file_name.empty() ? 0 : 1;
-  {
-    std::lock_guard<std::mutex> g(ctr_mu);
-    ++ctr.rounds;
-    ctr.batches += files;
-    ctr.captures += job->done.size();
-    ctr.exported += job->exported;
-    ctr.dups += job->dups;
-  }
-  LogInfo("committed %zu capture(s) in %zu batch file(s) (seq %llu-%llu): %llu exported, %llu duplicate(s)",
-          job->done.size(), files, static_cast<unsigned long long>(lb.front().seq),
-          static_cast<unsigned long long>(lb.back().seq), static_cast<unsigned long long>(job->exported),
-          static_cast<unsigned long long>(job->dups));
+  const size_t files = LogCommitted(*job, lb);
+  std::lock_guard<std::mutex> g(ctr_mu);
+  ++ctr.rounds;
+  ctr.batches += files;
+  ctr.captures += job->done.size();
+  ctr.exported += job->exported;
+  ctr.dups += job->dups;
   return out;
 }
 

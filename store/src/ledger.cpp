@@ -77,6 +77,10 @@ int RegisterFunctions(sqlite3* db) {
 struct Ledger::Impl {
   std::string path;
   sqlite3* db = nullptr;
+  // Between StageBatches and CommitStaged/AbortStaged: the open transaction's seqs and time.
+  bool staged = false;
+  std::vector<uint64_t> staged_seqs;
+  int64_t staged_now = 0;
   ~Impl() {
     if (db) sqlite3_close_v2(db);
   }
@@ -167,10 +171,9 @@ Status AddMeta(Ledger::Impl* im, const char* key, int64_t delta) {
 }
 
 // Runs f inside BEGIN IMMEDIATE ... COMMIT; rolls back on error.
-template <typename F>
-Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* after = nullptr) {
-  CCMAIL_RETURN_IF_ERROR(im->Exec("BEGIN IMMEDIATE"));
-  Status s = f();
+// Ends the open transaction: COMMIT when s is ok (crash/fault points `before` and `after`
+// around it), else ROLLBACK.
+Status EndTxn(Ledger::Impl* im, Status s, const char* before, const char* after) {
   if (s.ok()) {
     if (before) {
       if (FaultKind k = InjectedFailure(before); k != FaultKind::kNone) {
@@ -192,6 +195,12 @@ Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* af
   Status r = im->Exec("ROLLBACK");
   (void)r;  // "no transaction is active" after a failed COMMIT that SQLite rolled back
   return s;
+}
+
+template <typename F>
+Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* after = nullptr) {
+  CCMAIL_RETURN_IF_ERROR(im->Exec("BEGIN IMMEDIATE"));
+  return EndTxn(im, f(), before, after);
 }
 }  // namespace
 
@@ -724,67 +733,109 @@ Status Ledger::BackupTo(const std::string& dest_path) {
   return DurableIo::Real().FsyncDir(dir, nullptr);
 }
 
+Status Ledger::InsertBatches(const std::vector<LedgerBatch>& batches, int64_t now, std::vector<uint64_t>* seqs) {
+  Impl* im = impl_.get();
+  int64_t exported = 0, dups = 0;
+  uint64_t e = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
+  if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
+  uint64_t seq = 0;
+  CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
+  Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
+  CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
+  Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
+  CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
+  Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
+  CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
+  for (const auto& b : batches) {
+    if (b.seq != 0 && b.seq != seq)
+      return Status::InvalidArgument(im->path + ": batch " + b.file_name + " expects seq " + std::to_string(b.seq) +
+                                     " but the next seq is " + std::to_string(seq));
+    const int64_t created = b.created_ms ? b.created_ms : now;
+    bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b.post_office)
+        .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
+    if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
+    bi.Reset();
+    for (const auto& id : b.capture_ids) {
+      ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
+      if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
+      ci.Reset();
+    }
+    for (const auto& d : b.deliveries) {
+      di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
+          .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
+      int rc = di.Step();
+      di.Reset();
+      if (rc == SQLITE_CONSTRAINT) {
+        if (d.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
+        return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
+                                     " already exported (capture " + d.capture_id.ToString() + ")");
+      }
+      if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
+      (d.kind == DeliveryKind::kExported ? exported : dups)++;
+    }
+    seqs->push_back(seq);
+    ++seq;
+  }
+  CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
+  CCMAIL_RETURN_IF_ERROR(AddMeta(im, "dup_total", dups));
+  return SetMeta(im, "last_seq", static_cast<int64_t>(seq - 1));
+}
+
 Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
   Impl* im = impl_.get();
   if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatches before BumpEpoch");
   if (batches->empty()) return Status::Ok();
   const int64_t now = NowMs();
   std::vector<uint64_t> seqs;
-  int64_t exported = 0, dups = 0;
-  Status s = InTxn(im, [&]() -> Status {
-    uint64_t e = 0;
-    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
-    if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
-    uint64_t seq = 0;
-    CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
-    Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
-    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
-    Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
-    for (auto& b : *batches) {
-      if (b.seq != 0 && b.seq != seq)
-        return Status::InvalidArgument(im->path + ": batch " + b.file_name + " expects seq " + std::to_string(b.seq) +
-                                       " but the next seq is " + std::to_string(seq));
-      const int64_t created = b.created_ms ? b.created_ms : now;
-      bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b.post_office)
-          .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
-      if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
-      bi.Reset();
-      for (const auto& id : b.capture_ids) {
-        ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
-        if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
-        ci.Reset();
-      }
-      for (const auto& d : b.deliveries) {
-        di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
-            .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
-        int rc = di.Step();
-        di.Reset();
-        if (rc == SQLITE_CONSTRAINT) {
-          if (d.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
-          return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
-                                       " already exported (capture " + d.capture_id.ToString() + ")");
-        }
-        if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
-        (d.kind == DeliveryKind::kExported ? exported : dups)++;
-      }
-      seqs.push_back(seq);
-      ++seq;
-    }
-    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
-    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "dup_total", dups));
-    return SetMeta(im, "last_seq", static_cast<int64_t>(seq - 1));
-  }, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter);
+  Status s = InTxn(im, [&] { return InsertBatches(*batches, now, &seqs); }, kCrashLedgerCommitBefore,
+                   kCrashLedgerCommitAfter);
   if (!s.ok()) return s;
+  FillCommitted(seqs, now, batches);
+  return Status::Ok();
+}
+
+void Ledger::FillCommitted(const std::vector<uint64_t>& seqs, int64_t now, std::vector<LedgerBatch>* batches) const {
   for (size_t i = 0; i < batches->size(); ++i) {
     auto& b = (*batches)[i];
     b.seq = seqs[i];
     b.epoch = epoch_;
     if (!b.created_ms) b.created_ms = now;
   }
+}
+
+Status Ledger::StageBatches(const std::vector<LedgerBatch>& batches) {
+  Impl* im = impl_.get();
+  if (epoch_ == 0) return Status::InvalidArgument(im->path + ": StageBatches before BumpEpoch");
+  if (im->staged) return Status::InvalidArgument(im->path + ": StageBatches while a staged commit is open");
+  if (batches.empty()) return Status::InvalidArgument(im->path + ": StageBatches of no batch");
+  CCMAIL_RETURN_IF_ERROR(im->Exec("BEGIN IMMEDIATE"));
+  im->staged_now = NowMs();
+  im->staged_seqs.clear();
+  Status s = InsertBatches(batches, im->staged_now, &im->staged_seqs);
+  if (!s.ok()) return EndTxn(im, s, nullptr, nullptr);
+  im->staged = true;
   return Status::Ok();
+}
+
+Status Ledger::CommitStaged(std::vector<LedgerBatch>* batches) {
+  Impl* im = impl_.get();
+  if (!im->staged) return Status::InvalidArgument(im->path + ": CommitStaged without StageBatches");
+  if (im->staged_seqs.size() != batches->size()) {
+    AbortStaged();
+    return Status::InvalidArgument(im->path + ": CommitStaged of other batches than were staged");
+  }
+  im->staged = false;
+  CCMAIL_RETURN_IF_ERROR(EndTxn(im, Status::Ok(), kCrashLedgerCommitBefore, kCrashLedgerCommitAfter));
+  FillCommitted(im->staged_seqs, im->staged_now, batches);
+  return Status::Ok();
+}
+
+void Ledger::AbortStaged() {
+  Impl* im = impl_.get();
+  if (!im->staged) return;
+  im->staged = false;
+  (void)im->Exec("ROLLBACK");
 }
 
 Status Ledger::FindBatchByName(const std::string& file_name, LedgerBatch* out) {

@@ -124,6 +124,59 @@ TEST(ExporterTest, LedgerCommitBatchesIsAllOrNothing) {
   EXPECT_EQ(latest.size(), 2u);
 }
 
+// The committer stages the ledger rows while it writes the batch files: staged rows are
+// nobody's to see (not even a reader on another connection) until CommitStaged, and an
+// aborted stage leaves nothing behind and no transaction open.
+TEST(ExporterTest, LedgerStagedRowsCountOnlyOnceCommitted) {
+  Bed bed;
+  std::unique_ptr<store::Ledger> l, reader;
+  ASSERT_TRUE(store::Ledger::Open(bed.dir + "/l.db", &l).ok());
+  ASSERT_TRUE(l->BumpEpoch(nullptr).ok());
+  ASSERT_TRUE(store::Ledger::OpenReadOnly(bed.dir + "/l.db", &reader).ok());
+  const store::CaptureId id = store::CaptureId::New();
+  std::vector<store::LedgerBatch> v;
+  for (const auto& [po, rcpt] : {std::pair<std::string, std::string>{"HQ", "x at HQ"}, {"BR", "y at BR"}}) {
+    store::LedgerBatch b;
+    b.post_office = po;
+    b.file_name = po + ".CCM";
+    b.deliveries.push_back({id, Bed::Key(1), rcpt, store::DeliveryKind::kExported});
+    v.push_back(std::move(b));
+  }
+  v[0].capture_ids = {id};  // recorded with the first batch, as the exporter does
+  bool found = true;
+  ASSERT_TRUE(l->StageBatches(v).ok());
+  EXPECT_EQ(l->StageBatches(v).code(), Status::Code::kInvalidArgument);  // one staged commit at a time
+  ASSERT_TRUE(reader->HasCapture(id, &found).ok());
+  EXPECT_FALSE(found);
+  l->AbortStaged();
+  ASSERT_TRUE(l->HasCapture(id, &found).ok());
+  EXPECT_FALSE(found);
+  EXPECT_EQ(l->CommitStaged(&v).code(), Status::Code::kInvalidArgument);  // nothing staged any more
+
+  ASSERT_TRUE(l->StageBatches(v).ok());
+  ASSERT_TRUE(reader->HasCapture(id, &found).ok());
+  EXPECT_FALSE(found);
+  ASSERT_TRUE(l->CommitStaged(&v).ok());
+  EXPECT_NE(v[0].seq, 0u);
+  EXPECT_EQ(v[1].seq, v[0].seq + 1);
+  EXPECT_EQ(v[0].epoch, l->epoch());
+  ASSERT_TRUE(reader->HasCapture(id, &found).ok());
+  EXPECT_TRUE(found);
+  bool exported = false;
+  ASSERT_TRUE(reader->IsExported(Bed::Key(1), "y at BR", &exported).ok());
+  EXPECT_TRUE(exported);
+  // The same deliveries again: staging fails (already exported) and leaves no transaction open.
+  std::vector<store::LedgerBatch> again = v;
+  for (auto& b : again) b.seq = 0;
+  EXPECT_EQ(l->StageBatches(again).code(), Status::Code::kAlreadyExists);
+  store::CaptureId other = store::CaptureId::New();
+  std::vector<store::LedgerBatch> fresh(1);
+  fresh[0].capture_ids = {other};  // a capture with no file (all DUP)
+  fresh[0].deliveries = {{other, Bed::Key(1), "x at HQ", store::DeliveryKind::kDup}};
+  ASSERT_TRUE(l->CommitBatches(&fresh).ok());  // BEGIN works: no transaction was left open
+  EXPECT_EQ(fresh[0].seq, v[1].seq + 1);
+}
+
 // The exporter's durable steps (its spool side, out/tmp, the outbox, recovery) all go
 // through ExporterOptions::io: with an io that refuses every no-replace rename nothing is
 // published, and every step seen is one the injected io did.

@@ -98,6 +98,15 @@ class Ledger {
   // committed and kInvalidArgument is returned. Same fencing, crash points and
   // duplicate rules as CommitBatch.
   Status CommitBatches(std::vector<LedgerBatch>* batches);
+  // CommitBatches in two steps, so that the inserts run while the caller makes the batch
+  // files durable (the exporter's committer): StageBatches opens the transaction and inserts
+  // (nothing is visible or durable yet; on error nothing stays open); CommitStaged(the same
+  // batches) is the commit point, with CommitBatches' crash points and results; AbortStaged
+  // rolls back. No other call on this Ledger between StageBatches and CommitStaged or
+  // AbortStaged (another thread may make that call: one at a time).
+  Status StageBatches(const std::vector<LedgerBatch>& batches);
+  Status CommitStaged(std::vector<LedgerBatch>* batches);
+  void AbortStaged();
   // The batch row whose file_name is `file_name` (highest seq if several). kNotFound if none.
   Status FindBatchByName(const std::string& file_name, LedgerBatch* out);
   // For each post office, its batch row with the highest seq (recovery: the watermark).
@@ -164,6 +173,9 @@ class Ledger {
 
  private:
   explicit Ledger(std::unique_ptr<Impl> impl);
+  // The inserts of CommitBatches/StageBatches inside the caller's transaction.
+  Status InsertBatches(const std::vector<LedgerBatch>& batches, int64_t now, std::vector<uint64_t>* seqs);
+  void FillCommitted(const std::vector<uint64_t>& seqs, int64_t now, std::vector<LedgerBatch>* batches) const;
   std::unique_ptr<Impl> impl_;
   uint64_t epoch_ = 0;
 };

@@ -255,6 +255,17 @@ class Committer {
   std::thread thread_;
 };
 
+// What recovery did (the "recovery done" line).
+struct RecoveryTally {
+  uint64_t epoch = 0;
+  std::set<std::string> published;  // batch names rolled forward from out/tmp
+  size_t rolled = 0, deleted = 0;   // .part files published / deleted
+  size_t unlinked = 0;              // spool files of exported captures
+  size_t removed_tmp = 0;           // spool/tmp files of dead writers
+  uint32_t slots_reset = 0;         // R2
+  uint32_t slots_freed = 0;         // R3
+};
+
 struct Exporter::Impl {
   ExporterOptions opt;
   store::DurableIo* io = nullptr;  // opt.io or DurableIo::Real(): every durable step
@@ -393,6 +404,8 @@ struct Exporter::Impl {
       if (Status s = table->CheckSameSegment(); !s.ok()) {
         LogWarning("claim table replaced under us (%s): reopening", s.ToString().c_str());
         ReopenTable();
+        if (uint32_t reset = ReturnPredecessorClaims())
+          LogInfo("reopened claim table: %u slot(s) of an earlier exporter back to READY", reset);
       }
     }
     if (table && reg) {
@@ -443,11 +456,14 @@ struct Exporter::Impl {
       if (s.ok()) {
         table = std::move(t);
         reg = std::move(r);
-        table->RecoverPreviousExporter(*reg);
       }
     }
     if (!s.ok()) LogWarning("claim table unavailable (%s): exporting by spool scans only", s.ToString().c_str());
   }
+
+  // R2: slots an earlier exporter registration claimed go back to READY. Recovery does it at
+  // start (after the epoch bump), Housekeeping after reopening a replaced table.
+  uint32_t ReturnPredecessorClaims() { return table && reg ? table->RecoverPreviousExporter(*reg) : 0; }
 
   Status MaybePrune() {
     if (Clock::now() < next_prune) return Status::Ok();
@@ -628,8 +644,13 @@ struct Exporter::Impl {
     return false;
   }
 
-  // ---------- recovery ----------
+  // ---------- recovery (recovery.cpp) ----------
   Status Recover();
+  Status RecoverOutTmp(RecoveryTally* tally);
+  Status AdvanceLaggingWatermarks(const std::set<std::string>& published);
+  Status RecoverSpool(RecoveryTally* tally);
+  Status RecoverClaimTable(RecoveryTally* tally);
+  void RequeuePublishedDeliveries(const std::set<std::string>& published);
   // One round (round.cpp): RoundIds, then the steps of round_steps.h around the wait for the
   // committer, AskLedger between them, ApplyPlan for ClassifyRound's side effects.
   Status ProcessRound(std::vector<shm::Claim>* claims, bool* did_work);

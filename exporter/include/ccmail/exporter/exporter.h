@@ -69,27 +69,27 @@ namespace ccmail::exporter {
 // misconfiguration that a restart does not fix.
 inline constexpr int kExitUnsafeRuntimeDirectory = 78;
 
-// Named points of an exporter process (CCMAIL_CRASH_AT / CCMAIL_FAIL_AT), each passed by
-// ONE layer, so `name:N` counts the passes of one step:
-//   the exporter itself (store::FaultPoint / InjectedFailure): recovery.rollforward,
-//     recovery.spool.unlink, recovery.slots.reset, round.converted, capture.quarantined,
-//     batch.renamed (Outbox::Publish);
-//   the claim table: slot.claimed, slot.freed (and slot.reserved/payload.written/ready in the
-//     milter, recovery.table.reset and recovery.ready.free);
-//   the DurableIo calls: batch.*.written/fsynced, batch.tmpdir.fsynced, batch.dir.fsynced,
-//     watermark.*, spool.unlinked, spool.unlink.dir.fsynced (outbox.h, store/io.h);
-//   the ledger: ledger.commit.before/after, recovery.epoch, prune.k (store/io.h).
-inline constexpr const char* kCrashSlotClaimed = "slot.claimed";  // passed by ClaimTable::ClaimReady
-inline constexpr const char* kCrashSlotFreed = "slot.freed";      // passed by ClaimTable::Complete
+// Named points of an exporter process (CCMAIL_CRASH_AT / CCMAIL_FAIL_AT). Each name is a
+// constant of the ONE layer that passes it, so `name:N` counts the passes of one step:
+//   the exporter itself (store::FaultPoint / InjectedError + CrashPoint, below):
+//     recovery.rollforward, recovery.spool.unlink, recovery.slots.reset, round.converted,
+//     capture.quarantined;
+//   the outbox's DurableIo calls (outbox.h): batch.*, watermark.*;
+//   the store (store/io.h): recovery.epoch, ledger.commit.before/after, prune.k,
+//     spool.unlinked, spool.unlink.dir.fsynced;
+//   the claim table (shm/crash_points.h): slot.claimed, slot.freed, recovery.ready.free; its
+//     Open also passes recovery.table.reset and shm.create.* (tested in tests/shm).
 inline constexpr const char* kCrashRecoveryRollforward = "recovery.rollforward";
 inline constexpr const char* kCrashRecoverySpoolUnlink = "recovery.spool.unlink";
-// R2 (the previous exporter's claims back to READY) at start. The claim table's own
-// "recovery.table.reset" (an invalid segment replaced) is another step.
+// R2 (the previous exporter's claims back to READY) in Recover, after the epoch bump. The
+// claim table's recovery.table.reset (an invalid segment replaced at Open) is another step.
 inline constexpr const char* kCrashRecoverySlotsReset = "recovery.slots.reset";
 inline constexpr const char* kCrashRoundConverted = "round.converted";
 inline constexpr const char* kCrashQuarantined = "capture.quarantined";
 
-// Every named crash point an exporter process can pass, in loop order (tests enumerate them).
+// Every named crash point that recovery and a loop turn pass, in the order they reach them
+// (recovery, then a turn: prune, claim, convert, quarantine, write, commit, publish, unlink,
+// free); exporter_kill_test kills the daemon at each and fails if one is never reached.
 const std::vector<std::string>& ExporterCrashPoints();
 
 struct ExporterOptions {

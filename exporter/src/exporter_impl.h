@@ -131,6 +131,36 @@ struct CommitOutcome {
   uint64_t clean_seq = 0;                // set when every spool file of the round is gone
 };
 
+// The thread of a Closer or a Committer: started by the first piece of work, ended by Stop
+// (which the next piece of work undoes). Its loop waits on `cv` under `mu` for work or for
+// stop_requested(), and returns once stop is requested and nothing is left.
+class WorkerThread {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+
+  // With `mu` held: runs `loop` on the thread unless it runs already.
+  void StartLocked(const std::function<void()>& loop) {
+    if (!thread_.joinable()) thread_ = std::thread(loop);
+  }
+  // Asks the loop to end, waits for it and clears the request.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      stop_ = true;
+    }
+    cv.notify_all();
+    if (thread_.joinable()) thread_.join();
+    thread_ = std::thread();
+    stop_ = false;
+  }
+  bool stop_requested() const { return stop_; }  // with `mu` held
+
+ private:
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 // Closer: the last close of an unlinked spool file frees its inode and blocks, so it is done
 // by a helper thread. The spool file is already unlinked and spool/new fsynced when its
 // descriptor is queued here, so this only releases resources: it is no step of the
@@ -142,34 +172,25 @@ class Closer {
   ~Closer() { Stop(); }
   void Queue(UniqueFd fd) {
     if (!fd.valid()) return;
-    std::lock_guard<std::mutex> g(mu_);
-    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    std::lock_guard<std::mutex> g(worker_.mu);
+    worker_.StartLocked([this] { Loop(); });
     q_.push_back(std::move(fd));
-    cv_.notify_one();
+    worker_.cv.notify_one();
   }
   // Blocks until at most `max_open` descriptors wait for the closer: a round opens up to
   // kMaxOpenPerRound files and the two together must stay under the usual 1,024 fd limit.
   void WaitBelow(size_t max_open) {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(worker_.mu);
     done_cv_.wait(lk, [&] { return q_.size() + busy_ <= max_open; });
   }
   // Closes what is queued and ends the thread (a later Queue starts it again).
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    thread_ = std::thread();
-    stop_ = false;
-  }
+  void Stop() { worker_.Stop(); }
 
  private:
   void Loop() {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(worker_.mu);
     for (;;) {
-      cv_.wait(lk, [&] { return stop_ || !q_.empty(); });
+      worker_.cv.wait(lk, [&] { return worker_.stop_requested() || !q_.empty(); });
       if (q_.empty()) return;  // stop requested and nothing left
       std::vector<UniqueFd> batch;
       batch.swap(q_);
@@ -177,20 +198,17 @@ class Closer {
       lk.unlock();
       for (auto& fd : batch) {
         fd.reset();
-        std::lock_guard<std::mutex> g(mu_);
+        std::lock_guard<std::mutex> g(worker_.mu);
         --busy_;
         done_cv_.notify_all();
       }
       lk.lock();
     }
   }
-  std::mutex mu_;
-  std::condition_variable cv_;       // work for the closer
+  WorkerThread worker_;              // its cv: work for the closer
   std::condition_variable done_cv_;  // the queue got shorter
   std::vector<UniqueFd> q_;
   size_t busy_ = 0;  // descriptors taken by the closer and not yet closed
-  bool stop_ = false;
-  std::thread thread_;
 };
 
 // Committer: runs the durable half of a round (Exporter::Impl::CommitRound) on its own thread
@@ -201,17 +219,17 @@ class Committer {
   explicit Committer(std::function<CommitOutcome(CommitJob*)> work) : work_(std::move(work)) {}
   ~Committer() { Stop(); }
   void Submit(std::unique_ptr<CommitJob> job) {
-    std::lock_guard<std::mutex> g(mu_);
-    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    std::lock_guard<std::mutex> g(worker_.mu);
+    worker_.StartLocked([this] { Loop(); });
     job_ = std::move(job);
     busy_ = true;
-    cv_.notify_all();
+    worker_.cv.notify_all();
   }
   // Waits until no job is queued or running; the outcome of the last one (an empty outcome,
   // neither committed nor abandoned, when none ran since the last Take).
   CommitOutcome Take() {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return !busy_; });
+    std::unique_lock<std::mutex> lk(worker_.mu);
+    worker_.cv.wait(lk, [&] { return !busy_; });
     CommitOutcome out = std::move(outcome_);
     outcome_ = CommitOutcome{};
     return out;
@@ -219,21 +237,17 @@ class Committer {
   // Waits for the job in flight and ends the thread (a later Submit starts it again).
   void Stop() {
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return !busy_; });
-      stop_ = true;
+      std::unique_lock<std::mutex> lk(worker_.mu);
+      worker_.cv.wait(lk, [&] { return !busy_; });
     }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    thread_ = std::thread();
-    stop_ = false;
+    worker_.Stop();
   }
 
  private:
   void Loop() {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(worker_.mu);
     for (;;) {
-      cv_.wait(lk, [&] { return stop_ || job_ != nullptr; });
+      worker_.cv.wait(lk, [&] { return worker_.stop_requested() || job_ != nullptr; });
       if (!job_) return;
       std::unique_ptr<CommitJob> job = std::move(job_);
       lk.unlock();
@@ -242,17 +256,14 @@ class Committer {
       lk.lock();
       outcome_ = std::move(out);
       busy_ = false;
-      cv_.notify_all();
+      worker_.cv.notify_all();
     }
   }
   std::function<CommitOutcome(CommitJob*)> work_;
-  std::mutex mu_;
-  std::condition_variable cv_;
+  WorkerThread worker_;
   std::unique_ptr<CommitJob> job_;  // set by the main thread, taken by the committer
   bool busy_ = false;               // a job is queued or running
-  bool stop_ = false;
   CommitOutcome outcome_;
-  std::thread thread_;
 };
 
 // What recovery did (the "recovery done" line).

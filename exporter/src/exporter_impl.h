@@ -73,9 +73,9 @@ inline Status ListDir(const std::string& dir, std::vector<std::string>* names) {
   names->clear();
   DIR* d = ::opendir(dir.c_str());
   if (!d) return Status::FromErrno("opendir " + dir, errno);
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names->push_back(std::move(n));
+  while (struct dirent* entry = ::readdir(d)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names->push_back(std::move(name));
   }
   ::closedir(d);
   std::sort(names->begin(), names->end());
@@ -103,7 +103,7 @@ inline bool ParseWriterTag(const std::string& tag, uint32_t* index, uint64_t* rg
 }
 
 struct DeliverJob {
-  std::string po;
+  std::string post_office;
   std::string batch_path;
   std::string manifest_path;
   int attempt = 0;
@@ -112,7 +112,7 @@ struct DeliverJob {
 };
 
 
-// What the committer did with a job; applied by the main thread (which owns `pending`,
+// What the committer did with a job; applied by the loop thread (which owns `pending`,
 // the back-off, the round cap and the claim slots) in Impl::WaitCommitter.
 struct CommitOutcome {
   bool committed = false;            // the ledger transaction is done (publish may have failed)
@@ -124,9 +124,9 @@ struct CommitOutcome {
   size_t done = 0;
   struct Unpublished {
     uint64_t epoch, seq;
-    std::string po;
+    std::string post_office;
   };
-  std::vector<Unpublished> unpublished;  // committed, rename failed: retried by the main loop
+  std::vector<Unpublished> unpublished;  // committed, rename failed: retried by the loop thread
   std::vector<std::string> warnings;     // publish failures (logged with the back-off)
   uint64_t clean_seq = 0;                // set when every spool file of the round is gone
 };
@@ -212,8 +212,8 @@ class Closer {
 };
 
 // Committer: runs the durable half of a round (Exporter::Impl::CommitRound) on its own thread
-// while the main thread opens, verifies and converts the next round. At most one job is in
-// flight; Take() waits for it and hands its outcome to the main thread, which applies it.
+// while the loop thread opens, verifies and converts the next round. At most one job is in
+// flight; Take() waits for it and hands its outcome to the loop thread, which applies it.
 class Committer {
  public:
   explicit Committer(std::function<CommitOutcome(CommitJob*)> work) : work_(std::move(work)) {}
@@ -261,7 +261,7 @@ class Committer {
   }
   std::function<CommitOutcome(CommitJob*)> work_;
   WorkerThread worker_;
-  std::unique_ptr<CommitJob> job_;  // set by the main thread, taken by the committer
+  std::unique_ptr<CommitJob> job_;  // set by the loop thread, taken by the committer
   bool busy_ = false;               // a job is queued or running
   CommitOutcome outcome_;
 };
@@ -329,15 +329,15 @@ struct Exporter::Impl {
   }
 
   // Committer: the durable half of a round (.part files written and fsynced, the ONE ledger
-  // transaction, publish, unlink of the spool files) runs on its thread while the main
-  // thread opens, verifies and converts the next round. The main thread waits for it
+  // transaction, publish, unlink of the spool files) runs on its thread while the loop
+  // thread opens, verifies and converts the next round. The loop thread waits for it
   // (WaitCommitter) before it asks the ledger anything about the next round, so every
   // de-duplication decision still sees every earlier round committed (or abandoned), exactly
   // as in a sequential loop; only reading and converting overlap. The committer never touches
   // `pending`, the claim slots, the back-off or the ledger outside its job: its outcome is
-  // applied by the main thread.
+  // applied by the loop thread.
   Committer committer{[this](CommitJob* job) { return CommitRound(job); }};
-  // Main thread only: what the job in flight holds.
+  // Loop thread only: what the job in flight holds.
   std::vector<shm::Claim> cm_claims;  // its slots, freed once it is finished
   std::set<CaptureId> cm_ids;         // its captures (a spool scan must not queue them again);
                                       // not empty from Submit until WaitCommitter applied
@@ -494,10 +494,10 @@ struct Exporter::Impl {
 
   Status RetryUnpublished() {
     while (!unpublished.empty()) {
-      const auto& u = unpublished.front();
-      Status s = outbox->Publish(u.epoch, u.seq, u.po);
+      const Unpublished& batch = unpublished.front();
+      Status s = outbox->Publish(batch.epoch, batch.seq, batch.post_office);
       if (!s.ok()) return s;
-      QueueDeliver(u.po, BatchFileName(u.epoch, u.seq));
+      QueueDeliver(batch.post_office, BatchFileName(batch.epoch, batch.seq));
       unpublished.erase(unpublished.begin());
       if (unpublished.empty()) CCMAIL_RETURN_IF_ERROR(outbox->SyncTmpDir());
     }
@@ -551,16 +551,16 @@ struct Exporter::Impl {
     dq_cv.notify_all();
     if (dq_thread.joinable()) dq_thread.join();
   }
-  void QueueDeliver(const std::string& po, const std::string& name) {
+  void QueueDeliver(const std::string& post_office, const std::string& name) {
     if (opt.deliver_command.empty()) return;
-    DeliverJob j;
-    j.po = po;
-    j.batch_path = outbox->PostOfficeDir(po) + "/" + name;
-    j.manifest_path = outbox->PostOfficeDir(po) + "/" + ManifestFileName(name);
-    j.due = Clock::now();
+    DeliverJob job;
+    job.post_office = post_office;
+    job.batch_path = outbox->PostOfficeDir(post_office) + "/" + name;
+    job.manifest_path = outbox->PostOfficeDir(post_office) + "/" + ManifestFileName(name);
+    job.due = Clock::now();
     {
       std::lock_guard<std::mutex> g(dq_mu);
-      dq.push_back(std::move(j));
+      dq.push_back(std::move(job));
     }
     dq_cv.notify_all();
   }
@@ -577,17 +577,18 @@ struct Exporter::Impl {
     std::unique_lock<std::mutex> lk(dq_mu);
     while (!dq_stop) {
       auto now = Clock::now();
-      auto it = std::min_element(dq.begin(), dq.end(), [](const DeliverJob& a, const DeliverJob& b) { return a.due < b.due; });
-      if (it == dq.end()) {
+      auto next = std::min_element(dq.begin(), dq.end(),
+                                   [](const DeliverJob& a, const DeliverJob& b) { return a.due < b.due; });
+      if (next == dq.end()) {
         dq_cv.wait(lk);
         continue;
       }
-      if (it->due > now) {
-        dq_cv.wait_until(lk, it->due);
+      if (next->due > now) {
+        dq_cv.wait_until(lk, next->due);
         continue;
       }
-      DeliverJob job = std::move(*it);
-      dq.erase(it);
+      DeliverJob job = std::move(*next);
+      dq.erase(next);
       dq_running = true;
       lk.unlock();
       bool requeue = RunDeliverJob(&job);
@@ -618,7 +619,7 @@ struct Exporter::Impl {
         LogInfo("deliver %s: batch no longer in the outbox (consumed), nothing to do", job->batch_path.c_str());
         return false;
       }
-      DeliverRequest req{opt.deliver_command, job->batch_path, job->po, job->manifest_path};
+      DeliverRequest req{opt.deliver_command, job->batch_path, job->post_office, job->manifest_path};
       DeliverOutcome outcome = DeliverOutcome::kFailed;
       int code = -1;
       Status s = RunDeliverCommand(req, &outcome, &code);
@@ -643,7 +644,7 @@ struct Exporter::Impl {
     und = (dot == std::string::npos ? und : und.substr(0, dot)) + ".UND";
     int bounced = 0;
     size_t unmatched = 0;
-    Status s = BounceUndeliverable(und, job->manifest_path, job->po, bounces.get(), fmt, &bounced, &unmatched);
+    Status s = BounceUndeliverable(und, job->manifest_path, job->post_office, bounces.get(), fmt, &bounced, &unmatched);
     {
       std::lock_guard<std::mutex> g(ctr_mu);
       ctr.bounced += static_cast<uint64_t>(bounced);

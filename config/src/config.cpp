@@ -223,22 +223,27 @@ Status Config::GetSize(const std::string& name, uint64_t* out) const {
   return Status::Ok();
 }
 
-Status Config::GetDuration(const std::string& name, std::chrono::milliseconds* out) const {
+Status ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
+  static const char* const kExpected = "a duration such as 500ms, 30s, 5m, 2h or 7d";
   uint64_t n, mult;
   std::string unit;
-  if (!SplitNumber(GetRaw(name), &n, &unit)) return Invalid(name, "a duration such as 500ms, 30s, 5m, 2h or 7d");
+  if (!SplitNumber(text, &n, &unit)) return Status::InvalidArgument(kExpected);
   if (unit == "ms") mult = 1;
   else if (unit.empty() || unit == "s") mult = 1000;
   else if (unit == "m") mult = 60 * 1000;
   else if (unit == "h") mult = 3600 * 1000;
   else if (unit == "d") mult = 86400 * 1000;
   else if (unit == "w") mult = 7 * 86400ULL * 1000;
-  else return Invalid(name, "a duration such as 500ms, 30s, 5m, 2h or 7d");
+  else return Status::InvalidArgument(kExpected);
   uint64_t ms;
-  if (MulOverflows(n, mult, &ms) || ms > static_cast<uint64_t>(INT64_MAX)) {
-    return Invalid(name, "a shorter duration");
-  }
+  if (MulOverflows(n, mult, &ms) || ms > static_cast<uint64_t>(INT64_MAX))
+    return Status::InvalidArgument("a shorter duration");
   *out = std::chrono::milliseconds(static_cast<int64_t>(ms));
+  return Status::Ok();
+}
+
+Status Config::GetDuration(const std::string& name, std::chrono::milliseconds* out) const {
+  if (Status s = ParseDuration(GetRaw(name), out); !s.ok()) return Invalid(name, s.message());
   return Status::Ok();
 }
 

@@ -122,8 +122,8 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (requeue->parsed()) return CmdRequeue(io, requeue_ids, requeue_all);
   if (drain->parsed()) {
     std::chrono::milliseconds timeout;
-    if (!ParseDuration(timeout_text, &timeout)) {
-      err << "ccmailctl drain: --timeout " << timeout_text << ": expected a duration such as 90s, 10m or 1h\n";
+    if (Status ts = ParseDuration(timeout_text, &timeout); !ts.ok()) {
+      err << "ccmailctl drain: --timeout " << timeout_text << ": expected " << ts.message() << "\n";
       return kExitUsage;
     }
     return CmdDrain(io, timeout);

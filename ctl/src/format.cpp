@@ -51,29 +51,6 @@ std::string FormatUtc(int64_t ms) {
   return buf;
 }
 
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
-  size_t i = 0;
-  uint64_t n = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-    if (n > (uint64_t{1} << 40)) return false;
-    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
-    ++i;
-  }
-  if (i == 0) return false;
-  std::string unit = text.substr(i);
-  uint64_t mult;
-  if (unit.empty() || unit == "s") mult = 1000;
-  else if (unit == "ms") mult = 1;
-  else if (unit == "m") mult = 60 * 1000;
-  else if (unit == "h") mult = 3600 * 1000;
-  else if (unit == "d") mult = 86400 * 1000;
-  else if (unit == "w") mult = 7 * 86400 * 1000;
-  else return false;
-  if (n > static_cast<uint64_t>(INT64_MAX) / mult) return false;
-  *out = std::chrono::milliseconds(static_cast<int64_t>(n * mult));
-  return true;
-}
-
 size_t DisplayWidth(const std::string& s) {
   size_t w = 0;
   for (unsigned char c : s)

@@ -1,4 +1,4 @@
-// format.h - text for people: ages, sizes, aligned tables; and the --timeout parser.
+// format.h - text for people: ages, sizes, aligned tables.
 #pragma once
 
 #include <chrono>
@@ -14,9 +14,6 @@ std::string FormatAge(int64_t ms);
 std::string FormatBytes(uint64_t bytes);
 // "2026-11-30 23:51:02 UTC".
 std::string FormatUtc(int64_t ms);
-// A duration as in the configuration file: a number with ms, s, m, h, d or w (no unit:
-// seconds). False on anything else.
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out);
 
 // Columns padded to their widest cell; the last column is not padded. Cells hold outside
 // text (addresses, reasons): control characters are shown escaped (EscapeControls), so a

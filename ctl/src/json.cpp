@@ -117,20 +117,29 @@ JsonWriter& JsonWriter::BeginArray() {
 
 JsonWriter& JsonWriter::EndObject() {
   CCMAIL_CHECK(!stack_.empty() && stack_.back().object && !stack_.back().key_pending, "unbalanced JSON object");
-  size_t n = stack_.back().count;
-  stack_.pop_back();
-  if (n > 0) Newline();
-  out_.push_back('}');
-  if (stack_.empty()) done_ = true;
-  return *this;
+  return Close('}');
 }
 
 JsonWriter& JsonWriter::EndArray() {
   CCMAIL_CHECK(!stack_.empty() && !stack_.back().object, "unbalanced JSON array");
-  size_t n = stack_.back().count;
+  return Close(']');
+}
+
+JsonWriter& JsonWriter::UIntMembers(std::initializer_list<std::pair<std::string_view, uint64_t>> members) {
+  for (const auto& [key, value] : members) Key(key).UInt(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::StringMembers(std::initializer_list<std::pair<std::string_view, std::string_view>> members) {
+  for (const auto& [key, value] : members) Key(key).String(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Close(char bracket) {
+  const size_t members = stack_.back().count;
   stack_.pop_back();
-  if (n > 0) Newline();
-  out_.push_back(']');
+  if (members > 0) Newline();
+  out_.push_back(bracket);
   if (stack_.empty()) done_ = true;
   return *this;
 }

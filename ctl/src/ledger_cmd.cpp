@@ -26,14 +26,9 @@ int CmdVerify(const Io& io, bool full) {
     JsonWriter w;
     w.BeginObject();
     w.Key("ok").Bool(s.ok());
-    w.Key("ledger").String(io.ctx.paths.ledger_path);
-    w.Key("check").String(check);
-    w.Key("epoch").UInt(c.epoch);
-    w.Key("last_seq").UInt(c.last_seq);
-    w.Key("outbox_epoch").UInt(h.max_epoch);
-    w.Key("outbox_seq").UInt(h.max_seq);
-    w.Key("watermarks").UInt(h.watermarks);
-    w.Key("manifests").UInt(h.manifests);
+    w.StringMembers({{"ledger", io.ctx.paths.ledger_path}, {"check", check}});
+    w.UIntMembers({{"epoch", c.epoch}, {"last_seq", c.last_seq}, {"outbox_epoch", h.max_epoch},
+                   {"outbox_seq", h.max_seq}, {"watermarks", h.watermarks}, {"manifests", h.manifests}});
     if (!s.ok()) w.Key("error").String(s.ToString());
     w.EndObject();
     io.out << w.Take();
@@ -77,11 +72,8 @@ int CmdLedgerRebuild(const Io& io, const std::vector<std::string>& from) {
     JsonWriter w;
     w.BeginObject();
     w.Key("created").Bool(r.created);
-    w.Key("manifests").UInt(r.manifests);
-    w.Key("batches_added").UInt(r.batches_added);
-    w.Key("deliveries_added").UInt(r.deliveries_added);
-    w.Key("epoch").UInt(r.epoch);
-    w.Key("last_seq").UInt(r.last_seq);
+    w.UIntMembers({{"manifests", r.manifests}, {"batches_added", r.batches_added},
+                   {"deliveries_added", r.deliveries_added}, {"epoch", r.epoch}, {"last_seq", r.last_seq}});
     w.EndObject();
     io.out << w.Take();
   } else {

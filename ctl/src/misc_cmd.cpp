@@ -31,11 +31,8 @@ int CmdCheckMta(const Io& io) {
     w.Key("findings").BeginArray();
     for (const auto& f : report.findings) {
       w.BeginObject();
-      w.Key("mta").String(f.mta);
-      w.Key("verdict").String(kVerdict[static_cast<int>(f.verdict)]);
-      w.Key("what").String(f.what);
-      w.Key("found").String(f.found);
-      w.Key("fix").String(f.fix);
+      w.StringMembers({{"mta", f.mta}, {"verdict", kVerdict[static_cast<int>(f.verdict)]}, {"what", f.what},
+                       {"found", f.found}, {"fix", f.fix}});
       w.EndObject();
     }
     w.EndArray();
@@ -56,13 +53,10 @@ int CmdConfig(const Io& io) {
     w.Key("settings").BeginArray();
     for (const auto& s : AllSettings()) {
       std::string name(s.name);
+      const std::string value = cfg.GetRaw(name), where = cfg.Where(name);
       w.BeginObject();
-      w.Key("name").String(name);
-      w.Key("value").String(cfg.GetRaw(name));
-      w.Key("default").String(s.default_value);
-      w.Key("where").String(cfg.Where(name));
-      w.Key("component").String(s.component);
-      w.Key("meaning").String(s.meaning);
+      w.StringMembers({{"name", name}, {"value", value}, {"default", s.default_value}, {"where", where},
+                       {"component", s.component}, {"meaning", s.meaning}});
       w.EndObject();
     }
     w.EndArray();

@@ -39,17 +39,13 @@ std::string Recipients(const store::SpoolMeta& m) {
 }
 
 void MetaJson(JsonWriter& w, const store::SpoolMeta& m) {
-  w.Key("content_key").String(m.content_key.ToString());
-  w.Key("queue_id").String(m.queue_id);
-  w.Key("sender").String(m.envelope_sender);
+  w.StringMembers({{"content_key", m.content_key.ToString()}, {"queue_id", m.queue_id}, {"sender", m.envelope_sender}});
   w.Key("received_ms").Int(m.received_ms);
   w.Key("message_size").UInt(m.message_size);
   w.Key("recipients").BeginArray();
   for (const auto& r : m.recipients) {
     w.BeginObject();
-    w.Key("address").String(r.smtp_address);
-    w.Key("ccmail_name").String(r.ccmail_name);
-    w.Key("post_office").String(r.post_office);
+    w.StringMembers({{"address", r.smtp_address}, {"ccmail_name", r.ccmail_name}, {"post_office", r.post_office}});
     w.EndObject();
   }
   w.EndArray();
@@ -99,13 +95,13 @@ int CmdList(const Io& io, bool quarantined, size_t limit) {
       if (limit != 0 && rows.size() >= limit) break;
       Row r;
       r.id = id;
-      store::SpoolEntry e;
-      Status s = spool->VerifyOnly(id, &e);
+      store::SpoolEntry entry;
+      Status s = spool->VerifyOnly(id, &entry);
       if (s.IsNotFound()) continue;  // exported (and removed) while we listed
       if (s.ok()) {
         r.readable = true;
-        r.meta = std::move(e.meta);
-        r.file_size = e.file_size;
+        r.meta = std::move(entry.meta);
+        r.file_size = entry.file_size;
       } else {
         r.problem = s.ToString();  // corrupt: the exporter quarantines it when it gets there
       }
@@ -124,11 +120,11 @@ int CmdList(const Io& io, bool quarantined, size_t limit) {
       r.id = qc.id;
       r.reason = std::move(qc.reason);
       r.file_size = qc.file_size;
-      store::SpoolEntry e;
-      Status vs = spool->VerifyQuarantined(qc.id, &e);
+      store::SpoolEntry entry;
+      Status vs = spool->VerifyQuarantined(qc.id, &entry);
       if (vs.ok()) {  // unconvertible, but intact
         r.readable = true;
-        r.meta = std::move(e.meta);
+        r.meta = std::move(entry.meta);
       } else {
         r.problem = vs.ToString();
       }
@@ -180,197 +176,242 @@ int CmdList(const Io& io, bool quarantined, size_t limit) {
   return kExitOk;
 }
 
+namespace {
+
+// A batch file a capture went into, and whether the outbox still has it.
+struct BatchRef {
+  uint64_t seq = 0;
+  std::string post_office, file, path;
+  bool in_outbox = false;
+  bool have_watermark = false;
+  exporter::Watermark watermark;
+};
+
+// Everything `show` reports about one capture, gathered before anything is printed.
+struct ShowFacts {
+  Row row;                 // the spool's side (row.problem: why its metadata is unreadable)
+  std::string where;       // "pending", "quarantined" or "" (not in the spool)
+  bool exported = false;   // recorded in the ledger
+  std::vector<store::Ledger::CaptureDelivery> deliveries;
+  std::vector<BatchRef> batches;
+  bool all_duplicate = false;  // recorded, but every delivery was a duplicate
+  std::string ledger_note;     // the ledger could not be read
+  std::string spool_note;      // the spool could not be read; the ledger's answer still stands
+};
+
+// The ledger first: a capture that is recorded there was exported (or recognised as a
+// duplicate), even if its spool file is still waiting for cleanup. *first: the batch the
+// capture row names, used when no delivery row is left.
+void GatherLedgerFacts(const Io& io, ShowFacts* facts, BatchRef* first) {
+  std::unique_ptr<store::Ledger> ledger;
+  Status s = OpenLedger(io.ctx, &ledger);
+  if (s.ok()) s = ledger->FindCapture(facts->row.id, &first->seq, &first->post_office, &first->file);
+  if (s.ok()) facts->exported = true;
+  else if (!s.IsNotFound()) facts->ledger_note = s.ToString();
+  if (!facts->exported) return;
+  if (Status ds = ledger->CaptureDeliveries(facts->row.id, &facts->deliveries); !ds.ok())
+    facts->ledger_note = ds.ToString();
+}
+
+// Pending, quarantined or neither. False (message printed) when the spool cannot answer.
+bool GatherSpoolFacts(const Io& io, ShowFacts* facts) {
+  const store::CaptureId& id = facts->row.id;
+  std::unique_ptr<store::Spool> spool;
+  Status opened = OpenSpool(io.ctx, &spool);
+  if (!opened.ok() && !opened.IsNotFound()) {
+    if (!facts->exported) {
+      io.err << "ccmailctl: cannot look for " << id.ToString() << ": " << opened.ToString() << "\n";
+      return false;
+    }
+    facts->spool_note = opened.ToString();
+    return true;
+  }
+  if (!spool) return true;
+  Row& row = facts->row;
+  store::SpoolEntry entry;
+  Status verified = spool->VerifyOnly(id, &entry);
+  if (!verified.IsNotFound()) {
+    facts->where = "pending";
+    if (!verified.ok()) {
+      row.problem = verified.ToString();
+      return true;
+    }
+    row.readable = true;
+    row.meta = std::move(entry.meta);
+    row.file_size = entry.file_size;
+    return true;
+  }
+  std::vector<store::QuarantinedCapture> quarantined;
+  if (Status ls = spool->ListQuarantined(&quarantined); !ls.ok()) {
+    io.err << "ccmailctl: " << ls.ToString() << "\n";
+    return false;
+  }
+  auto match = std::find_if(quarantined.begin(), quarantined.end(),
+                            [&](const store::QuarantinedCapture& c) { return c.id == id; });
+  if (match == quarantined.end()) return true;
+  facts->where = "quarantined";
+  row.reason = match->reason;
+  row.file_size = match->file_size;
+  if (Status vs = spool->VerifyQuarantined(id, &entry); !vs.ok()) {
+    row.problem = vs.ToString();
+    return true;
+  }
+  row.readable = true;
+  row.meta = std::move(entry.meta);
+  return true;
+}
+
+// Each batch file the capture went into (deliveries are ordered by batch), and whether the
+// outbox still has it.
+void GatherBatches(const Io& io, const BatchRef& first, ShowFacts* facts) {
+  size_t exported_count = 0, duplicate_count = 0;
+  for (const auto& delivery : facts->deliveries) {
+    if (delivery.kind == store::DeliveryKind::kDup) {
+      ++duplicate_count;
+      continue;
+    }
+    ++exported_count;
+    if (!facts->batches.empty() && facts->batches.back().seq == delivery.batch_seq) continue;
+    BatchRef batch;
+    batch.seq = delivery.batch_seq;
+    batch.post_office = delivery.post_office;
+    batch.file = delivery.file_name;
+    facts->batches.push_back(std::move(batch));
+  }
+  if (facts->exported && facts->batches.empty() && duplicate_count == 0) facts->batches.push_back(first);
+  for (BatchRef& batch : facts->batches) {
+    if (batch.post_office.empty() || batch.file.empty()) continue;  // the batch row was pruned
+    const std::string dir = io.ctx.paths.outbox_directory + "/" + batch.post_office;
+    batch.path = dir + "/" + batch.file;
+    struct stat st;
+    batch.in_outbox = ::stat(batch.path.c_str(), &st) == 0;
+    batch.have_watermark = exporter::ReadWatermark(dir, &batch.watermark).ok();
+  }
+  facts->all_duplicate = facts->exported && exported_count == 0 && duplicate_count > 0;
+}
+
+// False (message printed) when the capture cannot be found or the spool cannot be read.
+bool GatherShowFacts(const Io& io, const store::CaptureId& id, ShowFacts* facts) {
+  facts->row.id = id;
+  BatchRef first;
+  GatherLedgerFacts(io, facts, &first);
+  if (!GatherSpoolFacts(io, facts)) return false;
+  if (!facts->exported && facts->where.empty()) {
+    io.err << "ccmailctl: unknown capture id " << id.ToString() << ": not pending, not quarantined and not in the ledger";
+    if (!facts->ledger_note.empty()) io.err << " (ledger unreadable: " << facts->ledger_note << ")";
+    else io.err << " (a capture is forgotten dedup_window after its export)";
+    io.err << "\n";
+    return false;
+  }
+  GatherBatches(io, first, facts);
+  return true;
+}
+
+void BatchJson(JsonWriter& w, const BatchRef& batch) {
+  w.BeginObject();
+  w.Key("seq").UInt(batch.seq).Key("post_office").String(batch.post_office).Key("file_name").String(batch.file);
+  w.Key("path").String(batch.path).Key("in_outbox").Bool(batch.in_outbox);
+  w.EndObject();
+}
+
+void DeliveriesJson(JsonWriter& w, const std::vector<store::Ledger::CaptureDelivery>& deliveries) {
+  w.Key("deliveries").BeginArray();
+  for (const auto& delivery : deliveries) {
+    w.BeginObject().Key("recipient").String(delivery.recipient);
+    w.Key("kind").String(delivery.kind == store::DeliveryKind::kDup ? "duplicate" : "exported");
+    if (delivery.kind == store::DeliveryKind::kExported) {
+      w.Key("seq").UInt(delivery.batch_seq).Key("post_office").String(delivery.post_office);
+      w.Key("file_name").String(delivery.file_name);
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+void RenderShowJson(const Io& io, const ShowFacts& facts) {
+  const Row& row = facts.row;
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("id").String(row.id.ToString());
+  w.Key("state").String(!facts.exported ? facts.where : facts.all_duplicate ? "duplicate" : "exported");
+  w.Key("captured_ms").UInt(row.id.TimeMs());
+  w.Key("in_spool").String(facts.where.empty() ? "no" : facts.where);
+  if (!facts.where.empty()) w.Key("file_size").UInt(row.file_size).Key("readable").Bool(row.readable);
+  if (row.readable) MetaJson(w, row.meta);
+  if (!row.reason.empty()) w.Key("reason").String(row.reason);
+  if (!row.problem.empty()) w.Key("problem").String(row.problem);
+  if (!facts.spool_note.empty()) w.Key("spool_error").String(facts.spool_note);
+  if (!facts.ledger_note.empty()) w.Key("ledger_error").String(facts.ledger_note);
+  if (facts.exported) {
+    if (!facts.batches.empty()) {  // the first one, for readers written before several were listed
+      w.Key("batch");
+      BatchJson(w, facts.batches.front());
+    }
+    w.Key("batches").BeginArray();
+    for (const BatchRef& batch : facts.batches) BatchJson(w, batch);
+    w.EndArray();
+    DeliveriesJson(w, facts.deliveries);
+  }
+  w.EndObject();
+  io.out << w.Take();
+}
+
+std::string ShowState(const ShowFacts& facts) {
+  if (!facts.exported) return facts.where;
+  std::string state = facts.all_duplicate
+                          ? "duplicate (every recipient already had it from an earlier copy; recorded in the ledger)"
+                          : "exported (recorded in the ledger)";
+  if (facts.where == "pending") state += ", spool file not yet cleaned up";
+  return state;
+}
+
+void RenderShowText(const Io& io, const ShowFacts& facts) {
+  const Row& row = facts.row;
+  KeyValueText t;
+  t.Add("capture", row.id.ToString());
+  t.Add("state", ShowState(facts));
+  t.Add("captured", FormatUtc(static_cast<int64_t>(row.id.TimeMs())) + " (" + FormatAge(AgeMs(row.id, WallMs())) + " ago)");
+  if (row.readable) {
+    t.Add("queue id", row.meta.queue_id.empty() ? "-" : row.meta.queue_id);
+    t.Add("sender", Sender(row.meta.envelope_sender));
+    t.Add("size", std::to_string(row.meta.message_size) + " bytes");
+    t.Add("content key", row.meta.content_key.ToString());
+    for (const auto& rc : row.meta.recipients) t.Add("recipient", rc.smtp_address + " -> " + Recipient(rc));
+  } else if (!facts.where.empty()) {
+    t.Add("metadata", "unreadable: " + row.problem);
+  }
+  if (facts.where == "quarantined") t.Add("reason", row.reason.empty() ? "(no reason file)" : row.reason);
+  for (const auto& delivery : facts.deliveries)
+    t.Add("delivery", delivery.recipient + (delivery.kind == store::DeliveryKind::kDup
+                                                ? ": duplicate (already exported by an earlier copy)"
+                                                : ": exported in " + (delivery.file_name.empty() ? std::string("?")
+                                                                                                 : delivery.file_name)));
+  for (const BatchRef& batch : facts.batches) {
+    t.Add("batch", "seq " + std::to_string(batch.seq) + ", post office " +
+                       (batch.post_office.empty() ? "?" : batch.post_office) + ", file " +
+                       (batch.file.empty() ? "?" : batch.file));
+    if (!batch.path.empty())
+      t.Add("outbox", batch.path + (batch.in_outbox ? "" : " (not there: taken by the IMPORT job, or not published yet)"));
+    if (batch.have_watermark)
+      t.Add("watermark", batch.post_office + ": " + std::to_string(batch.watermark.epoch) + " " +
+                             std::to_string(batch.watermark.seq) + " " + batch.watermark.batch_name);
+  }
+  if (!facts.spool_note.empty()) t.Add("spool", "not checked: " + facts.spool_note);
+  if (!facts.ledger_note.empty()) t.Add("ledger", "not checked: " + facts.ledger_note);
+  io.out << t.Render();
+}
+
+}  // namespace
+
 int CmdShow(const Io& io, const std::string& id_text) {
   store::CaptureId id;
   if (!ParseId(io, id_text, &id)) return kExitFailure;
-
-  // Where is it? The ledger first: a capture that is recorded there was exported
-  // (or recognised as a duplicate), even if its spool file is still waiting for cleanup.
-  bool exported = false;
-  uint64_t seq = 0;
-  std::string po, file;
-  std::string ledger_note;
-  std::vector<store::Ledger::CaptureDelivery> deliveries;
-  {
-    std::unique_ptr<store::Ledger> ledger;
-    Status s = OpenLedger(io.ctx, &ledger);
-    if (s.ok()) s = ledger->FindCapture(id, &seq, &po, &file);
-    if (s.ok()) exported = true;
-    else if (!s.IsNotFound()) ledger_note = s.ToString();
-    if (exported) {
-      if (Status ds = ledger->CaptureDeliveries(id, &deliveries); !ds.ok()) ledger_note = ds.ToString();
-    }
-  }
-  std::unique_ptr<store::Spool> spool;
-  Status os = OpenSpool(io.ctx, &spool);
-  std::string spool_note;  // the spool could not be read; the ledger's answer still stands
-  if (!os.ok() && !os.IsNotFound()) {
-    if (!exported) {
-      io.err << "ccmailctl: cannot look for " << id.ToString() << ": " << os.ToString() << "\n";
-      return kExitFailure;
-    }
-    spool_note = os.ToString();
-    spool.reset();
-  }
-  Row r;
-  r.id = id;
-  std::string where;  // "pending", "quarantined" or ""
-  std::string problem;  // why the metadata could not be read
-  if (spool) {
-    store::SpoolEntry e;
-    Status s = spool->VerifyOnly(id, &e);
-    if (s.IsNotFound()) {
-      std::vector<store::QuarantinedCapture> q;
-      Status ls = spool->ListQuarantined(&q);
-      if (!ls.ok()) {
-        io.err << "ccmailctl: " << ls.ToString() << "\n";
-        return kExitFailure;
-      }
-      auto it = std::find_if(q.begin(), q.end(), [&](const store::QuarantinedCapture& c) { return c.id == id; });
-      if (it != q.end()) {
-        where = "quarantined";
-        r.reason = it->reason;
-        r.file_size = it->file_size;
-        Status vs = spool->VerifyQuarantined(id, &e);
-        if (vs.ok()) {
-          r.readable = true;
-          r.meta = std::move(e.meta);
-        } else {
-          problem = vs.ToString();
-        }
-      }
-    } else {
-      where = "pending";
-      if (s.ok()) {
-        r.readable = true;
-        r.meta = std::move(e.meta);
-        r.file_size = e.file_size;
-      } else {
-        problem = s.ToString();
-      }
-    }
-  }
-  if (!exported && where.empty()) {
-    io.err << "ccmailctl: unknown capture id " << id.ToString() << ": not pending, not quarantined and not in the ledger";
-    if (!ledger_note.empty()) io.err << " (ledger unreadable: " << ledger_note << ")";
-    else io.err << " (a capture is forgotten dedup_window after its export)";
-    io.err << "\n";
-    return kExitFailure;
-  }
-
-  // Recorded in the ledger: exported to one or more post offices, or (every delivery already
-  // exported by an earlier copy of the message) a duplicate; each batch file it went into.
-  size_t n_exported = 0, n_dup = 0;
-  struct BatchRef {
-    uint64_t seq;
-    std::string po, file, path;
-    bool in_outbox = false;
-    bool have_wm = false;
-    exporter::Watermark wm;
-  };
-  std::vector<BatchRef> batches;
-  for (const auto& d : deliveries) {
-    if (d.kind == store::DeliveryKind::kDup) {
-      ++n_dup;
-      continue;
-    }
-    ++n_exported;
-    if (!batches.empty() && batches.back().seq == d.batch_seq) continue;  // ordered by batch
-    batches.push_back(BatchRef{d.batch_seq, d.post_office, d.file_name, "", false, false, {}});
-  }
-  if (exported && batches.empty() && n_dup == 0) batches.push_back(BatchRef{seq, po, file, "", false, false, {}});
-  for (BatchRef& b : batches) {
-    if (b.po.empty() || b.file.empty()) continue;  // the batch row was pruned
-    std::string dir = io.ctx.paths.outbox_directory + "/" + b.po;
-    b.path = dir + "/" + b.file;
-    struct stat st;
-    b.in_outbox = ::stat(b.path.c_str(), &st) == 0;
-    b.have_wm = exporter::ReadWatermark(dir, &b.wm).ok();
-  }
-  const bool all_dup = exported && n_exported == 0 && n_dup > 0;
-  std::string state = !exported ? where
-                      : all_dup ? "duplicate (every recipient already had it from an earlier copy; recorded in the ledger)"
-                                : "exported (recorded in the ledger)";
-  if (exported && where == "pending") state += ", spool file not yet cleaned up";
-
-  if (io.json) {
-    JsonWriter w;
-    w.BeginObject();
-    w.Key("id").String(id.ToString());
-    w.Key("state").String(!exported ? where : all_dup ? "duplicate" : "exported");
-    w.Key("captured_ms").UInt(id.TimeMs());
-    w.Key("in_spool").String(where.empty() ? "no" : where);
-    if (!where.empty()) {
-      w.Key("file_size").UInt(r.file_size);
-      w.Key("readable").Bool(r.readable);
-    }
-    if (r.readable) MetaJson(w, r.meta);
-    if (!r.reason.empty()) w.Key("reason").String(r.reason);
-    if (!problem.empty()) w.Key("problem").String(problem);
-    if (!spool_note.empty()) w.Key("spool_error").String(spool_note);
-    if (!ledger_note.empty()) w.Key("ledger_error").String(ledger_note);
-    auto batch_json = [&](const BatchRef& b) {
-      w.BeginObject();
-      w.Key("seq").UInt(b.seq);
-      w.Key("post_office").String(b.po);
-      w.Key("file_name").String(b.file);
-      w.Key("path").String(b.path);
-      w.Key("in_outbox").Bool(b.in_outbox);
-      w.EndObject();
-    };
-    if (exported) {
-      if (!batches.empty()) {  // the first one, for readers of the one-batch form
-        w.Key("batch");
-        batch_json(batches.front());
-      }
-      w.Key("batches").BeginArray();
-      for (const BatchRef& b : batches) batch_json(b);
-      w.EndArray();
-      w.Key("deliveries").BeginArray();
-      for (const auto& d : deliveries) {
-        w.BeginObject().Key("recipient").String(d.recipient);
-        w.Key("kind").String(d.kind == store::DeliveryKind::kDup ? "duplicate" : "exported");
-        if (d.kind == store::DeliveryKind::kExported) {
-          w.Key("seq").UInt(d.batch_seq).Key("post_office").String(d.post_office).Key("file_name").String(d.file_name);
-        }
-        w.EndObject();
-      }
-      w.EndArray();
-    }
-    w.EndObject();
-    io.out << w.Take();
-    return kExitOk;
-  }
-
-  KeyValueText t;
-  t.Add("capture", id.ToString());
-  t.Add("state", state);
-  t.Add("captured", FormatUtc(static_cast<int64_t>(id.TimeMs())) + " (" + FormatAge(AgeMs(id, WallMs())) + " ago)");
-  if (r.readable) {
-    t.Add("queue id", r.meta.queue_id.empty() ? "-" : r.meta.queue_id);
-    t.Add("sender", Sender(r.meta.envelope_sender));
-    t.Add("size", std::to_string(r.meta.message_size) + " bytes");
-    t.Add("content key", r.meta.content_key.ToString());
-    for (const auto& rc : r.meta.recipients) t.Add("recipient", rc.smtp_address + " -> " + Recipient(rc));
-  } else if (!where.empty()) {
-    t.Add("metadata", "unreadable: " + problem);
-  }
-  if (where == "quarantined") t.Add("reason", r.reason.empty() ? "(no reason file)" : r.reason);
-  for (const auto& d : deliveries)
-    t.Add("delivery", d.recipient + (d.kind == store::DeliveryKind::kDup
-                                         ? ": duplicate (already exported by an earlier copy)"
-                                         : ": exported in " + (d.file_name.empty() ? std::string("?") : d.file_name)));
-  for (const BatchRef& b : batches) {
-    t.Add("batch", "seq " + std::to_string(b.seq) + ", post office " + (b.po.empty() ? "?" : b.po) + ", file " +
-                       (b.file.empty() ? "?" : b.file));
-    if (!b.path.empty())
-      t.Add("outbox", b.path + (b.in_outbox ? "" : " (not there: taken by the IMPORT job, or not published yet)"));
-    if (b.have_wm)
-      t.Add("watermark", b.po + ": " + std::to_string(b.wm.epoch) + " " + std::to_string(b.wm.seq) + " " + b.wm.batch_name);
-  }
-  if (!spool_note.empty()) t.Add("spool", "not checked: " + spool_note);
-  if (!ledger_note.empty()) t.Add("ledger", "not checked: " + ledger_note);
-  io.out << t.Render();
+  ShowFacts facts;
+  if (!GatherShowFacts(io, id, &facts)) return kExitFailure;
+  if (io.json)
+    RenderShowJson(io, facts);
+  else
+    RenderShowText(io, facts);
   return kExitOk;
 }
 

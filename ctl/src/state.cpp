@@ -18,22 +18,15 @@
 
 namespace ccmail::ctl {
 
+// Indexed by the enumerator (state.h declares them in this order).
 const char* PartStateName(PartState s) {
-  switch (s) {
-    case PartState::kOk: return "ok";
-    case PartState::kMissing: return "missing";
-    case PartState::kError: return "error";
-  }
-  return "error";
+  static constexpr const char* kNames[] = {"ok", "missing", "error"};
+  return kNames[static_cast<size_t>(s)];
 }
 
 const char* ExporterRunName(ExporterRun r) {
-  switch (r) {
-    case ExporterRun::kRunning: return "running";
-    case ExporterRun::kStalled: return "stalled";
-    case ExporterRun::kNotRunning: return "not running";
-  }
-  return "not running";
+  static constexpr const char* kNames[] = {"running", "stalled", "not running"};
+  return kNames[static_cast<size_t>(r)];
 }
 
 int64_t WallMs() {

@@ -17,6 +17,15 @@ std::string AgeOrNever(const std::optional<int64_t>& ms) {
   return ms ? FormatAge(*ms) + " ago" : "never";
 }
 
+// The one line of a part that is missing or unreadable; false when it is fine (the caller
+// adds its details).
+bool AddPartTrouble(KeyValueText* t, const char* label, PartState state, const std::string& missing,
+                    const std::string& unreadable) {
+  if (state == PartState::kOk) return false;
+  t->Add(label, state == PartState::kMissing ? missing : unreadable);
+  return true;
+}
+
 void StatusText(const Context& ctx, const BridgeState& st, std::ostream& out) {
   KeyValueText t;
   // Exporter first: it is what an administrator asks about when mail is late.
@@ -24,63 +33,39 @@ void StatusText(const Context& ctx, const BridgeState& st, std::ostream& out) {
   if (!st.exporter_lock_error.empty()) ex += " (cannot tell: " + st.exporter_lock_error + ")";
   t.Add("exporter", ex);
   if (!st.ledger_refusal.empty()) t.Add("stopped because", st.ledger_refusal, 2);
-  const shm::ExporterState& e = st.table.exporter;
-  if (st.table.state == PartState::kOk && e.heartbeat_ns != 0) {
-    if (e.pid != 0) t.Add(st.exporter == ExporterRun::kNotRunning ? "last pid" : "pid", std::to_string(e.pid), 2);
-    t.Add("epoch", std::to_string(e.epoch), 2);
+  const shm::ExporterState& published = st.table.exporter;
+  if (st.table.state == PartState::kOk && published.heartbeat_ns != 0) {
+    if (published.pid != 0) t.Add(st.exporter == ExporterRun::kNotRunning ? "last pid" : "pid", std::to_string(published.pid), 2);
+    t.Add("epoch", std::to_string(published.epoch), 2);
   } else if (st.ledger.state == PartState::kOk) {
     t.Add("epoch", std::to_string(st.ledger.counters.epoch) + " (ledger)", 2);
   }
   t.Add("heartbeat", AgeOrNever(st.heartbeat_age_ms), 2);
   t.Add("last batch", AgeOrNever(st.progress_age_ms), 2);
 
-  switch (st.spool.state) {
-    case PartState::kOk:
-      t.Add("backlog", Plural(st.spool.messages, "message", "messages") + ", " + FormatBytes(st.spool.bytes) +
-                           " (" + std::to_string(st.spool.bytes) + " bytes)");
-      t.Add("oldest message", st.spool.oldest_ms ? FormatAge(st.now_ms - *st.spool.oldest_ms) : "-", 2);
-      t.Add("quarantined", std::to_string(st.spool.quarantined));
-      break;
-    case PartState::kMissing:
-      t.Add("backlog", "no spool yet (" + ctx.paths.spool_root + " does not exist)");
-      break;
-    case PartState::kError:
-      t.Add("backlog", "unreadable: " + st.spool.error);
-      break;
+  if (!AddPartTrouble(&t, "backlog", st.spool.state, "no spool yet (" + ctx.paths.spool_root + " does not exist)",
+                      "unreadable: " + st.spool.error)) {
+    t.Add("backlog", Plural(st.spool.messages, "message", "messages") + ", " + FormatBytes(st.spool.bytes) + " (" +
+                         std::to_string(st.spool.bytes) + " bytes)");
+    t.Add("oldest message", st.spool.oldest_ms ? FormatAge(st.now_ms - *st.spool.oldest_ms) : "-", 2);
+    t.Add("quarantined", std::to_string(st.spool.quarantined));
   }
-
-  switch (st.table.state) {
-    case PartState::kOk:
-      t.Add("claim table", st.table.name + ", " + std::to_string(st.table.slots) + " slots");
-      t.Add("free", std::to_string(st.table.free), 2);
-      t.Add("reserved", std::to_string(st.table.reserved), 2);
-      t.Add("ready", std::to_string(st.table.ready), 2);
-      t.Add("claimed", std::to_string(st.table.claimed), 2);
-      t.Add("overflows", std::to_string(st.table.overflows), 2);
-      break;
-    case PartState::kMissing:
-      t.Add("claim table", st.table.name + " missing (the exporter creates it at start)");
-      break;
-    case PartState::kError:
-      t.Add("claim table", st.table.name + " unusable: " + st.table.error);
-      break;
+  if (!AddPartTrouble(&t, "claim table", st.table.state,
+                      st.table.name + " missing (the exporter creates it at start)",
+                      st.table.name + " unusable: " + st.table.error)) {
+    t.Add("claim table", st.table.name + ", " + std::to_string(st.table.slots) + " slots");
+    for (const auto& [label, count] : {std::pair<const char*, uint64_t>{"free", st.table.free},
+                                       {"reserved", st.table.reserved}, {"ready", st.table.ready},
+                                       {"claimed", st.table.claimed}, {"overflows", st.table.overflows}})
+      t.Add(label, std::to_string(count), 2);
   }
-
-  switch (st.ledger.state) {
-    case PartState::kOk: {
-      const store::LedgerCounters& c = st.ledger.counters;
-      t.Add("ledger", ctx.paths.ledger_path);
-      t.Add("exported", std::to_string(c.exported), 2);
-      t.Add("duplicates", std::to_string(c.dups), 2);
-      t.Add("batches", std::to_string(c.last_seq), 2);
-      break;
-    }
-    case PartState::kMissing:
-      t.Add("ledger", "none yet (" + ctx.paths.ledger_path + " does not exist)");
-      break;
-    case PartState::kError:
-      t.Add("ledger", "unreadable: " + st.ledger.error);
-      break;
+  if (!AddPartTrouble(&t, "ledger", st.ledger.state, "none yet (" + ctx.paths.ledger_path + " does not exist)",
+                      "unreadable: " + st.ledger.error)) {
+    const store::LedgerCounters& c = st.ledger.counters;
+    t.Add("ledger", ctx.paths.ledger_path);
+    t.Add("exported", std::to_string(c.exported), 2);
+    t.Add("duplicates", std::to_string(c.dups), 2);
+    t.Add("batches", std::to_string(c.last_seq), 2);
   }
   out << t.Render();
 }

@@ -14,20 +14,22 @@
 #include "ccmail/common/log.h"
 #include "ccmail/config/config.h"
 #include "ccmail/exporter/ledger_guard.h"
+#include "ccmail/shm/crash_points.h"
 #include "exporter_impl.h"
 
 namespace ccmail::exporter {
 
 const std::vector<std::string>& ExporterCrashPoints() {
   static const std::vector<std::string> kPoints = {
-      kCrashSlotClaimed,         kCrashBatchManifestWritten, kCrashBatchManifestFsynced,
-      kCrashBatchPartWritten,    kCrashBatchPartFsynced,     kCrashBatchTmpdirFsynced,
-      store::kCrashLedgerCommitBefore, store::kCrashLedgerCommitAfter, kCrashBatchRenamed,
-      kCrashBatchDirFsynced,     kCrashWatermarkWritten,     kCrashWatermarkFsynced,
-      kCrashWatermarkRenamed,    kCrashWatermarkDirFsynced,  store::kCrashSpoolUnlinked,
-      store::kCrashSpoolUnlinkDirFsynced, kCrashSlotFreed,   store::kCrashLedgerEpoch,
-      kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink,  kCrashRecoverySlotsReset,
-      store::kCrashPrune,        kCrashQuarantined,          kCrashRoundConverted,
+      // Recover()
+      store::kCrashLedgerEpoch, kCrashRecoveryRollforward, kCrashRecoverySpoolUnlink, kCrashRecoverySlotsReset,
+      shm::kCrashReadyFree,
+      // RunOnce(): MaybePrune, then one round
+      store::kCrashPrune, shm::kCrashSlotClaimed, kCrashRoundConverted, kCrashQuarantined,
+      kCrashBatchManifestWritten, kCrashBatchManifestFsynced, kCrashBatchPartWritten, kCrashBatchPartFsynced,
+      kCrashBatchTmpdirFsynced, store::kCrashLedgerCommitBefore, store::kCrashLedgerCommitAfter, kCrashBatchRenamed,
+      kCrashBatchDirFsynced, kCrashWatermarkWritten, kCrashWatermarkFsynced, kCrashWatermarkRenamed,
+      kCrashWatermarkDirFsynced, store::kCrashSpoolUnlinked, store::kCrashSpoolUnlinkDirFsynced, shm::kCrashSlotFreed,
   };
   return kPoints;
 }

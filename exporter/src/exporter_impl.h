@@ -73,9 +73,9 @@ inline Status ListDir(const std::string& dir, std::vector<std::string>* names) {
   names->clear();
   DIR* d = ::opendir(dir.c_str());
   if (!d) return Status::FromErrno("opendir " + dir, errno);
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names->push_back(std::move(n));
+  while (struct dirent* entry = ::readdir(d)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names->push_back(std::move(name));
   }
   ::closedir(d);
   std::sort(names->begin(), names->end());
@@ -103,7 +103,7 @@ inline bool ParseWriterTag(const std::string& tag, uint32_t* index, uint64_t* rg
 }
 
 struct DeliverJob {
-  std::string po;
+  std::string post_office;
   std::string batch_path;
   std::string manifest_path;
   int attempt = 0;
@@ -112,7 +112,7 @@ struct DeliverJob {
 };
 
 
-// What the committer did with a job; applied by the main thread (which owns `pending`,
+// What the committer did with a job; applied by the loop thread (which owns `pending`,
 // the back-off, the round cap and the claim slots) in Impl::WaitCommitter.
 struct CommitOutcome {
   bool committed = false;            // the ledger transaction is done (publish may have failed)
@@ -124,11 +124,41 @@ struct CommitOutcome {
   size_t done = 0;
   struct Unpublished {
     uint64_t epoch, seq;
-    std::string po;
+    std::string post_office;
   };
-  std::vector<Unpublished> unpublished;  // committed, rename failed: retried by the main loop
+  std::vector<Unpublished> unpublished;  // committed, rename failed: retried by the loop thread
   std::vector<std::string> warnings;     // publish failures (logged with the back-off)
   uint64_t clean_seq = 0;                // set when every spool file of the round is gone
+};
+
+// The thread of a Closer or a Committer: started by the first piece of work, ended by Stop
+// (which the next piece of work undoes). Its loop waits on `cv` under `mu` for work or for
+// stop_requested(), and returns once stop is requested and nothing is left.
+class WorkerThread {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+
+  // With `mu` held: runs `loop` on the thread unless it runs already.
+  void StartLocked(const std::function<void()>& loop) {
+    if (!thread_.joinable()) thread_ = std::thread(loop);
+  }
+  // Asks the loop to end, waits for it and clears the request.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      stop_ = true;
+    }
+    cv.notify_all();
+    if (thread_.joinable()) thread_.join();
+    thread_ = std::thread();
+    stop_ = false;
+  }
+  bool stop_requested() const { return stop_; }  // with `mu` held
+
+ private:
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 // Closer: the last close of an unlinked spool file frees its inode and blocks, so it is done
@@ -142,34 +172,25 @@ class Closer {
   ~Closer() { Stop(); }
   void Queue(UniqueFd fd) {
     if (!fd.valid()) return;
-    std::lock_guard<std::mutex> g(mu_);
-    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    std::lock_guard<std::mutex> g(worker_.mu);
+    worker_.StartLocked([this] { Loop(); });
     q_.push_back(std::move(fd));
-    cv_.notify_one();
+    worker_.cv.notify_one();
   }
   // Blocks until at most `max_open` descriptors wait for the closer: a round opens up to
   // kMaxOpenPerRound files and the two together must stay under the usual 1,024 fd limit.
   void WaitBelow(size_t max_open) {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(worker_.mu);
     done_cv_.wait(lk, [&] { return q_.size() + busy_ <= max_open; });
   }
   // Closes what is queued and ends the thread (a later Queue starts it again).
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    thread_ = std::thread();
-    stop_ = false;
-  }
+  void Stop() { worker_.Stop(); }
 
  private:
   void Loop() {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(worker_.mu);
     for (;;) {
-      cv_.wait(lk, [&] { return stop_ || !q_.empty(); });
+      worker_.cv.wait(lk, [&] { return worker_.stop_requested() || !q_.empty(); });
       if (q_.empty()) return;  // stop requested and nothing left
       std::vector<UniqueFd> batch;
       batch.swap(q_);
@@ -177,41 +198,38 @@ class Closer {
       lk.unlock();
       for (auto& fd : batch) {
         fd.reset();
-        std::lock_guard<std::mutex> g(mu_);
+        std::lock_guard<std::mutex> g(worker_.mu);
         --busy_;
         done_cv_.notify_all();
       }
       lk.lock();
     }
   }
-  std::mutex mu_;
-  std::condition_variable cv_;       // work for the closer
+  WorkerThread worker_;              // its cv: work for the closer
   std::condition_variable done_cv_;  // the queue got shorter
   std::vector<UniqueFd> q_;
   size_t busy_ = 0;  // descriptors taken by the closer and not yet closed
-  bool stop_ = false;
-  std::thread thread_;
 };
 
 // Committer: runs the durable half of a round (Exporter::Impl::CommitRound) on its own thread
-// while the main thread opens, verifies and converts the next round. At most one job is in
-// flight; Take() waits for it and hands its outcome to the main thread, which applies it.
+// while the loop thread opens, verifies and converts the next round. At most one job is in
+// flight; Take() waits for it and hands its outcome to the loop thread, which applies it.
 class Committer {
  public:
   explicit Committer(std::function<CommitOutcome(CommitJob*)> work) : work_(std::move(work)) {}
   ~Committer() { Stop(); }
   void Submit(std::unique_ptr<CommitJob> job) {
-    std::lock_guard<std::mutex> g(mu_);
-    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    std::lock_guard<std::mutex> g(worker_.mu);
+    worker_.StartLocked([this] { Loop(); });
     job_ = std::move(job);
     busy_ = true;
-    cv_.notify_all();
+    worker_.cv.notify_all();
   }
   // Waits until no job is queued or running; the outcome of the last one (an empty outcome,
   // neither committed nor abandoned, when none ran since the last Take).
   CommitOutcome Take() {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return !busy_; });
+    std::unique_lock<std::mutex> lk(worker_.mu);
+    worker_.cv.wait(lk, [&] { return !busy_; });
     CommitOutcome out = std::move(outcome_);
     outcome_ = CommitOutcome{};
     return out;
@@ -219,21 +237,17 @@ class Committer {
   // Waits for the job in flight and ends the thread (a later Submit starts it again).
   void Stop() {
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return !busy_; });
-      stop_ = true;
+      std::unique_lock<std::mutex> lk(worker_.mu);
+      worker_.cv.wait(lk, [&] { return !busy_; });
     }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    thread_ = std::thread();
-    stop_ = false;
+    worker_.Stop();
   }
 
  private:
   void Loop() {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(worker_.mu);
     for (;;) {
-      cv_.wait(lk, [&] { return stop_ || job_ != nullptr; });
+      worker_.cv.wait(lk, [&] { return worker_.stop_requested() || job_ != nullptr; });
       if (!job_) return;
       std::unique_ptr<CommitJob> job = std::move(job_);
       lk.unlock();
@@ -242,17 +256,25 @@ class Committer {
       lk.lock();
       outcome_ = std::move(out);
       busy_ = false;
-      cv_.notify_all();
+      worker_.cv.notify_all();
     }
   }
   std::function<CommitOutcome(CommitJob*)> work_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::unique_ptr<CommitJob> job_;  // set by the main thread, taken by the committer
+  WorkerThread worker_;
+  std::unique_ptr<CommitJob> job_;  // set by the loop thread, taken by the committer
   bool busy_ = false;               // a job is queued or running
-  bool stop_ = false;
   CommitOutcome outcome_;
-  std::thread thread_;
+};
+
+// What recovery did (the "recovery done" line).
+struct RecoveryTally {
+  uint64_t epoch = 0;
+  std::set<std::string> published;  // batch names rolled forward from out/tmp
+  size_t rolled = 0, deleted = 0;   // .part files published / deleted
+  size_t unlinked = 0;              // spool files of exported captures
+  size_t removed_tmp = 0;           // spool/tmp files of dead writers
+  uint32_t slots_reset = 0;         // R2
+  uint32_t slots_freed = 0;         // R3
 };
 
 struct Exporter::Impl {
@@ -307,15 +329,15 @@ struct Exporter::Impl {
   }
 
   // Committer: the durable half of a round (.part files written and fsynced, the ONE ledger
-  // transaction, publish, unlink of the spool files) runs on its thread while the main
-  // thread opens, verifies and converts the next round. The main thread waits for it
+  // transaction, publish, unlink of the spool files) runs on its thread while the loop
+  // thread opens, verifies and converts the next round. The loop thread waits for it
   // (WaitCommitter) before it asks the ledger anything about the next round, so every
   // de-duplication decision still sees every earlier round committed (or abandoned), exactly
   // as in a sequential loop; only reading and converting overlap. The committer never touches
   // `pending`, the claim slots, the back-off or the ledger outside its job: its outcome is
-  // applied by the main thread.
+  // applied by the loop thread.
   Committer committer{[this](CommitJob* job) { return CommitRound(job); }};
-  // Main thread only: what the job in flight holds.
+  // Loop thread only: what the job in flight holds.
   std::vector<shm::Claim> cm_claims;  // its slots, freed once it is finished
   std::set<CaptureId> cm_ids;         // its captures (a spool scan must not queue them again);
                                       // not empty from Submit until WaitCommitter applied
@@ -393,6 +415,8 @@ struct Exporter::Impl {
       if (Status s = table->CheckSameSegment(); !s.ok()) {
         LogWarning("claim table replaced under us (%s): reopening", s.ToString().c_str());
         ReopenTable();
+        if (uint32_t reset = ReturnPredecessorClaims())
+          LogInfo("reopened claim table: %u slot(s) of an earlier exporter back to READY", reset);
       }
     }
     if (table && reg) {
@@ -443,11 +467,14 @@ struct Exporter::Impl {
       if (s.ok()) {
         table = std::move(t);
         reg = std::move(r);
-        table->RecoverPreviousExporter(*reg);
       }
     }
     if (!s.ok()) LogWarning("claim table unavailable (%s): exporting by spool scans only", s.ToString().c_str());
   }
+
+  // R2: slots an earlier exporter registration claimed go back to READY. Recovery does it at
+  // start (after the epoch bump), Housekeeping after reopening a replaced table.
+  uint32_t ReturnPredecessorClaims() { return table && reg ? table->RecoverPreviousExporter(*reg) : 0; }
 
   Status MaybePrune() {
     if (Clock::now() < next_prune) return Status::Ok();
@@ -467,10 +494,10 @@ struct Exporter::Impl {
 
   Status RetryUnpublished() {
     while (!unpublished.empty()) {
-      const auto& u = unpublished.front();
-      Status s = outbox->Publish(u.epoch, u.seq, u.po);
+      const Unpublished& batch = unpublished.front();
+      Status s = outbox->Publish(batch.epoch, batch.seq, batch.post_office);
       if (!s.ok()) return s;
-      QueueDeliver(u.po, BatchFileName(u.epoch, u.seq));
+      QueueDeliver(batch.post_office, BatchFileName(batch.epoch, batch.seq));
       unpublished.erase(unpublished.begin());
       if (unpublished.empty()) CCMAIL_RETURN_IF_ERROR(outbox->SyncTmpDir());
     }
@@ -524,16 +551,16 @@ struct Exporter::Impl {
     dq_cv.notify_all();
     if (dq_thread.joinable()) dq_thread.join();
   }
-  void QueueDeliver(const std::string& po, const std::string& name) {
+  void QueueDeliver(const std::string& post_office, const std::string& name) {
     if (opt.deliver_command.empty()) return;
-    DeliverJob j;
-    j.po = po;
-    j.batch_path = outbox->PostOfficeDir(po) + "/" + name;
-    j.manifest_path = outbox->PostOfficeDir(po) + "/" + ManifestFileName(name);
-    j.due = Clock::now();
+    DeliverJob job;
+    job.post_office = post_office;
+    job.batch_path = outbox->PostOfficeDir(post_office) + "/" + name;
+    job.manifest_path = outbox->PostOfficeDir(post_office) + "/" + ManifestFileName(name);
+    job.due = Clock::now();
     {
       std::lock_guard<std::mutex> g(dq_mu);
-      dq.push_back(std::move(j));
+      dq.push_back(std::move(job));
     }
     dq_cv.notify_all();
   }
@@ -550,17 +577,18 @@ struct Exporter::Impl {
     std::unique_lock<std::mutex> lk(dq_mu);
     while (!dq_stop) {
       auto now = Clock::now();
-      auto it = std::min_element(dq.begin(), dq.end(), [](const DeliverJob& a, const DeliverJob& b) { return a.due < b.due; });
-      if (it == dq.end()) {
+      auto next = std::min_element(dq.begin(), dq.end(),
+                                   [](const DeliverJob& a, const DeliverJob& b) { return a.due < b.due; });
+      if (next == dq.end()) {
         dq_cv.wait(lk);
         continue;
       }
-      if (it->due > now) {
-        dq_cv.wait_until(lk, it->due);
+      if (next->due > now) {
+        dq_cv.wait_until(lk, next->due);
         continue;
       }
-      DeliverJob job = std::move(*it);
-      dq.erase(it);
+      DeliverJob job = std::move(*next);
+      dq.erase(next);
       dq_running = true;
       lk.unlock();
       bool requeue = RunDeliverJob(&job);
@@ -591,7 +619,7 @@ struct Exporter::Impl {
         LogInfo("deliver %s: batch no longer in the outbox (consumed), nothing to do", job->batch_path.c_str());
         return false;
       }
-      DeliverRequest req{opt.deliver_command, job->batch_path, job->po, job->manifest_path};
+      DeliverRequest req{opt.deliver_command, job->batch_path, job->post_office, job->manifest_path};
       DeliverOutcome outcome = DeliverOutcome::kFailed;
       int code = -1;
       Status s = RunDeliverCommand(req, &outcome, &code);
@@ -616,7 +644,7 @@ struct Exporter::Impl {
     und = (dot == std::string::npos ? und : und.substr(0, dot)) + ".UND";
     int bounced = 0;
     size_t unmatched = 0;
-    Status s = BounceUndeliverable(und, job->manifest_path, job->po, bounces.get(), fmt, &bounced, &unmatched);
+    Status s = BounceUndeliverable(und, job->manifest_path, job->post_office, bounces.get(), fmt, &bounced, &unmatched);
     {
       std::lock_guard<std::mutex> g(ctr_mu);
       ctr.bounced += static_cast<uint64_t>(bounced);
@@ -628,8 +656,13 @@ struct Exporter::Impl {
     return false;
   }
 
-  // ---------- recovery ----------
+  // ---------- recovery (recovery.cpp) ----------
   Status Recover();
+  Status RecoverOutTmp(RecoveryTally* tally);
+  Status AdvanceLaggingWatermarks(const std::set<std::string>& published);
+  Status RecoverSpool(RecoveryTally* tally);
+  Status RecoverClaimTable(RecoveryTally* tally);
+  void RequeuePublishedDeliveries(const std::set<std::string>& published);
   // One round (round.cpp): RoundIds, then the steps of round_steps.h around the wait for the
   // committer, AskLedger between them, ApplyPlan for ClassifyRound's side effects.
   Status ProcessRound(std::vector<shm::Claim>* claims, bool* did_work);

@@ -5,59 +5,86 @@
 namespace ccmail::exporter {
 
 Status Exporter::Impl::Recover() {
+  RecoveryTally tally;
   // docs/DESIGN.md §7 step 4: fencing epoch.
-  uint64_t epoch = 0;
-  CCMAIL_RETURN_IF_ERROR(ledger->BumpEpoch(&epoch));
-  // §7 step 5: out/tmp. A .part of a committed batch is rolled forward, any other is deleted.
+  CCMAIL_RETURN_IF_ERROR(ledger->BumpEpoch(&tally.epoch));
+  CCMAIL_RETURN_IF_ERROR(RecoverOutTmp(&tally));
+  CCMAIL_RETURN_IF_ERROR(AdvanceLaggingWatermarks(tally.published));
+  CCMAIL_RETURN_IF_ERROR(RecoverSpool(&tally));
+  CCMAIL_RETURN_IF_ERROR(RecoverClaimTable(&tally));
+  RequeuePublishedDeliveries(tally.published);
+  StartDeliverThread();
+  next_scan = Clock::now() + opt.spool_scan_interval;
+  next_prune = Clock::now();
+  progress_ns = RealtimeNs();
+  LogInfo("recovery done: epoch %llu, %zu batch(es) rolled forward, %zu uncommitted part file(s) deleted, "
+          "%zu exported spool file(s) unlinked, %zu pending, %zu dead tmp file(s) removed, slots reset %u, freed %u",
+          static_cast<unsigned long long>(tally.epoch), tally.rolled, tally.deleted, tally.unlinked, pending.size(),
+          tally.removed_tmp, tally.slots_reset, tally.slots_freed);
+  PublishState(false);
+  return Status::Ok();
+}
+
+// docs/DESIGN.md §7 step 5: out/tmp. A .part of a committed batch is rolled forward, any other is deleted.
+Status Exporter::Impl::RecoverOutTmp(RecoveryTally* tally) {
   std::vector<std::string> names;
   CCMAIL_RETURN_IF_ERROR(ListDir(outbox->TmpDir(), &names));
-  size_t rolled = 0, deleted = 0;
-  std::set<std::string> published;
-  for (const auto& n : names) {
-    if (!EndsWith(n, ".part")) continue;
-    std::string base = n.substr(0, n.size() - 5);
-    std::string batch = EndsWith(base, ".MAN") ? base.substr(0, base.size() - 4) + ".CCM" : base;
-    store::LedgerBatch b;
-    Status s = ledger->FindBatchByName(batch, &b);
-    if (s.ok() && !b.post_office.empty()) {
-      if (published.insert(batch).second) {
-        CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoveryRollforward, "recovery: roll forward " + batch));
-        CCMAIL_RETURN_IF_ERROR(outbox->Publish(b.epoch, b.seq, b.post_office).WithContext("roll forward " + batch));
+  for (const auto& part_name : names) {
+    if (!EndsWith(part_name, ".part")) continue;
+    const std::string base = part_name.substr(0, part_name.size() - 5);
+    const std::string batch_name = EndsWith(base, ".MAN") ? base.substr(0, base.size() - 4) + ".CCM" : base;
+    store::LedgerBatch batch;
+    Status found = ledger->FindBatchByName(batch_name, &batch);
+    if (found.ok() && !batch.post_office.empty()) {
+      if (tally->published.insert(batch_name).second) {
+        CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoveryRollforward, "recovery: roll forward " + batch_name));
+        CCMAIL_RETURN_IF_ERROR(
+            outbox->Publish(batch.epoch, batch.seq, batch.post_office).WithContext("roll forward " + batch_name));
         CrashPoint(kCrashRecoveryRollforward);
-        ++rolled;
-        QueueDeliver(b.post_office, batch);
+        ++tally->rolled;
+        QueueDeliver(batch.post_office, batch_name);
       }
       continue;
     }
-    if (!s.ok() && !s.IsNotFound()) return s;
-    CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoveryRollforward, "recovery: delete uncommitted " + n));
-    Status us = io->Unlink(outbox->TmpDir() + "/" + n);
-    if (!us.ok() && !us.IsNotFound()) return us.WithContext("recovery: uncommitted part file");
+    if (!found.ok() && !found.IsNotFound()) return found;
+    CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoveryRollforward, "recovery: delete uncommitted " + part_name));
+    Status unlinked = io->Unlink(outbox->TmpDir() + "/" + part_name);
+    if (!unlinked.ok() && !unlinked.IsNotFound()) return unlinked.WithContext("recovery: uncommitted part file");
     CrashPoint(kCrashRecoveryRollforward);
-    ++deleted;
+    ++tally->deleted;
   }
-  if (rolled || deleted) CCMAIL_RETURN_IF_ERROR(io->FsyncDir(outbox->TmpDir()));
-  // A crash between the renames and the watermark leaves a published batch the consumer
-  // may not take yet: re-publish (idempotent) the newest batch of each post office.
+  if (tally->rolled || tally->deleted) CCMAIL_RETURN_IF_ERROR(io->FsyncDir(outbox->TmpDir()));
+  return Status::Ok();
+}
+
+// A crash between the renames and the watermark leaves a published batch the consumer may
+// not take yet: re-publish (idempotent) the newest batch of each post office.
+Status Exporter::Impl::AdvanceLaggingWatermarks(const std::set<std::string>& published) {
   std::vector<store::LedgerBatch> latest;
   CCMAIL_RETURN_IF_ERROR(ledger->LatestBatchPerPostOffice(&latest));
-  for (const auto& b : latest) {
+  for (const auto& batch : latest) {
     Watermark wm;
-    std::string dir = outbox->PostOfficeDir(b.post_office);
-    bool behind = !ReadWatermark(dir, &wm).ok() || wm.epoch < b.epoch || (wm.epoch == b.epoch && wm.seq < b.seq);
+    const std::string dir = outbox->PostOfficeDir(batch.post_office);
+    const bool behind = !ReadWatermark(dir, &wm).ok() || wm.epoch < batch.epoch ||
+                        (wm.epoch == batch.epoch && wm.seq < batch.seq);
     if (!behind) continue;
-    if (Exists(dir + "/" + b.file_name)) {
-      CCMAIL_RETURN_IF_ERROR(outbox->Publish(b.epoch, b.seq, b.post_office).WithContext("watermark " + b.file_name));
-      LogInfo("recovery: advanced the watermark of %s to %s", b.post_office.c_str(), b.file_name.c_str());
-    } else if (!published.count(b.file_name)) {
-      LogWarning("recovery: batch %s of %s is in the ledger but neither in out/tmp nor in the outbox", b.file_name.c_str(),
-                 b.post_office.c_str());
+    if (Exists(dir + "/" + batch.file_name)) {
+      CCMAIL_RETURN_IF_ERROR(
+          outbox->Publish(batch.epoch, batch.seq, batch.post_office).WithContext("watermark " + batch.file_name));
+      LogInfo("recovery: advanced the watermark of %s to %s", batch.post_office.c_str(), batch.file_name.c_str());
+    } else if (!published.count(batch.file_name)) {
+      LogWarning("recovery: batch %s of %s is in the ledger but neither in out/tmp nor in the outbox",
+                 batch.file_name.c_str(), batch.post_office.c_str());
     }
   }
-  // §7 step 6: spool. Committed captures still in spool/new are an interrupted cleanup.
+  return Status::Ok();
+}
+
+// docs/DESIGN.md §7 step 6: spool. Committed captures still in spool/new are an interrupted cleanup; the others
+// are pending. Then the dead writers' tmp files and the recorded clean mark.
+Status Exporter::Impl::RecoverSpool(RecoveryTally* tally) {
   std::vector<CaptureId> ids;
   CCMAIL_RETURN_IF_ERROR(spool->ListPending(&ids));
-  size_t unlinked = 0;
   std::vector<char> in_ledger;
   CCMAIL_RETURN_IF_ERROR(ledger->HasCaptures(ids, &in_ledger));
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -66,62 +93,59 @@ Status Exporter::Impl::Recover() {
       pending.insert(id);
       continue;
     }
-    Status s = store::InjectedError(kCrashRecoverySpoolUnlink, "recovery: unlink exported capture " + id.ToString());
-    if (s.ok()) s = spool->Remove(id, false);
-    if (!s.ok() && !s.IsNotFound()) return s;
+    Status removed = store::InjectedError(kCrashRecoverySpoolUnlink, "recovery: unlink exported capture " + id.ToString());
+    if (removed.ok()) removed = spool->Remove(id, false);
+    if (!removed.ok() && !removed.IsNotFound()) return removed;
     CrashPoint(kCrashRecoverySpoolUnlink);
-    ++unlinked;
+    ++tally->unlinked;
   }
-  if (unlinked) CCMAIL_RETURN_IF_ERROR(spool->SyncNewDir());
-  size_t removed_tmp = 0;
-  CCMAIL_RETURN_IF_ERROR(spool->CleanTmp([this](const std::string& t) { return WriterIsLive(t); }, &removed_tmp));
-  store::LedgerCounters c;
-  CCMAIL_RETURN_IF_ERROR(ledger->Counters(&c));
-  clean_seq = c.last_seq;
-  clean_seq_recorded = c.spool_clean_seq;
+  if (tally->unlinked) CCMAIL_RETURN_IF_ERROR(spool->SyncNewDir());
+  CCMAIL_RETURN_IF_ERROR(
+      spool->CleanTmp([this](const std::string& tag) { return WriterIsLive(tag); }, &tally->removed_tmp));
+  store::LedgerCounters counters;
+  CCMAIL_RETURN_IF_ERROR(ledger->Counters(&counters));
+  clean_seq = counters.last_seq;
+  clean_seq_recorded = counters.spool_clean_seq;
   if (clean_seq > clean_seq_recorded) {
     CCMAIL_RETURN_IF_ERROR(ledger->SetSpoolCleanSeq(clean_seq));
     clean_seq_recorded = clean_seq;
   }
-  // §7 step 7: the table. R2 again (Exporter::Open did it, step 3), R3 (already exported), R1 (dead milters).
-  uint32_t r2 = 0, r3 = 0;
-  if (table && reg) {
-    CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoverySlotsReset, "recovery: R2 on the claim table"));
-    r2 = table->RecoverPreviousExporter(*reg);
-    CrashPoint(kCrashRecoverySlotsReset);
-    r3 = table->FreeReadyIf(*reg, [this](const shm::CaptureBytes& b) {
-      CaptureId id;
-      id.bytes = b;
-      bool known = false;
-      return ledger->HasCapture(id, &known).ok() && known;
-    });
-    table->RecoverDeadOwners(*reg);
-    last_overflow = table->Stats().overflow_count;
-  }
-  // Batches already published but maybe not delivered before the restart: run the
-  // deliver_command again (its job must skip batch names it already imported, docs/DESIGN.md §6.7).
-  if (!opt.deliver_command.empty()) {
-    std::vector<std::string> pos;
-    if (ListDir(outbox->OutboxDir(), &pos).ok()) {
-      for (const auto& po : pos) {
-        if (!ValidPostOfficeName(po)) continue;
-        std::vector<std::string> files;
-        if (!ListDir(outbox->PostOfficeDir(po), &files).ok()) continue;
-        for (const auto& f : files)
-          if (EndsWith(f, ".CCM") && !published.count(f) && Exists(outbox->PostOfficeDir(po) + "/" + ManifestFileName(f)))
-            QueueDeliver(po, f);
-      }
-    }
-  }
-  StartDeliverThread();
-  next_scan = Clock::now() + opt.spool_scan_interval;
-  next_prune = Clock::now();
-  progress_ns = RealtimeNs();
-  LogInfo("recovery done: epoch %llu, %zu batch(es) rolled forward, %zu uncommitted part file(s) deleted, "
-          "%zu exported spool file(s) unlinked, %zu pending, %zu dead tmp file(s) removed, slots reset %u, freed %u",
-          static_cast<unsigned long long>(epoch), rolled, deleted, unlinked, pending.size(), removed_tmp, r2, r3);
-  PublishState(false);
   return Status::Ok();
+}
+
+// docs/DESIGN.md §7 step 7: the table. R2 (our predecessor's claims), R3 (already exported), R1 (dead milters).
+// Done here, after the epoch bump, and nowhere else at start, so the counts are what changed.
+Status Exporter::Impl::RecoverClaimTable(RecoveryTally* tally) {
+  if (!table || !reg) return Status::Ok();
+  CCMAIL_RETURN_IF_ERROR(store::InjectedError(kCrashRecoverySlotsReset, "recovery: R2 on the claim table"));
+  tally->slots_reset = ReturnPredecessorClaims();
+  CrashPoint(kCrashRecoverySlotsReset);
+  tally->slots_freed = table->FreeReadyIf(*reg, [this](const shm::CaptureBytes& bytes) {
+    CaptureId id;
+    id.bytes = bytes;
+    bool known = false;
+    return ledger->HasCapture(id, &known).ok() && known;
+  });
+  table->RecoverDeadOwners(*reg);
+  last_overflow = table->Stats().overflow_count;
+  return Status::Ok();
+}
+
+// Batches already published but maybe not delivered before the restart: run the
+// deliver_command again (its job must skip batch names it already imported, docs/DESIGN.md §6.7).
+void Exporter::Impl::RequeuePublishedDeliveries(const std::set<std::string>& published) {
+  if (opt.deliver_command.empty()) return;
+  std::vector<std::string> post_offices;
+  if (!ListDir(outbox->OutboxDir(), &post_offices).ok()) return;
+  for (const auto& post_office : post_offices) {
+    if (!ValidPostOfficeName(post_office)) continue;
+    const std::string dir = outbox->PostOfficeDir(post_office);
+    std::vector<std::string> files;
+    if (!ListDir(dir, &files).ok()) continue;
+    for (const auto& file : files)
+      if (EndsWith(file, ".CCM") && !published.count(file) && Exists(dir + "/" + ManifestFileName(file)))
+        QueueDeliver(post_office, file);
+  }
 }
 
 }  // namespace ccmail::exporter

@@ -10,18 +10,20 @@
 // The disabled case costs one predictable branch on a cached flag (hot path).
 #pragma once
 
+#include "ccmail/shm/crash_points.h"
+
 namespace ccmail::shm::detail {
 
-// Point names (ARCHITECTURE.md "I/O and fault injection").
-inline constexpr const char* kPointSlotReserved = "slot.reserved";          // T1, producer
-inline constexpr const char* kPointSlotPayloadWritten = "slot.payload.written";
-inline constexpr const char* kPointSlotReady = "slot.ready";                // T2, producer
-inline constexpr const char* kPointSlotClaimed = "slot.claimed";            // T3, exporter
-inline constexpr const char* kPointSlotFreed = "slot.freed";                // T4, exporter
-inline constexpr const char* kPointTableReset = "recovery.table.reset";     // invalid segment replaced
-inline constexpr const char* kPointReadyFree = "recovery.ready.free";       // R3
-inline constexpr const char* kPointCreateBeforeFallocate = "shm.create.before_fallocate";
-inline constexpr const char* kPointCreateBeforeReady = "shm.create.before_ready";
+// Point names: public in ccmail/shm/crash_points.h (ARCHITECTURE.md "I/O and fault injection").
+inline constexpr const char* kPointSlotReserved = kCrashSlotReserved;
+inline constexpr const char* kPointSlotPayloadWritten = kCrashSlotPayloadWritten;
+inline constexpr const char* kPointSlotReady = kCrashSlotReady;
+inline constexpr const char* kPointSlotClaimed = kCrashSlotClaimed;
+inline constexpr const char* kPointSlotFreed = kCrashSlotFreed;
+inline constexpr const char* kPointTableReset = kCrashTableReset;
+inline constexpr const char* kPointReadyFree = kCrashReadyFree;
+inline constexpr const char* kPointCreateBeforeFallocate = kCrashCreateBeforeFallocate;
+inline constexpr const char* kPointCreateBeforeReady = kCrashCreateBeforeReady;
 
 extern bool g_crash_armed;  // CCMAIL_CRASH_AT, CCMAIL_FAIL_AT or CCMAIL_DELAY_AT set at first use
 void CrashPointSlow(const char* name);

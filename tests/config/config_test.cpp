@@ -93,6 +93,32 @@ TEST(Config, SizesAndDurationsRejectOverflow) {
   EXPECT_FALSE(cfg.Set("no_such_setting", "1").ok());
 }
 
+// The one duration parser: settings (GetDuration) and `ccmailctl drain --timeout` use it.
+TEST(Config, ParseDurationUnitsAndRefusals) {
+  std::chrono::milliseconds d{};
+  const std::pair<const char*, int64_t> good[] = {
+      {"500ms", 500}, {"30", 30000}, {"30s", 30000}, {"5m", 300000}, {"2h", 7200000},
+      {"7d", 7LL * 86400000}, {"1w", 7LL * 86400000}, {"10 M", 600000}, {"0", 0},
+  };
+  for (const auto& [text, ms] : good) {
+    Status s = ParseDuration(text, &d);
+    ASSERT_TRUE(s.ok()) << text << ": " << s.ToString();
+    EXPECT_EQ(d.count(), ms) << text;
+  }
+  for (const char* text : {"", "s", "soon", "5x", "-5s", "1.5h", "99999999999999999999"}) {
+    Status s = ParseDuration(text, &d);
+    EXPECT_FALSE(s.ok()) << text;
+    EXPECT_NE(s.message().find("a duration such as"), std::string::npos) << text << ": " << s.message();
+  }
+  Status s = ParseDuration("9999999999999999999w", &d);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "a shorter duration");
+  Config cfg;
+  ASSERT_TRUE(cfg.Set("batch_max_delay", "5x").ok());
+  EXPECT_NE(cfg.GetDuration("batch_max_delay", &d).message().find("batch_max_delay = \"5x\": expected a duration"),
+            std::string::npos);
+}
+
 TEST(Config, LoadReportsMissingFileWithItsPath) {
   Config cfg;
   Status s = Config::Load("/nonexistent/ccmail-bridge.conf", &cfg);

@@ -476,7 +476,11 @@ TEST(ExporterTest, R2AndR3AtStart) {
   {
     std::unique_ptr<Exporter> ex;
     ASSERT_TRUE(Exporter::Open(o, &ex).ok());
+    EXPECT_EQ(count(shm::SlotState::kClaimed), 1) << "R2 is a recovery step: after the epoch bump, not in Open";
+    ::testing::internal::CaptureStderr();
     ASSERT_TRUE(ex->Recover().ok());
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("slots reset 1,"), std::string::npos) << "the recovery line counts the slots R2 reset:\n" << log;
     EXPECT_EQ(count(shm::SlotState::kClaimed), 0) << "R2";
     EXPECT_EQ(count(shm::SlotState::kReady), 1) << "R2 made the claimed slot READY, R3 freed the exported one";
     ASSERT_TRUE(ex->Drain().ok());

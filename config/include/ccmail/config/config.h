@@ -100,4 +100,10 @@ class Config {
   std::map<std::string, Value> values_;
 };
 
+// A duration as settings and command options write it: a number with a unit ms, s, m, h, d
+// or w (Postfix time units, any case, blanks before the unit allowed; no unit = seconds).
+// Config::GetDuration and `ccmailctl drain --timeout` both read durations with it. On
+// failure the InvalidArgument message is what was expected ("a duration such as ...").
+Status ParseDuration(const std::string& text, std::chrono::milliseconds* out);
+
 }  // namespace ccmail

@@ -19,8 +19,10 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ccmail::ctl {
@@ -37,12 +39,16 @@ class JsonWriter {
   JsonWriter& UInt(uint64_t value);
   JsonWriter& Bool(bool value);
   JsonWriter& Null();
+  // Several members of one type in order, e.g. UIntMembers({{"epoch", 3}, {"seq", 9}}).
+  JsonWriter& UIntMembers(std::initializer_list<std::pair<std::string_view, uint64_t>> members);
+  JsonWriter& StringMembers(std::initializer_list<std::pair<std::string_view, std::string_view>> members);
   // The document; the writer is empty afterwards.
   std::string Take();
 
  private:
   void BeforeValue();
   void Newline();
+  JsonWriter& Close(char bracket);  // ends the innermost object or array (checked by the caller)
   struct Level {
     bool object;
     size_t count = 0;

@@ -12,8 +12,8 @@
 //   after checking it against the outbox (ledger_guard.h: a missing, older or damaged
 //   ledger is refused, IsLedgerRefusal; the daemon exits kExitLedgerRefused),
 //   the spool, the outbox and the claim table (created, or recreated when invalid; the
-//   runtime_directory is created 0750 if missing), registers in it and applies R2 to the
-//   previous exporter's claims (docs/DESIGN.md §7 step 3, before the epoch bump). ccmail-exporter exits with
+//   runtime_directory is created 0750 if missing) and registers in it, touching no slot
+//   (docs/DESIGN.md §7 step 3). ccmail-exporter exits with
 //   kExitUnsafeRuntimeDirectory when runtime_directory is not its own (or root's) or is
 //   group/other-writable (shm::CheckRuntimeDirectory).
 //
@@ -21,8 +21,8 @@
 //   (Outbox::Publish) when the ledger has its batch, else delete it (recovery.rollforward);
 //   re-publish the newest batch of every post office whose watermark lags; unlink spool/new
 //   files whose capture id is in the ledger (recovery.spool.unlink); delete spool/tmp files
-//   of dead writers; R2 again (recovery.slots.reset; Open already did it, so this one
-//   finds nothing), R3 (recovery.ready.free), R1 on the table.
+//   of dead writers; R2, the previous exporter's claims back to READY (recovery.slots.reset),
+//   R3 (recovery.ready.free), R1 on the table (docs/DESIGN.md §7).
 //
 //   One loop turn (RunOnce): claim READY slots (T3, slot.claimed), list spool/new every
 //   spool_scan_interval and whenever overflow_count changed (skipped while a full round is
@@ -71,29 +71,27 @@ namespace ccmail::exporter {
 // misconfiguration that a restart does not fix.
 inline constexpr int kExitUnsafeRuntimeDirectory = 78;
 
-// Named points of an exporter process (CCMAIL_CRASH_AT / CCMAIL_FAIL_AT), each passed by
-// ONE layer, so `name:N` counts the passes of one step:
-//   the exporter itself (store::FaultPoint / InjectedFailure): recovery.rollforward,
-//     recovery.spool.unlink, recovery.slots.reset, round.converted, capture.quarantined,
-//     batch.renamed (Outbox::Publish);
-//   the claim table: slot.claimed, slot.freed (and slot.reserved/payload.written/ready in the
-//     milter, recovery.table.reset and recovery.ready.free);
-//   the DurableIo calls: batch.*.written/fsynced, batch.tmpdir.fsynced, batch.dir.fsynced,
-//     watermark.*, spool.unlinked, spool.unlink.dir.fsynced (outbox.h, store/io.h);
-//   the ledger: ledger.commit.before/after, recovery.epoch, prune.k (store/io.h).
-inline constexpr const char* kCrashSlotClaimed = "slot.claimed";  // passed by ClaimTable::ClaimReady
-inline constexpr const char* kCrashSlotFreed = "slot.freed";      // passed by ClaimTable::Complete
+// Named points of an exporter process (CCMAIL_CRASH_AT / CCMAIL_FAIL_AT). Each name is a
+// constant of the ONE layer that passes it, so `name:N` counts the passes of one step:
+//   the exporter itself (store::FaultPoint / InjectedError + CrashPoint, below):
+//     recovery.rollforward, recovery.spool.unlink, recovery.slots.reset, round.converted,
+//     capture.quarantined;
+//   the outbox's DurableIo calls (outbox.h): batch.*, watermark.*;
+//   the store (store/io.h): recovery.epoch, ledger.commit.before/after, prune.k,
+//     spool.unlinked, spool.unlink.dir.fsynced;
+//   the claim table (shm/crash_points.h): slot.claimed, slot.freed, recovery.ready.free; its
+//     Open also passes recovery.table.reset and shm.create.* (tested in tests/shm).
 inline constexpr const char* kCrashRecoveryRollforward = "recovery.rollforward";
 inline constexpr const char* kCrashRecoverySpoolUnlink = "recovery.spool.unlink";
-// R2 (the previous exporter's claims back to READY) at start. The claim table's own
-// "recovery.table.reset" (an invalid segment replaced) is another step.
+// R2 (the previous exporter's claims back to READY) in Recover, after the epoch bump. The
+// claim table's recovery.table.reset (an invalid segment replaced at Open) is another step.
 inline constexpr const char* kCrashRecoverySlotsReset = "recovery.slots.reset";
 inline constexpr const char* kCrashRoundConverted = "round.converted";
 inline constexpr const char* kCrashQuarantined = "capture.quarantined";
 
-// Every named crash point an exporter process can pass (tests enumerate them). A set: the
-// order is not the order of a round (round.converted and capture.quarantined come between
-// slot.claimed and the batch points there) nor of recovery.
+// Every named crash point that recovery and a loop turn pass, in the order they reach them
+// (recovery, then a turn: prune, claim, convert, quarantine, write, commit, publish, unlink,
+// free); exporter_kill_test kills the daemon at each and fails if one is never reached.
 const std::vector<std::string>& ExporterCrashPoints();
 
 struct ExporterOptions {

@@ -18,7 +18,8 @@
 #
 # Per setup, medians over the rounds: msg/s, ratio to noop, p50/p99 latency (ms), p99 added over
 # noop, and CPU ms per message of the filter (ccmail: milter + exporter together, /proc/PID/stat
-# utime+stime from before the run until the exporter has drained it). Ends with markdown rows.
+# utime+stime from before the run until the exporter has drained it; the filter process alone
+# in the last column). Ends with markdown table rows to paste into docs/PERFORMANCE.md.
 set -u
 B=$(cd "$1" && pwd); N=${2:-2000}; ROUNDS=${3:-3}; BASE=${4:+$(cd "$4" && pwd)}
 SESSIONS=${SESSIONS:-20}; SIZE=${SIZE:-10240}; WARMUP=200
@@ -85,16 +86,16 @@ run() {  # setup name
   local port; eval "port=\$PORT_$v"
   "$B/bench/milter/smtp-load" 127.0.0.1 "$port" "$SESSIONS" "$WARMUP" "$SIZE" alice@example.org "$rcpt" >/dev/null
   wait_until 120 "" "exporter drain" drained || true
-  local c0=0 c1=0
-  [ -n "$pids" ] && c0=$(cpu_ticks $pids)
+  local c0=0 c1=0 m0=0 m1=0 first=${pids%% *}
+  [ -n "$pids" ] && c0=$(cpu_ticks $pids) && m0=$(cpu_ticks $first)
   local out; out=$("$B/bench/milter/smtp-load" 127.0.0.1 "$port" "$SESSIONS" "$N" "$SIZE" alice@example.org "$rcpt")
   wait_until 120 "" "exporter drain" drained || true
-  [ -n "$pids" ] && c1=$(cpu_ticks $pids)
-  local rate p50 p99 cpu
+  [ -n "$pids" ] && c1=$(cpu_ticks $pids) && m1=$(cpu_ticks $first)
+  local rate p50 p99 cpu cpum
   rate=$(awk '{print $8}' <<< "$out"); p50=$(awk '{print $10}' <<< "$out"); p99=$(awk '{print $12}' <<< "$out")
-  cpu=$(echo "($c1 - $c0) * 1000 / $HZ / $N" | bc -l)
-  printf '  %-10s %8.1f msg/s  p50 %6.2f ms  p99 %7.2f ms  cpu %.3f ms/msg  (%s)\n' "$name" "$rate" "$p50" "$p99" "$cpu" "$out"
-  eval "RATE_$v+=($rate); P50_$v+=($p50); P99_$v+=($p99); CPU_$v+=($cpu)"
+  cpu=$(echo "($c1 - $c0) * 1000 / $HZ / $N" | bc -l); cpum=$(echo "($m1 - $m0) * 1000 / $HZ / $N" | bc -l)
+  printf '  %-10s %8.1f msg/s  p50 %6.2f ms  p99 %7.2f ms  cpu %.3f ms/msg (filter %.3f)  (%s)\n' "$name" "$rate" "$p50" "$p99" "$cpu" "$cpum" "$out"
+  eval "RATE_$v+=($rate); P50_$v+=($p50); P99_$v+=($p99); CPU_$v+=($cpu); CPUM_$v+=($cpum)"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
@@ -102,7 +103,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? 
 for s in "${SETUPS[@]}"; do
   v=${s//-/_}; eval "spec=\$SOCK_$v"
   pf_start "$T/pf-$s" "smtpd_milters = $spec" "default_process_limit = 100" >/dev/null || exit 1
-  eval "PORT_$v=$PF_PORT RATE_$v=() P50_$v=() P99_$v=() CPU_$v=()"
+  eval "PORT_$v=$PF_PORT RATE_$v=() P50_$v=() P99_$v=() CPU_$v=() CPUM_$v=()"
 done
 echo "$(date -u '+%F %H:%M UTC') load average $(cut -d' ' -f1-3 /proc/loadavg); $N messages x $ROUNDS rounds, $SESSIONS sessions, $SIZE bytes"
 for r in $(seq 1 "$ROUNDS"); do
@@ -111,19 +112,19 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-declare -A RATE P50 P99 CPU
+declare -A RATE P50 P99 CPU CPUM
 for s in "${SETUPS[@]}"; do
   v=${s//-/_}
-  eval "RATE[$s]=\$(median \"\${RATE_$v[@]}\"); P50[$s]=\$(median \"\${P50_$v[@]}\"); P99[$s]=\$(median \"\${P99_$v[@]}\"); CPU[$s]=\$(median \"\${CPU_$v[@]}\")"
+  eval "RATE[$s]=\$(median \"\${RATE_$v[@]}\"); P50[$s]=\$(median \"\${P50_$v[@]}\"); P99[$s]=\$(median \"\${P99_$v[@]}\"); CPU[$s]=\$(median \"\${CPU_$v[@]}\"); CPUM[$s]=\$(median \"\${CPUM_$v[@]}\")"
 done
 echo
 echo "medians over $ROUNDS rounds; load average at the end $LOAD_END"
-echo "| setup | msg/s | ratio to no-op | p50 ms | p99 ms | added p99 over no-op, ms | CPU ms/msg (ccmail: milter + exporter) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| setup | msg/s | ratio to no-op | p50 ms | p99 ms | added p99 over no-op, ms | CPU ms/msg (ccmail: milter + exporter) | of it the filter process |"
+echo "|---|---|---|---|---|---|---|---|"
 for s in "${SETUPS[@]}"; do
-  printf '| %s | %.1f | %.3f | %.2f | %.2f | %.2f | %s |\n' "$s" "${RATE[$s]}" "$(echo "${RATE[$s]} / ${RATE[noop]}" | bc -l)" \
+  printf '| %s | %.1f | %.3f | %.2f | %.2f | %.2f | %s | %s |\n' "$s" "${RATE[$s]}" "$(echo "${RATE[$s]} / ${RATE[noop]}" | bc -l)" \
     "${P50[$s]}" "${P99[$s]}" "$(echo "${P99[$s]} - ${P99[noop]}" | bc -l)" \
-    "$([ "$s" = none ] && echo - || printf '%.3f' "${CPU[$s]}")"
+    "$([ "$s" = none ] && echo - || printf '%.3f' "${CPU[$s]}")" "$([ "$s" = none ] && echo - || printf '%.3f' "${CPUM[$s]}")"
 done
 echo "captures left in the spools: $(backlog); exported batches: cur $(find "$T/cur/outbox" -type f | wc -l)${BASE:+, base $(find "$T/base/outbox" -type f | wc -l)}"
 for d in "$T"/cur "$T"/base; do [ -d "$d" ] && grep -ciE 'error|warn' "$d/milter.log" "$d/exporter.log" | sed 's/^/log warnings+errors: /'; done

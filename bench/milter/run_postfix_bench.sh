@@ -14,7 +14,8 @@
 # Usage (as root): run_postfix_bench.sh BUILD_DIR [messages per run, default 2000]
 #                  [rounds, default 3] [BASE_BUILD_DIR]
 # BUILD_DIR needs: ninja ccmail-milter ccmail-exporter noop-milter smtp-load
-# (BASE_BUILD_DIR: ccmail-milter ccmail-exporter). Environment: SESSIONS (20), SIZE (10240).
+# (BASE_BUILD_DIR: ccmail-milter ccmail-exporter). Environment: SESSIONS (20), SIZE (10240),
+# ONLY (a subset of the setups; the ratios need noop in it).
 #
 # Per setup, medians over the rounds: msg/s, ratio to noop, p50/p99 latency (ms), p99 added over
 # noop, and CPU ms per message of the filter (ccmail: milter + exporter together, /proc/PID/stat
@@ -71,6 +72,8 @@ if [ -n "$BASE" ]; then
   SOCK_cc_base=unix:$T/base/milter.sock; SOCK_nocc_base=$SOCK_cc_base
   CPU_PIDS_cc_base=$CPU_PIDS_base; CPU_PIDS_nocc_base=$CPU_PIDS_base
 fi
+# ONLY="noop cc": run only these setups (e.g. to profile one under perf record -p).
+[ -n "${ONLY:-}" ] && read -r -a SETUPS <<< "$ONLY"
 wait_until 60 "" "noop-milter" test -S "$T/noop.sock" || exit 1
 chmod 666 "$T/noop.sock"
 

@@ -97,45 +97,49 @@ void Fail(Session* s, Totals* t, const char* what, int code) {
   Finish(s);
 }
 
-// Advances a session on one complete reply.
+// The reply code each phase waits for, and the step's name for an error message.
+struct Expected {
+  int code;
+  const char* what;
+};
+
+Expected ExpectedReply(Phase phase) {
+  switch (phase) {
+    case Phase::kConnect:
+    case Phase::kGreeting: return {220, "greeting"};
+    case Phase::kEhlo: return {250, "EHLO"};
+    case Phase::kMail: return {250, "MAIL"};
+    case Phase::kRcpt: return {250, "RCPT"};
+    case Phase::kData: return {354, "DATA"};
+    case Phase::kBody: return {250, "end of data"};
+    case Phase::kQuit: return {221, "QUIT"};
+  }
+  return {0, "?"};
+}
+
+// Advances a session on one complete reply: checks it, then sends the next command.
 void OnReply(const Options& o, const std::string& message, Session* s, Totals* t, int code) {
+  if (s->phase == Phase::kQuit) return Finish(s);
+  const Expected want = ExpectedReply(s->phase);
+  if (code != want.code) return Fail(s, t, want.what, code);
   switch (s->phase) {
     case Phase::kConnect:
-    case Phase::kGreeting:
-      if (code != 220) return Fail(s, t, "greeting", code);
-      s->out = "EHLO smtp-load.example\r\n";
-      s->phase = Phase::kEhlo;
-      return;
+    case Phase::kGreeting: s->out = "EHLO smtp-load.example\r\n", s->phase = Phase::kEhlo; break;
     case Phase::kEhlo:
-      if (code != 250) return Fail(s, t, "EHLO", code);
       s->out = "MAIL FROM:<" + o.from + ">\r\n";
-      s->mail_sent = Clock::now();
+      s->mail_sent = Clock::now();  // the latency counts from here
       s->phase = Phase::kMail;
-      return;
-    case Phase::kMail:
-      if (code != 250) return Fail(s, t, "MAIL", code);
-      s->out = "RCPT TO:<" + o.rcpt + ">\r\n";
-      s->phase = Phase::kRcpt;
-      return;
-    case Phase::kRcpt:
-      if (code != 250) return Fail(s, t, "RCPT", code);
-      s->out = "DATA\r\n";
-      s->phase = Phase::kData;
-      return;
-    case Phase::kData:
-      if (code != 354) return Fail(s, t, "DATA", code);
-      s->out = message;
-      s->phase = Phase::kBody;
-      return;
+      break;
+    case Phase::kMail: s->out = "RCPT TO:<" + o.rcpt + ">\r\n", s->phase = Phase::kRcpt; break;
+    case Phase::kRcpt: s->out = "DATA\r\n", s->phase = Phase::kData; break;
+    case Phase::kData: s->out = message, s->phase = Phase::kBody; break;
     case Phase::kBody:
-      if (code != 250) return Fail(s, t, "end of data", code);
       t->latency_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - s->mail_sent).count());
       ++t->done;
       s->out = "QUIT\r\n";
       s->phase = Phase::kQuit;
-      return;
-    case Phase::kQuit:
-      return Finish(s);
+      break;
+    case Phase::kQuit: break;
   }
 }
 

@@ -192,9 +192,11 @@ sfsistat OnEom(SMFICTX* ctx) {
   NoteQueueId(ctx, c);
   std::string qid = c->session.queue_id();
   if (std::optional<Step> held = c->held.Take()) {  // the session ignored the rest of the message
-    c->session.Abort();
-    if (held->kind == Step::Kind::kAccept) return Answer(ctx, c, *held);
-    return Answer(ctx, c, *held, "end of message");
+    sfsistat answer = held->kind == Step::Kind::kAccept ? Answer(ctx, c, *held)
+                                                        : Answer(ctx, c, *held, "end of message");
+    c->session.Abort();  // after Answer: its log line names the queue id
+    SyncInFlight(c);
+    return answer;
   }
   EndResult r = c->session.EndOfMessage(qid);
   if (r.captured) {

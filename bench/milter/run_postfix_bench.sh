@@ -1,70 +1,133 @@
 #!/bin/bash
-# Postfix throughput: smtp-source, 10 KB messages, 20 parallel sessions, discard transport,
-# with (a) no milter, (b) noop-milter, (c) ccmail-milter capturing every message (divert)
-# into the real spool (store::Spool: fsync, rename, directory fsync) and claim table.
-# Usage: run_postfix_bench.sh BUILD_DIR [messages per run, default 2000] [rounds, default 1]
-# Rounds interleave none/noop/ccmail so that a noisy neighbour hits all three alike; the
-# ratios use the median msg/s of each over the rounds.
-# Needs root and postfix. Prints msgs/s per run and the ratios.
+# What ccmail-milter costs a Postfix relay (issue 17): a private Postfix 3.7 on 127.0.0.1,
+# discard transport, 10 KB messages, 20 parallel sessions of one message per connection
+# (bench/milter/smtp-load, which also times each message from MAIL FROM to the 250 after the
+# final dot). Setups, interleaved in every round so that a noisy neighbour hits all alike:
+#   none   Postfix without a milter
+#   noop   Postfix + bench/milter/noop-milter (a libmilter filter asking for every callback)
+#   cc     Postfix + ccmail-milter (divert), every message for cc:Mail
+#   nocc   Postfix + ccmail-milter, no cc:Mail recipient
+# With BASE_BUILD_DIR, also cc-base and nocc-base: the milter and exporter of another build
+# (e.g. main before a change) in the same rounds. Each ccmail-milter has its own spool and claim
+# table and its ccmail-exporter running, draining into an outbox as in production.
+#
+# Usage (as root): run_postfix_bench.sh BUILD_DIR [messages per run, default 2000]
+#                  [rounds, default 3] [BASE_BUILD_DIR]
+# BUILD_DIR needs: ninja ccmail-milter ccmail-exporter noop-milter smtp-load
+# (BASE_BUILD_DIR: ccmail-milter ccmail-exporter). Environment: SESSIONS (20), SIZE (10240),
+# ONLY (a subset of the setups; the ratios need noop in it).
+#
+# Per setup, medians over the rounds: msg/s, ratio to noop, p50/p99 latency (ms), p99 added over
+# noop, and CPU ms per message of the filter (ccmail: milter + exporter together, /proc/PID/stat
+# utime+stime from before the run until the exporter has drained it; the filter process alone
+# in the last column). Ends with markdown table rows to paste into docs/PERFORMANCE.md.
 set -u
-B=$1; N=${2:-2000}; ROUNDS=${3:-1}
+B=$(cd "$1" && pwd); N=${2:-2000}; ROUNDS=${3:-3}; BASE=${4:+$(cd "$4" && pwd)}
+SESSIONS=${SESSIONS:-20}; SIZE=${SIZE:-10240}; WARMUP=200
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 . "$SRC/tests/mta/postfix.sh"
 T=$(mktemp -d /tmp/ccmail-milter-bench.XXXXXX); chmod 755 "$T"
 PIDS=()
-TABLE=ccmail-bench-$$
-cleanup() { pf_stop "$T/pf"; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$T"; }
+cleanup() { local d; for d in "$T"/pf-*; do pf_stop "$d"; done; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$T"; }
 trap cleanup EXIT
 
-"$B/bench/milter/noop-milter" "unix:$T/noop.sock" & PIDS+=($!); NOOP_PID=$!
-mkdir -p "$T/spool"; chown nobody "$T/spool"
-printf '@cc.example  BENCHPO\n' > "$T/map"
-cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/ccmail.sock
+"$B/bench/milter/noop-milter" "unix:$T/noop.sock" & PIDS+=($!); CPU_PIDS_noop=$!
+
+# start_ccmail NAME BUILD: a milter + exporter pair with its own state in $T/NAME.
+start_ccmail() {
+  local name=$1 build=$2 d=$T/$1
+  mkdir -p "$d/spool" "$d/outbox" "$d/run"
+  chown -R nobody:nogroup "$d"; chmod 770 "$d/spool" "$d/outbox"; chmod 750 "$d/run"
+  printf '@cc.example  BENCHPO\n' > "$d/map"
+  cat > "$d/ccmail.conf" <<CONF
+milter_socket = unix:$d/milter.sock
 milter_socket_group = postfix
+milter_socket_mode = 0660
 milter_user = nobody
-milter_pid_file = $T/ccmail.pid
-spool_directory = $T/spool
-runtime_directory = $T/run
-claim_table_name = $TABLE
-bridge_group =
-address_map = $T/map
+milter_pid_file = $d/run/milter.pid
+exporter_user = nobody
+exporter_pid_file = $d/run/exporter.pid
+spool_directory = $d/spool
+outbox_directory = $d/outbox
+runtime_directory = $d/run
+claim_table_name = ccmail-bench-$$-$name
+bridge_group = nogroup
+address_map = $d/map
 ccmail_domains = cc.example
 spool_min_free = 64m
 CONF
-"$B/milter/ccmail-milter" --stderr -c "$T/ccmail.conf" 2> "$T/ccmail.log" & PIDS+=($!); CCMAIL_PID=$!
-sleep 0.5; chmod 666 "$T/noop.sock"
+  "$build/milter/ccmail-milter" --stderr -c "$d/ccmail.conf" 2> "$d/milter.log" & PIDS+=($!)
+  local mpid=$!
+  wait_until 60 "$mpid" "ccmail-milter $name" test -S "$d/milter.sock" || exit 1
+  "$build/exporter/ccmail-exporter" --stderr -c "$d/ccmail.conf" 2> "$d/exporter.log" & PIDS+=($!)
+  eval "CPU_PIDS_$name='$mpid $!'"
+}
+start_ccmail cur "$B"
+SETUPS=(none noop cc nocc)
+SOCK_noop=unix:$T/noop.sock; SOCK_cc=unix:$T/cur/milter.sock; SOCK_nocc=$SOCK_cc; SOCK_none=
+CPU_PIDS_cc=$CPU_PIDS_cur; CPU_PIDS_nocc=$CPU_PIDS_cur; CPU_PIDS_none=
+if [ -n "$BASE" ]; then
+  start_ccmail base "$BASE"
+  SETUPS+=(cc-base nocc-base)
+  SOCK_cc_base=unix:$T/base/milter.sock; SOCK_nocc_base=$SOCK_cc_base
+  CPU_PIDS_cc_base=$CPU_PIDS_base; CPU_PIDS_nocc_base=$CPU_PIDS_base
+fi
+# ONLY="noop cc": run only these setups (e.g. to profile one under perf record -p).
+[ -n "${ONLY:-}" ] && read -r -a SETUPS <<< "$ONLY"
+wait_until 60 "" "noop-milter" test -S "$T/noop.sock" || exit 1
+chmod 666 "$T/noop.sock"
 
-run() {  # name, milter spec ('' for none)
-  local name=$1 spec=$2
-  pf_stop "$T/pf"; rm -rf "$T/pf"
-  pf_start "$T/pf" "smtpd_milters = $spec" "default_process_limit = 100" >/dev/null || exit 1
-  smtp-source -c -s 20 -l 10240 -m 200 -f alice@example.org -t user@cc.example 127.0.0.1:$PF_PORT >/dev/null 2>&1  # warm-up
-  local t0 t1
-  t0=$(date +%s.%N)
-  smtp-source -s 20 -l 10240 -m "$N" -f alice@example.org -t user@cc.example 127.0.0.1:$PF_PORT 2>&1 | tail -1
-  t1=$(date +%s.%N)
-  local rate; rate=$(echo "$N / ($t1 - $t0)" | bc -l)
-  local lat; lat=$(echo "20 * 1000 * ($t1 - $t0) / $N" | bc -l)
-  printf '%-14s %8.1f msg/s  %6.2f ms/msg per session\n' "$name" "$rate" "$lat"
-  eval "ALL_$name+=($rate)"
+cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+backlog() { find "$T"/cur/spool/spool/new "$T"/base/spool/spool/new -type f 2>/dev/null | wc -l; }
+drained() { [ "$(backlog)" = 0 ]; }
+HZ=$(getconf CLK_TCK)
+
+run() {  # setup name
+  local name=$1 v=${1//-/_} rcpt=user@cc.example
+  case $name in nocc*) rcpt=user@other.example ;; esac
+  local pids; eval "pids=\$CPU_PIDS_$v"
+  local port; eval "port=\$PORT_$v"
+  "$B/bench/milter/smtp-load" 127.0.0.1 "$port" "$SESSIONS" "$WARMUP" "$SIZE" alice@example.org "$rcpt" >/dev/null
+  wait_until 120 "" "exporter drain" drained || true
+  local c0=0 c1=0 m0=0 m1=0 first=${pids%% *}
+  [ -n "$pids" ] && c0=$(cpu_ticks $pids) && m0=$(cpu_ticks $first)
+  local out; out=$("$B/bench/milter/smtp-load" 127.0.0.1 "$port" "$SESSIONS" "$N" "$SIZE" alice@example.org "$rcpt")
+  wait_until 120 "" "exporter drain" drained || true
+  [ -n "$pids" ] && c1=$(cpu_ticks $pids) && m1=$(cpu_ticks $first)
+  local rate p50 p99 cpu cpum
+  rate=$(awk '{print $8}' <<< "$out"); p50=$(awk '{print $10}' <<< "$out"); p99=$(awk '{print $12}' <<< "$out")
+  cpu=$(echo "($c1 - $c0) * 1000 / $HZ / $N" | bc -l); cpum=$(echo "($m1 - $m0) * 1000 / $HZ / $N" | bc -l)
+  printf '  %-10s %8.1f msg/s  p50 %6.2f ms  p99 %7.2f ms  cpu %.3f ms/msg (filter %.3f)  (%s)\n' "$name" "$rate" "$p50" "$p99" "$cpu" "$cpum" "$out"
+  eval "RATE_$v+=($rate); P50_$v+=($p50); P99_$v+=($p99); CPU_$v+=($cpu); CPUM_$v+=($cpum)"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
-ALL_none=(); ALL_noop=(); ALL_ccmail=()
-for r in $(seq 1 "$ROUNDS"); do
-  echo "round $r"
-  run none ""
-  run noop "unix:$T/noop.sock"
-  run ccmail "unix:$T/ccmail.sock"
+
+# One Postfix per setup, started once (a restart per run costs more than a run on a loaded host).
+for s in "${SETUPS[@]}"; do
+  v=${s//-/_}; eval "spec=\$SOCK_$v"
+  pf_start "$T/pf-$s" "smtpd_milters = $spec" "default_process_limit = 100" >/dev/null || exit 1
+  eval "PORT_$v=$PF_PORT RATE_$v=() P50_$v=() P99_$v=() CPU_$v=() CPUM_$v=()"
 done
-R_none=$(median "${ALL_none[@]}"); R_noop=$(median "${ALL_noop[@]}"); R_ccmail=$(median "${ALL_ccmail[@]}")
-L_noop=$(echo "20 * 1000 / $R_noop" | bc -l); L_ccmail=$(echo "20 * 1000 / $R_ccmail" | bc -l)
-printf 'median msg/s: none %.1f  noop %.1f  ccmail %.1f\n' "$R_none" "$R_noop" "$R_ccmail"
-printf 'ratio noop/none   %.3f\n' "$(echo "$R_noop / $R_none" | bc -l)"
-printf 'ratio ccmail/noop %.3f   (target >= 0.85)\n' "$(echo "$R_ccmail / $R_noop" | bc -l)"
-printf 'added latency ccmail vs noop: %.2f ms per message per session\n' "$(echo "$L_ccmail - $L_noop" | bc -l)"
-# CPU time (user+sys) each filter process spent per message: independent of neighbours' load.
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" -v n="$2" '{printf "%.3f", ($14 + $15) * 1000 / hz / n}' "/proc/$1/stat"; }
-msgs=$(( (N + 200) * ROUNDS ))
-echo "filter CPU ms per message: noop $(cpu_ms $NOOP_PID $msgs)  ccmail $(cpu_ms $CCMAIL_PID $msgs)"
-echo "captures in spool/new: $(ls "$T/spool/spool/new" | wc -l); READY slots: $("$B/tests/milter/milter-spool-tool" ready "$T/ccmail.conf" 2>/dev/null || echo '?')"
+echo "$(date -u '+%F %H:%M UTC') load average $(cut -d' ' -f1-3 /proc/loadavg); $N messages x $ROUNDS rounds, $SESSIONS sessions, $SIZE bytes"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r (load $(cut -d' ' -f1 /proc/loadavg))"
+  for s in "${SETUPS[@]}"; do run "$s"; done
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+declare -A RATE P50 P99 CPU CPUM
+for s in "${SETUPS[@]}"; do
+  v=${s//-/_}
+  eval "RATE[$s]=\$(median \"\${RATE_$v[@]}\"); P50[$s]=\$(median \"\${P50_$v[@]}\"); P99[$s]=\$(median \"\${P99_$v[@]}\"); CPU[$s]=\$(median \"\${CPU_$v[@]}\"); CPUM[$s]=\$(median \"\${CPUM_$v[@]}\")"
+done
+echo
+echo "medians over $ROUNDS rounds; load average at the end $LOAD_END"
+echo "| setup | msg/s | ratio to no-op | p50 ms | p99 ms | added p99 over no-op, ms | CPU ms/msg (ccmail: milter + exporter) | of it the filter process |"
+echo "|---|---|---|---|---|---|---|---|"
+for s in "${SETUPS[@]}"; do
+  printf '| %s | %.1f | %.3f | %.2f | %.2f | %.2f | %s | %s |\n' "$s" "${RATE[$s]}" "$(echo "${RATE[$s]} / ${RATE[noop]}" | bc -l)" \
+    "${P50[$s]}" "${P99[$s]}" "$(echo "${P99[$s]} - ${P99[noop]}" | bc -l)" \
+    "$([ "$s" = none ] && echo - || printf '%.3f' "${CPU[$s]}")" "$([ "$s" = none ] && echo - || printf '%.3f' "${CPUM[$s]}")"
+done
+echo "captures left in the spools: $(backlog); exported batches: cur $(find "$T/cur/outbox" -type f | wc -l)${BASE:+, base $(find "$T/base/outbox" -type f | wc -l)}"
+for d in "$T"/cur "$T"/base; do [ -d "$d" ] && grep -ciE 'error|warn' "$d/milter.log" "$d/exporter.log" | sed 's/^/log warnings+errors: /'; done

@@ -21,6 +21,8 @@ struct Connection {
   CaptureSession session;
   bool counted = false;  // counted in in_flight
   bool leadspc = false;  // header values include their leading white space
+  unsigned long no_reply = 0;  // SMFIP_NR_HDR/NR_EOH/NR_BODY granted: those steps are not answered
+  HeldReply held;              // a 4xx/5xx (or accept) found in an unanswered step
   explicit Connection(CaptureSink* sink) : session(sink) { g_service->connections.fetch_add(1); }
   ~Connection() { g_service->connections.fetch_sub(1); }
   Connection(const Connection&) = delete;
@@ -101,14 +103,20 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
   *pf1 = 0;
   if (f1 & SMFIP_HDR_LEADSPC) *pf1 |= SMFIP_HDR_LEADSPC;
   // Each event the MTA sends costs a round trip it waits for. Connect, HELO and unknown
-  // commands are not needed; DATA is not either (the first header, or end of headers,
-  // opens the capture, and accepts a message without cc:Mail recipients just as early).
-  for (unsigned long skip : {SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOUNKNOWN, SMFIP_NODATA})
+  // commands are not needed. DATA is: the envelope is complete there, so a message without
+  // a cc:Mail recipient is accepted before any header or body is sent to us. Headers, end
+  // of headers and body chunks need no answer of their own (Postfix and Sendmail 8.14+
+  // offer the NR_ bits): a failure found there is answered at end of message, which the
+  // client sees at the same moment (the MTA answers DATA only after the final dot).
+  for (unsigned long skip : {SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOUNKNOWN})
     if (f1 & skip) *pf1 |= skip;
+  const unsigned long no_reply = f1 & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+  *pf1 |= no_reply;
   *pf2 = *pf3 = 0;
   auto* c = new (std::nothrow) Connection(g_service->sink());
   if (!c) return SMFIS_TEMPFAIL;
   c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+  c->no_reply = no_reply;
   smfi_setpriv(ctx, c);
   // {i} is the queue id; Postfix has it at MAIL/RCPT/DATA/EOM by default, Sendmail
   // at MAIL; asking for it at end of message too costs nothing.
@@ -121,6 +129,7 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
 sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
+  c->held.Clear();  // a new transaction
   if (g_service->draining()) {
     c->session.Abort();
     return Answer(ctx, c, Step::Tempfail("451", "4.3.2", "cc:Mail gateway restarting, try again later"), "MAIL");
@@ -147,25 +156,34 @@ sfsistat OnData(SMFICTX* ctx) {
   return Answer(ctx, c, c->session.Data(), "DATA");
 }
 
+// A step the MTA does not wait an answer for (no_reply_bit granted): held for end of message.
+sfsistat AnswerOrHold(SMFICTX* ctx, Connection* c, const Step& st, unsigned long no_reply_bit, const char* stage) {
+  if (!(c->no_reply & no_reply_bit)) return Answer(ctx, c, st, stage);
+  c->held.Hold(st);
+  SyncInFlight(c);
+  return SMFIS_NOREPLY;
+}
+
 sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
-  if (c->leadspc) return Answer(ctx, c, c->session.Header(name, value), "header");
+  if (c->leadspc) return AnswerOrHold(ctx, c, c->session.Header(name, value), SMFIP_NR_HDR, "header");
   std::string v = " ";
   v += value;
-  return Answer(ctx, c, c->session.Header(name, v), "header");
+  return AnswerOrHold(ctx, c, c->session.Header(name, v), SMFIP_NR_HDR, "header");
 }
 
 sfsistat OnEoh(SMFICTX* ctx) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
-  return Answer(ctx, c, c->session.EndOfHeaders(), "end of headers");
+  return AnswerOrHold(ctx, c, c->session.EndOfHeaders(), SMFIP_NR_EOH, "end of headers");
 }
 
 sfsistat OnBody(SMFICTX* ctx, unsigned char* data, size_t len) {
   Connection* c = Conn(ctx);
   if (!c) return SMFIS_TEMPFAIL;
-  return Answer(ctx, c, c->session.Body(std::string_view(reinterpret_cast<char*>(data), len)), "body");
+  return AnswerOrHold(ctx, c, c->session.Body(std::string_view(reinterpret_cast<char*>(data), len)),
+                      SMFIP_NR_BODY, "body");
 }
 
 sfsistat OnEom(SMFICTX* ctx) {
@@ -173,6 +191,13 @@ sfsistat OnEom(SMFICTX* ctx) {
   if (!c) return SMFIS_TEMPFAIL;
   NoteQueueId(ctx, c);
   std::string qid = c->session.queue_id();
+  if (std::optional<Step> held = c->held.Take()) {  // the session ignored the rest of the message
+    sfsistat answer = held->kind == Step::Kind::kAccept ? Answer(ctx, c, *held)
+                                                        : Answer(ctx, c, *held, "end of message");
+    c->session.Abort();  // after Answer: its log line names the queue id
+    SyncInFlight(c);
+    return answer;
+  }
   EndResult r = c->session.EndOfMessage(qid);
   if (r.captured) {
     // Durable from here on. A failed delrcpt means the MTA delivers that
@@ -200,6 +225,7 @@ sfsistat OnEom(SMFICTX* ctx) {
 
 sfsistat OnAbort(SMFICTX* ctx) {
   if (auto* c = static_cast<Connection*>(smfi_getpriv(ctx))) {
+    c->held.Clear();
     c->session.Abort();
     SyncInFlight(c);
   }

@@ -370,5 +370,45 @@ TEST(SettingsTest, BadValueNamesFileAndLine) {
   EXPECT_TRUE(ms.reject_unknown);
 }
 
+// With SMFIP_NR_HDR/NR_EOH/NR_BODY the glue holds a failure found in a header or body chunk
+// and answers it at end of message: the first failure wins, and MAIL (Clear) forgets it.
+TEST(HeldReplyTest, KeepsTheFirstAnswerThatIsNotContinueUntilTaken) {
+  HeldReply held;
+  held.Hold(Step::Continue());
+  EXPECT_FALSE(held.Take().has_value());
+  held.Hold(Step::Reject("552", "5.3.4", "Too many header fields"));
+  held.Hold(Step::Continue());
+  held.Hold(Step::Tempfail("451", "4.3.0", "later"));
+  std::optional<Step> h = held.Take();
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->kind, Step::Kind::kReject);
+  EXPECT_EQ(h->reply.rcode, "552");
+  EXPECT_FALSE(held.Take().has_value());  // taken once
+  held.Hold(Step::Accept());
+  held.Clear();
+  EXPECT_FALSE(held.Take().has_value());
+}
+
+// What the glue holds while the MTA waits no answer: a size limit hit in a body chunk is
+// answered at end of message, not lost as a kContinue (the capture is dropped).
+TEST_F(SessionTest, SizeLimitInAnUnansweredBodyChunkIsAnsweredAtEndOfMessage) {
+  Limits l;
+  l.message_size = 100;
+  auto p = MakePolicy(CaptureMode::kDivert, false, l);
+  HeldReply held;
+  ASSERT_EQ(session.MailFrom(p, "<a@x.org>", {}).kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Rcpt("<jsmith@corp.example>").kind, Step::Kind::kContinue);
+  ASSERT_EQ(session.Data().kind, Step::Kind::kContinue);
+  held.Hold(session.Header("Subject", " x"));
+  held.Hold(session.EndOfHeaders());
+  held.Hold(session.Body(std::string(200, 'x')));
+  held.Hold(session.Body(std::string(10, 'y')));
+  std::optional<Step> h = held.Take();
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->kind, Step::Kind::kReject);
+  EXPECT_EQ(h->reply.rcode, "552");
+  EXPECT_TRUE(sink.st.committed.empty());
+}
+
 }  // namespace
 }  // namespace ccmail::milter

@@ -39,6 +39,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,31 @@ struct Step {
   static Step Tempfail(std::string r, std::string x, std::string t) {
     return {Kind::kTempfail, {std::move(r), std::move(x), std::move(t)}};
   }
+};
+
+// The answer to a header, end of headers or body chunk when the MTA was told not to wait for one
+// (SMFIP_NR_HDR / NR_EOH / NR_BODY: a round trip less per header line and body chunk). The first
+// step that is not kContinue is held and given at end of message, the next step that is
+// answered; the session ignores the rest of that message meanwhile. Reset at MAIL and abort.
+class HeldReply {
+ public:
+  // Keeps st when it is the first answer other than kContinue.
+  void Hold(const Step& st) {
+    if (st.kind == Step::Kind::kContinue || holding_) return;
+    held_ = st;
+    holding_ = true;
+  }
+  // The held answer, if any; clears it.
+  std::optional<Step> Take() {
+    if (!holding_) return std::nullopt;
+    holding_ = false;
+    return std::move(held_);
+  }
+  void Clear() { holding_ = false; }
+
+ private:
+  Step held_;
+  bool holding_ = false;
 };
 
 struct EndResult {

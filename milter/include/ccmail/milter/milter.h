@@ -12,7 +12,9 @@
 //
 // DESCRIPTION
 //   Registers the callbacks with libmilter (SMFIF_DELRCPT; negotiates away the
-//   connect, HELO, unknown and DATA events: each costs a round trip), asks for macro
+//   connect, HELO and unknown events, and the answers to header, end-of-headers and
+//   body events (SMFIP_NR_*, a failure there is answered at end of message): each
+//   answer costs a round trip the MTA waits for), asks for macro
 //   {i} at MAIL and end of message
 //   with smfi_setsymlist, and turns each CaptureSession Step into SMFIS_* plus
 //   smfi_setreply. After a capture is durable it removes the cc:Mail

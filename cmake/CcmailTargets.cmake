@@ -40,12 +40,13 @@ function(ccmail_program name)
 endfunction()
 
 # ccmail_gtest(<name> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
+# Every test links tests/testing (ccmail_testing: TempDir, Slurp, WriteFile).
 # One GoogleTest binary registered with CTest as a single test (fork/kill tests
 # inside must not be split per case, they share temporary directories).
 function(ccmail_gtest name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
-  target_link_libraries(${name} PRIVATE ccmail_build_flags ${ARG_DEPS} GTest::gmock GTest::gtest GTest::gtest_main)
+  target_link_libraries(${name} PRIVATE ccmail_build_flags ${ARG_DEPS} ccmail_testing GTest::gmock GTest::gtest GTest::gtest_main)
   add_test(NAME ${name} COMMAND ${name} --gtest_color=no)
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)

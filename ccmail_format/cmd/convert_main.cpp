@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/format/address_map.h"
 #include "ccmail/format/converter.h"
@@ -41,9 +42,7 @@ bool ResolveRecipient(const std::string& r, const AddressMap& map, const FormatS
   if (eq != std::string::npos) {
     cr->smtp_address = r.substr(0, eq);
     std::string v = r.substr(eq + 1);
-    std::string low = v;
-    for (char& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    size_t at = low.rfind(" at ");
+    size_t at = ToLowerAscii(v).rfind(" at ");
     cr->ccmail.name = at == std::string::npos ? v : v.substr(0, at);
     cr->ccmail.postoffice = at == std::string::npos ? fs.local_postoffice : v.substr(at + 4);
     return true;
@@ -60,9 +59,7 @@ bool GroupRecipients(const std::vector<std::string>& recipients, const AddressMa
   for (const std::string& r : recipients) {
     ConvertRecipient cr;
     if (!ResolveRecipient(r, map, fs, &cr)) return false;
-    std::string key = cr.ccmail.postoffice;
-    for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    (*by_po)[key].push_back(cr);
+    (*by_po)[ToUpperAscii(cr.ccmail.postoffice)].push_back(cr);
   }
   return true;
 }

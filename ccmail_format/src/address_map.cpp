@@ -8,14 +8,10 @@
 
 #include <errno.h>
 
+#include "ccmail/common/ascii.h"
+
 namespace ccmail::format {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -32,7 +28,7 @@ bool HasControl(std::string_view s) {
 // Splits "Name at PO" at its last " at " (any case); no " at ": po is empty.
 void SplitNameAtPo(std::string_view value, std::string* name, std::string* po) {
   const std::string padded = " " + std::string(value);  // "at PO" alone: an empty name
-  std::string low = Lower(padded);
+  std::string low = ToLowerAscii(padded);
   size_t at = low.rfind(" at ");
   if (at == std::string::npos) {
     *name = std::string(Trim(value));
@@ -53,12 +49,6 @@ bool AddressKeyOk(std::string_view key) {
   for (unsigned char c : key.substr(at + 1))
     if (!(std::isalnum(c) || c == '.' || c == '-' || c == '_' || c == '[' || c == ']' || c == ':')) return false;
   return true;
-}
-
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
 }
 
 bool Fail(std::string* why, std::string text) {
@@ -84,7 +74,7 @@ bool PostOfficeNameUsable(std::string_view po, std::string* why) {
       return Fail(why, "post office name has a character other than A-Z 0-9 - _");
   // The post office is a directory the cc:Mail side (DOS/Windows) opens: a device name there
   // is a device, whatever the directory on this host is called.
-  const std::string up = Upper(po);
+  const std::string up = ToUpperAscii(po);
   static const char* const kDevices[] = {"CON", "PRN", "AUX", "NUL"};
   for (const char* d : kDevices)
     if (up == d) return Fail(why, "post office name is a DOS device name");
@@ -101,7 +91,7 @@ bool CcMailNameUsable(std::string_view name, bool from_address, std::string* why
     if (c == ';' || c == '"' || c == '<' || c == '>')
       return Fail(why, std::string("'") + static_cast<char>(c) + "' in cc:Mail name");
   }
-  if (Lower(" " + std::string(name) + " ").find(" at ") != std::string::npos)
+  if (ToLowerAscii(" " + std::string(name) + " ").find(" at ") != std::string::npos)
     return Fail(why, "\" at \" in cc:Mail name");
   if (name.front() == ' ' || name.back() == ' ') return Fail(why, "cc:Mail name begins or ends with a space");
   const size_t comma = name.find(',');
@@ -120,14 +110,14 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
   std::shared_ptr<AddressMap> map(new AddressMap());
   map->source_ = source_name;
   map->options_ = options;
-  for (std::string& d : map->options_.ccmail_domains) d = Lower(d);
+  for (std::string& d : map->options_.ccmail_domains) d = ToLowerAscii(d);
   std::string why;
   if (!options.default_postoffice.empty() && !PostOfficeNameUsable(options.default_postoffice, &why))
     return Status::InvalidArgument("default_postoffice \"" + options.default_postoffice + "\": " + why);
   for (std::string& po : map->options_.percent_route_postoffices) {
     if (!PostOfficeNameUsable(po, &why))
       return Status::InvalidArgument("percent_route_postoffices \"" + po + "\": " + why);
-    po = Upper(po);
+    po = ToUpperAscii(po);
   }
   std::unordered_map<std::string, int> first_line;
   size_t pos = 0;
@@ -145,7 +135,7 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
     if (HasControl(line)) return fail("control character in line");
     size_t ws = line.find_first_of(" \t");
     if (ws == std::string_view::npos) return fail("expected \"<address or @domain>  <cc:Mail name> at <post office>\", found only \"" + std::string(line) + "\"");
-    std::string key = Lower(line.substr(0, ws));
+    std::string key = ToLowerAscii(line.substr(0, ws));
     std::string_view value = Trim(line.substr(ws));
     std::string name, po;
     SplitNameAtPo(value, &name, &po);
@@ -214,7 +204,7 @@ Status AddressMap::LoadFromConfig(const Config& config, std::shared_ptr<const Ad
 }
 
 bool AddressMap::IsCcMailDomain(std::string_view domain) const {
-  std::string d = Lower(domain);
+  std::string d = ToLowerAscii(domain);
   if (domains_.count(d)) return true;
   for (const std::string& cd : options_.ccmail_domains)
     if (cd == d) return true;
@@ -233,14 +223,14 @@ Resolution AddressMap::Lookup(std::string_view smtp) const {
   if (smtp.size() >= 2 && smtp.front() == '<' && smtp.back() == '>') smtp = Trim(smtp.substr(1, smtp.size() - 2));
   size_t at = smtp.rfind('@');
   if (smtp.empty() || at == std::string_view::npos || at == 0 || at + 1 == smtp.size()) return r;
-  std::string key = Lower(smtp);
+  std::string key = ToLowerAscii(smtp);
   if (auto it = exact_.find(key); it != exact_.end()) {
     r.kind = Resolution::Kind::kCcMail;
     r.address = it->second;  // checked when the map was parsed
     return r;
   }
   std::string_view local = smtp.substr(0, at);
-  std::string domain = Lower(smtp.substr(at + 1));
+  std::string domain = ToLowerAscii(smtp.substr(at + 1));
   auto rule = domains_.find(domain);
   const bool ours = rule != domains_.end() || IsCcMailDomain(domain);
   if (!ours) return r;
@@ -262,7 +252,7 @@ Resolution AddressMap::Lookup(std::string_view smtp) const {
   // PMDF: user%po@domain -> user at po, for the post offices the administrator opened to it.
   std::string po;
   if (size_t pct = user.rfind('%'); pct != std::string::npos) {
-    const std::string wanted = Upper(std::string_view(user).substr(pct + 1));
+    const std::string wanted = ToUpperAscii(std::string_view(user).substr(pct + 1));
     const auto& allowed = options_.percent_route_postoffices;
     if (std::find(allowed.begin(), allowed.end(), wanted) == allowed.end())
       return Unusable(Resolution::Unusable::kNoRoute,

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/format/rules.h"
 #include "mime.h"
 
@@ -188,8 +189,7 @@ const iconv_t kNoIconv = reinterpret_cast<iconv_t>(-1);
 // How ToUtf8 converts bytes in charset, decided from all of them: kNoIconv when the bytes
 // already are the UTF-8 text, else an iconv descriptor to UTF-8 (g_mime_iconv_close it).
 iconv_t OpenToUtf8(std::string_view charset, bool ascii, bool shift_bytes, bool valid_utf8) {
-  std::string cs(charset);
-  for (char& c : cs) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string cs = ToLowerAscii(charset);
   // ASCII-only bytes are the text itself only in an ASCII-compatible charset without shifts.
   if (ascii && (cs.empty() || (!shift_bytes && AsciiCompatible(cs)))) return kNoIconv;
   if (cs.empty() || cs == "us-ascii" || cs == "ascii" || cs == "unknown-8bit" || cs == "x-unknown") {

@@ -22,6 +22,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/format/rules.h"
 #include "codepage.h"
 #include "header_text.h"
@@ -32,12 +33,6 @@ namespace ccmail::format {
 namespace {
 
 constexpr size_t kTitleMax = 30;  // KB184991: item titles were cut to 30 characters
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string Trimmed(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -80,7 +75,7 @@ std::string ContentTypeOf(GMimeObject* obj) {
   if (ct == nullptr) return "application/octet-stream";
   const char* type = g_mime_content_type_get_media_type(ct);
   const char* sub = g_mime_content_type_get_media_subtype(ct);
-  return LowerAscii(std::string(type ? type : "application") + "/" + (sub ? sub : "octet-stream"));
+  return ToLowerAscii(std::string(type ? type : "application") + "/" + (sub ? sub : "octet-stream"));
 }
 
 // The addr-spec of a mailbox (IDN form when GMime has one), nullptr when it has none.
@@ -95,7 +90,7 @@ void CollectAddresses(InternetAddressList* list, std::unordered_set<std::string>
   for (int i = 0; i < n; ++i) {
     InternetAddress* a = internet_address_list_get_address(list, i);
     if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
-      if (const char* addr = MailboxAddress(a)) out->insert(LowerAscii(addr));
+      if (const char* addr = MailboxAddress(a)) out->insert(ToLowerAscii(addr));
     } else if (INTERNET_ADDRESS_IS_GROUP(a)) {
       CollectAddresses(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)), out);
     }
@@ -200,7 +195,7 @@ std::string FirstMailbox(InternetAddressList* list) {
 std::string BareAddress(std::string_view s) {
   std::string t = Trimmed(s);
   if (t.size() >= 2 && t.front() == '<' && t.back() == '>') t = Trimmed(t.substr(1, t.size() - 2));
-  return LowerAscii(t);
+  return ToLowerAscii(t);
 }
 
 // One line of decoded header text (for summaries of attached messages).
@@ -289,7 +284,7 @@ class Planner {
     const std::string fname_text = PartFileName(part);
     const char* fname = fname_text.empty() ? nullptr : fname_text.c_str();
     const char* disp = g_mime_object_get_disposition(obj);
-    const bool attachment = disp != nullptr && LowerAscii(disp) == "attachment";
+    const bool attachment = disp != nullptr && ToLowerAscii(disp) == "attachment";
     const bool texty = type == "text/plain" || type == "text/html" || type == "text/enriched";
     TextTarget& tgt = target == kMainText ? main_text_ : attached_[target];
     if (texty && !attachment && (fname == nullptr || !tgt.taken)) {
@@ -768,7 +763,7 @@ Status SplitCopies(const ConvertTarget& target, const Layout& l, const FormatSet
     if (r.ccmail.name.empty()) return Unconvertible(who, "recipient " + r.smtp_address + " has no cc:Mail name");
     std::string a = BareAddress(r.smtp_address);
     std::string line = FormatRecipient(r.ccmail, s);
-    if (!seen_lines.insert(LowerAscii(line)).second) continue;
+    if (!seen_lines.insert(ToLowerAscii(line)).second) continue;
     if (l.hdr_to.count(a)) lines_to.push_back("To: " + line + "\r\n");
     else if (l.hdr_cc.count(a)) lines_cc.push_back("Cc: " + line + "\r\n");
     else lines_bcc.push_back("Bcc: " + line + "\r\n");

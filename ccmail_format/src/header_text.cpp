@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/format/rules.h"
 #include "codepage.h"
 
@@ -68,7 +69,7 @@ std::optional<EncodedWord> ParseEncodedWord(std::string_view raw, size_t pos) {
   if (raw.compare(pos, 2, "=?") != 0) return std::nullopt;
   const size_t q1 = raw.find('?', pos + 2);
   if (q1 == std::string_view::npos || q1 == pos + 2 || q1 + 2 >= raw.size() || raw[q1 + 2] != '?') return std::nullopt;
-  const char enc = static_cast<char>(std::toupper(static_cast<unsigned char>(raw[q1 + 1])));
+  const char enc = ToUpperAscii(raw[q1 + 1]);
   if (enc != 'B' && enc != 'Q') return std::nullopt;
   const size_t text_start = q1 + 3;
   const size_t close = raw.find("?=", text_start);
@@ -80,7 +81,7 @@ std::optional<EncodedWord> ParseEncodedWord(std::string_view raw, size_t pos) {
   w.end = close + 2;
   w.charset = std::string(raw.substr(pos + 2, q1 - pos - 2));
   if (size_t star = w.charset.find('*'); star != std::string::npos) w.charset.resize(star);
-  for (char& c : w.charset) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  w.charset = ToLowerAscii(w.charset);
   for (char c : w.charset)
     if (c <= ' ' || c >= 0x7f) return std::nullopt;
   w.bytes = enc == 'B' ? DecodeBase64Word(text) : DecodeQWord(text);
@@ -165,10 +166,7 @@ std::optional<std::string> RawParameter(std::string_view v, std::string_view nam
       }
       while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.pop_back();
     }
-    bool same = key.size() == name.size();
-    for (size_t j = 0; same && j < key.size(); ++j)
-      same = std::tolower(static_cast<unsigned char>(key[j])) == std::tolower(static_cast<unsigned char>(name[j]));
-    if (same) return value;
+    if (EqualsIgnoreAsciiCase(key, name)) return value;
     i = v.find(';', k);
   }
   return std::nullopt;

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "ccmail/common/ascii.h"
+
 namespace ccmail::format {
 namespace {
 
@@ -27,7 +29,7 @@ std::string LowerTagName(std::string_view html, size_t i) {
   std::string name;
   if (i < html.size() && html[i] == '/') ++i;
   while (i < html.size() && (std::isalnum(static_cast<unsigned char>(html[i]))) && name.size() < 16)
-    name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(html[i++]))));
+    name.push_back(ToLowerAscii(html[i++]));
   return name;
 }
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <set>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/format/rules.h"
 
 namespace ccmail::format {
@@ -262,9 +263,7 @@ class Reader {
     if (name.find_first_of("/\\:") != std::string::npos || name == "." || name == ".." || name.find("..") != std::string::npos)
       Violate(off, "file name \"" + Shown(name) + "\" contains a path");
     if (IsDosDeviceName(name)) Violate(off, "file name \"" + Shown(name) + "\" is a DOS device name");
-    std::string upper;
-    for (char c : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-    if (!names->insert(upper).second) Violate(off, "file name \"" + Shown(name) + "\" used twice in one message");
+    if (!names->insert(ToUpperAscii(name)).second) Violate(off, "file name \"" + Shown(name) + "\" used twice in one message");
     if (!s_.long_filenames) {
       size_t dot = name.find('.');
       std::string_view base = std::string_view(name).substr(0, dot);

@@ -9,23 +9,11 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "ccmail/common/ascii.h"
 #include "codepage.h"
 
 namespace ccmail::format {
 namespace {
-
-char Up(char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); }
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (Up(a[i]) != Up(b[i])) return false;
-  return true;
-}
-
-bool IStartsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
-}
 
 // GTimeZone lookups read zoneinfo files; keep one per thread for the last name used.
 struct TzCache {
@@ -59,16 +47,16 @@ bool NeedsKeywordProtection(std::string_view line) {
   size_t i = 0;
   while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
   std::string_view rest = line.substr(i);
-  if (IStartsWith(rest, "message:") || IStartsWith(rest, "contents:")) return true;
+  if (StartsWithIgnoreAsciiCase(rest, "message:") || StartsWithIgnoreAsciiCase(rest, "contents:")) return true;
   // Header keywords too: if IMPORT ever read an addressee line inside item text, a
   // hostile body must not be able to add a recipient (IMPORT delivers to every To:).
   for (std::string_view kw : {"from:", "date:", "to:", "cc:", "bcc:", "subject:"})
-    if (IStartsWith(rest, kw)) return true;
+    if (StartsWithIgnoreAsciiCase(rest, kw)) return true;
   // "<word> item:" - one word of letters, then " item:".
   size_t w = 0;
   while (w < rest.size() && std::isalpha(static_cast<unsigned char>(rest[w]))) ++w;
   if (w == 0) return false;
-  return IStartsWith(rest.substr(w), " item:");
+  return StartsWithIgnoreAsciiCase(rest.substr(w), " item:");
 }
 
 std::string FormatCcDate(time_t when, const FormatSettings& settings) {
@@ -130,7 +118,7 @@ std::optional<time_t> ParseCcDate(std::string_view text, const FormatSettings& s
 std::string FormatRecipient(const CcMailAddress& who, const FormatSettings& settings) {
   std::string out;
   AppendInCodePage(who.name, settings.codepage, &out);
-  if (!who.postoffice.empty() && !IEquals(who.postoffice, settings.local_postoffice)) {
+  if (!who.postoffice.empty() && !EqualsIgnoreAsciiCase(who.postoffice, settings.local_postoffice)) {
     out += " at ";
     AppendInCodePage(who.postoffice, settings.codepage, &out);
   }
@@ -150,7 +138,7 @@ std::string FormatSender(std::string_view sender, const FormatSettings& settings
   if (addr.empty()) addr = "MAILER-DAEMON";
   if (addr.size() > 256) addr.resize(256);
   if (settings.uppercase_sender)
-    for (char& c : addr) c = Up(c);
+    addr = ToUpperAscii(addr);
   return addr + " at " + settings.gateway_postoffice;
 }
 
@@ -228,7 +216,7 @@ time_t ChooseMessageDate(std::optional<time_t> header_date, time_t received, con
 bool IsDosDeviceName(std::string_view name) {
   std::string base(name.substr(0, name.find('.')));
   while (!base.empty() && base.back() == ' ') base.pop_back();
-  for (char& c : base) c = Up(c);
+  base = ToUpperAscii(base);
   static const char* const kDevices[] = {"CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"};
   for (const char* d : kDevices)
     if (base == d) return true;
@@ -239,8 +227,7 @@ bool IsDosDeviceName(std::string_view name) {
 }
 
 std::string ExtensionForMimeType(std::string_view mime_type, const FormatSettings& settings) {
-  std::string type(mime_type);
-  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string type = ToLowerAscii(mime_type);
   if (size_t semi = type.find(';'); semi != std::string::npos) type.resize(semi);
   while (!type.empty() && type.back() == ' ') type.pop_back();
   if (auto it = settings.mime_type_map.find(type); it != settings.mime_type_map.end()) return it->second;
@@ -281,7 +268,7 @@ std::string DosFileName(std::string_view utf8_name, std::string_view mime_type,
   const bool longn = settings.long_filenames;
   auto keep = [longn](unsigned char c) -> char {
     if (c >= 0x80 || c < 0x20 || c == 0x7f) return '_';
-    if (std::isalnum(c)) return longn ? static_cast<char>(c) : Up(static_cast<char>(c));
+    if (std::isalnum(c)) return longn ? static_cast<char>(c) : ToUpperAscii(static_cast<char>(c));
     if (std::strchr("_-$~!#%&{}@'`()", c)) return static_cast<char>(c);
     if (longn && (c == ' ' || c == '+' || c == ',' || c == ';' || c == '=')) return c == ' ' ? ' ' : static_cast<char>(c);
     return '_';
@@ -304,7 +291,7 @@ std::string DosFileName(std::string_view utf8_name, std::string_view mime_type,
   }
   for (unsigned char c : ext_raw) {
     if (c == '.' || c == ' ') continue;
-    ext.push_back(Up(keep(c)));
+    ext.push_back(ToUpperAscii(keep(c)));
   }
   while (!base.empty() && base.front() == ' ') base.erase(0, 1);
   while (!base.empty() && base.back() == ' ') base.pop_back();
@@ -317,7 +304,7 @@ std::string DosFileName(std::string_view utf8_name, std::string_view mime_type,
   while (!base.empty() && base.back() == ' ') base.pop_back();
   if (IsDosDeviceName(base)) base = ("_" + base).substr(0, base_max);
   auto compose = [&](const std::string& b) { return ext.empty() ? b : b + "." + ext; };
-  auto upper_key = [](std::string s) { for (char& c : s) c = Up(c); return s; };
+  auto upper_key = [](const std::string& s) { return ToUpperAscii(s); };
   std::string result = compose(base);
   for (int n = 1; used->count(upper_key(result)) != 0; ++n) {
     std::string suffix = "~" + std::to_string(n);

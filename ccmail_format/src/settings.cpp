@@ -4,17 +4,10 @@
 #include <cctype>
 #include <glib.h>
 
+#include "ccmail/common/ascii.h"
+
 namespace ccmail::format {
 namespace {
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-std::string Upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
 
 Status Bad(const Config& cfg, const std::string& name, const std::string& why) {
   return Status::InvalidArgument(cfg.Where(name) + ": " + name + ": " + why);
@@ -101,8 +94,8 @@ Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   CCMAIL_RETURN_IF_ERROR(cfg.GetList("mime_type_map", &words));
   if (words.size() % 2 != 0) return Bad(cfg, "mime_type_map", "expected pairs \"type/subtype EXT\", got an odd number of words");
   for (size_t i = 0; i < words.size(); i += 2) {
-    std::string type = Lower(words[i]);
-    std::string ext = Upper(words[i + 1]);
+    std::string type = ToLowerAscii(words[i]);
+    std::string ext = ToUpperAscii(words[i + 1]);
     if (!ext.empty() && ext[0] == '.') ext.erase(0, 1);
     size_t slash = type.find('/');
     if (slash == std::string::npos || slash == 0 || slash + 1 == type.size())

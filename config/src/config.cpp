@@ -1,5 +1,6 @@
 #include "ccmail/config/config.h"
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/common/log.h"
 
 #include <cctype>
@@ -24,11 +25,6 @@ std::string Trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool ValidName(const std::string& name) {
   if (name.empty()) return false;
   for (char c : name) {
@@ -46,7 +42,7 @@ bool SplitNumber(const std::string& text, uint64_t* number, std::string* unit) {
   unsigned long long v = std::strtoull(text.substr(0, i).c_str(), nullptr, 10);
   if (errno != 0) return false;
   *number = v;
-  *unit = Lower(Trim(text.substr(i)));
+  *unit = ToLowerAscii(Trim(text.substr(i)));
   return true;
 }
 
@@ -188,7 +184,7 @@ Status Config::GetString(const std::string& name, std::string* out) const {
 }
 
 Status Config::GetBool(const std::string& name, bool* out) const {
-  std::string v = Lower(GetRaw(name));
+  std::string v = ToLowerAscii(GetRaw(name));
   if (v == "yes" || v == "true" || v == "on" || v == "1") {
     *out = true;
   } else if (v == "no" || v == "false" || v == "off" || v == "0") {
@@ -248,10 +244,10 @@ Status Config::GetDuration(const std::string& name, std::chrono::milliseconds* o
 }
 
 Status Config::GetEnum(const std::string& name, const std::vector<std::string>& allowed, std::string* out) const {
-  std::string v = Lower(GetRaw(name));
+  std::string v = ToLowerAscii(GetRaw(name));
   std::string choices;
   for (const std::string& a : allowed) {
-    if (Lower(a) == v) {
+    if (ToLowerAscii(a) == v) {
       *out = a;
       return Status::Ok();
     }

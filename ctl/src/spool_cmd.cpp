@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "ccmail/common/ascii.h"
+#include "ccmail/common/clock.h"
 #include "ccmail/ctl/json.h"
 #include "ccmail/exporter/outbox.h"
 #include "commands.h"
@@ -56,9 +58,7 @@ int64_t AgeMs(const store::CaptureId& id, int64_t now) {
 }
 
 bool ParseId(const Io& io, const std::string& text, store::CaptureId* id) {
-  std::string lower = text;  // ids are printed in lower case; accept a pasted upper-case one
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto p = store::CaptureId::Parse(lower);
+  auto p = store::CaptureId::Parse(ToLowerAscii(text));  // ids are printed in lower case; accept a pasted upper-case one
   if (!p) {
     io.err << "ccmailctl: '" << text << "' is not a capture id (32 hexadecimal characters, as `ccmailctl list` shows)\n";
     return false;
@@ -132,7 +132,7 @@ int CmdList(const Io& io, bool quarantined, size_t limit) {
     }
   }
 
-  const int64_t now = WallMs();
+  const int64_t now = WallClockMs();
   if (io.json) {
     JsonWriter w;
     w.BeginArray();
@@ -370,7 +370,7 @@ void RenderShowText(const Io& io, const ShowFacts& facts) {
   KeyValueText t;
   t.Add("capture", row.id.ToString());
   t.Add("state", ShowState(facts));
-  t.Add("captured", FormatUtc(static_cast<int64_t>(row.id.TimeMs())) + " (" + FormatAge(AgeMs(row.id, WallMs())) + " ago)");
+  t.Add("captured", FormatUtc(static_cast<int64_t>(row.id.TimeMs())) + " (" + FormatAge(AgeMs(row.id, WallClockMs())) + " ago)");
   if (row.readable) {
     t.Add("queue id", row.meta.queue_id.empty() ? "-" : row.meta.queue_id);
     t.Add("sender", Sender(row.meta.envelope_sender));

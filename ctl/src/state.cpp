@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/exporter/ledger_guard.h"
 
@@ -27,11 +28,6 @@ const char* PartStateName(PartState s) {
 const char* ExporterRunName(ExporterRun r) {
   static constexpr const char* kNames[] = {"running", "stalled", "not running"};
   return kNames[static_cast<size_t>(r)];
-}
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 Status Context::FromConfig(Config cfg, Context* out) {
@@ -175,7 +171,7 @@ Status OpenLedger(const Context& ctx, std::unique_ptr<store::Ledger>* ledger) {
 
 void Gather(const Context& ctx, BridgeState* st) {
   *st = BridgeState{};
-  st->now_ms = WallMs();
+  st->now_ms = WallClockMs();
 
   std::unique_ptr<shm::ClaimTable> table;
   OpenTable(ctx, &table, &st->table);

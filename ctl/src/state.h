@@ -74,7 +74,6 @@ struct BridgeState {
   std::string ledger_refusal;
 };
 
-int64_t WallMs();
 
 // Is an exporter alive? Asked without disturbing it, in this order:
 //  1. /proc/locks lists a FLOCK WRITE lock on exporter.lock's inode (the singleton lock,

@@ -30,6 +30,8 @@
 #include <set>
 #include <thread>
 
+#include "ccmail/common/ascii.h"
+#include "ccmail/common/clock.h"
 #include "ccmail/common/log.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/config/config.h"
@@ -50,20 +52,6 @@ using store::ContentKey;
 using store::CrashPoint;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-inline uint64_t RealtimeNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-inline int64_t NowMs() { return static_cast<int64_t>(RealtimeNs() / 1000000ULL); }
-
-inline std::string Upper(std::string s) {
-  for (char& c : s)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return s;
-}
 
 inline bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -393,10 +381,10 @@ struct Exporter::Impl {
 
   void PublishState(bool idle) {
     if (!table) return;
-    if (idle) progress_ns = RealtimeNs();
+    if (idle) progress_ns = WallClockNs();
     shm::ExporterState st;
     st.epoch = ledger->epoch();
-    st.heartbeat_ns = RealtimeNs();
+    st.heartbeat_ns = WallClockNs();
     st.progress_ns = progress_ns;
     {
       std::lock_guard<std::mutex> g(ctr_mu);
@@ -484,7 +472,7 @@ struct Exporter::Impl {
       if (Status s = ledger->SetSpoolCleanSeq(clean_seq); s.ok()) clean_seq_recorded = clean_seq;
     }
     uint64_t deleted = 0;
-    Status s = ledger->Prune(NowMs() - opt.dedup_window.count(), 500, &deleted);
+    Status s = ledger->Prune(WallClockMs() - opt.dedup_window.count(), 500, &deleted);
     if (!s.ok())
       LogWarning("ledger prune: %s", s.ToString().c_str());
     else if (deleted)

@@ -16,7 +16,7 @@ Status Exporter::Impl::Recover() {
   StartDeliverThread();
   next_scan = Clock::now() + opt.spool_scan_interval;
   next_prune = Clock::now();
-  progress_ns = RealtimeNs();
+  progress_ns = WallClockNs();
   LogInfo("recovery done: epoch %llu, %zu batch(es) rolled forward, %zu uncommitted part file(s) deleted, "
           "%zu exported spool file(s) unlinked, %zu pending, %zu dead tmp file(s) removed, slots reset %u, freed %u",
           static_cast<unsigned long long>(tally.epoch), tally.rolled, tally.deleted, tally.unlinked, pending.size(),

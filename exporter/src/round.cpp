@@ -53,9 +53,9 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
       // address map only fills in what the capture could not resolve.
       std::set<std::string> seen;
       for (const auto& rc : m.recipients) {
-        format::CcMailAddress a{rc.ccmail_name, Upper(rc.post_office)};
+        format::CcMailAddress a{rc.ccmail_name, ToUpperAscii(rc.post_office)};
         if ((a.name.empty() || a.postoffice.empty()) && amap) {
-          if (auto res = amap->Resolve(rc.smtp_address)) a = {res->name, Upper(res->postoffice)};
+          if (auto res = amap->Resolve(rc.smtp_address)) a = {res->name, ToUpperAscii(res->postoffice)};
         }
         if (a.name.empty() || a.postoffice.empty()) {
           it.bad = "recipient <" + rc.smtp_address + "> has no cc:Mail name and post office";
@@ -260,7 +260,7 @@ Status Exporter::Impl::WaitCommitter(bool* abandoned) {
   ResetBackoff();
   for (const auto& w : out.warnings) Backoff(w);
   if (out.clean_seq && unpublished.empty()) clean_seq = std::max(clean_seq, out.clean_seq);
-  progress_ns = RealtimeNs();
+  progress_ns = WallClockNs();
   return Status::Ok();
 }
 

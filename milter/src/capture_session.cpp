@@ -4,17 +4,12 @@
 #include <algorithm>
 #include <cctype>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/milter/admission.h"
 
 namespace ccmail::milter {
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 Step TooLarge() { return Step::Reject("552", "5.3.4", "Message too big for the cc:Mail gateway"); }
 
@@ -48,9 +43,9 @@ Step CaptureSession::Rcpt(std::string_view recipient) {
       break;
   }
   std::string addr(StripAngles(recipient));
-  std::string key = Lower(addr);
+  std::string key = ToLowerAscii(addr);
   bool seen = std::any_of(recipients_.begin(), recipients_.end(),
-                          [&](const CapturedRecipient& c) { return Lower(c.smtp_address) == key; });
+                          [&](const CapturedRecipient& c) { return ToLowerAscii(c.smtp_address) == key; });
   if (!seen) {
     if (recipients_.size() >= policy_->limits.recipients)
       return Step::Tempfail("452", "4.5.3", "Too many cc:Mail recipients in one message");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/log.h"
 #include "ccmail/config/config.h"
 #include "ccmail/config/paths.h"
@@ -27,12 +28,6 @@ struct SpoolCaptureSink::Attachment {
 };
 
 namespace {
-
-uint64_t RealtimeNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // "<index>.<rgen>" -> parts; false when the tag is of another form.
 bool ParseTag(const std::string& tag, uint64_t* index, uint64_t* rgen) {
@@ -314,7 +309,7 @@ SinkProbe SpoolCaptureSink::Probe() {
   uint64_t ok_ns = ex.progress_ns;
   if ((ex.backlog_count == 0 || ex.progress_ns == 0) && ex.heartbeat_ns > ok_ns) ok_ns = ex.heartbeat_ns;
   if (ok_ns != 0) {
-    uint64_t now = RealtimeNs();
+    uint64_t now = WallClockNs();
     p.exporter_idle = std::chrono::milliseconds(now > ok_ns ? (now - ok_ns) / 1000000 : 0);
   }
   return p;

@@ -20,6 +20,8 @@
 #include <sstream>
 #include <algorithm>
 
+#include "ccmail/common/ascii.h"
+
 extern char** environ;
 
 namespace ccmail::mtaconf {
@@ -30,12 +32,6 @@ std::string Trim(std::string_view s) {
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
   while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
   return std::string(s.substr(b, e - b));
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
@@ -60,7 +56,7 @@ std::string NormalPath(std::string_view p) {
 // milter_socket / Sendmail syntax: unix:/p, local:/p, /p, inet:port@host, inet6:port@host.
 Endpoint ParseMilterSide(std::string_view s) {
   std::string t = Trim(s);
-  std::string l = Lower(t);
+  std::string l = ToLowerAscii(t);
   if (StartsWith(l, "unix:")) return {"unix", NormalPath(t.substr(5))};
   if (StartsWith(l, "local:")) return {"unix", NormalPath(t.substr(6))};
   if (!t.empty() && t[0] == '/') return {"unix", NormalPath(t)};
@@ -72,7 +68,7 @@ Endpoint ParseMilterSide(std::string_view s) {
       std::string port = at == std::string::npos ? rest : rest.substr(0, at);
       std::string host = at == std::string::npos ? "localhost" : rest.substr(at + 1);
       if (host == "localhost") host = "127.0.0.1";
-      return {kind, Lower(host) + ":" + port};
+      return {kind, ToLowerAscii(host) + ":" + port};
     }
   }
   return {"", t};
@@ -81,7 +77,7 @@ Endpoint ParseMilterSide(std::string_view s) {
 // Postfix syntax: unix:/p, local:/p (chroot-relative when chrooted), inet:host:port.
 Endpoint ParsePostfixSide(std::string_view s) {
   std::string t = Trim(s);
-  std::string l = Lower(t);
+  std::string l = ToLowerAscii(t);
   if (StartsWith(l, "unix:")) return {"unix", NormalPath(t.substr(5))};
   if (StartsWith(l, "local:")) return {"unix", NormalPath(t.substr(6))};
   if (StartsWith(l, "inet:")) {
@@ -91,7 +87,7 @@ Endpoint ParsePostfixSide(std::string_view s) {
     std::string host = rest.substr(0, colon);
     if (!host.empty() && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     if (host == "localhost") host = "127.0.0.1";
-    return {host.find(':') != std::string::npos ? "inet6" : "inet", Lower(host) + ":" + rest.substr(colon + 1)};
+    return {host.find(':') != std::string::npos ? "inet6" : "inet", ToLowerAscii(host) + ":" + rest.substr(colon + 1)};
   }
   return {"", t};
 }
@@ -165,7 +161,7 @@ std::string EquateValue(std::string_view list, char key) {
   size_t i = 0;
   while (i < list.size()) {
     while (i < list.size() && (list[i] == ' ' || list[i] == '\t' || list[i] == ',' || list[i] == '`')) ++i;
-    if (i + 1 < list.size() && std::toupper(static_cast<unsigned char>(list[i])) == key && list[i + 1] == '=') {
+    if (i + 1 < list.size() && ToUpperAscii(list[i]) == key && list[i + 1] == '=') {
       size_t e = list.find_first_of(",'", i);  // m4 closing quote ends the list
       return Trim(list.substr(i + 2, e == std::string_view::npos ? std::string_view::npos : e - i - 2));
     }
@@ -258,7 +254,7 @@ std::vector<Finding> CheckPostfix(std::string_view smtpd_milters, std::string_vi
                          "postconf -e '" + std::string(name) + " = " + list + "'"));
     }
   }
-  std::string action = Lower(Trim(milter_default_action));
+  std::string action = ToLowerAscii(Trim(milter_default_action));
   if (action == "tempfail") {
     out.push_back(Make("postfix", Verdict::kOk, "milter_default_action", action, ""));
   } else {
@@ -363,7 +359,7 @@ long long PostfixSeconds(std::string_view value, char default_unit) {
   if (v.empty()) return -1;
   char unit = default_unit;
   if (std::isalpha(static_cast<unsigned char>(v.back()))) {
-    unit = static_cast<char>(std::tolower(static_cast<unsigned char>(v.back())));
+    unit = ToLowerAscii(v.back());
     v.pop_back();
   }
   if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 12) return -1;
@@ -578,7 +574,7 @@ void CheckMilterLists(const CheckMtaOptions& opt, const PostfixValues& pv, const
 }
 
 void CheckDefaultAction(const PostfixValues& pv, MtaReport* r) {
-  std::string action = Lower(pv.milter_default_action);
+  std::string action = ToLowerAscii(pv.milter_default_action);
   if (action == "tempfail")
     AddPostfixFinding(r, Verdict::kOk, "milter_default_action", action, "");
   else

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <thread>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/log.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/config/config.h"
@@ -113,12 +114,6 @@ static_assert(sizeof(ShmRegistryEntry) == 64 && alignof(ShmRegistryEntry) == 64)
 static_assert(sizeof(ShmHeader) % 64 == 0 && alignof(ShmHeader) == 64);
 static_assert(sizeof(std::atomic<uint64_t>) == 8);
 
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 uint32_t PayloadCheck(const uint8_t* id, uint64_t size, uint64_t ns, uint32_t publisher) {
   // Cheap mix (not a CRC): catches a payload torn by a bug, costs ~2 ns.
   uint64_t a, b;
@@ -137,7 +132,7 @@ size_t SegmentSize(uint32_t nslots, uint32_t nregistry) {
 
 uint32_t RandomU32() {
   uint32_t v = 0;
-  if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v) v = static_cast<uint32_t>(NowNs() ^ getpid());
+  if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v) v = static_cast<uint32_t>(WallClockNs() ^ getpid());
   return v;
 }
 
@@ -472,9 +467,9 @@ Status CreateNew(ClaimTable::Impl* im, const std::array<uint8_t, 16>& boot) {
   h->total_size = size;
   std::memcpy(h->boot_id, boot.data(), 16);
   uint64_t inc = 0;
-  if (getrandom(&inc, sizeof inc, 0) != sizeof inc) inc = NowNs();
+  if (getrandom(&inc, sizeof inc, 0) != sizeof inc) inc = WallClockNs();
   h->incarnation = inc | 1;
-  h->created_ns = NowNs();
+  h->created_ns = WallClockNs();
   if (detail::ShmFailAt(detail::kPointCreateBeforeReady)) {
     // Left half-initialised, as a creator that died here leaves it: the next open replaces it.
     return Status::Unavailable("claim table " + im->path + ": creation failed before ready (injected)");
@@ -717,7 +712,7 @@ Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint
     if (detail::ShmFailAt(detail::kPointSlotPayloadWritten)) return give_up(&s, i, g, detail::kPointSlotPayloadWritten);
     std::memcpy(s.capture_id, id.data(), 16);
     s.size = size;
-    s.enqueue_ns = NowNs();
+    s.enqueue_ns = WallClockNs();
     s.publisher = reg.index();
     s.check = PayloadCheck(s.capture_id, s.size, s.enqueue_ns, s.publisher);
     detail::ShmCrashPoint(detail::kPointSlotPayloadWritten);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/status.h"
 
 namespace ccmail::store {
@@ -38,8 +39,7 @@ CaptureId CaptureId::New() {
     }
     got += static_cast<size_t>(r);
   }
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::system_clock::now().time_since_epoch()).count();
+  auto ms = WallClockMs();
   return FromParts(static_cast<uint64_t>(ms) & 0xFFFFFFFFFFFFull, rnd);
 }
 

@@ -8,18 +8,13 @@
 #include <cstring>
 #include <iterator>
 
+#include "ccmail/common/ascii.h"
 #include "ccmail/common/status.h"
 
 namespace ccmail::store {
 namespace {
 
 const char kHex[] = "0123456789abcdef";
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool IsWsp(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -69,7 +64,7 @@ std::optional<ContentKey> ContentKey::Parse(std::string_view hex) {
 }
 
 bool IsTraceHeader(std::string_view name) {
-  std::string n = Lower(CanonicalValue(name));
+  std::string n = ToLowerAscii(CanonicalValue(name));
   return n == "received" || n == "return-path" || n == "delivered-to" || n == "x-original-to" ||
          n.rfind("x-ccmail-", 0) == 0;
 }
@@ -147,7 +142,7 @@ struct ContentKeyBuilder::Impl {
 };
 
 ContentKeyBuilder::ContentKeyBuilder(std::vector<std::string> extra) : impl_(std::make_unique<Impl>()) {
-  for (auto& e : extra) impl_->extra.push_back(Lower(e));
+  for (auto& e : extra) impl_->extra.push_back(ToLowerAscii(e));
   impl_->Feed("ccmail-ck-2\n");
 }
 
@@ -163,7 +158,7 @@ void ContentKeyBuilder::SetQueueId(std::string_view queue_id) { impl_->queue_id 
 void ContentKeyBuilder::AddHeader(std::string_view name, std::string_view value) {
   Impl& im = *impl_;
   CCMAIL_CHECK(!im.body_started, "ContentKeyBuilder: header after body");
-  std::string n = Lower(CanonicalValue(name));
+  std::string n = ToLowerAscii(CanonicalValue(name));
   if (IsTraceHeader(n)) return;
   if (std::find(im.extra.begin(), im.extra.end(), n) != im.extra.end()) return;
   std::string v = CanonicalValue(value);

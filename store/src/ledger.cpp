@@ -11,16 +11,12 @@
 #include <chrono>
 #include <cstdio>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/store/io.h"
 
 namespace ccmail::store {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -346,7 +342,7 @@ Status Ledger::NextSeq(uint64_t* seq) {
 Status Ledger::CommitBatch(LedgerBatch* b) {
   Impl* im = impl_.get();
   if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatch before BumpEpoch");
-  int64_t now = b->created_ms ? b->created_ms : NowMs();
+  int64_t now = b->created_ms ? b->created_ms : WallClockMs();
   uint64_t seq = 0;
   int64_t exported = 0, dups = 0;
   Status s = InTxn(im, [&]() -> Status {
@@ -651,7 +647,7 @@ Status Ledger::ImportBatches(const std::vector<LedgerBatch>& batches, uint64_t* 
                 "VALUES(?,?,?,?,?,?)");
     CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery import"));
     for (const auto& b : batches) {
-      const int64_t created = b.created_ms ? b.created_ms : NowMs();
+      const int64_t created = b.created_ms ? b.created_ms : WallClockMs();
       bi.Int(1, static_cast<int64_t>(b.seq)).Int(2, static_cast<int64_t>(b.epoch)).Text(3, b.post_office)
           .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
       if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("import batch " + b.file_name, rc);
@@ -786,7 +782,7 @@ Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
   Impl* im = impl_.get();
   if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatches before BumpEpoch");
   if (batches->empty()) return Status::Ok();
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   std::vector<uint64_t> seqs;
   Status s = InTxn(im, [&] { return InsertBatches(*batches, now, &seqs); }, kCrashLedgerCommitBefore,
                    kCrashLedgerCommitAfter);

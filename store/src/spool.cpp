@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/log.h"
 
 namespace ccmail::store {
@@ -24,11 +25,6 @@ constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderSize = 16;
 constexpr size_t kTrailerSize = 44;
 constexpr uint64_t kMaxMetaSize = 16u << 20;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 uint32_t Crc(uint32_t crc, const void* p, size_t n) {
   const Bytef* b = static_cast<const Bytef*>(p);
@@ -510,12 +506,12 @@ Status Spool::RescanStats() {
   }));
   count_.store(count);
   bytes_.store(bytes);
-  last_scan_ms_.store(NowMs());
+  last_scan_ms_.store(WallClockMs());
   return Status::Ok();
 }
 
 SpoolStats Spool::Stats() {
-  int64_t now = NowMs();
+  int64_t now = WallClockMs();
   if (now - last_scan_ms_.load(std::memory_order_relaxed) >= stats_refresh_ms_) {
     std::unique_lock<std::mutex> lock(scan_mu_, std::try_to_lock);
     if (lock.owns_lock() && now - last_scan_ms_.load() >= stats_refresh_ms_) {

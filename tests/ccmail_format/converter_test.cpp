@@ -11,11 +11,13 @@
 
 #include "ccmail/format/reader.h"
 #include "ccmail/format/rules.h"
+#include "convert_fixture.h"
 #include "test_util.h"
 
 namespace ccmail::format {
 namespace {
 
+using testing::ConvertAndRead;
 using testing::ConvertText;
 using testing::DefaultRecipients;
 using testing::TestSettings;
@@ -26,18 +28,6 @@ const char kHead[] =
     "To: John Smith <jsmith@ccmail.corp.example>\n"
     "Subject: Hello\n"
     "Date: Tue, 24 Nov 2026 09:31:00 +0000\n";
-
-// Converts, validates with the reader, returns the parsed messages.
-ReadResult ConvertAndRead(const std::string& msg, const FormatSettings& s, std::string* raw = nullptr,
-                          std::vector<ConvertRecipient> rcpts = DefaultRecipients(), ConvertResult* res = nullptr) {
-  std::string out;
-  Status st = ConvertText(msg, s, &out, std::move(rcpts), res);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  ReadResult r = ReadImportFile(out, s);
-  EXPECT_TRUE(r.ok()) << ViolationsText(r) << "\n" << out.substr(0, 3000);
-  if (raw) *raw = out;
-  return r;
-}
 
 std::string B64(const std::string& data) {
   static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

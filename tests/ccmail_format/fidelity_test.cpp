@@ -8,27 +8,17 @@
 #include "ccmail/format/converter.h"
 #include "ccmail/format/reader.h"
 #include "ccmail/format/rules.h"
+#include "convert_fixture.h"
 #include "test_util.h"
 
 namespace ccmail::format {
 namespace {
 
+using testing::ConvertAndRead;
 using testing::ConvertText;
 using testing::DefaultRecipients;
 using testing::TestSettings;
 using testing::ViolationsText;
-
-ReadResult ConvertAndRead(const std::string& msg, const FormatSettings& s = TestSettings(),
-                          std::vector<ConvertRecipient> rcpts = DefaultRecipients(), ConvertResult* res = nullptr,
-                          std::string* raw = nullptr) {
-  std::string out;
-  Status st = ConvertText(msg, s, &out, std::move(rcpts), res);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  ReadResult r = ReadImportFile(out, s);
-  EXPECT_TRUE(r.ok()) << ViolationsText(r) << "\n" << out.substr(0, 3000);
-  if (raw) *raw = out;
-  return r;
-}
 
 // Item 1: adjacent base64 words, the first padded, are decoded one by one.
 TEST(Fidelity, AdjacentPaddedEncodedWordsKeepEveryWord) {
@@ -136,7 +126,7 @@ TEST(Fidelity, ANulInsideTheBoundaryKeepsEveryPart) {
     if (from_memory) {
       r = ConvertFromMemory(msg, &res);
     } else {
-      r = ConvertAndRead(msg, TestSettings(), DefaultRecipients(), &res);
+      r = ConvertAndRead(msg, TestSettings(), nullptr, DefaultRecipients(), &res);
     }
     ASSERT_EQ(r.messages.size(), 1u);
     const ImportMessage& m = r.messages[0];
@@ -156,7 +146,7 @@ TEST(Fidelity, HeaderLinesCutAtANulStaySeparate) {
       "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: before\0after\nX-Other: one\n"
       "Content-Type: text/plain\n\nbody\n", 115);
   ConvertResult res;
-  ReadResult r = ConvertAndRead(msg, TestSettings(), DefaultRecipients(), &res);
+  ReadResult r = ConvertAndRead(msg, TestSettings(), nullptr, DefaultRecipients(), &res);
   ASSERT_EQ(r.messages.size(), 1u);
   EXPECT_EQ(r.messages[0].subject, "before?after");
   const ImportItem* headers = FindItem(r.messages[0], "Headers");
@@ -170,7 +160,7 @@ TEST(Fidelity, AMultipartWithoutReadablePartsIsNotSilent) {
       "From: a@b.example\nTo: jsmith@ccmail.corp.example\nSubject: lost\nMIME-Version: 1.0\n"
       "Content-Type: multipart/mixed; boundary=never\n\n--other\nContent-Type: text/plain\n\nhello\n--other--\n";
   ConvertResult res;
-  ReadResult r = ConvertAndRead(msg, TestSettings(), DefaultRecipients(), &res);
+  ReadResult r = ConvertAndRead(msg, TestSettings(), nullptr, DefaultRecipients(), &res);
   ASSERT_EQ(r.messages.size(), 1u);
   EXPECT_EQ(r.messages[0].items[0].data, "(no text: the message has no text part)\r\n");
   const ImportItem* notice = FindItem(r.messages[0], "Notice");
@@ -251,7 +241,7 @@ TEST(Fidelity, TheCrlfAfterRawFileDataIsASetting) {
     FormatSettings s = TestSettings();
     s.raw_file_crlf = crlf;
     std::string raw;
-    ReadResult r = ConvertAndRead(msg, s, DefaultRecipients(), nullptr, &raw);
+    ReadResult r = ConvertAndRead(msg, s, &raw);
     ASSERT_EQ(r.messages.size(), 1u);
     EXPECT_EQ(r.messages[0].items[1].data, "PDF");
     EXPECT_NE(raw.find(crlf ? "File item: A.PDF\r\n3\r\nPDF\r\nText item: Headers" : "File item: A.PDF\r\n3\r\nPDFText item: Headers"),

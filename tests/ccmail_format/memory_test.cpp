@@ -18,6 +18,7 @@
 #include <fstream>
 #include <random>
 
+#include "ccmail/testing/temp_dir.h"
 #include "test_util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -165,9 +166,8 @@ TEST(Memory, FiftyMegabyteMessagesConvertInAboutTheirOwnSize) {
 #ifdef CCMAIL_UNDER_SANITIZER
   GTEST_SKIP() << "RSS is not meaningful under AddressSanitizer";
 #else
-  char dir[] = "/tmp/ccmail-mem-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string d = dir;
+  test::TempDir dir("ccmail-mem");
+  const std::string d = dir.path();
   constexpr size_t k50MB = 50u << 20;
   // Attachments: decoded twice (to count, to write), streamed, never held.
   WriteBigMessage(d + "/attach.eml", k50MB);
@@ -179,7 +179,6 @@ TEST(Memory, FiftyMegabyteMessagesConvertInAboutTheirOwnSize) {
   ExpectPeakWithin("utf-8 text", d + "/utf8.eml", false, 1.2);
   WriteTextMessage(d + "/base64.eml", "iso-8859-1", true, kLatin1Line, k50MB);
   ExpectPeakWithin("base64 latin-1 text", d + "/base64.eml", false, 1.2);
-  rmdir(dir);
 #endif
 }
 
@@ -189,12 +188,10 @@ TEST(Memory, FiftyMegabyteTextFromMemory) {
 #ifdef CCMAIL_UNDER_SANITIZER
   GTEST_SKIP() << "RSS is not meaningful under AddressSanitizer";
 #else
-  char dir[] = "/tmp/ccmail-mem-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string d = dir;
+  test::TempDir dir("ccmail-mem");
+  const std::string d = dir.path();
   WriteTextMessage(d + "/latin1.eml", "iso-8859-1", false, kLatin1Line, 50u << 20);
   ExpectPeakWithin("latin-1 text", d + "/latin1.eml", true, 1.2);
-  rmdir(dir);
 #endif
 }
 

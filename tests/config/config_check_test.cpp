@@ -13,6 +13,7 @@
 #include "ccmail/config/config.h"
 #include "ccmail/exporter/exporter.h"
 #include "ccmail/milter/settings.h"
+#include "ccmail/testing/temp_dir.h"
 
 namespace ccmail {
 namespace {
@@ -20,12 +21,8 @@ namespace {
 class CheckTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ccmail-check-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     std::ofstream(dir_ + "/address-map") << "jsmith@corp.example Smith, John at HUBPO2\n";
   }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   // A valid configuration plus extra lines.
   Status Check(const std::string& extra) {
@@ -36,7 +33,8 @@ class CheckTest : public ::testing::Test {
     CCMAIL_RETURN_IF_ERROR(Config::Parse(text, "/etc/t.conf", &cfg));
     return CheckWholeConfig(cfg);
   }
-  std::string dir_;
+  test::TempDir temp_{"ccmail-check"};
+  std::string dir_ = temp_.path();
 };
 
 TEST_F(CheckTest, ValidFileAndDefaultsPass) {

@@ -762,20 +762,13 @@ TEST(Ctl, CheckMtaUsesTheConfiguredSocket) {
 // traverse (a checkout under a 0700 mktemp -d), so a copy goes into a 0755 temporary directory.
 const std::string& CtlCopyForOtherUsers() {
   static const struct Copy {
-    std::string dir, path;
+    ::ccmail::test::TempDir dir{"ccmailctl-bin"};
+    std::string path = dir.path() + "/ccmailctl";
     Copy() {
-      char tmpl[] = "/tmp/ccmailctl-bin-XXXXXX";
-      if (!::mkdtemp(tmpl)) return;
-      dir = tmpl;
-      path = dir + "/ccmailctl";
       std::error_code ec;
       std::filesystem::copy_file(CCMAILCTL_PATH, path, ec);
-      ::chmod(dir.c_str(), 0755);
+      ::chmod(dir.path().c_str(), 0755);
       ::chmod(path.c_str(), 0755);
-    }
-    ~Copy() {
-      std::error_code ec;
-      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
     }
   } copy;
   return copy.path;

@@ -22,6 +22,7 @@
 #include "ccmail/store/content_key.h"
 #include "ccmail/store/ledger.h"
 #include "ccmail/store/spool.h"
+#include "ccmail/testing/temp_dir.h"
 
 namespace ccmail::ctl::test {
 
@@ -35,10 +36,6 @@ class BridgeDir {
  public:
   BridgeDir() {
     static int counter = 0;
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ccmail-ctl-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    if (p == nullptr) ::abort();
-    dir_ = p;
     paths_ = BridgePaths::UnderDirectory(dir_ + "/b");
     table_name_ = "ccmail-ctl-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
     config_path_ = dir_ + "/ccmail-bridge.conf";
@@ -56,8 +53,6 @@ class BridgeDir {
     table_.reset();
     shm::TableOptions opt = TableOptions();
     (void)shm::ClaimTable::Remove(opt);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   const std::string& dir() const { return dir_; }
@@ -168,7 +163,8 @@ class BridgeDir {
   }
 
  private:
-  std::string dir_;
+  ::ccmail::test::TempDir temp_{"ccmail-ctl"};
+  std::string dir_ = temp_.path();
   BridgePaths paths_;
   std::string table_name_;
   std::string config_path_;

@@ -1,4 +1,5 @@
 #include "ccmail/exporter/bounce.h"
+#include "ccmail/testing/temp_dir.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -178,9 +179,6 @@ size_t Files(const std::string& dir) {
 
 struct BounceFixture : ::testing::Test {
   void SetUp() override {
-    char tmpl[] = "/tmp/ccmail-bounce-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir = tmpl;
     // A real import file made by the converter serves as the .UND.
     const char* src = std::getenv("CCMAIL_SOURCE_DIR");
     std::string eml = std::string(src ? src : CCMAIL_TEST_SOURCE_DIR) + "/tests/corpus/01-plain-ascii.eml";
@@ -205,7 +203,6 @@ struct BounceFixture : ::testing::Test {
          FormatManifest(1, 1, "HQ", "00100001.CCM",
                         {Entry('a', "Roe, Rick", "other@x.example"), Entry('b', "Doe, Jane", "bob@partner.example")}));
   }
-  void TearDown() override { fs::remove_all(dir); }
   std::unique_ptr<BounceQueue> Queue(uint16_t port) {
     BounceRelay relay;
     relay.port = port;
@@ -217,7 +214,8 @@ struct BounceFixture : ::testing::Test {
   Status Bounce(BounceQueue* q, int* queued, size_t* unmatched) {
     return BounceUndeliverable(dir + "/00100001.UND", dir + "/00100001.MAN", "HQ", q, settings, queued, unmatched);
   }
-  std::string dir;
+  test::TempDir temp{"ccmail-bounce"};
+  std::string dir = temp.path();
   format::FormatSettings settings;
 };
 

@@ -1,4 +1,5 @@
 #include "ccmail/exporter/deliver.h"
+#include "ccmail/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -29,9 +30,8 @@ TEST(DeliverTest, BackoffDoublesAndCaps) {
 }
 
 TEST(DeliverTest, CommandSeesBatchInEnvironmentAndExitCodeIsReported) {
-  char tmpl[] = "/tmp/ccmail-deliver-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
+  test::TempDir temp("ccmail-deliver");
+  const std::string dir = temp.path();
   for (int code : {0, 4, 3, 5}) {
     DeliverRequest req;
     req.command = "printf '%s|%s|%s|%s' \"$CCMAIL_BATCH\" \"$CCMAIL_POSTOFFICE\" \"$CCMAIL_MANIFEST\" "
@@ -44,12 +44,8 @@ TEST(DeliverTest, CommandSeesBatchInEnvironmentAndExitCodeIsReported) {
     ASSERT_TRUE(RunDeliverCommand(req, &o, &st).ok());
     EXPECT_EQ(st, code);
     EXPECT_EQ(o, ClassifyImportExit(code));
-    std::ifstream in(dir + "/seen");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    EXPECT_EQ(ss.str(), req.batch_path + "|HQ|" + req.manifest_path + "|" + dir + "/HQ/00100001.UND");
+    EXPECT_EQ(test::Slurp(dir + "/seen"), req.batch_path + "|HQ|" + req.manifest_path + "|" + dir + "/HQ/00100001.UND");
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(DeliverTest, KilledCommandIsAFailure) {

@@ -26,17 +26,13 @@
 #include "ccmail/store/io.h"
 #include "ccmail/store/ledger.h"
 #include "ccmail/store/spool.h"
+#include "ccmail/testing/temp_dir.h"
 
 namespace ccmail::exporter::testing {
 
 namespace fs = std::filesystem;
 
-inline std::string Slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::ccmail::test::Slurp;
 inline void Spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
 inline size_t CountFiles(const std::string& dir) {
@@ -59,7 +55,8 @@ struct Rcpt {
 };
 
 struct Bed {
-  std::string dir;
+  ::ccmail::test::TempDir temp{"ccmail-exp"};
+  std::string dir = temp.path();
   BridgePaths paths;
   shm::TableOptions table;
   NoSyncIo nosync;
@@ -68,9 +65,6 @@ struct Bed {
   std::unique_ptr<shm::Registration> preg;
 
   explicit Bed(uint32_t slots = 64) {
-    char tmpl[] = "/tmp/ccmail-exp-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl), nullptr);
-    dir = tmpl;
     paths = BridgePaths::UnderDirectory(dir);
     static std::atomic<int> counter{0};
     table.name = "ccmail-exptest-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
@@ -87,8 +81,6 @@ struct Bed {
     ptable.reset();
     spool.reset();
     (void)shm::ClaimTable::Remove(table);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
   }
 
   ExporterOptions Options() const {

@@ -1,5 +1,7 @@
 #include "ccmail/exporter/outbox.h"
 #include "ccmail/store/io.h"
+#include "ccmail/testing/temp_dir.h"
+
 
 #include <gtest/gtest.h>
 
@@ -17,21 +19,10 @@ namespace ccmail::exporter {
 namespace {
 
 namespace fs = std::filesystem;
+using test::Slurp;
 
 class OutboxTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ccmail-outbox-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  static std::string Slurp(const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
   std::vector<ManifestEntry> Entries(int n) {
     std::vector<ManifestEntry> v;
     for (int i = 0; i < n; ++i) {
@@ -41,7 +32,8 @@ class OutboxTest : public ::testing::Test {
     }
     return v;
   }
-  std::string root_;
+  test::TempDir temp_{"ccmail-outbox"};
+  std::string root_ = temp_.path();
 };
 
 TEST(BatchNameTest, EightDotThreeAndUnique) {

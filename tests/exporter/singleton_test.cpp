@@ -1,4 +1,5 @@
 #include "ccmail/exporter/singleton.h"
+#include "ccmail/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,9 +13,8 @@ namespace ccmail::exporter {
 namespace {
 
 TEST(SingletonTest, SecondExporterIsRefusedUntilTheFirstDies) {
-  char tmpl[] = "/tmp/ccmail-single-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string lock = std::string(tmpl) + "/exporter.lock";
+  test::TempDir dir("ccmail-single");
+  std::string lock = dir.path() + "/exporter.lock";
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
   pid_t child = ::fork();
@@ -41,7 +41,6 @@ TEST(SingletonTest, SecondExporterIsRefusedUntilTheFirstDies) {
   ::waitpid(child, &st, 0);
   ASSERT_TRUE(AcquireExporterLock(lock, &mine).ok());
   EXPECT_TRUE(mine.valid());
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "ccmail/milter/admission.h"
 #include "ccmail/milter/capture_session.h"
 #include "ccmail/store/content_key.h"
+#include "ccmail/testing/temp_dir.h"
 
 namespace ccmail::milter {
 namespace {
@@ -34,20 +35,14 @@ class NoSpaceIo : public store::DurableIoWrapper {
 
 struct Fixture {
   TestTable tt;
-  std::string dir;
+  test::TempDir temp{"ccmail-spool-sink"};
+  std::string dir = temp.path();
   SpoolSinkOptions opt;
   explicit Fixture(uint32_t slots = 64, uint32_t registry = 16) : tt(slots, registry) {
-    char tmpl[] = "/tmp/ccmail-spool-sink-XXXXXX";
-    if (!mkdtemp(tmpl)) abort();
-    dir = tmpl;
     opt.spool_root = dir + "/spool";
     opt.table = tt.opt;
     opt.reopen_interval = std::chrono::milliseconds(0);
     opt.stats_refresh_ms = 0;  // re-count on every Probe: the test sees its own files at once
-  }
-  ~Fixture() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
   }
   std::vector<std::string> Names(const std::string& sub) const {
     std::vector<std::string> out;

@@ -15,6 +15,11 @@
 #                                     # empty) exits (1, says so) or SECS pass (1, says so)
 #   smtp_send PORT FROM RCPT... < message   # one SMTP transaction; prints the server replies;
 #                                           # returns 0 when the final reply is 2xx
+#   mta_test_init NAME                # a test of one milter (pid in $MPID) behind this Postfix in
+#                                     # $T/pf: makes $T=/tmp/ccmail-NAME.XXXXXX (0755), TABLE, FAILS,
+#                                     # pass MSG / fail MSG (counts), and an EXIT trap that stops
+#                                     # Postfix and the milter, removes the claim table and $T
+#                                     # (kept when KEEP is set)
 # Needs root (Postfix's master runs as root, mail_owner = postfix). Loopback only.
 
 mta_free_port() {
@@ -35,6 +40,24 @@ wait_until() {
     [ "$SECONDS" -ge "$deadline" ] && { echo "$what: not ready after ${secs}s" >&2; return 1; }
     sleep 0.1
   done
+}
+
+mta_test_init() {
+  T=$(mktemp -d "/tmp/ccmail-$1.XXXXXX")
+  chmod 755 "$T"
+  MPID=
+  TABLE=ccmail-$1-$$
+  FAILS=0
+  fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+  pass() { echo "ok: $*"; }
+  trap mta_test_cleanup EXIT
+}
+
+mta_test_cleanup() {
+  pf_stop "$T/pf"
+  [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
+  rm -f "/dev/shm/$TABLE-v1" "$T/run/$TABLE-v1"
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 
 pf_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1"); }

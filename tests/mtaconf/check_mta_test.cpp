@@ -1,4 +1,5 @@
 #include "ccmail/mtaconf/check_mta.h"
+#include "ccmail/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -113,12 +114,6 @@ TEST(CheckSendmailCf, DefinedAndListed) {
 // CheckMta end to end with a fake postconf script and absent Sendmail files.
 class CheckMtaTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mtaconf-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string FakePostconf(const std::string& lines, int rc = 0) {
     std::string path = dir_ + "/postconf";
     std::ofstream(path) << "#!/bin/sh\n[ \"$1\" = -h ] || exit 9\nprintf '%s' '" << lines << "'\nexit " << rc << "\n";
@@ -132,7 +127,8 @@ class CheckMtaTest : public ::testing::Test {
     o.sendmail_cf = dir_ + "/absent.cf";
     return o;
   }
-  std::string dir_;
+  test::TempDir temp_{"mtaconf-test"};
+  std::string dir_ = temp_.path();
 };
 
 // Real Postfix configuration directories (postconf -c DIR) and a real listening socket, each

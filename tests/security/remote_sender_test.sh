@@ -16,20 +16,7 @@ EXPORTER=$2
 command -v postfix >/dev/null || { echo "postfix not installed"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (private Postfix)"; exit 77; }
 
-T=$(mktemp -d /tmp/ccmail-sec-remote.XXXXXX)
-chmod 755 "$T"
-MPID=
-TABLE=ccmail-sec-$$
-cleanup() {
-  pf_stop "$T/pf"
-  [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
-  rm -f "/dev/shm/$TABLE-v1" "$T/run/$TABLE-v1"
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-pass() { echo "ok: $*"; }
+mta_test_init sec-remote
 
 mkdir -p "$T/spool" "$T/outbox"
 chown nobody "$T/spool" "$T/outbox"

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "ccmail/shm/claim_table.h"
+#include "ccmail/testing/temp_dir.h"
 
 namespace ccmail::shm::testing {
 
@@ -25,13 +26,11 @@ inline const char* kBootB = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 // A runtime directory + table name unique to this process and call; the
 // destructor removes the segment and the directory.
 struct TestTable {
+  ::ccmail::test::TempDir dir{"ccmail-shm-test"};
   TableOptions opt;
   explicit TestTable(uint32_t slots = 64, uint32_t registry = 16) {
     static int counter = 0;
-    char tmpl[] = "/tmp/ccmail-shm-test-XXXXXX";
-    char* d = ::mkdtemp(tmpl);
-    if (d == nullptr) ::abort();
-    opt.runtime_directory = d;
+    opt.runtime_directory = dir.path();
     opt.name = "ccmail-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
     opt.slots = slots;
     opt.registry = registry;
@@ -39,8 +38,6 @@ struct TestTable {
   }
   ~TestTable() {
     (void)ClaimTable::Remove(opt);
-    std::error_code ec;
-    std::filesystem::remove_all(opt.runtime_directory, ec);
   }
 };
 

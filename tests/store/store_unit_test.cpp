@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -221,8 +222,7 @@ TEST(Spool, EveryCorruptionIsQuarantinedWithReason) {
   CaptureId id;
   ASSERT_TRUE(Capture(sp.get(), kMsg, &id).ok());
   std::string path = sp->new_dir() + "/" + id.ToString();
-  std::ifstream in(path, std::ios::binary);
-  std::string good((std::istreambuf_iterator<char>(in)), {});
+  std::string good = test::Slurp(path);
   // Flip each byte in turn, and truncate at several lengths: never verifies.
   for (size_t i = 0; i < good.size(); i += 3) {
     std::string bad = good;
@@ -241,8 +241,7 @@ TEST(Spool, EveryCorruptionIsQuarantinedWithReason) {
   EXPECT_TRUE(s.IsCorrupt());
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_TRUE(std::filesystem::exists(sp->corrupt_dir() + "/" + id.ToString()));
-  std::ifstream r(sp->corrupt_dir() + "/" + id.ToString() + ".reason");
-  std::string reason((std::istreambuf_iterator<char>(r)), {});
+  std::string reason = test::Slurp(sp->corrupt_dir() + "/" + id.ToString() + ".reason");
   EXPECT_NE(reason.find("no trailer"), std::string::npos) << reason;
 }
 
@@ -305,8 +304,8 @@ TEST(DurableIo, WriteAllUncachedWritesExactlyTheBytes) {
   std::vector<std::string> dirs;
   TempDir d;
   dirs.push_back(d.path());
-  char shm_tmpl[] = "/dev/shm/ccmail-store-XXXXXX";  // tmpfs: O_DIRECT may be refused
-  if (::mkdtemp(shm_tmpl)) dirs.push_back(shm_tmpl);
+  std::optional<TempDir> shm_dir;  // tmpfs: O_DIRECT may be refused
+  if (std::filesystem::is_directory("/dev/shm")) dirs.push_back(shm_dir.emplace("ccmail-store", "/dev/shm").path());
   std::string data;
   for (size_t i = 0; data.size() < (9u << 20) + 777; ++i) data += "line " + std::to_string(i * 2654435761u) + "\r\n";
   DurableIo& io = DurableIo::Real();
@@ -321,8 +320,7 @@ TEST(DurableIo, WriteAllUncachedWritesExactlyTheBytes) {
       ASSERT_TRUE(io.WriteAll(fd.get(), "tail", 4, path).ok());  // an unaligned append still works
       ASSERT_TRUE(io.Fsync(fd.get(), path).ok());
       ASSERT_TRUE(io.Close(&fd, path).ok());
-      std::ifstream in(path, std::ios::binary);
-      std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::string got = test::Slurp(path);
       ASSERT_EQ(got.size(), n + 4) << path;
       EXPECT_TRUE(got.compare(0, n, data, 0, n) == 0 && got.substr(n) == "tail") << path;
       ::unlink(path.c_str());

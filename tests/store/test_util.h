@@ -1,29 +1,15 @@
 // test_util.h - temp directories for store tests.
 #pragma once
 
-#include <stdlib.h>
-
 #include <filesystem>
 #include <string>
 
+#include "ccmail/testing/temp_dir.h"
+
 namespace ccmail::store::test {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ccmail-store-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    if (p) path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::ccmail::test::Slurp;
+using ::ccmail::test::TempDir;
 
 inline size_t CountFiles(const std::string& dir) {
   size_t n = 0;

@@ -806,7 +806,7 @@ Status Ledger::StageBatches(const std::vector<LedgerBatch>& batches) {
   if (im->staged) return Status::InvalidArgument(im->path + ": StageBatches while a staged commit is open");
   if (batches.empty()) return Status::InvalidArgument(im->path + ": StageBatches of no batch");
   CCMAIL_RETURN_IF_ERROR(im->Exec("BEGIN IMMEDIATE"));
-  im->staged_now = NowMs();
+  im->staged_now = WallClockMs();
   im->staged_seqs.clear();
   Status s = InsertBatches(batches, im->staged_now, &im->staged_seqs);
   if (!s.ok()) return EndTxn(im, s, nullptr, nullptr);

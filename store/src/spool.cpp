@@ -114,15 +114,23 @@ std::string EncodeMeta(const SpoolMeta& m) {
   return s;
 }
 
-bool ParseU64(const std::string& s, uint64_t* v) {
-  if (s.empty() || s.size() > 20) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    r = r * 10 + static_cast<uint64_t>(c - '0');
+// Digits only (no sign, blank or base prefix, unlike strtoull), at most `max`.
+std::optional<uint64_t> ParseDecimal(std::string_view digits, uint64_t max) {
+  if (digits.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (max - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
   }
-  *v = r;
-  return true;
+  return value;
+}
+
+bool ParseU64(const std::string& text, uint64_t* value) {
+  auto parsed = ParseDecimal(text, UINT64_MAX);
+  if (parsed) *value = *parsed;
+  return parsed.has_value();
 }
 
 Status DecodeMeta(const std::string& text, SpoolMeta* m) {
@@ -221,6 +229,19 @@ std::string TmpWriterTag(const std::string& name) {
   if (name.size() < 34 || name[32] != '.') return "";
   if (!CaptureId::Parse(std::string_view(name).substr(0, 32))) return "";
   return name.substr(33);
+}
+
+std::string WriterTag::ToString() const {
+  return std::to_string(registry_index) + "." + std::to_string(registration_gen);
+}
+
+std::optional<WriterTag> WriterTag::Parse(std::string_view text) {
+  const size_t dot = text.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  auto index = ParseDecimal(text.substr(0, dot), UINT32_MAX);
+  auto gen = ParseDecimal(text.substr(dot + 1), UINT64_MAX);
+  if (!index || !gen) return std::nullopt;
+  return WriterTag{static_cast<uint32_t>(*index), *gen};
 }
 
 // ---- SpoolWriter ----

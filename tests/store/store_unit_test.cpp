@@ -267,6 +267,25 @@ TEST(Spool, CleanTmpOnlyDeadWriters) {
   EXPECT_EQ(TmpWriterTag("junk"), "");
 }
 
+TEST(WriterTag, FormatsAndParsesRegistrationTags) {
+  const WriterTag tag{12, 3};
+  EXPECT_EQ(tag.ToString(), "12.3");
+  EXPECT_EQ(WriterTag::Parse("12.3"), tag);
+  const WriterTag widest{UINT32_MAX, UINT64_MAX};
+  EXPECT_EQ(WriterTag::Parse(widest.ToString()), widest);
+  EXPECT_EQ(WriterTag::Parse("0.0"), (WriterTag{0, 0}));
+}
+
+// A tag that is not exactly a registration must never be taken for one: the cleaners delete
+// the tmp files of the registration a tag names when the claim table says it is dead.
+TEST(WriterTag, RejectsEverythingButTwoDecimalNumbers) {
+  for (const char* text : {"", "p1234", "12", "12.", ".3", "12.3.4", "+12.3", "12.+3", " 12.3", "12. 3", "-1.3",
+                           "12.-3", "0x1.3", "12.3 ", "4294967296.3", "4294967297.3", "1.18446744073709551616",
+                           "99999999999999999999.1"}) {
+    EXPECT_FALSE(WriterTag::Parse(text).has_value()) << '"' << text << '"';
+  }
+}
+
 TEST(Spool, InjectedFaultsLeaveNothingBehind) {
   for (const char* point : {kCrashSpoolTmpCreated, kCrashSpoolTmpWritten, kCrashSpoolTmpFsynced, kCrashSpoolRenamed,
                             kCrashSpoolDirFsynced}) {

@@ -34,7 +34,9 @@
 #include <functional>
 #include <mutex>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ccmail/common/status.h"
@@ -198,5 +200,19 @@ class Spool {
 
 // Parses the writer-tag of a tmp file name "<32hex>.<tag>"; empty if not of that form.
 std::string TmpWriterTag(const std::string& file_name);
+
+// The writer tag of a milter registered in the claim table: "<registry index>.<registration
+// generation>" (decimal, no sign, no leading blanks). Whoever cleans tmp/ asks the claim
+// table whether that registration is still alive; a tag of any other form (a tool's "p<pid>")
+// is not a registration and its files are never deleted for it.
+struct WriterTag {
+  uint32_t registry_index = 0;
+  uint64_t registration_gen = 0;
+
+  std::string ToString() const;
+  // nullopt unless `text` is exactly two decimal numbers joined by '.', each in range.
+  static std::optional<WriterTag> Parse(std::string_view text);
+  friend bool operator==(const WriterTag&, const WriterTag&) = default;
+};
 
 }  // namespace ccmail::store

@@ -463,7 +463,7 @@ struct Exporter::Impl {
   }
 
   void Quarantine(const CaptureId& id, const store::SpoolMeta& meta, std::string reason) {
-    if (reason.size() > 300) reason = reason.substr(0, 300) + "...";  // a huge name must not flood the log
+    reason = store::QuarantineReason(std::move(reason));  // as the reason file records it
     Status s = store::InjectedError(kCrashQuarantined, "quarantine capture " + id.ToString());
     if (s.ok()) s = spool->Quarantine(id, reason);
     if (!s.ok()) {

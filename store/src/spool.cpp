@@ -461,43 +461,59 @@ Status Spool::Remove(const CaptureId& id, bool sync_dir) {
   uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   Status s = io_->Unlink(path, kCrashSpoolUnlinked);
   if (!s.ok()) return s;
-  // Counters never go below zero (another process may have committed it).
-  uint64_t c = count_.load(std::memory_order_relaxed);
-  while (c > 0 && !count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {}
-  uint64_t b = bytes_.load(std::memory_order_relaxed);
-  while (b > 0 && !bytes_.compare_exchange_weak(b, b >= size ? b - size : 0, std::memory_order_relaxed)) {}
+  ForgetFromBacklog(size);
   if (sync_dir) return SyncNewDir();
   return Status::Ok();
 }
 
 Status Spool::SyncNewDir() { return io_->FsyncDir(new_dir(), kCrashSpoolUnlinkDirFsynced); }
 
-Status Spool::Quarantine(const CaptureId& id, const std::string& reason) {
-  std::string from = new_dir() + "/" + id.ToString();
-  std::string to = corrupt_dir() + "/" + id.ToString();
-  std::string rpath = to + ".reason";
-  // Reason first (best effort but durable), then the move.
+std::string QuarantineReason(std::string reason) {
+  if (reason.size() > kMaxQuarantineReason) reason = reason.substr(0, kMaxQuarantineReason) + "...";
+  return reason;
+}
+
+Status Spool::WriteReasonFile(const std::string& reason_path, const std::string& reason) {
+  const std::string tmp_path = reason_path + ".tmp";
+  // Left by an attempt that was interrupted before its rename: it holds no other reason.
+  Status stale = io_->Unlink(tmp_path);
+  if (!stale.ok() && !stale.IsNotFound()) return stale;
   UniqueFd fd;
-  Status s = io_->CreateExclusive(rpath + ".tmp", 0600, &fd);
-  if (s.ok()) {
-    std::string text = reason + "\n";
-    s = io_->WriteAll(fd.get(), text.data(), text.size(), rpath);
-    if (s.ok()) s = io_->Fsync(fd.get(), rpath);
-    Status c = io_->Close(&fd, rpath);
-    if (s.ok()) s = c;
-    if (s.ok()) s = io_->Rename(rpath + ".tmp", rpath);
-    if (!s.ok()) (void)io_->Unlink(rpath + ".tmp");
+  CCMAIL_RETURN_IF_ERROR(io_->CreateExclusive(tmp_path, 0600, &fd));
+  const std::string text = reason + "\n";
+  Status status = io_->WriteAll(fd.get(), text.data(), text.size(), reason_path);
+  if (status.ok()) status = io_->Fsync(fd.get(), reason_path);
+  Status closed = io_->Close(&fd, reason_path);
+  if (status.ok()) status = closed;
+  if (status.ok()) status = io_->Rename(tmp_path, reason_path);
+  if (!status.ok()) (void)io_->Unlink(tmp_path);
+  return status;
+}
+
+void Spool::ForgetFromBacklog(uint64_t file_size) {
+  // Never below zero: another process may have committed the file.
+  uint64_t count = count_.load(std::memory_order_relaxed);
+  while (count > 0 && !count_.compare_exchange_weak(count, count - 1, std::memory_order_relaxed)) {}
+  uint64_t bytes = bytes_.load(std::memory_order_relaxed);
+  while (bytes > 0 &&
+         !bytes_.compare_exchange_weak(bytes, bytes >= file_size ? bytes - file_size : 0, std::memory_order_relaxed)) {
   }
-  if (!s.ok()) LogWarning("spool: reason file %s: %s", rpath.c_str(), s.ToString().c_str());
+}
+
+Status Spool::Quarantine(const CaptureId& id, const std::string& reason) {
+  const std::string from = new_dir() + "/" + id.ToString();
+  const std::string to = corrupt_dir() + "/" + id.ToString();
+  const std::string reason_path = to + ".reason";
+  const std::string recorded = QuarantineReason(reason);
+  // Reason first: corrupt/<id> never appears without it unless it could not be written.
+  if (Status rs = WriteReasonFile(reason_path, recorded); !rs.ok())
+    LogWarning("spool: reason file %s (%s): %s", reason_path.c_str(), recorded.c_str(), rs.ToString().c_str());
   struct stat st;
-  uint64_t size = ::stat(from.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  const uint64_t size = ::stat(from.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   CCMAIL_RETURN_IF_ERROR(io_->Rename(from, to));
   CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(corrupt_dir()));
   CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(new_dir()));
-  uint64_t c = count_.load();
-  while (c > 0 && !count_.compare_exchange_weak(c, c - 1)) {}
-  uint64_t b = bytes_.load();
-  while (b > 0 && !bytes_.compare_exchange_weak(b, b >= size ? b - size : 0)) {}
+  ForgetFromBacklog(size);
   return Status::Ok();
 }
 

@@ -154,7 +154,13 @@ class Spool {
   // SyncNewDir() once afterwards).
   Status Remove(const CaptureId& id, bool sync_dir = true);
   Status SyncNewDir();
-  // Moves new/<id> to corrupt/ with a reason file; fsyncs both directories.
+  // The one way a capture leaves the queue for an administrator (a file that fails
+  // verification, a message that cannot be exported). Writes QuarantineReason(reason) to
+  // corrupt/<id>.reason and fsyncs it, moves new/<id> to corrupt/<id>, then fsyncs corrupt/
+  // and new/: once it returns Ok the move and the reason survive a power loss. A reason file
+  // that cannot be written (full disk) is logged with the reason and the capture is moved
+  // anyway, so it is not retried for ever; a stale reason of an interrupted earlier attempt
+  // is replaced. On an error the capture is where it was or in corrupt/, never gone.
   Status Quarantine(const CaptureId& id, const std::string& reason);
 
   // corrupt/<id> files (reason files without their capture are skipped), sorted by id,
@@ -188,6 +194,8 @@ class Spool {
   friend class SpoolWriter;
   Spool(std::string root, DurableIo* io, std::string tag);
   Status VerifyFile(const std::string& path, SpoolEntry* entry) const;
+  Status WriteReasonFile(const std::string& reason_path, const std::string& reason);
+  void ForgetFromBacklog(uint64_t file_size);
   std::string root_;
   DurableIo* io_;
   std::string tag_;
@@ -197,6 +205,11 @@ class Spool {
   int64_t stats_refresh_ms_ = 1000;
   std::mutex scan_mu_;
 };
+
+// The reason as Spool::Quarantine records it: cut to kMaxQuarantineReason bytes plus "..."
+// (a message with a huge unusable name must not flood the log, the reason file or a notice).
+inline constexpr size_t kMaxQuarantineReason = 300;
+std::string QuarantineReason(std::string reason);
 
 // Parses the writer-tag of a tmp file name "<32hex>.<tag>"; empty if not of that form.
 std::string TmpWriterTag(const std::string& file_name);

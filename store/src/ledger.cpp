@@ -334,59 +334,6 @@ Status Ledger::NextSeq(uint64_t* seq) {
   return Status::Ok();
 }
 
-Status Ledger::CommitBatch(LedgerBatch* b) {
-  Impl* im = impl_.get();
-  if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatch before BumpEpoch");
-  int64_t now = b->created_ms ? b->created_ms : NowMs();
-  uint64_t seq = 0;
-  int64_t exported = 0, dups = 0;
-  Status s = InTxn(im, [&]() -> Status {
-    // Fencing: another exporter may have bumped the epoch.
-    uint64_t e = 0;
-    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
-    if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
-    CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
-    Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
-    bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b->post_office)
-        .Text(4, b->file_name).Int(5, now).Int(6, static_cast<int64_t>(b->capture_ids.size()));
-    if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
-    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
-    for (const auto& id : b->capture_ids) {
-      ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, now);
-      if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
-      ci.Reset();
-    }
-    Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
-    for (const auto& d : b->deliveries) {
-      di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
-          .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, now);
-      int rc = di.Step();
-      if (rc == SQLITE_CONSTRAINT) {
-        if (d.kind == DeliveryKind::kDup) {  // the same capture listed twice as DUP: harmless
-          di.Reset();
-          continue;
-        }
-        return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
-                                     " already exported (capture " + d.capture_id.ToString() + ")");
-      }
-      if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
-      di.Reset();
-      (d.kind == DeliveryKind::kExported ? exported : dups)++;
-    }
-    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
-    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "dup_total", dups));
-    return SetMeta(im, "last_seq", static_cast<int64_t>(seq));
-  }, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter);
-  if (!s.ok()) return s;
-  b->seq = seq;
-  b->epoch = epoch_;
-  b->created_ms = now;
-  return Status::Ok();
-}
-
 Status Ledger::HasCapture(const CaptureId& id, bool* found) {
   Stmt st(impl_.get(), "SELECT 1 FROM captures WHERE capture_id = ?");
   CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture lookup"));
@@ -723,8 +670,6 @@ Status Ledger::BackupTo(const std::string& dest_path) {
   std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : dest_path.substr(0, slash));
   return DurableIo::Real().FsyncDir(dir, nullptr);
 }
-
-// ---- added for the exporter (brief A) ----
 
 Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
   Impl* im = impl_.get();

@@ -249,7 +249,8 @@ TEST(LedgerCrash, CommitPointIsAtomicUnderKill) {
             batch.deliveries.push_back({id, k, "r1", DeliveryKind::kExported});
             batch.deliveries.push_back({id, k, "r2", DeliveryKind::kExported});
           }
-          if (!l->CommitBatch(&batch).ok()) return 102;
+          std::vector<LedgerBatch> one_batch{std::move(batch)};
+          if (!l->CommitBatches(&one_batch).ok()) return 102;
         }
         return 0;
       });

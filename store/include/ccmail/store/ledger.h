@@ -7,7 +7,7 @@
 //     captures(capture_id PRIMARY KEY, batch_seq)       every capture id recorded
 //     deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms,
 //                PRIMARY KEY(content_key, recipient))   kind EXPORTED or DUP
-//   CommitBatch() is ONE transaction = the export decision: crash points
+//   CommitBatches() is ONE transaction = the export decision: crash points
 //   ledger.commit.before / ledger.commit.after surround the COMMIT.
 //   Recipient strings are compared as given (callers pass a normalised SMTP address or
 //   "cc:Mail name@post office" - pick one and stay with it).
@@ -42,7 +42,7 @@ struct LedgerDelivery {
 };
 
 struct LedgerBatch {
-  uint64_t seq = 0;         // assigned by CommitBatch (strictly increasing)
+  uint64_t seq = 0;         // assigned by CommitBatches (strictly increasing)
   uint64_t epoch = 0;       // the ledger's current epoch
   std::string post_office;
   std::string file_name;
@@ -75,22 +75,19 @@ class Ledger {
   // epoch = epoch + 1 in its own transaction (crash point recovery.epoch). Returns it.
   Status BumpEpoch(uint64_t* new_epoch);
   uint64_t epoch() const { return epoch_; }
-  // The next seq CommitBatch will use.
+  // The next seq CommitBatches will use.
   Status NextSeq(uint64_t* seq);
 
-  // The commit point. Fills batch->seq and batch->epoch. A delivery whose (key, recipient)
-  // is already EXPORTED is stored as nothing new and reported: kAlreadyExists with no
-  // change (caller should have checked with IsExported; see design 5.6-4).
-  Status CommitBatch(LedgerBatch* batch);
-
-  // ---- added for the exporter (brief A) ----
-  // Several batches in ONE transaction (a message with recipients on two post offices is in
-  // two batch files; committing them separately would let a crash in between make recovery
-  // unlink its spool file with one post office still unexported). Seqs are assigned
-  // consecutively from NextSeq() in vector order; a batch whose seq is non-zero on input
-  // must get exactly that seq (the caller named its .part file after it), else nothing is
-  // committed and kInvalidArgument is returned. Same fencing, crash points and
-  // duplicate rules as CommitBatch.
+  // The commit point: several batches in ONE transaction (a message with recipients on two
+  // post offices is in two batch files; committing them separately would let a crash in
+  // between make recovery unlink its spool file with one post office still unexported).
+  // Seqs are assigned consecutively from NextSeq() in vector order; a batch whose seq is
+  // non-zero on input must get exactly that seq (the caller named its .part file after it),
+  // else nothing is committed and kInvalidArgument is returned. Fills each batch's seq,
+  // epoch and created_ms. kInvalidArgument before BumpEpoch; kBusy when another exporter
+  // bumped the epoch since (fencing). A delivery whose (key, recipient) is already EXPORTED
+  // fails the whole transaction with kAlreadyExists and no change (caller should have
+  // checked with AreExported; see design 5.6-4); a DUP delivery listed twice is harmless.
   Status CommitBatches(std::vector<LedgerBatch>* batches);
   // The batch row whose file_name is `file_name` (highest seq if several). kNotFound if none.
   Status FindBatchByName(const std::string& file_name, LedgerBatch* out);

@@ -666,9 +666,7 @@ Status Ledger::BackupTo(const std::string& dest_path) {
     if (!fd.valid()) return Status::FromErrno("open " + dest_path, errno);
     CCMAIL_RETURN_IF_ERROR(DurableIo::Real().Fsync(fd.get(), dest_path));
   }
-  auto slash = dest_path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : dest_path.substr(0, slash));
-  return DurableIo::Real().FsyncDir(dir, nullptr);
+  return DurableIo::Real().FsyncDir(ParentDirectory(dest_path), nullptr);
 }
 
 Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {

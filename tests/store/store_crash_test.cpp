@@ -15,6 +15,7 @@
 #include "ccmail/store/content_key.h"
 #include "ccmail/store/io.h"
 #include "ccmail/store/ledger.h"
+#include "ccmail/store/power_loss_io.h"
 #include "ccmail/store/spool.h"
 #include "test_util.h"
 

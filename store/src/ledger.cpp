@@ -193,6 +193,32 @@ Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* af
   (void)r;  // "no transaction is active" after a failed COMMIT that SQLite rolled back
   return s;
 }
+
+// The columns seq, epoch, post_office, file_name, created_ms of a batches row.
+LedgerBatch BatchRow(Stmt* st) {
+  LedgerBatch batch;
+  batch.seq = static_cast<uint64_t>(st->Col(0));
+  batch.epoch = static_cast<uint64_t>(st->Col(1));
+  batch.post_office = st->ColText(2);
+  batch.file_name = st->ColText(3);
+  batch.created_ms = st->Col(4);
+  return batch;
+}
+
+// PRAGMA integrity_check or quick_check: Ok when it says "ok", kCorrupt with its findings.
+Status PragmaCheck(Ledger::Impl* im, const std::string& pragma) {
+  Stmt st(im, ("PRAGMA " + pragma).c_str());
+  CCMAIL_RETURN_IF_ERROR(st.ok(pragma.c_str()));
+  std::string findings;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    if (!findings.empty()) findings += "; ";
+    findings += st.ColText(0);
+  }
+  if (rc != SQLITE_DONE) return im->Err(pragma, rc);
+  if (findings != "ok") return Status::Corrupt(im->path + ": " + pragma + ": " + findings);
+  return Status::Ok();
+}
 }  // namespace
 
 Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -335,12 +361,9 @@ Status Ledger::NextSeq(uint64_t* seq) {
 }
 
 Status Ledger::HasCapture(const CaptureId& id, bool* found) {
-  Stmt st(impl_.get(), "SELECT 1 FROM captures WHERE capture_id = ?");
-  CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture lookup"));
-  st.Blob(1, id.bytes.data(), 16);
-  int rc = st.Step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("capture lookup", rc);
-  *found = rc == SQLITE_ROW;
+  std::vector<char> found_flags;
+  CCMAIL_RETURN_IF_ERROR(HasCaptures({id}, &found_flags));
+  *found = found_flags[0] != 0;
   return Status::Ok();
 }
 
@@ -382,12 +405,9 @@ Status Ledger::CaptureDeliveries(const CaptureId& id, std::vector<CaptureDeliver
 }
 
 Status Ledger::IsExported(const ContentKey& key, const std::string& recipient, bool* exported) {
-  Stmt st(impl_.get(), "SELECT 1 FROM deliveries WHERE content_key = ? AND recipient = ? AND kind = 1");
-  CCMAIL_RETURN_IF_ERROR(st.ok("prepare delivery lookup"));
-  st.Blob(1, key.bytes.data(), 32).Text(2, recipient);
-  int rc = st.Step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("delivery lookup", rc);
-  *exported = rc == SQLITE_ROW;
+  std::vector<char> exported_flags;
+  CCMAIL_RETURN_IF_ERROR(AreExported({{key, recipient}}, &exported_flags));
+  *exported = exported_flags[0] != 0;
   return Status::Ok();
 }
 
@@ -407,15 +427,7 @@ Status Ledger::ListBatchesSince(uint64_t after, std::vector<LedgerBatch>* out) {
   CCMAIL_RETURN_IF_ERROR(st.ok("prepare batch list"));
   st.Int(1, static_cast<int64_t>(after));
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    LedgerBatch b;
-    b.seq = static_cast<uint64_t>(st.Col(0));
-    b.epoch = static_cast<uint64_t>(st.Col(1));
-    b.post_office = st.ColText(2);
-    b.file_name = st.ColText(3);
-    b.created_ms = st.Col(4);
-    out->push_back(std::move(b));
-  }
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(BatchRow(&st));
   return rc == SQLITE_DONE ? Status::Ok() : impl_->Err("batch list", rc);
 }
 
@@ -476,19 +488,7 @@ Status Ledger::Counters(LedgerCounters* c) {
   return Status::Ok();
 }
 
-Status Ledger::IntegrityCheck() {
-  Stmt st(impl_.get(), "PRAGMA integrity_check");
-  CCMAIL_RETURN_IF_ERROR(st.ok("integrity_check"));
-  std::string result;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    if (!result.empty()) result += "; ";
-    result += st.ColText(0);
-  }
-  if (rc != SQLITE_DONE) return impl_->Err("integrity_check", rc);
-  if (result != "ok") return Status::Corrupt(impl_->path + ": integrity_check: " + result);
-  return Status::Ok();
-}
+Status Ledger::IntegrityCheck() { return PragmaCheck(impl_.get(), "integrity_check"); }
 
 namespace {
 // The cross-checks of QuickCheck: each pair must give the same count and sum of
@@ -530,18 +530,7 @@ Status CountAndSum(Ledger::Impl* im, const char* sql, int64_t* count, int64_t* s
 
 Status Ledger::QuickCheck() {
   Impl* im = impl_.get();
-  {
-    Stmt st(im, "PRAGMA quick_check");
-    CCMAIL_RETURN_IF_ERROR(st.ok("quick_check"));
-    std::string result;
-    int rc;
-    while ((rc = st.Step()) == SQLITE_ROW) {
-      if (!result.empty()) result += "; ";
-      result += st.ColText(0);
-    }
-    if (rc != SQLITE_DONE) return im->Err("quick_check", rc);
-    if (result != "ok") return Status::Corrupt(im->path + ": quick_check: " + result);
-  }
+  CCMAIL_RETURN_IF_ERROR(PragmaCheck(im, "quick_check"));
   // quick_check verifies page structure but not that an index holds the table's keys: a
   // flipped bit inside a content key passes it and the lookup then misses an exported
   // delivery. Two sequential scans per index are far cheaper than integrity_check's
@@ -740,12 +729,7 @@ Status Ledger::FindBatchByName(const std::string& file_name, LedgerBatch* out) {
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::NotFound(impl_->path + ": no batch named " + file_name);
   if (rc != SQLITE_ROW) return impl_->Err("batch by name", rc);
-  *out = LedgerBatch{};
-  out->seq = static_cast<uint64_t>(st.Col(0));
-  out->epoch = static_cast<uint64_t>(st.Col(1));
-  out->post_office = st.ColText(2);
-  out->file_name = st.ColText(3);
-  out->created_ms = st.Col(4);
+  *out = BatchRow(&st);
   return Status::Ok();
 }
 
@@ -757,15 +741,7 @@ Status Ledger::LatestBatchPerPostOffice(std::vector<LedgerBatch>* out) {
           "ON b.seq = x.m ORDER BY b.seq");
   CCMAIL_RETURN_IF_ERROR(st.ok("prepare latest batches"));
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    LedgerBatch b;
-    b.seq = static_cast<uint64_t>(st.Col(0));
-    b.epoch = static_cast<uint64_t>(st.Col(1));
-    b.post_office = st.ColText(2);
-    b.file_name = st.ColText(3);
-    b.created_ms = st.Col(4);
-    out->push_back(std::move(b));
-  }
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(BatchRow(&st));
   return rc == SQLITE_DONE ? Status::Ok() : impl_->Err("latest batches", rc);
 }
 

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "ccmail/common/log.h"
+#include "hex.h"
 
 namespace ccmail::store {
 namespace {
@@ -79,16 +80,9 @@ bool Unescape(const std::string& v, std::string* out) {
       out->push_back(v[i]);
       continue;
     }
-    if (i + 2 >= v.size()) return false;
-    auto hv = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int hi = hv(v[i + 1]), lo = hv(v[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi << 4 | lo));
+    uint8_t byte = 0;
+    if (i + 2 >= v.size() || !HexDecode(std::string_view(v).substr(i + 1, 2), &byte, 1)) return false;
+    out->push_back(static_cast<char>(byte));
     i += 2;
   }
   return true;
@@ -437,13 +431,15 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
   return Status::Ok();
 }
 
-Status Spool::VerifyOnly(const CaptureId& id, SpoolEntry* entry) const {
-  std::string path = new_dir() + "/" + id.ToString();
+Status Spool::VerifyCapture(const std::string& dir, const CaptureId& id, SpoolEntry* entry) const {
+  const std::string path = dir + "/" + id.ToString();
   Status s = VerifyFile(path, entry);
   if (s.ok() && entry->meta.capture_id != id)
     return Status::Corrupt(path + ": capture id inside is " + entry->meta.capture_id.ToString());
   return s;
 }
+
+Status Spool::VerifyOnly(const CaptureId& id, SpoolEntry* entry) const { return VerifyCapture(new_dir(), id, entry); }
 
 Status Spool::OpenEntry(const CaptureId& id, SpoolEntry* entry) {
   Status s = VerifyOnly(id, entry);
@@ -603,11 +599,7 @@ Status Spool::ListQuarantined(std::vector<QuarantinedCapture>* out) const {
 }
 
 Status Spool::VerifyQuarantined(const CaptureId& id, SpoolEntry* entry) const {
-  std::string path = corrupt_dir() + "/" + id.ToString();
-  Status s = VerifyFile(path, entry);
-  if (s.ok() && entry->meta.capture_id != id)
-    return Status::Corrupt(path + ": capture id inside is " + entry->meta.capture_id.ToString());
-  return s;
+  return VerifyCapture(corrupt_dir(), id, entry);
 }
 
 Status Spool::Requeue(const CaptureId& id) {

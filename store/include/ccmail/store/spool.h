@@ -194,6 +194,8 @@ class Spool {
   friend class SpoolWriter;
   Spool(std::string root, DurableIo* io, std::string tag);
   Status VerifyFile(const std::string& path, SpoolEntry* entry) const;
+  // VerifyFile of <dir>/<id>, which must also hold that id.
+  Status VerifyCapture(const std::string& dir, const CaptureId& id, SpoolEntry* entry) const;
   Status WriteReasonFile(const std::string& reason_path, const std::string& reason);
   void ForgetFromBacklog(uint64_t file_size);
   std::string root_;

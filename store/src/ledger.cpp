@@ -255,14 +255,16 @@ Status Ledger::Open(const std::string& path, std::unique_ptr<Ledger>* out) {
   CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA wal_autocheckpoint=10000"));
   Ledger::Impl* raw = im.get();
   CCMAIL_RETURN_IF_ERROR(InTxn(raw, [&] { return raw->Exec(kSchema); }));
+  return Adopt(std::move(im), out);
+}
+
+Status Ledger::Adopt(std::unique_ptr<Impl> impl, std::unique_ptr<Ledger>* out) {
   uint64_t schema = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(raw, "schema", &schema));
-  if (schema != 1) return Status::Corrupt(path + ": unknown ledger schema " + std::to_string(schema));
-  std::unique_ptr<Ledger> l(new Ledger(std::move(im)));
-  uint64_t epoch = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(l->impl_.get(), "epoch", &epoch));
-  l->epoch_ = epoch;
-  *out = std::move(l);
+  CCMAIL_RETURN_IF_ERROR(GetMeta(impl.get(), "schema", &schema));
+  if (schema != 1) return Status::Corrupt(impl->path + ": unknown ledger schema " + std::to_string(schema));
+  std::unique_ptr<Ledger> ledger(new Ledger(std::move(impl)));
+  CCMAIL_RETURN_IF_ERROR(GetMeta(ledger->impl_.get(), "epoch", &ledger->epoch_));
+  *out = std::move(ledger);
   return Status::Ok();
 }
 
@@ -321,15 +323,7 @@ Status Ledger::OpenReadOnly(const std::string& path, std::unique_ptr<Ledger>* ou
     sqlite3_extended_result_codes(im->db, 0);
     if (int frc = RegisterFunctions(im->db); frc != SQLITE_OK) return im->Err("register functions", frc);
   }
-  uint64_t schema = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(im.get(), "schema", &schema));
-  if (schema != 1) return Status::Corrupt(path + ": unknown ledger schema " + std::to_string(schema));
-  std::unique_ptr<Ledger> l(new Ledger(std::move(im)));
-  uint64_t epoch = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(l->impl_.get(), "epoch", &epoch));
-  l->epoch_ = epoch;
-  *out = std::move(l);
-  return Status::Ok();
+  return Adopt(std::move(im), out);
 }
 
 Status Ledger::BumpEpoch(uint64_t* new_epoch) {
@@ -666,43 +660,43 @@ Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
   std::vector<uint64_t> seqs;
   int64_t exported = 0, dups = 0;
   Status s = InTxn(im, [&]() -> Status {
-    uint64_t e = 0;
-    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
-    if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
+    uint64_t stored_epoch = 0;
+    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &stored_epoch));
+    if (stored_epoch != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(stored_epoch) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
     uint64_t seq = 0;
     CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
-    Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
-    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
-    Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
-    for (auto& b : *batches) {
-      if (b.seq != 0 && b.seq != seq)
-        return Status::InvalidArgument(im->path + ": batch " + b.file_name + " expects seq " + std::to_string(b.seq) +
+    Stmt insert_batch(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(insert_batch.ok("prepare batch insert"));
+    Stmt insert_capture(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(insert_capture.ok("prepare capture insert"));
+    Stmt insert_delivery(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
+    CCMAIL_RETURN_IF_ERROR(insert_delivery.ok("prepare delivery insert"));
+    for (auto& batch : *batches) {
+      if (batch.seq != 0 && batch.seq != seq)
+        return Status::InvalidArgument(im->path + ": batch " + batch.file_name + " expects seq " + std::to_string(batch.seq) +
                                        " but the next seq is " + std::to_string(seq));
-      const int64_t created = b.created_ms ? b.created_ms : now;
-      bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b.post_office)
-          .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
-      if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
-      bi.Reset();
-      for (const auto& id : b.capture_ids) {
-        ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
-        if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
-        ci.Reset();
+      const int64_t created = batch.created_ms ? batch.created_ms : now;
+      insert_batch.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, batch.post_office)
+          .Text(4, batch.file_name).Int(5, created).Int(6, static_cast<int64_t>(batch.capture_ids.size()));
+      if (int rc = insert_batch.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
+      insert_batch.Reset();
+      for (const auto& id : batch.capture_ids) {
+        insert_capture.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
+        if (int rc = insert_capture.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
+        insert_capture.Reset();
       }
-      for (const auto& d : b.deliveries) {
-        di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
-            .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
-        int rc = di.Step();
-        di.Reset();
+      for (const auto& delivery : batch.deliveries) {
+        insert_delivery.Blob(1, delivery.content_key.bytes.data(), 32).Text(2, delivery.recipient).Int(3, static_cast<int>(delivery.kind))
+            .Blob(4, delivery.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
+        int rc = insert_delivery.Step();
+        insert_delivery.Reset();
         if (rc == SQLITE_CONSTRAINT) {
-          if (d.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
-          return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
-                                       " already exported (capture " + d.capture_id.ToString() + ")");
+          if (delivery.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
+          return Status::AlreadyExists(im->path + ": delivery " + delivery.content_key.ToString() + " to " + delivery.recipient +
+                                       " already exported (capture " + delivery.capture_id.ToString() + ")");
         }
         if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
-        (d.kind == DeliveryKind::kExported ? exported : dups)++;
+        (delivery.kind == DeliveryKind::kExported ? exported : dups)++;
       }
       seqs.push_back(seq);
       ++seq;
@@ -713,10 +707,10 @@ Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
   }, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter);
   if (!s.ok()) return s;
   for (size_t i = 0; i < batches->size(); ++i) {
-    auto& b = (*batches)[i];
-    b.seq = seqs[i];
-    b.epoch = epoch_;
-    if (!b.created_ms) b.created_ms = now;
+    LedgerBatch& batch = (*batches)[i];
+    batch.seq = seqs[i];
+    batch.epoch = epoch_;
+    if (!batch.created_ms) batch.created_ms = now;
   }
   return Status::Ok();
 }

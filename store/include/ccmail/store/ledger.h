@@ -155,6 +155,8 @@ class Ledger {
 
  private:
   explicit Ledger(std::unique_ptr<Impl> impl);
+  // Checks the schema of an opened database and reads its epoch into a new Ledger.
+  static Status Adopt(std::unique_ptr<Impl> impl, std::unique_ptr<Ledger>* out);
   std::unique_ptr<Impl> impl_;
   uint64_t epoch_ = 0;
 };

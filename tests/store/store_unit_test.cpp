@@ -251,39 +251,30 @@ std::string ReadReasonFile(const Spool& spool, const CaptureId& id) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
-// An exporter killed between creating and renaming the reason file leaves <id>.reason.tmp;
-// the next quarantine of that capture (it is still in new/) must still record its reason.
-TEST(Spool, QuarantineReplacesAStaleReasonTmp) {
+// The reason file holds the shortened reason. An exporter killed between creating and
+// renaming it leaves <id>.reason.tmp; the next quarantine of that capture (it is still in
+// new/) must still record its reason.
+TEST(Spool, QuarantineRecordsTheReason) {
   TempDir d;
   std::unique_ptr<Spool> sp;
   ASSERT_TRUE(Spool::Open(d.path() + "/spool", &sp).ok());
-  std::unique_ptr<SpoolWriter> w;
-  ASSERT_TRUE(sp->Begin(&w).ok());
-  ASSERT_TRUE(w->Append("hello", 5).ok());
-  ASSERT_TRUE(w->Commit(SampleMeta()).ok());
-  const CaptureId id = w->id();
+  CaptureId id, long_reason_id;
+  ASSERT_TRUE(Capture(sp.get(), "hello", &id).ok());
+  ASSERT_TRUE(Capture(sp.get(), "", &long_reason_id).ok());
   const std::string stale = sp->corrupt_dir() + "/" + id.ToString() + ".reason.tmp";
   { std::ofstream(stale) << "half a reason"; }
   ASSERT_TRUE(sp->Quarantine(id, "unconvertible: no body").ok());
   EXPECT_EQ(ReadReasonFile(*sp, id), "unconvertible: no body\n");
   EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_TRUE(std::filesystem::exists(sp->corrupt_dir() + "/" + id.ToString()));
-  EXPECT_EQ(sp->Stats().count, 0u);
-}
 
-TEST(Spool, QuarantineRecordsTheShortenedReason) {
-  TempDir d;
-  std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(d.path() + "/spool", &sp).ok());
-  std::unique_ptr<SpoolWriter> w;
-  ASSERT_TRUE(sp->Begin(&w).ok());
-  ASSERT_TRUE(w->Commit(SampleMeta()).ok());
   const std::string huge_name(5000, 'x');
-  ASSERT_TRUE(sp->Quarantine(w->id(), "unusable recipient " + huge_name).ok());
-  const std::string recorded = ReadReasonFile(*sp, w->id());
+  ASSERT_TRUE(sp->Quarantine(long_reason_id, "unusable recipient " + huge_name).ok());
+  const std::string recorded = ReadReasonFile(*sp, long_reason_id);
   EXPECT_EQ(recorded, QuarantineReason("unusable recipient " + huge_name) + "\n");
   EXPECT_EQ(recorded.size(), kMaxQuarantineReason + 4);
   EXPECT_EQ(QuarantineReason("short"), "short");
+  EXPECT_EQ(sp->Stats().count, 0u);
 }
 
 TEST(Spool, CleanTmpOnlyDeadWriters) {

@@ -99,7 +99,8 @@ int main(int argc, char** argv) {
         ContentKey k = ContentKeyOfMessage("s", id.ToString());
         b.deliveries.push_back({id, k, "r", DeliveryKind::kExported});
       }
-      if (!l->CommitBatch(&b).ok()) return 1;
+      std::vector<LedgerBatch> one_batch{std::move(b)};
+      if (!l->CommitBatches(&one_batch).ok()) return 1;
       ++n;
     }
     double el = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -75,21 +75,6 @@ inline bool Exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-// "<registry index>.<rgen>" as the milter names its tmp files; anything else is unknown.
-inline bool ParseWriterTag(const std::string& tag, uint32_t* index, uint64_t* rgen) {
-  auto dot = tag.find('.');
-  if (dot == std::string::npos || dot == 0 || dot + 1 >= tag.size()) return false;
-  char* end = nullptr;
-  errno = 0;
-  unsigned long i = std::strtoul(tag.c_str(), &end, 10);
-  if (errno || end != tag.c_str() + dot) return false;
-  unsigned long long g = std::strtoull(tag.c_str() + dot + 1, &end, 10);
-  if (errno || *end != '\0') return false;
-  *index = static_cast<uint32_t>(i);
-  *rgen = g;
-  return true;
-}
-
 struct DeliverJob {
   std::string post_office;
   std::string batch_path;
@@ -354,11 +339,11 @@ struct Exporter::Impl {
   }
 
   bool WriterIsLive(const std::string& tag) const {
-    uint32_t index = 0;
-    uint64_t rgen = 0;
-    if (!ParseWriterTag(tag, &index, &rgen)) return true;  // unknown naming: never delete
-    if (!table || index >= table->registry_count()) return true;
-    return table->IsRegistrationCurrent(index, rgen) && table->IsEntryAlive(index);
+    auto writer = store::WriterTag::Parse(tag);
+    if (!writer) return true;  // unknown naming: never delete
+    if (!table || writer->registry_index >= table->registry_count()) return true;
+    return table->IsRegistrationCurrent(writer->registry_index, writer->registration_gen) &&
+           table->IsEntryAlive(writer->registry_index);
   }
 
   Status ScanSpool() {
@@ -493,7 +478,7 @@ struct Exporter::Impl {
   }
 
   void Quarantine(const CaptureId& id, const store::SpoolMeta& meta, std::string reason) {
-    if (reason.size() > 300) reason = reason.substr(0, 300) + "...";  // a huge name must not flood the log
+    reason = store::QuarantineReason(std::move(reason));  // as the reason file records it
     Status s = store::InjectedError(kCrashQuarantined, "quarantine capture " + id.ToString());
     if (s.ok()) s = spool->Quarantine(id, reason);
     if (!s.ok()) {

@@ -479,7 +479,7 @@ Status Exporter::Impl::AskLedger(const std::vector<RoundItem>& items, std::vecto
 void Exporter::Impl::ApplyPlan(RoundPlan* plan, std::vector<RoundItem>* items, bool* did_work) {
   for (size_t idx : plan->corrupt) {
     RoundItem& item = (*items)[idx];
-    const std::string why = item.open_status.message();
+    const std::string why = store::QuarantineReason(item.open_status.message());
     item.e.fd.reset();
     if (Status q = spool->Quarantine(item.id, why); !q.ok()) {
       LogError("spool: cannot quarantine %s: %s", item.id.ToString().c_str(), q.ToString().c_str());

@@ -29,15 +29,6 @@ struct SpoolCaptureSink::Attachment {
 
 namespace {
 
-// "<index>.<rgen>" -> parts; false when the tag is of another form.
-bool ParseTag(const std::string& tag, uint64_t* index, uint64_t* rgen) {
-  auto dot = tag.find('.');
-  if (dot == std::string::npos || dot == 0 || dot + 1 >= tag.size()) return false;
-  char* end = nullptr;
-  *index = std::strtoull(tag.c_str(), &end, 10);
-  if (end != tag.c_str() + dot) return false;
-  *rgen = std::strtoull(tag.c_str() + dot + 1, &end, 10);
-  return *end == '\0';
 }
 
 }  // namespace
@@ -204,8 +195,9 @@ Status SpoolCaptureSink::Attach(bool create_if_missing) {
   to.recreate_if_invalid = false;  // only the exporter replaces a table
   CCMAIL_RETURN_IF_ERROR(shm::ClaimTable::Open(to, &att->table));
   CCMAIL_RETURN_IF_ERROR(att->table->Register(shm::Role::kMilter, &att->reg));
-  const uint64_t my_index = att->reg->index(), my_rgen = att->reg->rgen();
-  att->tag = std::to_string(my_index) + "." + std::to_string(my_rgen);
+  const uint32_t my_index = att->reg->index();
+  const uint64_t my_rgen = att->reg->rgen();
+  att->tag = store::WriterTag{my_index, my_rgen}.ToString();
   CCMAIL_RETURN_IF_ERROR(store::Spool::Open(opt_.spool_root, &att->spool, opt_.io, att->tag));
   // Stats() never walks the directory on a message's path when the background
   // thread re-counts (Spool::Open counted once already).
@@ -214,9 +206,9 @@ Status SpoolCaptureSink::Attach(bool create_if_missing) {
   size_t removed = 0;
   Status cs = att->spool->CleanTmp(
       [&](const std::string& tag) {
-        uint64_t i = 0, g = 0;
-        if (!ParseTag(tag, &i, &g)) return true;  // not a registry tag: not ours
-        return !(i == my_index && g != my_rgen);
+        auto writer = store::WriterTag::Parse(tag);
+        if (!writer) return true;  // not a registry tag: not ours
+        return !(writer->registry_index == my_index && writer->registration_gen != my_rgen);
       },
       &removed);
   if (!cs.ok()) LogWarning("spool: removing our own dead tmp files: %s", cs.ToString().c_str());

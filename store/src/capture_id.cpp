@@ -9,18 +9,9 @@
 
 #include "ccmail/common/clock.h"
 #include "ccmail/common/status.h"
+#include "hex.h"
 
 namespace ccmail::store {
-namespace {
-const char kHex[] = "0123456789abcdef";
-int HexVal(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
 CaptureId CaptureId::FromParts(uint64_t ms, const uint8_t random80[10]) {
   CaptureId id;
   for (int i = 0; i < 6; ++i) id.bytes[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
@@ -44,24 +35,12 @@ CaptureId CaptureId::New() {
 }
 
 std::optional<CaptureId> CaptureId::Parse(std::string_view hex) {
-  if (hex.size() != 32) return std::nullopt;
   CaptureId id;
-  for (size_t i = 0; i < 16; ++i) {
-    int hi = HexVal(hex[2 * i]), lo = HexVal(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    id.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
+  if (!HexDecode(hex, id.bytes.data(), id.bytes.size())) return std::nullopt;
   return id;
 }
 
-std::string CaptureId::ToString() const {
-  std::string s(32, '0');
-  for (size_t i = 0; i < 16; ++i) {
-    s[2 * i] = kHex[bytes[i] >> 4];
-    s[2 * i + 1] = kHex[bytes[i] & 15];
-  }
-  return s;
-}
+std::string CaptureId::ToString() const { return HexEncode(bytes.data(), bytes.size()); }
 
 uint64_t CaptureId::TimeMs() const {
   uint64_t ms = 0;

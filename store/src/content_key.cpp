@@ -10,11 +10,11 @@
 
 #include "ccmail/common/ascii.h"
 #include "ccmail/common/status.h"
+#include "hex.h"
 
 namespace ccmail::store {
 namespace {
 
-const char kHex[] = "0123456789abcdef";
 
 bool IsWsp(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -43,24 +43,12 @@ std::string StripAngles(std::string_view s) {
 
 }  // namespace
 
-std::string ContentKey::ToString() const {
-  std::string s(64, '0');
-  for (size_t i = 0; i < 32; ++i) {
-    s[2 * i] = kHex[bytes[i] >> 4];
-    s[2 * i + 1] = kHex[bytes[i] & 15];
-  }
-  return s;
-}
+std::string ContentKey::ToString() const { return HexEncode(bytes.data(), bytes.size()); }
 
 std::optional<ContentKey> ContentKey::Parse(std::string_view hex) {
-  if (hex.size() != 64) return std::nullopt;
-  ContentKey k;
-  for (size_t i = 0; i < 32; ++i) {
-    int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    k.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  return k;
+  ContentKey key;
+  if (!HexDecode(hex, key.bytes.data(), key.bytes.size())) return std::nullopt;
+  return key;
 }
 
 bool IsTraceHeader(std::string_view name) {

@@ -125,13 +125,6 @@ Status InjectedStatus(FaultKind k, const std::string& what) {
   return Status::Ok();
 }
 
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 Status WriteLoop(int fd, const char* p, size_t left, const std::string& what) {
   while (left > 0) {
     ssize_t w = ::write(fd, p, left);
@@ -389,12 +382,16 @@ void ReloadFaultSpecFromEnv() {
   LoadLocked(s);
 }
 
+std::string ParentDirectory(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
 DurableIo& DurableIo::Real() {
   static RealIo* io = new RealIo;
   return *io;
 }
-
-// Exposed for power_loss_io.cpp.
-std::string StoreDirOf(const std::string& path) { return DirOf(path); }
 
 }  // namespace ccmail::store

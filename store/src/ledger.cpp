@@ -198,6 +198,32 @@ Status InTxn(Ledger::Impl* im, F f, const char* before = nullptr, const char* af
   CCMAIL_RETURN_IF_ERROR(im->Exec("BEGIN IMMEDIATE"));
   return EndTxn(im, f(), before, after);
 }
+
+// The columns seq, epoch, post_office, file_name, created_ms of a batches row.
+LedgerBatch BatchRow(Stmt* st) {
+  LedgerBatch batch;
+  batch.seq = static_cast<uint64_t>(st->Col(0));
+  batch.epoch = static_cast<uint64_t>(st->Col(1));
+  batch.post_office = st->ColText(2);
+  batch.file_name = st->ColText(3);
+  batch.created_ms = st->Col(4);
+  return batch;
+}
+
+// PRAGMA integrity_check or quick_check: Ok when it says "ok", kCorrupt with its findings.
+Status PragmaCheck(Ledger::Impl* im, const std::string& pragma) {
+  Stmt st(im, ("PRAGMA " + pragma).c_str());
+  CCMAIL_RETURN_IF_ERROR(st.ok(pragma.c_str()));
+  std::string findings;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    if (!findings.empty()) findings += "; ";
+    findings += st.ColText(0);
+  }
+  if (rc != SQLITE_DONE) return im->Err(pragma, rc);
+  if (findings != "ok") return Status::Corrupt(im->path + ": " + pragma + ": " + findings);
+  return Status::Ok();
+}
 }  // namespace
 
 Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -234,14 +260,16 @@ Status Ledger::Open(const std::string& path, std::unique_ptr<Ledger>* out) {
   CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA wal_autocheckpoint=10000"));
   Ledger::Impl* raw = im.get();
   CCMAIL_RETURN_IF_ERROR(InTxn(raw, [&] { return raw->Exec(kSchema); }));
+  return Adopt(std::move(im), out);
+}
+
+Status Ledger::Adopt(std::unique_ptr<Impl> impl, std::unique_ptr<Ledger>* out) {
   uint64_t schema = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(raw, "schema", &schema));
-  if (schema != 1) return Status::Corrupt(path + ": unknown ledger schema " + std::to_string(schema));
-  std::unique_ptr<Ledger> l(new Ledger(std::move(im)));
-  uint64_t epoch = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(l->impl_.get(), "epoch", &epoch));
-  l->epoch_ = epoch;
-  *out = std::move(l);
+  CCMAIL_RETURN_IF_ERROR(GetMeta(impl.get(), "schema", &schema));
+  if (schema != 1) return Status::Corrupt(impl->path + ": unknown ledger schema " + std::to_string(schema));
+  std::unique_ptr<Ledger> ledger(new Ledger(std::move(impl)));
+  CCMAIL_RETURN_IF_ERROR(GetMeta(ledger->impl_.get(), "epoch", &ledger->epoch_));
+  *out = std::move(ledger);
   return Status::Ok();
 }
 
@@ -300,15 +328,7 @@ Status Ledger::OpenReadOnly(const std::string& path, std::unique_ptr<Ledger>* ou
     sqlite3_extended_result_codes(im->db, 0);
     if (int frc = RegisterFunctions(im->db); frc != SQLITE_OK) return im->Err("register functions", frc);
   }
-  uint64_t schema = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(im.get(), "schema", &schema));
-  if (schema != 1) return Status::Corrupt(path + ": unknown ledger schema " + std::to_string(schema));
-  std::unique_ptr<Ledger> l(new Ledger(std::move(im)));
-  uint64_t epoch = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(l->impl_.get(), "epoch", &epoch));
-  l->epoch_ = epoch;
-  *out = std::move(l);
-  return Status::Ok();
+  return Adopt(std::move(im), out);
 }
 
 Status Ledger::BumpEpoch(uint64_t* new_epoch) {
@@ -339,66 +359,10 @@ Status Ledger::NextSeq(uint64_t* seq) {
   return Status::Ok();
 }
 
-Status Ledger::CommitBatch(LedgerBatch* b) {
-  Impl* im = impl_.get();
-  if (epoch_ == 0) return Status::InvalidArgument(im->path + ": CommitBatch before BumpEpoch");
-  int64_t now = b->created_ms ? b->created_ms : WallClockMs();
-  uint64_t seq = 0;
-  int64_t exported = 0, dups = 0;
-  Status s = InTxn(im, [&]() -> Status {
-    // Fencing: another exporter may have bumped the epoch.
-    uint64_t e = 0;
-    CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
-    if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
-    CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
-    Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
-    bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b->post_office)
-        .Text(4, b->file_name).Int(5, now).Int(6, static_cast<int64_t>(b->capture_ids.size()));
-    if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
-    Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
-    for (const auto& id : b->capture_ids) {
-      ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, now);
-      if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
-      ci.Reset();
-    }
-    Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
-    CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
-    for (const auto& d : b->deliveries) {
-      di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
-          .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, now);
-      int rc = di.Step();
-      if (rc == SQLITE_CONSTRAINT) {
-        if (d.kind == DeliveryKind::kDup) {  // the same capture listed twice as DUP: harmless
-          di.Reset();
-          continue;
-        }
-        return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
-                                     " already exported (capture " + d.capture_id.ToString() + ")");
-      }
-      if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
-      di.Reset();
-      (d.kind == DeliveryKind::kExported ? exported : dups)++;
-    }
-    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "exported_total", exported));
-    CCMAIL_RETURN_IF_ERROR(AddMeta(im, "dup_total", dups));
-    return SetMeta(im, "last_seq", static_cast<int64_t>(seq));
-  }, kCrashLedgerCommitBefore, kCrashLedgerCommitAfter);
-  if (!s.ok()) return s;
-  b->seq = seq;
-  b->epoch = epoch_;
-  b->created_ms = now;
-  return Status::Ok();
-}
-
 Status Ledger::HasCapture(const CaptureId& id, bool* found) {
-  Stmt st(impl_.get(), "SELECT 1 FROM captures WHERE capture_id = ?");
-  CCMAIL_RETURN_IF_ERROR(st.ok("prepare capture lookup"));
-  st.Blob(1, id.bytes.data(), 16);
-  int rc = st.Step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("capture lookup", rc);
-  *found = rc == SQLITE_ROW;
+  std::vector<char> found_flags;
+  CCMAIL_RETURN_IF_ERROR(HasCaptures({id}, &found_flags));
+  *found = found_flags[0] != 0;
   return Status::Ok();
 }
 
@@ -440,12 +404,9 @@ Status Ledger::CaptureDeliveries(const CaptureId& id, std::vector<CaptureDeliver
 }
 
 Status Ledger::IsExported(const ContentKey& key, const std::string& recipient, bool* exported) {
-  Stmt st(impl_.get(), "SELECT 1 FROM deliveries WHERE content_key = ? AND recipient = ? AND kind = 1");
-  CCMAIL_RETURN_IF_ERROR(st.ok("prepare delivery lookup"));
-  st.Blob(1, key.bytes.data(), 32).Text(2, recipient);
-  int rc = st.Step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return impl_->Err("delivery lookup", rc);
-  *exported = rc == SQLITE_ROW;
+  std::vector<char> exported_flags;
+  CCMAIL_RETURN_IF_ERROR(AreExported({{key, recipient}}, &exported_flags));
+  *exported = exported_flags[0] != 0;
   return Status::Ok();
 }
 
@@ -465,15 +426,7 @@ Status Ledger::ListBatchesSince(uint64_t after, std::vector<LedgerBatch>* out) {
   CCMAIL_RETURN_IF_ERROR(st.ok("prepare batch list"));
   st.Int(1, static_cast<int64_t>(after));
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    LedgerBatch b;
-    b.seq = static_cast<uint64_t>(st.Col(0));
-    b.epoch = static_cast<uint64_t>(st.Col(1));
-    b.post_office = st.ColText(2);
-    b.file_name = st.ColText(3);
-    b.created_ms = st.Col(4);
-    out->push_back(std::move(b));
-  }
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(BatchRow(&st));
   return rc == SQLITE_DONE ? Status::Ok() : impl_->Err("batch list", rc);
 }
 
@@ -534,19 +487,7 @@ Status Ledger::Counters(LedgerCounters* c) {
   return Status::Ok();
 }
 
-Status Ledger::IntegrityCheck() {
-  Stmt st(impl_.get(), "PRAGMA integrity_check");
-  CCMAIL_RETURN_IF_ERROR(st.ok("integrity_check"));
-  std::string result;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    if (!result.empty()) result += "; ";
-    result += st.ColText(0);
-  }
-  if (rc != SQLITE_DONE) return impl_->Err("integrity_check", rc);
-  if (result != "ok") return Status::Corrupt(impl_->path + ": integrity_check: " + result);
-  return Status::Ok();
-}
+Status Ledger::IntegrityCheck() { return PragmaCheck(impl_.get(), "integrity_check"); }
 
 namespace {
 // The cross-checks of QuickCheck: each pair must give the same count and sum of
@@ -588,18 +529,7 @@ Status CountAndSum(Ledger::Impl* im, const char* sql, int64_t* count, int64_t* s
 
 Status Ledger::QuickCheck() {
   Impl* im = impl_.get();
-  {
-    Stmt st(im, "PRAGMA quick_check");
-    CCMAIL_RETURN_IF_ERROR(st.ok("quick_check"));
-    std::string result;
-    int rc;
-    while ((rc = st.Step()) == SQLITE_ROW) {
-      if (!result.empty()) result += "; ";
-      result += st.ColText(0);
-    }
-    if (rc != SQLITE_DONE) return im->Err("quick_check", rc);
-    if (result != "ok") return Status::Corrupt(im->path + ": quick_check: " + result);
-  }
+  CCMAIL_RETURN_IF_ERROR(PragmaCheck(im, "quick_check"));
   // quick_check verifies page structure but not that an index holds the table's keys: a
   // flipped bit inside a content key passes it and the lookup then misses an exported
   // delivery. Two sequential scans per index are far cheaper than integrity_check's
@@ -724,51 +654,49 @@ Status Ledger::BackupTo(const std::string& dest_path) {
     if (!fd.valid()) return Status::FromErrno("open " + dest_path, errno);
     CCMAIL_RETURN_IF_ERROR(DurableIo::Real().Fsync(fd.get(), dest_path));
   }
-  auto slash = dest_path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : dest_path.substr(0, slash));
-  return DurableIo::Real().FsyncDir(dir, nullptr);
+  return DurableIo::Real().FsyncDir(ParentDirectory(dest_path), nullptr);
 }
 
 Status Ledger::InsertBatches(const std::vector<LedgerBatch>& batches, int64_t now, std::vector<uint64_t>* seqs) {
   Impl* im = impl_.get();
   int64_t exported = 0, dups = 0;
-  uint64_t e = 0;
-  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &e));
-  if (e != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(e) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
+  uint64_t stored_epoch = 0;
+  CCMAIL_RETURN_IF_ERROR(GetMeta(im, "epoch", &stored_epoch));
+  if (stored_epoch != epoch_) return Status::Busy(im->path + ": epoch is " + std::to_string(stored_epoch) + ", ours is " + std::to_string(epoch_) + " (another exporter started)");
   uint64_t seq = 0;
   CCMAIL_RETURN_IF_ERROR(NextSeq(&seq));
-  Stmt bi(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
-  CCMAIL_RETURN_IF_ERROR(bi.ok("prepare batch insert"));
-  Stmt ci(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
-  CCMAIL_RETURN_IF_ERROR(ci.ok("prepare capture insert"));
-  Stmt di(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
-  CCMAIL_RETURN_IF_ERROR(di.ok("prepare delivery insert"));
-  for (const auto& b : batches) {
-    if (b.seq != 0 && b.seq != seq)
-      return Status::InvalidArgument(im->path + ": batch " + b.file_name + " expects seq " + std::to_string(b.seq) +
+  Stmt insert_batch(im, "INSERT INTO batches(seq, epoch, post_office, file_name, created_ms, messages) VALUES(?,?,?,?,?,?)");
+  CCMAIL_RETURN_IF_ERROR(insert_batch.ok("prepare batch insert"));
+  Stmt insert_capture(im, "INSERT OR IGNORE INTO captures(capture_id, batch_seq, created_ms) VALUES(?,?,?)");
+  CCMAIL_RETURN_IF_ERROR(insert_capture.ok("prepare capture insert"));
+  Stmt insert_delivery(im, "INSERT INTO deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms) VALUES(?,?,?,?,?,?)");
+  CCMAIL_RETURN_IF_ERROR(insert_delivery.ok("prepare delivery insert"));
+  for (const auto& batch : batches) {
+    if (batch.seq != 0 && batch.seq != seq)
+      return Status::InvalidArgument(im->path + ": batch " + batch.file_name + " expects seq " + std::to_string(batch.seq) +
                                      " but the next seq is " + std::to_string(seq));
-    const int64_t created = b.created_ms ? b.created_ms : now;
-    bi.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, b.post_office)
-        .Text(4, b.file_name).Int(5, created).Int(6, static_cast<int64_t>(b.capture_ids.size()));
-    if (int rc = bi.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
-    bi.Reset();
-    for (const auto& id : b.capture_ids) {
-      ci.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
-      if (int rc = ci.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
-      ci.Reset();
+    const int64_t created = batch.created_ms ? batch.created_ms : now;
+    insert_batch.Int(1, static_cast<int64_t>(seq)).Int(2, static_cast<int64_t>(epoch_)).Text(3, batch.post_office)
+        .Text(4, batch.file_name).Int(5, created).Int(6, static_cast<int64_t>(batch.capture_ids.size()));
+    if (int rc = insert_batch.Step(); rc != SQLITE_DONE) return im->Err("insert batch", rc);
+    insert_batch.Reset();
+    for (const auto& id : batch.capture_ids) {
+      insert_capture.Blob(1, id.bytes.data(), 16).Int(2, static_cast<int64_t>(seq)).Int(3, created);
+      if (int rc = insert_capture.Step(); rc != SQLITE_DONE) return im->Err("insert capture " + id.ToString(), rc);
+      insert_capture.Reset();
     }
-    for (const auto& d : b.deliveries) {
-      di.Blob(1, d.content_key.bytes.data(), 32).Text(2, d.recipient).Int(3, static_cast<int>(d.kind))
-          .Blob(4, d.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
-      int rc = di.Step();
-      di.Reset();
+    for (const auto& delivery : batch.deliveries) {
+      insert_delivery.Blob(1, delivery.content_key.bytes.data(), 32).Text(2, delivery.recipient).Int(3, static_cast<int>(delivery.kind))
+          .Blob(4, delivery.capture_id.bytes.data(), 16).Int(5, static_cast<int64_t>(seq)).Int(6, created);
+      int rc = insert_delivery.Step();
+      insert_delivery.Reset();
       if (rc == SQLITE_CONSTRAINT) {
-        if (d.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
-        return Status::AlreadyExists(im->path + ": delivery " + d.content_key.ToString() + " to " + d.recipient +
-                                     " already exported (capture " + d.capture_id.ToString() + ")");
+        if (delivery.kind == DeliveryKind::kDup) continue;  // the same capture listed twice as DUP: harmless
+        return Status::AlreadyExists(im->path + ": delivery " + delivery.content_key.ToString() + " to " + delivery.recipient +
+                                     " already exported (capture " + delivery.capture_id.ToString() + ")");
       }
       if (rc != SQLITE_DONE) return im->Err("insert delivery", rc);
-      (d.kind == DeliveryKind::kExported ? exported : dups)++;
+      (delivery.kind == DeliveryKind::kExported ? exported : dups)++;
     }
     seqs->push_back(seq);
     ++seq;
@@ -793,10 +721,10 @@ Status Ledger::CommitBatches(std::vector<LedgerBatch>* batches) {
 
 void Ledger::FillCommitted(const std::vector<uint64_t>& seqs, int64_t now, std::vector<LedgerBatch>* batches) const {
   for (size_t i = 0; i < batches->size(); ++i) {
-    auto& b = (*batches)[i];
-    b.seq = seqs[i];
-    b.epoch = epoch_;
-    if (!b.created_ms) b.created_ms = now;
+    LedgerBatch& batch = (*batches)[i];
+    batch.seq = seqs[i];
+    batch.epoch = epoch_;
+    if (!batch.created_ms) batch.created_ms = now;
   }
 }
 
@@ -842,12 +770,7 @@ Status Ledger::FindBatchByName(const std::string& file_name, LedgerBatch* out) {
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::NotFound(impl_->path + ": no batch named " + file_name);
   if (rc != SQLITE_ROW) return impl_->Err("batch by name", rc);
-  *out = LedgerBatch{};
-  out->seq = static_cast<uint64_t>(st.Col(0));
-  out->epoch = static_cast<uint64_t>(st.Col(1));
-  out->post_office = st.ColText(2);
-  out->file_name = st.ColText(3);
-  out->created_ms = st.Col(4);
+  *out = BatchRow(&st);
   return Status::Ok();
 }
 
@@ -859,15 +782,7 @@ Status Ledger::LatestBatchPerPostOffice(std::vector<LedgerBatch>* out) {
           "ON b.seq = x.m ORDER BY b.seq");
   CCMAIL_RETURN_IF_ERROR(st.ok("prepare latest batches"));
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    LedgerBatch b;
-    b.seq = static_cast<uint64_t>(st.Col(0));
-    b.epoch = static_cast<uint64_t>(st.Col(1));
-    b.post_office = st.ColText(2);
-    b.file_name = st.ColText(3);
-    b.created_ms = st.Col(4);
-    out->push_back(std::move(b));
-  }
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(BatchRow(&st));
   return rc == SQLITE_DONE ? Status::Ok() : impl_->Err("latest batches", rc);
 }
 

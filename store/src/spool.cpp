@@ -14,6 +14,7 @@
 
 #include "ccmail/common/clock.h"
 #include "ccmail/common/log.h"
+#include "hex.h"
 
 namespace ccmail::store {
 namespace {
@@ -75,16 +76,9 @@ bool Unescape(const std::string& v, std::string* out) {
       out->push_back(v[i]);
       continue;
     }
-    if (i + 2 >= v.size()) return false;
-    auto hv = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int hi = hv(v[i + 1]), lo = hv(v[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi << 4 | lo));
+    uint8_t byte = 0;
+    if (i + 2 >= v.size() || !HexDecode(std::string_view(v).substr(i + 1, 2), &byte, 1)) return false;
+    out->push_back(static_cast<char>(byte));
     i += 2;
   }
   return true;
@@ -110,15 +104,23 @@ std::string EncodeMeta(const SpoolMeta& m) {
   return s;
 }
 
-bool ParseU64(const std::string& s, uint64_t* v) {
-  if (s.empty() || s.size() > 20) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    r = r * 10 + static_cast<uint64_t>(c - '0');
+// Digits only (no sign, blank or base prefix, unlike strtoull), at most `max`.
+std::optional<uint64_t> ParseDecimal(std::string_view digits, uint64_t max) {
+  if (digits.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (max - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
   }
-  *v = r;
-  return true;
+  return value;
+}
+
+bool ParseU64(const std::string& text, uint64_t* value) {
+  auto parsed = ParseDecimal(text, UINT64_MAX);
+  if (parsed) *value = *parsed;
+  return parsed.has_value();
 }
 
 Status DecodeMeta(const std::string& text, SpoolMeta* m) {
@@ -217,6 +219,19 @@ std::string TmpWriterTag(const std::string& name) {
   if (name.size() < 34 || name[32] != '.') return "";
   if (!CaptureId::Parse(std::string_view(name).substr(0, 32))) return "";
   return name.substr(33);
+}
+
+std::string WriterTag::ToString() const {
+  return std::to_string(registry_index) + "." + std::to_string(registration_gen);
+}
+
+std::optional<WriterTag> WriterTag::Parse(std::string_view text) {
+  const size_t dot = text.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  auto index = ParseDecimal(text.substr(0, dot), UINT32_MAX);
+  auto gen = ParseDecimal(text.substr(dot + 1), UINT64_MAX);
+  if (!index || !gen) return std::nullopt;
+  return WriterTag{static_cast<uint32_t>(*index), *gen};
 }
 
 // ---- SpoolWriter ----
@@ -412,13 +427,15 @@ Status Spool::VerifyFile(const std::string& path, SpoolEntry* entry) const {
   return Status::Ok();
 }
 
-Status Spool::VerifyOnly(const CaptureId& id, SpoolEntry* entry) const {
-  std::string path = new_dir() + "/" + id.ToString();
+Status Spool::VerifyCapture(const std::string& dir, const CaptureId& id, SpoolEntry* entry) const {
+  const std::string path = dir + "/" + id.ToString();
   Status s = VerifyFile(path, entry);
   if (s.ok() && entry->meta.capture_id != id)
     return Status::Corrupt(path + ": capture id inside is " + entry->meta.capture_id.ToString());
   return s;
 }
+
+Status Spool::VerifyOnly(const CaptureId& id, SpoolEntry* entry) const { return VerifyCapture(new_dir(), id, entry); }
 
 Status Spool::OpenEntry(const CaptureId& id, SpoolEntry* entry) {
   Status s = VerifyOnly(id, entry);
@@ -436,43 +453,59 @@ Status Spool::Remove(const CaptureId& id, bool sync_dir) {
   uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   Status s = io_->Unlink(path, kCrashSpoolUnlinked);
   if (!s.ok()) return s;
-  // Counters never go below zero (another process may have committed it).
-  uint64_t c = count_.load(std::memory_order_relaxed);
-  while (c > 0 && !count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {}
-  uint64_t b = bytes_.load(std::memory_order_relaxed);
-  while (b > 0 && !bytes_.compare_exchange_weak(b, b >= size ? b - size : 0, std::memory_order_relaxed)) {}
+  ForgetFromBacklog(size);
   if (sync_dir) return SyncNewDir();
   return Status::Ok();
 }
 
 Status Spool::SyncNewDir() { return io_->FsyncDir(new_dir(), kCrashSpoolUnlinkDirFsynced); }
 
-Status Spool::Quarantine(const CaptureId& id, const std::string& reason) {
-  std::string from = new_dir() + "/" + id.ToString();
-  std::string to = corrupt_dir() + "/" + id.ToString();
-  std::string rpath = to + ".reason";
-  // Reason first (best effort but durable), then the move.
+std::string QuarantineReason(std::string reason) {
+  if (reason.size() > kMaxQuarantineReason) reason = reason.substr(0, kMaxQuarantineReason) + "...";
+  return reason;
+}
+
+Status Spool::WriteReasonFile(const std::string& reason_path, const std::string& reason) {
+  const std::string tmp_path = reason_path + ".tmp";
+  // Left by an attempt that was interrupted before its rename: it holds no other reason.
+  Status stale = io_->Unlink(tmp_path);
+  if (!stale.ok() && !stale.IsNotFound()) return stale;
   UniqueFd fd;
-  Status s = io_->CreateExclusive(rpath + ".tmp", 0600, &fd);
-  if (s.ok()) {
-    std::string text = reason + "\n";
-    s = io_->WriteAll(fd.get(), text.data(), text.size(), rpath);
-    if (s.ok()) s = io_->Fsync(fd.get(), rpath);
-    Status c = io_->Close(&fd, rpath);
-    if (s.ok()) s = c;
-    if (s.ok()) s = io_->Rename(rpath + ".tmp", rpath);
-    if (!s.ok()) (void)io_->Unlink(rpath + ".tmp");
+  CCMAIL_RETURN_IF_ERROR(io_->CreateExclusive(tmp_path, 0600, &fd));
+  const std::string text = reason + "\n";
+  Status status = io_->WriteAll(fd.get(), text.data(), text.size(), reason_path);
+  if (status.ok()) status = io_->Fsync(fd.get(), reason_path);
+  Status closed = io_->Close(&fd, reason_path);
+  if (status.ok()) status = closed;
+  if (status.ok()) status = io_->Rename(tmp_path, reason_path);
+  if (!status.ok()) (void)io_->Unlink(tmp_path);
+  return status;
+}
+
+void Spool::ForgetFromBacklog(uint64_t file_size) {
+  // Never below zero: another process may have committed the file.
+  uint64_t count = count_.load(std::memory_order_relaxed);
+  while (count > 0 && !count_.compare_exchange_weak(count, count - 1, std::memory_order_relaxed)) {}
+  uint64_t bytes = bytes_.load(std::memory_order_relaxed);
+  while (bytes > 0 &&
+         !bytes_.compare_exchange_weak(bytes, bytes >= file_size ? bytes - file_size : 0, std::memory_order_relaxed)) {
   }
-  if (!s.ok()) LogWarning("spool: reason file %s: %s", rpath.c_str(), s.ToString().c_str());
+}
+
+Status Spool::Quarantine(const CaptureId& id, const std::string& reason) {
+  const std::string from = new_dir() + "/" + id.ToString();
+  const std::string to = corrupt_dir() + "/" + id.ToString();
+  const std::string reason_path = to + ".reason";
+  const std::string recorded = QuarantineReason(reason);
+  // Reason first: corrupt/<id> never appears without it unless it could not be written.
+  if (Status rs = WriteReasonFile(reason_path, recorded); !rs.ok())
+    LogWarning("spool: reason file %s (%s): %s", reason_path.c_str(), recorded.c_str(), rs.ToString().c_str());
   struct stat st;
-  uint64_t size = ::stat(from.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  const uint64_t size = ::stat(from.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   CCMAIL_RETURN_IF_ERROR(io_->Rename(from, to));
   CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(corrupt_dir()));
   CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(new_dir()));
-  uint64_t c = count_.load();
-  while (c > 0 && !count_.compare_exchange_weak(c, c - 1)) {}
-  uint64_t b = bytes_.load();
-  while (b > 0 && !bytes_.compare_exchange_weak(b, b >= size ? b - size : 0)) {}
+  ForgetFromBacklog(size);
   return Status::Ok();
 }
 
@@ -562,11 +595,7 @@ Status Spool::ListQuarantined(std::vector<QuarantinedCapture>* out) const {
 }
 
 Status Spool::VerifyQuarantined(const CaptureId& id, SpoolEntry* entry) const {
-  std::string path = corrupt_dir() + "/" + id.ToString();
-  Status s = VerifyFile(path, entry);
-  if (s.ok() && entry->meta.capture_id != id)
-    return Status::Corrupt(path + ": capture id inside is " + entry->meta.capture_id.ToString());
-  return s;
+  return VerifyCapture(corrupt_dir(), id, entry);
 }
 
 Status Spool::Requeue(const CaptureId& id) {

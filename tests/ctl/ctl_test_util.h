@@ -135,10 +135,11 @@ class BridgeDir {
         b.deliveries.push_back({id, e.meta.content_key, r.smtp_address,
                                 dup ? store::DeliveryKind::kDup : store::DeliveryKind::kExported});
     }
-    Status s = ledger().CommitBatch(&b);
+    std::vector<store::LedgerBatch> one_batch{std::move(b)};
+    Status s = ledger().CommitBatches(&one_batch);
     if (!s.ok()) ADD_FAILURE() << s.ToString();
     for (const auto& id : ids) (void)spool().Remove(id);
-    return b.seq;
+    return one_batch[0].seq;
   }
 
   shm::TableOptions TableOptions() const {

@@ -11,6 +11,7 @@
 
 #include <set>
 
+#include "ccmail/store/power_loss_io.h"
 #include "exporter_test_util.h"
 
 namespace ccmail::exporter {

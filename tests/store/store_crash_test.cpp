@@ -15,6 +15,7 @@
 #include "ccmail/store/content_key.h"
 #include "ccmail/store/io.h"
 #include "ccmail/store/ledger.h"
+#include "ccmail/store/power_loss_io.h"
 #include "ccmail/store/spool.h"
 #include "test_util.h"
 
@@ -249,7 +250,8 @@ TEST(LedgerCrash, CommitPointIsAtomicUnderKill) {
             batch.deliveries.push_back({id, k, "r1", DeliveryKind::kExported});
             batch.deliveries.push_back({id, k, "r2", DeliveryKind::kExported});
           }
-          if (!l->CommitBatch(&batch).ok()) return 102;
+          std::vector<LedgerBatch> one_batch{std::move(batch)};
+          if (!l->CommitBatches(&one_batch).ok()) return 102;
         }
         return 0;
       });

@@ -245,6 +245,37 @@ TEST(Spool, EveryCorruptionIsQuarantinedWithReason) {
   EXPECT_NE(reason.find("no trailer"), std::string::npos) << reason;
 }
 
+std::string ReadReasonFile(const Spool& spool, const CaptureId& id) {
+  std::ifstream in(spool.corrupt_dir() + "/" + id.ToString() + ".reason");
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// The reason file holds the shortened reason. An exporter killed between creating and
+// renaming it leaves <id>.reason.tmp; the next quarantine of that capture (it is still in
+// new/) must still record its reason.
+TEST(Spool, QuarantineRecordsTheReason) {
+  TempDir d;
+  std::unique_ptr<Spool> sp;
+  ASSERT_TRUE(Spool::Open(d.path() + "/spool", &sp).ok());
+  CaptureId id, long_reason_id;
+  ASSERT_TRUE(Capture(sp.get(), "hello", &id).ok());
+  ASSERT_TRUE(Capture(sp.get(), "", &long_reason_id).ok());
+  const std::string stale = sp->corrupt_dir() + "/" + id.ToString() + ".reason.tmp";
+  { std::ofstream(stale) << "half a reason"; }
+  ASSERT_TRUE(sp->Quarantine(id, "unconvertible: no body").ok());
+  EXPECT_EQ(ReadReasonFile(*sp, id), "unconvertible: no body\n");
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(sp->corrupt_dir() + "/" + id.ToString()));
+
+  const std::string huge_name(5000, 'x');
+  ASSERT_TRUE(sp->Quarantine(long_reason_id, "unusable recipient " + huge_name).ok());
+  const std::string recorded = ReadReasonFile(*sp, long_reason_id);
+  EXPECT_EQ(recorded, QuarantineReason("unusable recipient " + huge_name) + "\n");
+  EXPECT_EQ(recorded.size(), kMaxQuarantineReason + 4);
+  EXPECT_EQ(QuarantineReason("short"), "short");
+  EXPECT_EQ(sp->Stats().count, 0u);
+}
+
 TEST(Spool, CleanTmpOnlyDeadWriters) {
   TempDir d;
   std::unique_ptr<Spool> live, dead;
@@ -264,6 +295,25 @@ TEST(Spool, CleanTmpOnlyDeadWriters) {
   ASSERT_TRUE(w1->Commit(SampleMeta()).ok());
   EXPECT_EQ(TmpWriterTag(w1->id().ToString() + ".12.3"), "12.3");
   EXPECT_EQ(TmpWriterTag("junk"), "");
+}
+
+TEST(WriterTag, FormatsAndParsesRegistrationTags) {
+  const WriterTag tag{12, 3};
+  EXPECT_EQ(tag.ToString(), "12.3");
+  EXPECT_EQ(WriterTag::Parse("12.3"), tag);
+  const WriterTag widest{UINT32_MAX, UINT64_MAX};
+  EXPECT_EQ(WriterTag::Parse(widest.ToString()), widest);
+  EXPECT_EQ(WriterTag::Parse("0.0"), (WriterTag{0, 0}));
+}
+
+// A tag that is not exactly a registration must never be taken for one: the cleaners delete
+// the tmp files of the registration a tag names when the claim table says it is dead.
+TEST(WriterTag, RejectsEverythingButTwoDecimalNumbers) {
+  for (const char* text : {"", "p1234", "12", "12.", ".3", "12.3.4", "+12.3", "12.+3", " 12.3", "12. 3", "-1.3",
+                           "12.-3", "0x1.3", "12.3 ", "4294967296.3", "4294967297.3", "1.18446744073709551616",
+                           "99999999999999999999.1"}) {
+    EXPECT_FALSE(WriterTag::Parse(text).has_value()) << '"' << text << '"';
+  }
 }
 
 TEST(Spool, InjectedFaultsLeaveNothingBehind) {
@@ -386,6 +436,14 @@ LedgerBatch MakeBatch(const std::vector<std::pair<ContentKey, std::string>>& d, 
   return b;
 }
 
+// One batch through the exporter's commit call, its seq/epoch/created_ms copied back.
+Status CommitOne(Ledger* ledger, LedgerBatch* batch) {
+  std::vector<LedgerBatch> batches{*batch};
+  Status s = ledger->CommitBatches(&batches);
+  if (s.ok()) *batch = batches[0];
+  return s;
+}
+
 TEST(Ledger, EpochBatchDedupPrune) {
   TempDir d;
   std::string path = d.path() + "/ledger.db";
@@ -395,11 +453,11 @@ TEST(Ledger, EpochBatchDedupPrune) {
     std::unique_ptr<Ledger> l;
     ASSERT_TRUE(Ledger::Open(path, &l).ok());
     LedgerBatch early = MakeBatch({{k1, "x"}});
-    EXPECT_EQ(l->CommitBatch(&early).code(), Status::Code::kInvalidArgument);  // no epoch yet
+    EXPECT_EQ(CommitOne(l.get(), &early).code(), Status::Code::kInvalidArgument);  // no epoch yet
     ASSERT_TRUE(l->BumpEpoch(&e1).ok());
     CaptureId c1;
     LedgerBatch b = MakeBatch({{k1, "bob@x"}, {k1, "carol@x"}}, &c1);
-    ASSERT_TRUE(l->CommitBatch(&b).ok());
+    ASSERT_TRUE(CommitOne(l.get(), &b).ok());
     EXPECT_EQ(b.seq, 1u);
     EXPECT_EQ(b.epoch, e1);
     bool f = false;
@@ -415,7 +473,7 @@ TEST(Ledger, EpochBatchDedupPrune) {
     EXPECT_FALSE(f);
     // Exporting (k1, bob) again is refused, atomically: the whole batch is absent.
     LedgerBatch again = MakeBatch({{k2, "bob@x"}, {k1, "bob@x"}});
-    EXPECT_EQ(l->CommitBatch(&again).code(), Status::Code::kAlreadyExists);
+    EXPECT_EQ(CommitOne(l.get(), &again).code(), Status::Code::kAlreadyExists);
     ASSERT_TRUE(l->IsExported(k2, "bob@x", &f).ok());
     EXPECT_FALSE(f);
     // The retry recorded as DUP next to a new recipient.
@@ -425,7 +483,7 @@ TEST(Ledger, EpochBatchDedupPrune) {
     dup.file_name = "c.ccm";
     dup.capture_ids = {c2};
     dup.deliveries = {{c2, k1, "bob@x", DeliveryKind::kDup}, {c2, k1, "dave@x", DeliveryKind::kExported}};
-    ASSERT_TRUE(l->CommitBatch(&dup).ok());
+    ASSERT_TRUE(CommitOne(l.get(), &dup).ok());
     EXPECT_EQ(dup.seq, 2u);
     LedgerCounters c;
     ASSERT_TRUE(l->Counters(&c).ok());
@@ -457,7 +515,7 @@ TEST(Ledger, EpochBatchDedupPrune) {
     EXPECT_EQ(del, 0u);
     // Sequence numbers never go back after pruning.
     LedgerBatch b = MakeBatch({{k2, "z"}});
-    ASSERT_TRUE(l->CommitBatch(&b).ok());
+    ASSERT_TRUE(CommitOne(l.get(), &b).ok());
     EXPECT_EQ(b.seq, 3u);
     EXPECT_TRUE(l->IntegrityCheck().ok());
   }
@@ -469,7 +527,7 @@ TEST(Ledger, EpochBatchDedupPrune) {
     ASSERT_TRUE(Ledger::Open(path, &b).ok());
     ASSERT_TRUE(b->BumpEpoch(nullptr).ok());
     LedgerBatch x = MakeBatch({{k2, "late"}});
-    EXPECT_EQ(a->CommitBatch(&x).code(), Status::Code::kBusy);
+    EXPECT_EQ(CommitOne(a.get(), &x).code(), Status::Code::kBusy);
   }
 }
 
@@ -484,7 +542,7 @@ TEST(Ledger, ImportRaiseFloorAndBackup) {
   uint64_t e = 0;
   ASSERT_TRUE(l->BumpEpoch(&e).ok());
   LedgerBatch b = MakeBatch({{k1, "bob@x"}});
-  ASSERT_TRUE(l->CommitBatch(&b).ok());
+  ASSERT_TRUE(CommitOne(l.get(), &b).ok());
   ASSERT_TRUE(l->BackupTo(copy).ok());
   EXPECT_EQ(l->BackupTo(copy).code(), Status::Code::kAlreadyExists);
   EXPECT_FALSE(std::filesystem::exists(copy + "-wal"));

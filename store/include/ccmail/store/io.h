@@ -10,7 +10,7 @@
 //   One small interface for create-exclusive, write, fsync, close, rename (replacing or not),
 //   mkdir, fsync-dir and unlink, so tests can (a) kill the process at a named step, (b) make a
 //   step fail with ENOSPC/EIO/a short write, and (c) simulate a power loss that keeps only
-//   what was fsync'd (PowerLossIo). Components take a DurableIo* (nullptr: Real()); a test
+//   what was fsync'd (PowerLossIo, in the test-only library ccmail_store_testing). Components take a DurableIo* (nullptr: Real()); a test
 //   derives from DurableIoWrapper and overrides only the calls it changes (LevelDB's
 //   Env/EnvWrapper pattern).
 //
@@ -131,6 +131,10 @@ class DurableIo {
 // True when both paths name one inode (a hard link left by RenameNoReplace's fallback).
 bool SameFile(const std::string& a, const std::string& b);
 
+// The directory whose fsync makes a change of `path`'s name durable: "." for a bare name,
+// "/" for a name in the root.
+std::string ParentDirectory(const std::string& path);
+
 // Forwards every call to a target (Real() by default). Tests derive from it and override
 // only what they change, so a new DurableIo call never silently bypasses them.
 class DurableIoWrapper : public DurableIo {
@@ -166,56 +170,6 @@ class DurableIoWrapper : public DurableIo {
 
  private:
   DurableIo* target_;
-};
-
-// A test implementation layered on the real file system that simulates power loss: it
-// records every operation that is not yet durable (file contents written since the last
-// fsync of that file; creates, renames and unlinks since the last fsync of their
-// directory). SimulateCrash() undoes a random subset of the non-durable operations on
-// the real tree, as if the machine had lost power, then forgets them all.
-//
-// Model (ext4 data=ordered-like, but pessimistic): a file's unsynced bytes may be lost
-// (file truncated to its last fsynced length); a directory entry change not followed by
-// an fsync of that directory may be lost (create -> entry gone; rename -> reverted;
-// unlink -> file back with the content it had when unlinked; mkdir -> directory gone when it
-// is still empty). Named points are passed to the real implementation (crash/fail apply).
-class PowerLossIo : public DurableIo {
- public:
-  explicit PowerLossIo(uint64_t seed);
-  ~PowerLossIo() override;
-
-  Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd,
-                         const char* point = nullptr) override;
-  Status WriteAll(int fd, const void* data, size_t n, const std::string& what,
-                  const char* point = nullptr) override;
-  Status Fsync(int fd, const std::string& what, const char* point = nullptr) override;
-  Status Close(UniqueFd* fd, const std::string& what) override;
-  Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) override;
-  Status RenameNoReplace(const std::string& from, const std::string& to, const char* point = nullptr) override;
-  Status MakeDir(const std::string& path, mode_t mode, bool* created, const char* point = nullptr) override;
-  Status FsyncDir(const std::string& dir, const char* point = nullptr) override;
-  Status Unlink(const std::string& path, const char* point = nullptr) override;
-
-  // Power cut at the N-th durability barrier (Fsync or FsyncDir, counted from 1, whether it
-  // succeeds or not): that call does its fsync, then SimulateCrash() and _exit(kPowerCutExit),
-  // as if the machine stopped right there. 0 (the default): never. For a forked child.
-  static constexpr int kPowerCutExit = 77;
-  void set_power_cut_at_sync(uint64_t n);
-  // Durability barriers passed so far.
-  uint64_t sync_count() const;
-  // When true, FsyncDir does nothing (to prove a test catches a missing directory fsync).
-  void set_skip_dir_fsync(bool skip);
-  // Loses a random subset of non-durable operations on disk. Returns how many were lost.
-  size_t SimulateCrash();
-  // Number of operations currently not durable.
-  size_t PendingCount() const;
-
- private:
-  void RecordRename(const std::string& from, const std::string& to, std::string* replaced);
-  void MaybeCutPowerLocked();
-  size_t SimulateCrashLocked();
-  struct State;
-  std::unique_ptr<State> state_;
 };
 
 }  // namespace ccmail::store

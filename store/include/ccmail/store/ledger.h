@@ -11,7 +11,7 @@
 //                PRIMARY KEY(content_key, recipient, kind, capture_id))   kind EXPORTED or DUP
 //     UNIQUE INDEX deliveries_exported ON deliveries(content_key, recipient) WHERE kind = EXPORTED
 //   so a delivery has at most one EXPORTED row and one DUP row per capture that repeated it.
-//   CommitBatches() (CommitBatch for one batch) is ONE transaction = the export decision:
+//   CommitBatches() is ONE transaction = the export decision:
 //   crash points ledger.commit.before / ledger.commit.after surround the COMMIT.
 //   Recipient strings are compared byte for byte as given; the exporter passes
 //   "<cc:Mail name> at <POST OFFICE>" (ledger rebuild re-records manifests the same way).
@@ -49,7 +49,7 @@ struct LedgerDelivery {
 };
 
 struct LedgerBatch {
-  uint64_t seq = 0;         // assigned by CommitBatch (strictly increasing)
+  uint64_t seq = 0;         // assigned by CommitBatches (strictly increasing)
   uint64_t epoch = 0;       // the ledger's current epoch
   std::string post_office;
   std::string file_name;
@@ -82,21 +82,19 @@ class Ledger {
   // epoch = epoch + 1 in its own transaction (crash point recovery.epoch). Returns it.
   Status BumpEpoch(uint64_t* new_epoch);
   uint64_t epoch() const { return epoch_; }
-  // The next seq CommitBatch will use.
+  // The next seq CommitBatches will use.
   Status NextSeq(uint64_t* seq);
 
-  // The commit point. Fills batch->seq and batch->epoch. A delivery whose (key, recipient)
-  // is already EXPORTED is stored as nothing new and reported: kAlreadyExists with no
-  // change (caller should have checked with IsExported; see docs/DESIGN.md §5.3).
-  Status CommitBatch(LedgerBatch* batch);
-
-  // Several batches in ONE transaction (a message with recipients on two post offices is in
-  // two batch files; committing them separately would let a crash in between make recovery
-  // unlink its spool file with one post office still unexported). Seqs are assigned
-  // consecutively from NextSeq() in vector order; a batch whose seq is non-zero on input
-  // must get exactly that seq (the caller named its .part file after it), else nothing is
-  // committed and kInvalidArgument is returned. Same fencing, crash points and
-  // duplicate rules as CommitBatch.
+  // The commit point: several batches in ONE transaction (a message with recipients on two
+  // post offices is in two batch files; committing them separately would let a crash in
+  // between make recovery unlink its spool file with one post office still unexported).
+  // Seqs are assigned consecutively from NextSeq() in vector order; a batch whose seq is
+  // non-zero on input must get exactly that seq (the caller named its .part file after it),
+  // else nothing is committed and kInvalidArgument is returned. Fills each batch's seq,
+  // epoch and created_ms. kInvalidArgument before BumpEpoch; kBusy when another exporter
+  // bumped the epoch since (fencing). A delivery whose (key, recipient) is already EXPORTED
+  // fails the whole transaction with kAlreadyExists and no change (caller should have
+  // checked with AreExported; see docs/DESIGN.md §5.3); a DUP delivery listed twice is harmless.
   Status CommitBatches(std::vector<LedgerBatch>* batches);
   // CommitBatches in two steps, so that the inserts run while the caller makes the batch
   // files durable (the exporter's committer): StageBatches opens the transaction and inserts
@@ -176,6 +174,8 @@ class Ledger {
   // The inserts of CommitBatches/StageBatches inside the caller's transaction.
   Status InsertBatches(const std::vector<LedgerBatch>& batches, int64_t now, std::vector<uint64_t>* seqs);
   void FillCommitted(const std::vector<uint64_t>& seqs, int64_t now, std::vector<LedgerBatch>* batches) const;
+  // Checks the schema of an opened database and reads its epoch into a new Ledger.
+  static Status Adopt(std::unique_ptr<Impl> impl, std::unique_ptr<Ledger>* out);
   std::unique_ptr<Impl> impl_;
   uint64_t epoch_ = 0;
 };

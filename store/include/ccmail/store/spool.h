@@ -34,7 +34,9 @@
 #include <functional>
 #include <mutex>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ccmail/common/status.h"
@@ -152,7 +154,13 @@ class Spool {
   // SyncNewDir() once afterwards).
   Status Remove(const CaptureId& id, bool sync_dir = true);
   Status SyncNewDir();
-  // Moves new/<id> to corrupt/ with a reason file; fsyncs both directories.
+  // The one way a capture leaves the queue for an administrator (a file that fails
+  // verification, a message that cannot be exported). Writes QuarantineReason(reason) to
+  // corrupt/<id>.reason and fsyncs it, moves new/<id> to corrupt/<id>, then fsyncs corrupt/
+  // and new/: once it returns Ok the move and the reason survive a power loss. A reason file
+  // that cannot be written (full disk) is logged with the reason and the capture is moved
+  // anyway, so it is not retried for ever; a stale reason of an interrupted earlier attempt
+  // is replaced. On an error the capture is where it was or in corrupt/, never gone.
   Status Quarantine(const CaptureId& id, const std::string& reason);
 
   // corrupt/<id> files (reason files without their capture are skipped), sorted by id,
@@ -186,6 +194,10 @@ class Spool {
   friend class SpoolWriter;
   Spool(std::string root, DurableIo* io, std::string tag);
   Status VerifyFile(const std::string& path, SpoolEntry* entry) const;
+  // VerifyFile of <dir>/<id>, which must also hold that id.
+  Status VerifyCapture(const std::string& dir, const CaptureId& id, SpoolEntry* entry) const;
+  Status WriteReasonFile(const std::string& reason_path, const std::string& reason);
+  void ForgetFromBacklog(uint64_t file_size);
   std::string root_;
   DurableIo* io_;
   std::string tag_;
@@ -196,7 +208,26 @@ class Spool {
   std::mutex scan_mu_;
 };
 
+// The reason as Spool::Quarantine records it: cut to kMaxQuarantineReason bytes plus "..."
+// (a message with a huge unusable name must not flood the log, the reason file or a notice).
+inline constexpr size_t kMaxQuarantineReason = 300;
+std::string QuarantineReason(std::string reason);
+
 // Parses the writer-tag of a tmp file name "<32hex>.<tag>"; empty if not of that form.
 std::string TmpWriterTag(const std::string& file_name);
+
+// The writer tag of a milter registered in the claim table: "<registry index>.<registration
+// generation>" (decimal, no sign, no leading blanks). Whoever cleans tmp/ asks the claim
+// table whether that registration is still alive; a tag of any other form (a tool's "p<pid>")
+// is not a registration and its files are never deleted for it.
+struct WriterTag {
+  uint32_t registry_index = 0;
+  uint64_t registration_gen = 0;
+
+  std::string ToString() const;
+  // nullopt unless `text` is exactly two decimal numbers joined by '.', each in range.
+  static std::optional<WriterTag> Parse(std::string_view text);
+  friend bool operator==(const WriterTag&, const WriterTag&) = default;
+};
 
 }  // namespace ccmail::store

@@ -14,11 +14,9 @@
 #include <random>
 #include <vector>
 
-#include "ccmail/store/io.h"
+#include "ccmail/store/power_loss_io.h"
 
 namespace ccmail::store {
-
-std::string StoreDirOf(const std::string& path);  // io.cpp
 
 namespace {
 struct DirOp {
@@ -97,7 +95,7 @@ Status PowerLossIo::CreateExclusive(const std::string& path, mode_t mode, Unique
   std::lock_guard<std::mutex> l(state_->mu);
   state_->fd_path[r] = path;
   state_->files[path] = FileState{};
-  state_->ops.push_back(DirOp{DirOp::kCreate, StoreDirOf(path), path, "", "", false});
+  state_->ops.push_back(DirOp{DirOp::kCreate, ParentDirectory(path), path, "", "", false});
   return Status::Ok();
 }
 
@@ -150,7 +148,7 @@ Status PowerLossIo::MakeDir(const std::string& path, mode_t mode, bool* created,
   CCMAIL_RETURN_IF_ERROR(DurableIo::Real().MakeDir(path, mode, created, point));
   if (*created) {
     std::lock_guard<std::mutex> l(state_->mu);
-    state_->ops.push_back(DirOp{DirOp::kMkdir, StoreDirOf(path), path, "", "", false});
+    state_->ops.push_back(DirOp{DirOp::kMkdir, ParentDirectory(path), path, "", "", false});
   }
   return Status::Ok();
 }
@@ -164,7 +162,7 @@ void PowerLossIo::RecordRename(const std::string& from, const std::string& to, s
   }
   for (auto& [fd, p] : state_->fd_path)
     if (p == from) p = to;
-  state_->ops.push_back(DirOp{DirOp::kRename, StoreDirOf(to), to, from, replaced ? std::move(*replaced) : "",
+  state_->ops.push_back(DirOp{DirOp::kRename, ParentDirectory(to), to, from, replaced ? std::move(*replaced) : "",
                               replaced != nullptr});
 }
 
@@ -191,7 +189,7 @@ Status PowerLossIo::Unlink(const std::string& path, const char* point) {
   CCMAIL_RETURN_IF_ERROR(DurableIo::Real().Unlink(path, point));
   std::lock_guard<std::mutex> l(state_->mu);
   state_->files.erase(path);
-  if (saved) state_->ops.push_back(DirOp{DirOp::kUnlink, StoreDirOf(path), path, "", std::move(content), false});
+  if (saved) state_->ops.push_back(DirOp{DirOp::kUnlink, ParentDirectory(path), path, "", std::move(content), false});
   return Status::Ok();
 }
 

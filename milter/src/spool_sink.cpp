@@ -27,12 +27,6 @@ struct SpoolCaptureSink::Attachment {
   }
 };
 
-namespace {
-
-}
-
-}  // namespace
-
 // One message: a SpoolWriter plus the content key, streamed together.
 class SpoolWriterAdapter : public CaptureWriter {
  public:

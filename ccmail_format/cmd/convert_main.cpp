@@ -44,7 +44,7 @@ bool ResolveRecipient(const std::string& r, const AddressMap& map, const FormatS
     std::string v = r.substr(eq + 1);
     size_t at = ToLowerAscii(v).rfind(" at ");
     cr->ccmail.name = at == std::string::npos ? v : v.substr(0, at);
-    cr->ccmail.postoffice = at == std::string::npos ? fs.local_postoffice : v.substr(at + 4);
+    cr->ccmail.post_office = at == std::string::npos ? fs.local_postoffice : v.substr(at + 4);
     return true;
   }
   auto who = map.Resolve(r);
@@ -55,11 +55,11 @@ bool ResolveRecipient(const std::string& r, const AddressMap& map, const FormatS
 }
 
 bool GroupRecipients(const std::vector<std::string>& recipients, const AddressMap& map, const FormatSettings& fs,
-                     RecipientsByPostOffice* by_po) {
+                     RecipientsByPostOffice* by_post_office) {
   for (const std::string& r : recipients) {
     ConvertRecipient cr;
     if (!ResolveRecipient(r, map, fs, &cr)) return false;
-    (*by_po)[ToUpperAscii(cr.ccmail.postoffice)].push_back(cr);
+    (*by_post_office)[ToUpperAscii(cr.ccmail.post_office)].push_back(cr);
   }
   return true;
 }
@@ -96,14 +96,14 @@ bool OpenMessage(const std::string& input, UniqueFd* fd) {
 // All or nothing: every post office's copies go to an anonymous file first and reach stdout
 // only when the whole message converted (a refusal on the second post office must not leave
 // the first one's copy behind). Returns the exit status.
-int ConvertToStdout(const FormatSettings& fs, const ConvertInput& in, const RecipientsByPostOffice& by_po) {
+int ConvertToStdout(const FormatSettings& fs, const ConvertInput& in, const RecipientsByPostOffice& by_post_office) {
   UniqueFd staged(memfd_create("ccmail-convert-out", MFD_CLOEXEC));
   if (!staged.valid()) { std::perror("ccmail-convert: memfd_create"); return kIoErrorExit; }
   Converter conv(fs);
   FdSink out(staged.get());
   std::vector<ConvertTarget> targets;
-  std::vector<ConvertResult> results(by_po.size());
-  for (const auto& [po, rcpts] : by_po) {
+  std::vector<ConvertResult> results(by_post_office.size());
+  for (const auto& [post_office, rcpts] : by_post_office) {
     ConvertTarget t;
     t.recipients = rcpts;
     t.out = &out;
@@ -158,8 +158,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ccmail-convert: %s\n", s.ToString().c_str());
     return cli::kUsageExit;
   }
-  RecipientsByPostOffice by_po;
-  if (!GroupRecipients(recipients, *map, fs, &by_po)) return cli::kUsageExit;
+  RecipientsByPostOffice by_post_office;
+  if (!GroupRecipients(recipients, *map, fs, &by_post_office)) return cli::kUsageExit;
 
   UniqueFd fd;
   if (!OpenMessage(input, &fd)) return kIoErrorExit;
@@ -172,5 +172,5 @@ int main(int argc, char** argv) {
   in.envelope_sender = sender;
   in.received = received >= 0 ? static_cast<time_t>(received) : time(nullptr);
   in.log_id = input == "-" ? "stdin" : input;
-  return ConvertToStdout(fs, in, by_po);
+  return ConvertToStdout(fs, in, by_post_office);
 }

@@ -25,18 +25,18 @@ bool HasControl(std::string_view s) {
   return false;
 }
 
-// Splits "Name at PO" at its last " at " (any case); no " at ": po is empty.
-void SplitNameAtPo(std::string_view value, std::string* name, std::string* po) {
+// Splits "Name at PO" at its last " at " (any case); no " at ": post_office is empty.
+void SplitNameAtPo(std::string_view value, std::string* name, std::string* post_office) {
   const std::string padded = " " + std::string(value);  // "at PO" alone: an empty name
   std::string low = ToLowerAscii(padded);
   size_t at = low.rfind(" at ");
   if (at == std::string::npos) {
     *name = std::string(Trim(value));
-    po->clear();
+    post_office->clear();
     return;
   }
   *name = std::string(Trim(std::string_view(padded).substr(0, at)));
-  *po = std::string(Trim(std::string_view(padded).substr(at + 4)));
+  *post_office = std::string(Trim(std::string_view(padded).substr(at + 4)));
 }
 
 // An addr-spec key: local@domain, printable ASCII, no spaces, exactly one '@' outside quotes.
@@ -66,15 +66,15 @@ Resolution Unusable(Resolution::Unusable kind, std::string reason) {
 
 }  // namespace
 
-bool PostOfficeNameUsable(std::string_view po, std::string* why) {
-  if (po.empty()) return Fail(why, "empty post office name");
-  if (po.size() > 8) return Fail(why, "post office name longer than 8 characters");
-  for (unsigned char c : po)
+bool PostOfficeNameUsable(std::string_view post_office, std::string* why) {
+  if (post_office.empty()) return Fail(why, "empty post office name");
+  if (post_office.size() > 8) return Fail(why, "post office name longer than 8 characters");
+  for (unsigned char c : post_office)
     if (!(std::isalnum(c) || c == '-' || c == '_') || c >= 0x80)
       return Fail(why, "post office name has a character other than A-Z 0-9 - _");
   // The post office is a directory the cc:Mail side (DOS/Windows) opens: a device name there
   // is a device, whatever the directory on this host is called.
-  const std::string up = ToUpperAscii(po);
+  const std::string up = ToUpperAscii(post_office);
   static const char* const kDevices[] = {"CON", "PRN", "AUX", "NUL"};
   for (const char* d : kDevices)
     if (up == d) return Fail(why, "post office name is a DOS device name");
@@ -114,10 +114,10 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
   std::string why;
   if (!options.default_postoffice.empty() && !PostOfficeNameUsable(options.default_postoffice, &why))
     return Status::InvalidArgument("default_postoffice \"" + options.default_postoffice + "\": " + why);
-  for (std::string& po : map->options_.percent_route_postoffices) {
-    if (!PostOfficeNameUsable(po, &why))
-      return Status::InvalidArgument("percent_route_postoffices \"" + po + "\": " + why);
-    po = ToUpperAscii(po);
+  for (std::string& post_office : map->options_.percent_route_postoffices) {
+    if (!PostOfficeNameUsable(post_office, &why))
+      return Status::InvalidArgument("percent_route_postoffices \"" + post_office + "\": " + why);
+    post_office = ToUpperAscii(post_office);
   }
   std::unordered_map<std::string, int> first_line;
   size_t pos = 0;
@@ -137,36 +137,36 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
     if (ws == std::string_view::npos) return fail("expected \"<address or @domain>  <cc:Mail name> at <post office>\", found only \"" + std::string(line) + "\"");
     std::string key = ToLowerAscii(line.substr(0, ws));
     std::string_view value = Trim(line.substr(ws));
-    std::string name, po;
-    SplitNameAtPo(value, &name, &po);
+    std::string name, post_office;
+    SplitNameAtPo(value, &name, &post_office);
     if (auto it = first_line.find(key); it != first_line.end())
       return fail("duplicate rule for \"" + key + "\" (first at line " + std::to_string(it->second) + ")");
     if (key.front() == '@') {
       std::string domain = key.substr(1);
       if (!AddressKeyOk("x@" + domain)) return fail("bad domain \"" + key + "\"");
       DomainRule rule;
-      if (po.empty()) {
+      if (post_office.empty()) {
         // "@domain PO": every user of the domain goes to that post office under its local part.
         if (value.find_first_of(" \t,") != std::string_view::npos) return fail("a domain rule is \"@domain PO\" or \"@domain Name at PO\"");
-        rule.postoffice = std::string(value);
+        rule.post_office = std::string(value);
       } else {
         if (name.empty()) return fail("empty cc:Mail name before \" at \"");
         rule.name = name;
-        rule.postoffice = po;
+        rule.post_office = post_office;
       }
       if (!rule.name.empty() && !CcMailNameUsable(rule.name, false, &why))
         return fail("bad cc:Mail name \"" + rule.name + "\": " + why);
-      if (!PostOfficeNameUsable(rule.postoffice, &why))
-        return fail("bad post office name \"" + rule.postoffice + "\": " + why);
+      if (!PostOfficeNameUsable(rule.post_office, &why))
+        return fail("bad post office name \"" + rule.post_office + "\": " + why);
       map->domains_[domain] = std::move(rule);
     } else {
       if (!AddressKeyOk(key)) return fail("bad address \"" + std::string(line.substr(0, ws)) + "\" (expected local@domain or @domain)");
       if (name.empty()) return fail("empty cc:Mail name");
       if (!CcMailNameUsable(name, false, &why)) return fail("bad cc:Mail name \"" + name + "\": " + why);
-      if (po.empty()) po = options.default_postoffice;
-      if (po.empty()) return fail("no \" at <post office>\" and default_postoffice is empty");
-      if (!PostOfficeNameUsable(po, &why)) return fail("bad post office name \"" + po + "\": " + why);
-      map->exact_[key] = CcMailAddress{name, po};
+      if (post_office.empty()) post_office = options.default_postoffice;
+      if (post_office.empty()) return fail("no \" at <post office>\" and default_postoffice is empty");
+      if (!PostOfficeNameUsable(post_office, &why)) return fail("bad post office name \"" + post_office + "\": " + why);
+      map->exact_[key] = CcMailAddress{name, post_office};
     }
     first_line.emplace(key, lineno);
   }
@@ -191,10 +191,10 @@ Status AddressMap::LoadFromConfig(const Config& config, std::shared_ptr<const Ad
   if (!opt.default_postoffice.empty() && !PostOfficeNameUsable(opt.default_postoffice, &why))
     return Status::InvalidArgument(config.Where("default_postoffice") + ": default_postoffice: \"" +
                                    opt.default_postoffice + "\": " + why);
-  for (const std::string& po : opt.percent_route_postoffices)
-    if (!PostOfficeNameUsable(po, &why))
+  for (const std::string& post_office : opt.percent_route_postoffices)
+    if (!PostOfficeNameUsable(post_office, &why))
       return Status::InvalidArgument(config.Where("percent_route_postoffices") + ": percent_route_postoffices: \"" +
-                                     po + "\": " + why);
+                                     post_office + "\": " + why);
   std::string path;
   CCMAIL_RETURN_IF_ERROR(config.GetString("address_map", &path));
   if (path.empty()) return Parse("", "(no address map)", opt, out);
@@ -236,7 +236,7 @@ Resolution AddressMap::Lookup(std::string_view smtp) const {
   if (!ours) return r;
   if (rule != domains_.end() && !rule->second.name.empty()) {
     r.kind = Resolution::Kind::kCcMail;
-    r.address = CcMailAddress{rule->second.name, rule->second.postoffice};
+    r.address = CcMailAddress{rule->second.name, rule->second.post_office};
     return r;
   }
   // "John Smith"@domain -> John Smith
@@ -250,7 +250,7 @@ Resolution AddressMap::Lookup(std::string_view smtp) const {
     user = unq;
   }
   // PMDF: user%po@domain -> user at po, for the post offices the administrator opened to it.
-  std::string po;
+  std::string post_office;
   if (size_t pct = user.rfind('%'); pct != std::string::npos) {
     const std::string wanted = ToUpperAscii(std::string_view(user).substr(pct + 1));
     const auto& allowed = options_.percent_route_postoffices;
@@ -258,18 +258,18 @@ Resolution AddressMap::Lookup(std::string_view smtp) const {
       return Unusable(Resolution::Unusable::kNoRoute,
                       allowed.empty() ? "routing to a post office in the address is not enabled"
                                       : "this post office is not open to routing in the address");
-    po = wanted;
+    post_office = wanted;
     user.resize(pct);
   } else if (rule != domains_.end()) {
-    po = rule->second.postoffice;
+    post_office = rule->second.post_office;
   } else {
-    po = options_.default_postoffice;
-    if (po.empty()) return r;  // a cc:Mail domain without a default PO: the map does not know it
+    post_office = options_.default_postoffice;
+    if (post_office.empty()) return r;  // a cc:Mail domain without a default PO: the map does not know it
   }
   std::string why;
   if (!CcMailNameUsable(user, true, &why)) return Unusable(Resolution::Unusable::kBadName, why);
   r.kind = Resolution::Kind::kCcMail;
-  r.address = CcMailAddress{std::move(user), std::move(po)};
+  r.address = CcMailAddress{std::move(user), std::move(post_office)};
   return r;
 }
 

@@ -118,9 +118,9 @@ std::optional<time_t> ParseCcDate(std::string_view text, const FormatSettings& s
 std::string FormatRecipient(const CcMailAddress& who, const FormatSettings& settings) {
   std::string out;
   AppendInCodePage(who.name, settings.codepage, &out);
-  if (!who.postoffice.empty() && !EqualsIgnoreAsciiCase(who.postoffice, settings.local_postoffice)) {
+  if (!who.post_office.empty() && !EqualsIgnoreAsciiCase(who.post_office, settings.local_postoffice)) {
     out += " at ";
-    AppendInCodePage(who.postoffice, settings.codepage, &out);
+    AppendInCodePage(who.post_office, settings.codepage, &out);
   }
   return out;
 }

@@ -70,8 +70,8 @@ Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("default_postoffice", &fs.default_postoffice));
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("gateway_postoffice", &fs.gateway_postoffice));
   for (const char* name : {"local_postoffice", "default_postoffice", "gateway_postoffice"}) {
-    std::string po = cfg.GetRaw(name);
-    if (!PostOfficeNameOk(po)) return Bad(cfg, name, "a post office name is printable ASCII without , \" [ ] (at most 64 characters)");
+    std::string post_office = cfg.GetRaw(name);
+    if (!PostOfficeNameOk(post_office)) return Bad(cfg, name, "a post office name is printable ASCII without , \" [ ] (at most 64 characters)");
   }
   if (fs.gateway_postoffice.empty()) return Bad(cfg, "gateway_postoffice", "must not be empty");
 

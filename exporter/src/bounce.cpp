@@ -275,7 +275,7 @@ std::vector<BounceTarget> MatchUndeliverable(const std::vector<format::ImportMes
 }
 
 Status BounceUndeliverable(const std::string& und_path, const std::string& manifest_path,
-                           const std::string& postoffice, BounceQueue* queue,
+                           const std::string& post_office, BounceQueue* queue,
                            const format::FormatSettings& settings, int* queued, size_t* unmatched) {
   *queued = 0;
   *unmatched = 0;
@@ -295,7 +295,7 @@ Status BounceUndeliverable(const std::string& und_path, const std::string& manif
     const ManifestEntry& d = t.delivery;
     if (d.sender.empty()) continue;  // null sender: never bounce a bounce
     FailedDelivery f;
-    f.recipient = postoffice.empty() ? d.recipient : d.recipient + " at " + postoffice;
+    f.recipient = post_office.empty() ? d.recipient : d.recipient + " at " + post_office;
     f.status = "5.1.1";
     f.diagnostic = "cc:Mail IMPORT reported the message undeliverable";
     std::string explanation =
@@ -307,7 +307,7 @@ Status BounceUndeliverable(const std::string& und_path, const std::string& manif
         "Capture id:  " + d.capture_id + "\n"
         "Content key: " + d.content_key + "\n";
     // One notice per delivery: queueing the same .UND again finds it already queued.
-    const std::string name = "und-" + d.capture_id + "-" + NameHash(postoffice + "\n" + d.recipient);
+    const std::string name = "und-" + d.capture_id + "-" + NameHash(post_office + "\n" + d.recipient);
     s = queue->Add(name, d.sender, DeliveryStatusNotice(d.sender, "Undeliverable: " + t.subject, explanation, f, name));
     if (!s.ok()) return s;
     ++*queued;

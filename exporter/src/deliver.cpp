@@ -51,7 +51,7 @@ Status RunDeliverCommand(const DeliverRequest& req, DeliverOutcome* outcome, int
     env_store.push_back(std::move(kv));
   }
   env_store.push_back("CCMAIL_BATCH=" + req.batch_path);
-  env_store.push_back("CCMAIL_POSTOFFICE=" + req.postoffice);
+  env_store.push_back("CCMAIL_POSTOFFICE=" + req.post_office);
   env_store.push_back("CCMAIL_MANIFEST=" + req.manifest_path);
   env_store.push_back("CCMAIL_UND=" + und);
   std::vector<char*> envp;

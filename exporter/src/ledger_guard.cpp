@@ -116,11 +116,11 @@ Status ParseManifestHeader(const std::string& line, ManifestHeader* out) {
 
 Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out) {
   OutboxHistory h;
-  std::vector<std::string> pos;
-  CCMAIL_RETURN_IF_ERROR(List(outbox_dir, &pos));
-  for (const auto& po : pos) {
-    const std::string dir = outbox_dir + "/" + po;
-    if (!ValidPostOfficeName(po) || !IsDir(dir)) continue;
+  std::vector<std::string> post_offices;
+  CCMAIL_RETURN_IF_ERROR(List(outbox_dir, &post_offices));
+  for (const auto& post_office : post_offices) {
+    const std::string dir = outbox_dir + "/" + post_office;
+    if (!ValidPostOfficeName(post_office) || !IsDir(dir)) continue;
     Watermark wm;
     Status ws = ReadWatermark(dir, &wm);
     if (ws.ok()) {
@@ -243,11 +243,11 @@ Status RebuildLedger(const BridgePaths& paths, const std::vector<std::string>& e
     return q.WithContext("not rebuilding over a damaged ledger (move it aside, then rebuild)");
 
   std::vector<std::string> mans;
-  std::vector<std::string> pos;
-  CCMAIL_RETURN_IF_ERROR(List(paths.outbox_directory, &pos));
-  for (const auto& po : pos)
-    if (ValidPostOfficeName(po) && IsDir(paths.outbox_directory + "/" + po))
-      CCMAIL_RETURN_IF_ERROR(FindManifests(paths.outbox_directory + "/" + po, 4, &mans));
+  std::vector<std::string> post_offices;
+  CCMAIL_RETURN_IF_ERROR(List(paths.outbox_directory, &post_offices));
+  for (const auto& post_office : post_offices)
+    if (ValidPostOfficeName(post_office) && IsDir(paths.outbox_directory + "/" + post_office))
+      CCMAIL_RETURN_IF_ERROR(FindManifests(paths.outbox_directory + "/" + post_office, 4, &mans));
   for (const auto& d : extra_dirs) {
     if (!IsDir(d)) return Status::NotFound(d + ": not a directory");
     CCMAIL_RETURN_IF_ERROR(FindManifests(d, 0, &mans));

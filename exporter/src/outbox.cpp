@@ -50,19 +50,19 @@ std::string BatchFileName(uint64_t epoch, uint64_t seq) {
 
 std::string ManifestFileName(const std::string& batch_name) { return Stem(batch_name) + ".MAN"; }
 
-bool ValidPostOfficeName(const std::string& po) {
-  if (po.empty() || po.size() > 8) return false;
-  for (char c : po) {
+bool ValidPostOfficeName(const std::string& post_office) {
+  if (post_office.empty() || post_office.size() > 8) return false;
+  for (char c : post_office) {
     bool ok = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     if (!ok) return false;
   }
   return true;
 }
 
-std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& po,
+std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& post_office,
                            const std::string& batch_name, const std::vector<ManifestEntry>& entries) {
   std::string out = "# ccmail-bridge manifest v1 epoch=" + std::to_string(epoch) + " seq=" +
-                    std::to_string(seq) + " po=" + po + " batch=" + batch_name +
+                    std::to_string(seq) + " po=" + post_office + " batch=" + batch_name +
                     " count=" + std::to_string(entries.size()) + "\n";
   // Addresses come from the envelope: escaped, so a TAB or LF in one cannot add a column or a line.
   for (const auto& e : entries)
@@ -183,22 +183,22 @@ Status Outbox::Init() {
 
 std::string Outbox::PartPath(const std::string& batch_name) const { return TmpDir() + "/" + batch_name + ".part"; }
 
-Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& po, const std::string& content,
+Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& post_office, const std::string& content,
                          const std::vector<ManifestEntry>& entries) {
-  if (!ValidPostOfficeName(po)) return Status::InvalidArgument("post office name not usable as a directory: '" + po + "'");
+  if (!ValidPostOfficeName(post_office)) return Status::InvalidArgument("post office name not usable as a directory: '" + post_office + "'");
   const std::string name = BatchFileName(epoch, seq);
   const std::string man = ManifestFileName(name);
-  Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, po, name, entries),
+  Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, post_office, name, entries),
                           kCrashBatchManifestWritten, kCrashBatchManifestFsynced, false);
   if (s.ok()) s = WriteDurable(PartPath(name), content, kCrashBatchPartWritten, kCrashBatchPartFsynced, true);
   if (s.ok() && !defer_tmpdir_sync_) s = SyncTmpDir();
   return s;
 }
 
-Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& po) {
+Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& post_office) {
   const std::string name = BatchFileName(epoch, seq);
   const std::string man = ManifestFileName(name);
-  const std::string dir = PostOfficeDir(po);
+  const std::string dir = PostOfficeDir(post_office);
   // A new post-office directory must be durable before anything is renamed into it.
   bool created = false;
   Status s = io_->MakeDir(dir, 0750, &created);

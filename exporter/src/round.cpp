@@ -54,18 +54,18 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
       std::set<std::string> seen;
       for (const auto& rc : m.recipients) {
         format::CcMailAddress a{rc.ccmail_name, ToUpperAscii(rc.post_office)};
-        if ((a.name.empty() || a.postoffice.empty()) && amap) {
-          if (auto res = amap->Resolve(rc.smtp_address)) a = {res->name, ToUpperAscii(res->postoffice)};
+        if ((a.name.empty() || a.post_office.empty()) && amap) {
+          if (auto res = amap->Resolve(rc.smtp_address)) a = {res->name, ToUpperAscii(res->post_office)};
         }
-        if (a.name.empty() || a.postoffice.empty()) {
+        if (a.name.empty() || a.post_office.empty()) {
           it.bad = "recipient <" + rc.smtp_address + "> has no cc:Mail name and post office";
           break;
         }
         // The address map's export rule (the milter applies it at RCPT; a capture from an older
         // milter may still break it).
         std::string why;
-        if (!ValidPostOfficeName(a.postoffice) || !format::PostOfficeNameUsable(a.postoffice, &why)) {
-          it.bad = "post office '" + a.postoffice + "' of <" + rc.smtp_address + "> is not a usable name" +
+        if (!ValidPostOfficeName(a.post_office) || !format::PostOfficeNameUsable(a.post_office, &why)) {
+          it.bad = "post office '" + a.post_office + "' of <" + rc.smtp_address + "> is not a usable name" +
                    (why.empty() ? "" : " (" + why + ")");
           break;
         }
@@ -73,24 +73,24 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
           it.bad = "cc:Mail name '" + a.name + "' of <" + rc.smtp_address + "> is not usable (" + why + ")";
           break;
         }
-        std::string key = a.name + " at " + a.postoffice;
+        std::string key = a.name + " at " + a.post_office;
         if (!seen.insert(key).second) continue;  // two addresses of one cc:Mail user: one delivery
-        it.by_po[a.postoffice].push_back(RoundRcpt{rc.smtp_address, a, key});
+        it.by_post_office[a.post_office].push_back(RoundRcpt{rc.smtp_address, a, key});
       }
-      if (it.bad.empty() && it.by_po.empty()) it.bad = "no cc:Mail recipient";
+      if (it.bad.empty() && it.by_post_office.empty()) it.bad = "no cc:Mail recipient";
       if (it.bad.empty()) opened_bytes += it.e.message_length;
     }
     r->items.push_back(std::move(it));
   }
 }
 
-void ClassifyItem(const RoundItem& item, const KeySet& round_keys, const KeySet& ledger_keys, PoRcpts* exp_po,
-                  PoRcpts* dup_po) {
-  for (const auto& [po, rs] : item.by_po)
+void ClassifyItem(const RoundItem& item, const KeySet& round_keys, const KeySet& ledger_keys, PoRcpts* expected_post_office,
+                  PoRcpts* duplicate_post_office) {
+  for (const auto& [post_office, rs] : item.by_post_office)
     for (const auto& r : rs) {
       std::pair<ContentKey, std::string> k{item.e.meta.content_key, r.key};
       bool exported = round_keys.count(k) > 0 || ledger_keys.count(k) > 0;
-      ((exported ? *dup_po : *exp_po)[po]).push_back(&r);
+      ((exported ? *duplicate_post_office : *expected_post_office)[post_office]).push_back(&r);
     }
 }
 
@@ -100,7 +100,7 @@ void ConvertItem(const format::Converter& cv, RoundItem* item) {
   item->out.clear();
   item->unconvertible.clear();
   item->io_failed = false;
-  if (item->exp_po.empty()) return;
+  if (item->expected_post_office.empty()) return;
   const store::SpoolMeta& m = item->e.meta;
   format::ConvertInput in;
   in.fd = item->e.fd.get();
@@ -110,11 +110,11 @@ void ConvertItem(const format::Converter& cv, RoundItem* item) {
   in.envelope_sender = m.envelope_sender;
   in.received = static_cast<time_t>(m.received_ms / 1000);
   in.log_id = item->id.ToString();
-  std::vector<format::StringSink> sinks(item->exp_po.size());
+  std::vector<format::StringSink> sinks(item->expected_post_office.size());
   std::vector<format::ConvertTarget> targets;
-  targets.reserve(item->exp_po.size());
+  targets.reserve(item->expected_post_office.size());
   size_t i = 0;
-  for (const auto& [po, rs] : item->exp_po) {
+  for (const auto& [post_office, rs] : item->expected_post_office) {
     format::ConvertTarget t;
     for (const RoundRcpt* r : rs) t.recipients.push_back({r->smtp, r->addr});
     t.out = &sinks[i++];
@@ -131,7 +131,7 @@ void ConvertItem(const format::Converter& cv, RoundItem* item) {
     return;
   }
   i = 0;
-  for (const auto& [po, rs] : item->exp_po) item->out[po] = std::move(sinks[i++].str());
+  for (const auto& [post_office, rs] : item->expected_post_office) item->out[post_office] = std::move(sinks[i++].str());
 }
 
 // Conversion is independent per message and is the largest CPU cost of a round, so it runs
@@ -145,8 +145,8 @@ void ConvertRound(const format::Converter& cv, size_t threads, std::vector<Round
   std::vector<RoundItem*> work;
   for (RoundItem& it : *items) {
     if (!it.open_status.ok() || !it.bad.empty()) continue;
-    ClassifyItem(it, tentative, none, &it.exp_po, &it.dup_po);
-    for (const auto& [po, rs] : it.exp_po)
+    ClassifyItem(it, tentative, none, &it.expected_post_office, &it.duplicate_post_office);
+    for (const auto& [post_office, rs] : it.expected_post_office)
       for (const RoundRcpt* r : rs) tentative.insert({it.e.meta.content_key, r->key});
     work.push_back(&it);
   }
@@ -189,12 +189,12 @@ RoundPlan ClassifyRound(const format::Converter& cv, const std::vector<char>& in
       plan.deferred.push_back(id);
       continue;
     }
-    PoRcpts exp_po, dup_po;
-    ClassifyItem(item, round_keys, ledger_keys, &exp_po, &dup_po);
-    if (exp_po != item.exp_po && item.unconvertible.empty() && !item.io_failed) {
+    PoRcpts expected_post_office, duplicate_post_office;
+    ClassifyItem(item, round_keys, ledger_keys, &expected_post_office, &duplicate_post_office);
+    if (expected_post_office != item.expected_post_office && item.unconvertible.empty() && !item.io_failed) {
       // A duplicate (in the ledger, or an earlier copy in this round) or an earlier copy that
       // dropped out of the round: convert for the real set.
-      item.exp_po = exp_po;
+      item.expected_post_office = expected_post_office;
       ConvertItem(cv, &item);
     }
     if (!item.unconvertible.empty()) {
@@ -210,13 +210,13 @@ RoundPlan ClassifyRound(const format::Converter& cv, const std::vector<char>& in
     // Into the round.
     store::LedgerBatch* home = nullptr;  // where the capture id is recorded
     const std::string cid = id.ToString(), ckey = m.content_key.ToString();
-    for (auto& [po, text] : item.out) {
-      PoBatch& b = job->batches[po];
-      b.ledger.post_office = po;
+    for (auto& [post_office, text] : item.out) {
+      PoBatch& b = job->batches[post_office];
+      b.ledger.post_office = post_office;
       if (!home) home = &b.ledger;
       bytes += text.size();
       b.content += text;
-      for (const RoundRcpt* r : exp_po[po]) {
+      for (const RoundRcpt* r : expected_post_office[post_office]) {
         b.entries.push_back(ManifestEntry{cid, ckey, r->addr.name, m.envelope_sender});
         b.ledger.deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kExported});
         round_keys.insert({m.content_key, r->key});
@@ -226,7 +226,7 @@ RoundPlan ClassifyRound(const format::Converter& cv, const std::vector<char>& in
     item.out.clear();
     if (!home) home = &job->nofile;
     home->capture_ids.push_back(id);
-    for (const auto& [po, rs] : dup_po)
+    for (const auto& [post_office, rs] : duplicate_post_office)
       for (const RoundRcpt* r : rs) {
         home->deliveries.push_back({id, m.content_key, r->key, store::DeliveryKind::kDup});
         ++job->dups;
@@ -273,7 +273,7 @@ Status NumberBatches(store::Ledger& ledger, CommitJob* job, std::vector<const Po
   uint64_t seq = 0;
   CCMAIL_RETURN_IF_ERROR(ledger.NextSeq(&seq));
   const uint64_t epoch = ledger.epoch();
-  for (auto& [po, b] : job->batches) {
+  for (auto& [post_office, b] : job->batches) {
     b.ledger.seq = seq++;
     b.ledger.epoch = epoch;
     b.ledger.file_name = BatchFileName(epoch, b.ledger.seq);
@@ -466,7 +466,7 @@ Status Exporter::Impl::AskLedger(const std::vector<RoundItem>& items, std::vecto
   std::vector<std::pair<ContentKey, std::string>> lookups;
   for (size_t i = 0; i < items.size(); ++i) {
     if ((*in_ledger)[i] || !items[i].open_status.ok() || !items[i].bad.empty()) continue;
-    for (const auto& [po, rs] : items[i].by_po)
+    for (const auto& [post_office, rs] : items[i].by_post_office)
       for (const auto& r : rs) lookups.emplace_back(items[i].e.meta.content_key, r.key);
   }
   std::vector<char> exported_flags;

@@ -46,9 +46,9 @@ struct RoundItem {
   Status open_status;  // corrupt: quarantined once the ledger says it is not known; not found:
                        // counted as known when the ledger has it, else a stale slot
   std::string bad;     // unusable recipients (quarantine reason), decided after the ledger
-  std::map<std::string, std::vector<RoundRcpt>> by_po;
+  std::map<std::string, std::vector<RoundRcpt>> by_post_office;
   // Conversion (tentative: as if every earlier capture of the round gets in).
-  PoRcpts exp_po, dup_po;
+  PoRcpts expected_post_office, duplicate_post_office;
   std::map<std::string, std::string> out;
   std::string unconvertible;
   bool io_failed = false;
@@ -88,10 +88,10 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
 
 // Classifies an item's deliveries: exported when (content key, recipient) is in neither
 // `round_keys` nor `ledger_keys`.
-void ClassifyItem(const RoundItem& item, const KeySet& round_keys, const KeySet& ledger_keys, PoRcpts* exp_po,
-                  PoRcpts* dup_po);
+void ClassifyItem(const RoundItem& item, const KeySet& round_keys, const KeySet& ledger_keys, PoRcpts* expected_post_office,
+                  PoRcpts* duplicate_post_office);
 
-// Converts an item for its exp_po (one parse for all its post offices).
+// Converts an item for its expected_post_office (one parse for all its post offices).
 void ConvertItem(const format::Converter& cv, RoundItem* item);
 
 // The tentative classification and the conversion of every usable item; `threads` > 1 uses

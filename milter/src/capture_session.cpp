@@ -49,7 +49,7 @@ Step CaptureSession::Rcpt(std::string_view recipient) {
   if (!seen) {
     if (recipients_.size() >= policy_->limits.recipients)
       return Step::Tempfail("452", "4.5.3", "Too many cc:Mail recipients in one message");
-    recipients_.push_back({addr, r.address.name, r.address.postoffice});
+    recipients_.push_back({addr, r.address.name, r.address.post_office});
   }
   raw_recipients_.emplace_back(recipient);
   return Step::Continue();

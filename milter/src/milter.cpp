@@ -209,7 +209,7 @@ sfsistat OnEom(SMFICTX* ctx) {
     std::string who;
     for (const auto& rc : r.envelope.recipients) {
       if (!who.empty()) who += ", ";
-      who += "<" + rc.smtp_address + "> (" + rc.ccmail_name + " at " + rc.postoffice + ")";
+      who += "<" + rc.smtp_address + "> (" + rc.ccmail_name + " at " + rc.post_office + ")";
     }
     LogInfo("%s: capture=%s from=<%s> ccmail=%s size=%llu mode=%s%s", qid.empty() ? "NOQUEUE" : qid.c_str(),
             r.receipt.capture_id.c_str(), r.envelope.sender.c_str(), who.c_str(),

@@ -65,7 +65,7 @@ class SpoolWriterAdapter : public CaptureWriter {
     meta.envelope_sender = env.sender;
     meta.received_ms = std::chrono::duration_cast<std::chrono::milliseconds>(env.received.time_since_epoch()).count();
     meta.recipients.reserve(env.recipients.size());
-    for (const auto& r : env.recipients) meta.recipients.push_back({r.smtp_address, r.ccmail_name, r.postoffice});
+    for (const auto& r : env.recipients) meta.recipients.push_back({r.smtp_address, r.ccmail_name, r.post_office});
     CCMAIL_RETURN_IF_ERROR(Flush());
     const store::CaptureId id = w_->id();
     const uint64_t size = w_->bytes_written();

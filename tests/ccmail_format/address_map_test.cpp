@@ -26,7 +26,7 @@ TEST(AddressMap, ExactRulesAreCaseInsensitiveAndKeepNameCase) {
   auto r = m->Resolve("JSmith@Corp.Example");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->name, "Smith, John");
-  EXPECT_EQ(r->postoffice, "HUBPO2");
+  EXPECT_EQ(r->post_office, "HUBPO2");
   r = m->Resolve(" <helpdesk@corp.example> ");
   ASSERT_TRUE(r);
   EXPECT_EQ(*r, (CcMailAddress{"Help Desk", "Hub"}));
@@ -217,7 +217,7 @@ TEST(AddressMap, SnapshotSwapIsSafeWhileReadersResolve) {
     while (!stop) {
       std::shared_ptr<const AddressMap> snap = std::atomic_load(&current);
       auto r = snap->Resolve("a@x.example");
-      if (!r || (r->postoffice != "PO1" && r->postoffice != "PO2")) ++bad;
+      if (!r || (r->post_office != "PO1" && r->post_office != "PO2")) ++bad;
     }
   });
   for (int i = 0; i < 200; ++i) {

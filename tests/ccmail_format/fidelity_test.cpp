@@ -264,14 +264,14 @@ TEST(Fidelity, FourHundredRecipientsOnTwoPostOfficesSplitIntoCopiesThatFit) {
     std::vector<ConvertTarget> targets(2);
     std::vector<StringSink> sinks(2);
     std::multiset<std::string> wanted;
-    for (int po = 0; po < 2; ++po) {
+    for (int office_index = 0; office_index < 2; ++office_index) {
       for (int i = 0; i < 200; ++i) {
         const std::string name = "Recipient" + std::to_string(i) + ", Person";
-        const std::string office = po == 0 ? "HUBPO2" : "FARAWAYPO";
-        targets[po].recipients.push_back({"r" + std::to_string(po) + "_" + std::to_string(i) + "@ccmail.corp.example", {name, office}});
-        wanted.insert(po == 0 ? name : name + " at " + office);
+        const std::string office = office_index == 0 ? "HUBPO2" : "FARAWAYPO";
+        targets[office_index].recipients.push_back({"r" + std::to_string(office_index) + "_" + std::to_string(i) + "@ccmail.corp.example", {name, office}});
+        wanted.insert(office_index == 0 ? name : name + " at " + office);
       }
-      targets[po].out = &sinks[po];
+      targets[office_index].out = &sinks[office_index];
     }
     ConvertInput in;
     in.data = msg.data();
@@ -280,8 +280,8 @@ TEST(Fidelity, FourHundredRecipientsOnTwoPostOfficesSplitIntoCopiesThatFit) {
     in.received = 1795520000;
     ASSERT_TRUE(Converter(s).ConvertForEach(in, targets).ok());
     std::multiset<std::string> got;
-    for (int po = 0; po < 2; ++po) {
-      const std::string& raw = sinks[po].str();
+    for (int office_index = 0; office_index < 2; ++office_index) {
+      const std::string& raw = sinks[office_index].str();
       ReadResult r = ReadImportFile(raw, s);
       EXPECT_TRUE(r.ok()) << ViolationsText(r);
       EXPECT_GE(r.messages.size(), 2u);
@@ -290,7 +290,7 @@ TEST(Fidelity, FourHundredRecipientsOnTwoPostOfficesSplitIntoCopiesThatFit) {
         const size_t start = r.messages[m].offset;
         size_t end = raw.find("\r\nContents:\r\n", start) + 13;
         if (itemsize) end = raw.find("\r\n", end) + 2;
-        EXPECT_LE(end - start, 4000u) << "copy " << m << " of post office " << po;
+        EXPECT_LE(end - start, 4000u) << "copy " << m << " of post office " << office_index;
         for (const auto* list : {&r.messages[m].to, &r.messages[m].cc, &r.messages[m].bcc})
           got.insert(list->begin(), list->end());
       }

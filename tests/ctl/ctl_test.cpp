@@ -618,12 +618,12 @@ TEST(Ledger, ReadOnlyNeverCreatesAndReadsWhileTheWriterCommits) {
   ASSERT_TRUE(ro->Counters(&c).ok());
   EXPECT_EQ(c.exported, 1u);
   uint64_t found_seq = 0;
-  std::string po, file;
-  ASSERT_TRUE(ro->FindCapture(a, &found_seq, &po, &file).ok());
+  std::string post_office, file;
+  ASSERT_TRUE(ro->FindCapture(a, &found_seq, &post_office, &file).ok());
   EXPECT_EQ(found_seq, seq);
-  EXPECT_EQ(po, "HUBPO2");
+  EXPECT_EQ(post_office, "HUBPO2");
   EXPECT_EQ(file, "BATCH1.CCM");
-  EXPECT_TRUE(ro->FindCapture(CaptureId::New(), &found_seq, &po, &file).IsNotFound());
+  EXPECT_TRUE(ro->FindCapture(CaptureId::New(), &found_seq, &post_office, &file).IsNotFound());
   // The writer commits while the reader is open; the reader sees it on its next read.
   CaptureId d = b.Capture("d@example.com", {kMary}, 1000);
   b.Export({d}, "HUBPO1");

@@ -122,9 +122,9 @@ class BridgeDir {
 
   // Records captures as one batch (exported to each recipient, or DUP) and removes
   // their spool files, as the exporter does after its commit.
-  uint64_t Export(const std::vector<store::CaptureId>& ids, const std::string& po, bool dup = false) {
+  uint64_t Export(const std::vector<store::CaptureId>& ids, const std::string& post_office, bool dup = false) {
     store::LedgerBatch b;
-    b.post_office = po;
+    b.post_office = post_office;
     b.file_name = "BATCH" + std::to_string(++batches_) + ".CCM";
     for (const auto& id : ids) {
       b.capture_ids.push_back(id);

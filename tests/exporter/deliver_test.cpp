@@ -37,7 +37,7 @@ TEST(DeliverTest, CommandSeesBatchInEnvironmentAndExitCodeIsReported) {
     req.command = "printf '%s|%s|%s|%s' \"$CCMAIL_BATCH\" \"$CCMAIL_POSTOFFICE\" \"$CCMAIL_MANIFEST\" "
                   "\"$CCMAIL_UND\" > " + dir + "/seen; exit " + std::to_string(code);
     req.batch_path = dir + "/HQ/00100001.CCM";
-    req.postoffice = "HQ";
+    req.post_office = "HQ";
     req.manifest_path = dir + "/HQ/00100001.MAN";
     DeliverOutcome o;
     int st = -1;

@@ -59,8 +59,8 @@ void ExpectExactlyOnce(Bed* bed, const std::multiset<std::string>& want, const s
   std::multiset<std::string> got;
   std::set<std::pair<std::string, std::string>> uniq;
   for (const auto& s : seen) {
-    got.insert(s.po + ":" + s.recipient);
-    EXPECT_TRUE(uniq.insert({s.content_key, s.po + ":" + s.recipient}).second) << ctx << ": exported twice: " << s.recipient;
+    got.insert(s.post_office + ":" + s.recipient);
+    EXPECT_TRUE(uniq.insert({s.content_key, s.post_office + ":" + s.recipient}).second) << ctx << ": exported twice: " << s.recipient;
   }
   EXPECT_EQ(got, want) << ctx;
   for (const auto& g : ghosts)
@@ -73,8 +73,8 @@ void ExpectExactlyOnce(Bed* bed, const std::multiset<std::string>& want, const s
   // Every published batch is covered by its post office's watermark.
   for (const auto& s : seen) {
     Watermark wm;
-    ASSERT_TRUE(ReadWatermark(bed->paths.outbox_directory + "/" + s.po, &wm).ok()) << ctx << ": " << s.po;
-    EXPECT_GE(wm.batch_name, s.batch) << ctx << ": watermark of " << s.po << " behind " << s.batch;
+    ASSERT_TRUE(ReadWatermark(bed->paths.outbox_directory + "/" + s.post_office, &wm).ok()) << ctx << ": " << s.post_office;
+    EXPECT_GE(wm.batch_name, s.batch) << ctx << ": watermark of " << s.post_office << " behind " << s.batch;
   }
 }
 

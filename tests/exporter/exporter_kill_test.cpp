@@ -123,7 +123,7 @@ void ProduceOne(Bed* bed, Produced* p, std::mt19937_64* rng, bool unroutable = f
   store::CaptureId id = bed->Capture(key, rc, /*publish=*/true, "s" + std::to_string(key) + "@example.org");
   std::lock_guard<std::mutex> g(p->mu);
   std::string hex = Bed::Key(key).ToString();
-  for (const auto& r : rc) p->expected[hex].insert(r.po + ":" + r.name);
+  for (const auto& r : rc) p->expected[hex].insert(r.post_office + ":" + r.name);
   p->key_of_capture[id.ToString()] = hex;
 }
 
@@ -131,7 +131,7 @@ void CheckExactlyOnce(Bed* bed, Produced* p) {
   auto seen = ReadOutbox(bed->paths.outbox_directory);
   std::map<std::pair<std::string, std::string>, int> count;
   for (const auto& s : seen) {
-    ++count[{s.content_key, s.po + ":" + s.recipient}];
+    ++count[{s.content_key, s.post_office + ":" + s.recipient}];
     auto it = p->key_of_capture.find(s.capture_id);
     ASSERT_NE(it, p->key_of_capture.end()) << "phantom capture " << s.capture_id;
     EXPECT_EQ(it->second, s.content_key) << "capture " << s.capture_id << " exported under another key";

@@ -58,7 +58,7 @@ int DrainInChild(const ExporterOptions& o, const std::string& crash_at) {
 
 std::multiset<std::string> Recipients(const std::vector<Seen>& seen) {
   std::multiset<std::string> r;
-  for (const auto& s : seen) r.insert(s.po + ":" + s.recipient);
+  for (const auto& s : seen) r.insert(s.post_office + ":" + s.recipient);
   return r;
 }
 
@@ -135,10 +135,10 @@ TEST(ExporterTest, LedgerStagedRowsCountOnlyOnceCommitted) {
   ASSERT_TRUE(store::Ledger::OpenReadOnly(bed.dir + "/l.db", &reader).ok());
   const store::CaptureId id = store::CaptureId::New();
   std::vector<store::LedgerBatch> v;
-  for (const auto& [po, rcpt] : {std::pair<std::string, std::string>{"HQ", "x at HQ"}, {"BR", "y at BR"}}) {
+  for (const auto& [post_office, rcpt] : {std::pair<std::string, std::string>{"HQ", "x at HQ"}, {"BR", "y at BR"}}) {
     store::LedgerBatch b;
-    b.post_office = po;
-    b.file_name = po + ".CCM";
+    b.post_office = post_office;
+    b.file_name = post_office + ".CCM";
     b.deliveries.push_back({id, Bed::Key(1), rcpt, store::DeliveryKind::kExported});
     v.push_back(std::move(b));
   }
@@ -284,7 +284,7 @@ TEST(ExporterTest, RoundStepsRunWithoutThreads) {
   EXPECT_EQ(job.batches.at("BRANCH").entries[0].recipient, "Bo, Bert");
   EXPECT_NE(job.batches.at("HQ").content.find("Doe, Jane"), std::string::npos);
   size_t recorded = job.nofile.capture_ids.size();
-  for (const auto& [po, batch] : job.batches) recorded += batch.ledger.capture_ids.size();
+  for (const auto& [post_office, batch] : job.batches) recorded += batch.ledger.capture_ids.size();
   EXPECT_EQ(recorded, 3u) << "each capture recorded exactly once";
 }
 

@@ -51,7 +51,7 @@ class NoSyncIo : public store::DurableIoWrapper {
 };
 
 struct Rcpt {
-  std::string smtp, name, po;
+  std::string smtp, name, post_office;
 };
 
 struct Bed {
@@ -149,7 +149,7 @@ struct Bed {
     m.content_key = Key(key);
     m.envelope_sender = sender;
     m.received_ms = 1700000000000;
-    for (const auto& r : rcpts) m.recipients.push_back({r.smtp, r.name, r.po});
+    for (const auto& r : rcpts) m.recipients.push_back({r.smtp, r.name, r.post_office});
     s = w->Commit(m);
     EXPECT_TRUE(s.ok()) << s.ToString();
     store::CaptureId id = w->id();
@@ -163,7 +163,7 @@ struct Bed {
 
 // One delivery seen in the outbox.
 struct Seen {
-  std::string po, batch, capture_id, content_key, recipient, sender;
+  std::string post_office, batch, capture_id, content_key, recipient, sender;
 };
 
 // Parses every batch and manifest under the outbox. Fails the test on any violation, a
@@ -175,16 +175,16 @@ inline std::vector<Seen> ReadOutbox(const std::string& outbox, const format::For
   if (!fs::exists(outbox, ec)) return out;
   for (const auto& pod : fs::directory_iterator(outbox)) {
     if (!pod.is_directory()) continue;
-    const std::string po = pod.path().filename();
+    const std::string post_office = pod.path().filename();
     for (const auto& f : fs::directory_iterator(pod.path())) {
       const std::string name = f.path().filename();
       if (name.size() != 12 || name.substr(8) != ".CCM") continue;
       std::string text = Slurp(f.path());
       format::ReadResult rr = format::ReadImportFile(text, fmt);
-      EXPECT_TRUE(rr.ok()) << po << "/" << name << ": " << (rr.violations.empty() ? "" : rr.violations[0].reason);
+      EXPECT_TRUE(rr.ok()) << post_office << "/" << name << ": " << (rr.violations.empty() ? "" : rr.violations[0].reason);
       std::vector<ManifestEntry> man;
       Status ms = ParseManifest(Slurp(pod.path().string() + "/" + ManifestFileName(name)), &man);
-      EXPECT_TRUE(ms.ok()) << po << "/" << name << ": " << ms.ToString();
+      EXPECT_TRUE(ms.ok()) << post_office << "/" << name << ": " << ms.ToString();
       std::multiset<std::string> in_file, in_man;
       for (const auto& m : rr.messages)
         for (const auto* l : {&m.to, &m.cc, &m.bcc})
@@ -195,9 +195,9 @@ inline std::vector<Seen> ReadOutbox(const std::string& outbox, const format::For
           }
       for (const auto& e : man) {
         in_man.insert(e.recipient);
-        out.push_back({po, name, e.capture_id, e.content_key, e.recipient, e.sender});
+        out.push_back({post_office, name, e.capture_id, e.content_key, e.recipient, e.sender});
       }
-      EXPECT_EQ(in_file, in_man) << po << "/" << name << ": batch messages and manifest disagree";
+      EXPECT_EQ(in_file, in_man) << post_office << "/" << name << ": batch messages and manifest disagree";
     }
   }
   return out;

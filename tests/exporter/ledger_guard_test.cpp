@@ -73,7 +73,7 @@ void RestoreLedger(const BridgePaths& p, const std::string& backup) {
 // (content key, post office, recipient) -> how many times it is in the outbox.
 std::map<std::string, int> Exported(const BridgePaths& p) {
   std::map<std::string, int> n;
-  for (const auto& s : ReadOutbox(p.outbox_directory)) ++n[s.content_key + " " + s.po + " " + s.recipient];
+  for (const auto& s : ReadOutbox(p.outbox_directory)) ++n[s.content_key + " " + s.post_office + " " + s.recipient];
   return n;
 }
 void ExpectEachOnce(const BridgePaths& p, size_t deliveries) {
@@ -211,8 +211,8 @@ TEST(LedgerGuard, RebuildReadsArchivedManifests) {
   ASSERT_TRUE(DrainAll(bed.Options()).ok());
   const std::string archive = bed.dir + "/archive";
   fs::create_directories(archive);
-  for (const auto& po : {"HQ", "BRANCH"})
-    for (const auto& e : fs::directory_iterator(bed.paths.outbox_directory + "/" + po))
+  for (const auto& post_office : {"HQ", "BRANCH"})
+    for (const auto& e : fs::directory_iterator(bed.paths.outbox_directory + "/" + post_office))
       if (e.path().filename() != "WATERMRK") fs::rename(e.path(), archive + "/" + e.path().filename().string());
   RemoveLedger(bed.paths);
   ASSERT_TRUE(IsLedgerRefusal(DrainAll(bed.Options())));  // the watermarks remain

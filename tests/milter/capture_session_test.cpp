@@ -105,7 +105,7 @@ TEST(RouterTest, ClassifiesExactDomainRuleUnknownAndOther) {
   EXPECT_EQ(p->router.Classify("<JSmith@Corp.Example>").address.name, "Smith, John");
   Route b = p->router.Classify("<pat@branch.example>");
   EXPECT_EQ(b.kind, Route::Kind::kCcMail);
-  EXPECT_EQ(b.address.postoffice, "BRANCHPO");
+  EXPECT_EQ(b.address.post_office, "BRANCHPO");
   EXPECT_EQ(p->router.Classify("<nobody@cc.example>").kind, Route::Kind::kUnknown);
   EXPECT_EQ(p->router.Classify("<bob@example.org>").kind, Route::Kind::kOther);
   EXPECT_EQ(p->router.Classify("<>").kind, Route::Kind::kOther);
@@ -125,7 +125,7 @@ TEST_F(SessionTest, DivertCapturesAndDeletesOnlyCcMailRecipients) {
   EXPECT_EQ(sink.sender, "alice@example.org");  // given to Begin, before the first header (content key)
   ASSERT_EQ(env.recipients.size(), 2u);
   EXPECT_EQ(env.recipients[0].ccmail_name, "Smith, John");
-  EXPECT_EQ(env.recipients[0].postoffice, "HUBPO2");
+  EXPECT_EQ(env.recipients[0].post_office, "HUBPO2");
   EXPECT_EQ(env.recipients[1].smtp_address, "kim@cc.example");
   EXPECT_FALSE(session.in_message());
 }

@@ -4,7 +4,7 @@
 //   AddressMapOptions opt{.ccmail_domains = {"ccmail.corp.example"}, .default_postoffice = "HUBPO"};
 //   std::shared_ptr<const AddressMap> map;
 //   Status s = AddressMap::Load("/etc/ccmail-bridge/address-map", opt, &map);
-//   if (auto who = map->Resolve("jsmith@corp.example")) use(who->name, who->postoffice);
+//   if (auto who = map->Resolve("jsmith@corp.example")) use(who->name, who->post_office);
 //
 //   // or everything from the config (address_map, ccmail_domains, default_postoffice):
 //   s = AddressMap::LoadFromConfig(config, &map);
@@ -72,7 +72,7 @@ namespace ccmail::format {
 
 struct CcMailAddress {
   std::string name;        // cc:Mail directory name, e.g. "Smith, John"
-  std::string postoffice;  // e.g. "HUBPO2"
+  std::string post_office;  // e.g. "HUBPO2"
   bool operator==(const CcMailAddress&) const = default;
 };
 
@@ -84,7 +84,7 @@ struct AddressMapOptions {
 };
 
 // The export rule for a post office name (see DESCRIPTION). why: the reason when false.
-bool PostOfficeNameUsable(std::string_view postoffice, std::string* why = nullptr);
+bool PostOfficeNameUsable(std::string_view post_office, std::string* why = nullptr);
 // The export rule for a cc:Mail name. from_address: the name comes from an SMTP local part
 // (chosen by the sender), so no comma at all.
 bool CcMailNameUsable(std::string_view name, bool from_address, std::string* why = nullptr);
@@ -133,7 +133,7 @@ class AddressMap {
   AddressMap() = default;
   struct DomainRule {
     std::string name;  // empty: the local part is the name
-    std::string postoffice;
+    std::string post_office;
   };
   std::string source_;
   AddressMapOptions options_;

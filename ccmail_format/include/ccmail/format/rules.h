@@ -84,7 +84,7 @@ std::string FormatCcDate(time_t when, const FormatSettings& settings);
 // Inverse, used by the reader; nullopt when text is not in that format.
 std::optional<time_t> ParseCcDate(std::string_view text, const FormatSettings& settings);
 
-// "Smith, John at HUBPO2", or "Smith, John" when postoffice is empty or equals
+// "Smith, John at HUBPO2", or "Smith, John" when post_office is empty or equals
 // settings.local_postoffice (case-insensitive). Control characters become '?'.
 std::string FormatRecipient(const CcMailAddress& who, const FormatSettings& settings);
 

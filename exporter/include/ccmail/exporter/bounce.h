@@ -145,7 +145,7 @@ class BounceQueue {
 // Unreadable files -> Status with the path (the caller retries); the notices are sent by the
 // queue.
 Status BounceUndeliverable(const std::string& und_path, const std::string& manifest_path,
-                           const std::string& postoffice, BounceQueue* queue,
+                           const std::string& post_office, BounceQueue* queue,
                            const format::FormatSettings& settings, int* queued, size_t* unmatched);
 
 }  // namespace ccmail::exporter

@@ -30,7 +30,7 @@ const char* DeliverOutcomeName(DeliverOutcome o);
 struct DeliverRequest {
   std::string command;   // deliver_command setting
   std::string batch_path;
-  std::string postoffice;
+  std::string post_office;
   std::string manifest_path;
 };
 

@@ -70,7 +70,7 @@ struct ManifestEntry {
 // Manifest text: "# ccmail-bridge manifest v1 epoch=E seq=S po=PO batch=NAME count=N\n"
 // then one "capture_id<TAB>content_key<TAB>recipient<TAB>sender\n" per delivery, in the
 // order the messages appear in the batch file.
-std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& po,
+std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& post_office,
                            const std::string& batch_name, const std::vector<ManifestEntry>& entries);
 Status ParseManifest(const std::string& text, std::vector<ManifestEntry>* entries);
 
@@ -95,19 +95,19 @@ class Outbox {
 
   std::string TmpDir() const { return tmp_; }
   std::string OutboxDir() const { return outbox_; }
-  std::string PostOfficeDir(const std::string& po) const { return outbox_ + "/" + po; }
+  std::string PostOfficeDir(const std::string& post_office) const { return outbox_ + "/" + post_office; }
   std::string PartPath(const std::string& batch_name) const;
 
   // Writes batch content and manifest as out/tmp/<NAME>.part and out/tmp/<STEM>.MAN.part,
   // fsyncs both files and out/tmp. After this the caller commits its ledger transaction.
-  Status WritePart(uint64_t epoch, uint64_t seq, const std::string& po, const std::string& content,
+  Status WritePart(uint64_t epoch, uint64_t seq, const std::string& post_office, const std::string& content,
                    const std::vector<ManifestEntry>& entries);
   // After the ledger commit: renames manifest then batch into outbox/<PO>/, fsyncs that
   // directory and out/tmp, then advances the watermark. Idempotent (a roll-forward after a
   // crash may find the renames already done). Never replaces a published file: the renames
   // are no-replace, and a different file already published under the name is kAlreadyExists
   // (the name was reused: the .part is kept, nothing is overwritten).
-  Status Publish(uint64_t epoch, uint64_t seq, const std::string& po);
+  Status Publish(uint64_t epoch, uint64_t seq, const std::string& post_office);
   // Removes the .part files of an uncommitted batch (best effort, fsyncs out/tmp).
   Status Abandon(uint64_t epoch, uint64_t seq);
 
@@ -131,6 +131,6 @@ class Outbox {
 };
 
 // Validates a post office name for use as a directory (1-8 chars, A-Z 0-9 - _).
-bool ValidPostOfficeName(const std::string& po);
+bool ValidPostOfficeName(const std::string& post_office);
 
 }  // namespace ccmail::exporter

@@ -43,7 +43,7 @@ namespace ccmail::milter {
 struct CapturedRecipient {
   std::string smtp_address;  // as the MTA gave it, without <>
   std::string ccmail_name;   // resolved at capture time
-  std::string postoffice;
+  std::string post_office;
 };
 
 struct CaptureEnvelope {

@@ -16,18 +16,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: noop-milter unix:/path|inet:port@127.0.0.1\n");
     return 2;
   }
-  smfiDesc d{};
-  d.xxfi_name = const_cast<char*>("noop-milter");
-  d.xxfi_version = SMFI_VERSION;
-  d.xxfi_flags = SMFIF_DELRCPT;
-  d.xxfi_envfrom = ContArgs;
-  d.xxfi_envrcpt = ContArgs;
-  d.xxfi_header = ContHdr;
-  d.xxfi_eoh = Cont;
-  d.xxfi_body = ContBody;
-  d.xxfi_eom = Cont;
-  d.xxfi_abort = Cont;
-  d.xxfi_close = Cont;
+  smfiDesc d{.xxfi_name = const_cast<char*>("noop-milter"),
+             .xxfi_version = SMFI_VERSION,
+             .xxfi_flags = SMFIF_DELRCPT,
+             .xxfi_connect = nullptr,
+             .xxfi_helo = nullptr,
+             .xxfi_envfrom = ContArgs,
+             .xxfi_envrcpt = ContArgs,
+             .xxfi_header = ContHdr,
+             .xxfi_eoh = Cont,
+             .xxfi_body = ContBody,
+             .xxfi_eom = Cont,
+             .xxfi_abort = Cont,
+             .xxfi_close = Cont,
+             .xxfi_unknown = nullptr,
+             .xxfi_data = nullptr,
+             .xxfi_negotiate = nullptr};
   if (smfi_register(d) != MI_SUCCESS || smfi_setconn(argv[1]) != MI_SUCCESS || smfi_opensocket(1) != MI_SUCCESS)
     return 1;
   return smfi_main() == MI_SUCCESS ? 0 : 1;

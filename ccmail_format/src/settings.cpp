@@ -26,23 +26,29 @@ bool PostOfficeNameOk(const std::string& s) {
 
 }  // namespace
 
-const char* CodePageName(CodePage cp) {
-  switch (cp) {
-    case CodePage::kCp850: return "850";
-    case CodePage::kCp437: return "437";
-    case CodePage::kCp1252: return "1252";
-  }
-  return "850";
-}
+namespace {
+struct CodePageNames {
+  CodePage code_page;
+  const char* setting;  // as written in ccmail.conf
+  const char* iconv;
+};
+// The first row is the default, also returned for a value outside the enum.
+constexpr CodePageNames kCodePageNames[] = {
+    {CodePage::kCp850, "850", "IBM850"},
+    {CodePage::kCp437, "437", "IBM437"},
+    {CodePage::kCp1252, "1252", "WINDOWS-1252"},
+};
 
-const char* CodePageIconvName(CodePage cp) {
-  switch (cp) {
-    case CodePage::kCp850: return "IBM850";
-    case CodePage::kCp437: return "IBM437";
-    case CodePage::kCp1252: return "WINDOWS-1252";
-  }
-  return "IBM850";
+const CodePageNames& NamesOf(CodePage cp) {
+  for (const CodePageNames& names : kCodePageNames)
+    if (names.code_page == cp) return names;
+  return kCodePageNames[0];
 }
+}  // namespace
+
+const char* CodePageName(CodePage cp) { return NamesOf(cp).setting; }
+
+const char* CodePageIconvName(CodePage cp) { return NamesOf(cp).iconv; }
 
 Status LoadFormatSettings(const Config& cfg, FormatSettings* out) {
   FormatSettings fs;

@@ -296,22 +296,20 @@ Status MilterService::Run() {
 
 void MilterService::Stop() { smfi_stop(); }
 
-bool MilterService::DrainInFlight(std::chrono::milliseconds timeout) {
+namespace {
+// Polls (libmilter gives no wake-up when a callback ends) until counter is 0 or timeout passes.
+bool WaitForZero(const std::atomic<int>& counter, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (in_flight.load() > 0) {
+  while (counter.load() > 0) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return true;
 }
+}  // namespace
 
-bool MilterService::WaitConnectionsClosed(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (connections.load() > 0) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
+bool MilterService::DrainInFlight(std::chrono::milliseconds timeout) { return WaitForZero(in_flight, timeout); }
+
+bool MilterService::WaitConnectionsClosed(std::chrono::milliseconds timeout) { return WaitForZero(connections, timeout); }
 
 }  // namespace ccmail::milter

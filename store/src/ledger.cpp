@@ -151,19 +151,21 @@ Status GetMeta(Ledger::Impl* im, const char* key, uint64_t* v) {
   if (rc == SQLITE_DONE) return Status::Corrupt(im->path + ": meta row " + key + " missing");
   return im->Err(std::string("read meta ") + key, rc);
 }
-Status SetMeta(Ledger::Impl* im, const char* key, int64_t v) {
-  Stmt st(im, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-  CCMAIL_RETURN_IF_ERROR(st.ok("prepare meta write"));
-  st.Text(1, key).Int(2, v);
+// Runs sql with ?1 = key and ?2 = value; `what` names the write in errors.
+Status WriteMeta(Ledger::Impl* im, const char* sql, const char* prepare_what, const char* what, const char* key,
+                 int64_t value) {
+  Stmt st(im, sql);
+  CCMAIL_RETURN_IF_ERROR(st.ok(prepare_what));
+  st.Text(1, key).Int(2, value);
   int rc = st.Step();
-  return rc == SQLITE_DONE ? Status::Ok() : im->Err(std::string("write meta ") + key, rc);
+  return rc == SQLITE_DONE ? Status::Ok() : im->Err(std::string(what) + " " + key, rc);
+}
+Status SetMeta(Ledger::Impl* im, const char* key, int64_t v) {
+  return WriteMeta(im, "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   "prepare meta write", "write meta", key, v);
 }
 Status AddMeta(Ledger::Impl* im, const char* key, int64_t delta) {
-  Stmt st(im, "UPDATE meta SET value = value + ? WHERE key = ?");
-  CCMAIL_RETURN_IF_ERROR(st.ok("prepare meta add"));
-  st.Int(1, delta).Text(2, key);
-  int rc = st.Step();
-  return rc == SQLITE_DONE ? Status::Ok() : im->Err(std::string("update meta ") + key, rc);
+  return WriteMeta(im, "UPDATE meta SET value = value + ?2 WHERE key = ?1", "prepare meta add", "update meta", key, delta);
 }
 
 // Runs f inside BEGIN IMMEDIATE ... COMMIT; rolls back on error.

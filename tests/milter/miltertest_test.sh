@@ -5,6 +5,7 @@ set -u
 MILTER=$1
 TOOL=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "${CCMAIL_SOURCE_DIR:-$HERE/../..}/tests/mta/postfix.sh"  # milter_conf
 command -v miltertest >/dev/null || { echo "miltertest not installed (apt-get install miltertest)"; exit 1; }
 T=$(mktemp -d /tmp/ccmail-miltertest.XXXXXX)
 MPID=
@@ -12,21 +13,7 @@ TABLE=ccmail-mt-$$
 cleanup() { [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 printf 'jsmith@corp.example  Smith, John at HUBPO2\nkim@cc.example  Kim Lee at HUBPO\n' > "$T/map"
-cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/milter.sock
-milter_socket_group =
-milter_user =
-milter_pid_file = $T/milter.pid
-spool_directory = $T/spool
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 64
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-reject_unknown = yes
-message_size_limit = 2k
-CONF
+milter_conf "$T/ccmail.conf" "milter_socket_group =" "milter_user =" "reject_unknown = yes" "message_size_limit = 2k"
 mkdir -p "$T/spool"
 "$MILTER" --stderr -c "$T/ccmail.conf" 2> "$T/milter.log" &
 MPID=$!

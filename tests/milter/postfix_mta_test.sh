@@ -31,22 +31,8 @@ jsmith@corp.example  Smith, John at HUBPO2
 kim@cc.example       Kim Lee at HUBPO
 MAP
 write_conf() {
-  cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/milter.sock
-milter_socket_group = postfix
-milter_socket_mode = 0660
-milter_user = nobody
-milter_pid_file = $T/run/milter.pid
-spool_directory = $T/spool
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 256
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-log_level = info
-CONF
-  conf_set "$T/ccmail.conf" "$@"
+  milter_conf "$T/ccmail.conf" "milter_socket_group = postfix" "milter_socket_mode = 0660" "milter_user = nobody" \
+    "milter_pid_file = $T/run/milter.pid" "claim_table_slots = 256" "log_level = info" "$@"
 }
 reload() { write_conf "$@"; kill -HUP "$MPID"; sleep 0.5; }
 list() { "$TOOL" list "$T/ccmail.conf"; }

@@ -20,20 +20,7 @@ mta_test_init milter-timeout
 
 mkdir -p "$T/spool"; chown nobody "$T/spool"
 echo "kim@cc.example  Kim Lee at HUBPO" > "$T/map"
-cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/milter.sock
-milter_socket_group = postfix
-milter_socket_mode = 0660
-milter_user = nobody
-milter_pid_file = $T/milter.pid
-spool_directory = $T/spool
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 64
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-CONF
+milter_conf "$T/ccmail.conf" "milter_socket_group = postfix" "milter_socket_mode = 0660" "milter_user = nobody"
 # Passes 1 and 3 of the tmp-file fsync take 4 s.
 CCMAIL_DELAY_AT="spool.tmp.fsynced:1:4000,spool.tmp.fsynced:3:4000" \
   "$MILTER" --stderr -c "$T/ccmail.conf" 2> "$T/milter.log" &

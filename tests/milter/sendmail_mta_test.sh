@@ -31,22 +31,8 @@ pass() { echo "ok: $*"; }
 mkdir -p "$T/spool" "$T/sm"; chown nobody "$T/spool"
 printf 'jsmith@corp.example  Smith, John at HUBPO2\nkim@cc.example       Kim Lee at HUBPO\n' > "$T/map"
 write_conf() {
-  cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/milter.sock
-milter_socket_group =
-milter_socket_mode = 0600
-milter_user = nobody
-milter_pid_file = $T/milter.pid
-spool_directory = $T/spool
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 64
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-reject_unknown = yes
-CONF
-  conf_set "$T/ccmail.conf" "$@"
+  milter_conf "$T/ccmail.conf" "milter_socket_group =" "milter_socket_mode = 0600" "milter_user = nobody" \
+    "reject_unknown = yes" "$@"
 }
 reload() { write_conf "$@"; kill -HUP "$MPID"; sleep 0.5; }
 list() { "$TOOL" list "$T/ccmail.conf"; }

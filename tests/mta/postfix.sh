@@ -11,6 +11,9 @@
 #   pf_sendmail DIR args...           # Postfix's sendmail(1) against this instance (-C DIR/etc)
 #   mta_free_port                     # prints a free TCP port on 127.0.0.1
 #   conf_set FILE "name = value"...   # replaces (or appends) settings in main.cf or ccmail.conf
+#   milter_conf FILE "name = value"...  # a milter test's ccmail.conf in $T (socket, pid file, spool,
+#                                     # run dir, claim table $TABLE of 64 slots, map $T/map, domain
+#                                     # cc.example), then the given settings (conf_set)
 #   wait_until SECS PID WHAT CMD...   # runs CMD every 0.1 s until it succeeds (0), PID (may be
 #                                     # empty) exits (1, says so) or SECS pass (1, says so)
 #   smtp_send PORT FROM RCPT... < message   # one SMTP transaction; prints the server replies;
@@ -71,6 +74,22 @@ conf_set() {
     sed -i "/^$name *=/d" "$file"
     echo "$line" >> "$file"
   done
+}
+
+milter_conf() {
+  local file=$1; shift
+  cat > "$file" <<CONF
+milter_socket = unix:$T/milter.sock
+milter_pid_file = $T/milter.pid
+spool_directory = $T/spool
+runtime_directory = $T/run
+claim_table_name = $TABLE
+claim_table_slots = 64
+bridge_group =
+address_map = $T/map
+ccmail_domains = cc.example
+CONF
+  conf_set "$file" "$@"
 }
 
 pf_start() {

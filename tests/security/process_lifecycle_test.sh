@@ -9,6 +9,7 @@
 set -u
 MILTER=$1
 EXPORTER=$2
+. "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/mta/postfix.sh"  # milter_conf
 [ "$(id -u)" = 0 ] || { echo "needs root (the daemons start as root and drop to nobody)"; exit 77; }
 T=$(mktemp -d /tmp/ccmail-lifecycle.XXXXXX)
 chmod 755 "$T"
@@ -26,22 +27,9 @@ mkdir -p "$T/spool" "$T/outbox" "$T/run" "$T/sock"
 chown nobody "$T/spool" "$T/outbox" "$T/run" "$T/sock"
 chmod 0750 "$T/run"
 printf 'jsmith@cc.example  Smith, John at HUBPO2\n' > "$T/map"
-cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/sock/milter.sock
-milter_socket_group =
-milter_user = nobody
-milter_pid_file = $T/run/ccmail-milter.pid
-exporter_user = nobody
-exporter_pid_file = $T/run/ccmail-exporter.pid
-spool_directory = $T/spool
-outbox_directory = $T/outbox
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 64
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-CONF
+milter_conf "$T/ccmail.conf" "milter_socket = unix:$T/sock/milter.sock" "milter_socket_group =" "milter_user = nobody" \
+  "milter_pid_file = $T/run/ccmail-milter.pid" "exporter_user = nobody" \
+  "exporter_pid_file = $T/run/ccmail-exporter.pid" "outbox_directory = $T/outbox"
 chmod 644 "$T/ccmail.conf" "$T/map"
 
 connectable() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' "$1" 2>/dev/null; }

@@ -24,25 +24,9 @@ cat > "$T/map" <<MAP
 kim@cc.example       Kim Lee at HUBPO
 @branch.example      BRANCHPO
 MAP
-cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/milter.sock
-milter_socket_group = postfix
-milter_socket_mode = 0660
-milter_user = nobody
-milter_pid_file = $T/milter.pid
-exporter_user = nobody
-exporter_pid_file = $T/exporter.pid
-spool_directory = $T/spool
-outbox_directory = $T/outbox
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 256
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-default_postoffice = HUBPO
-log_level = info
-CONF
+milter_conf "$T/ccmail.conf" "milter_socket_group = postfix" "milter_socket_mode = 0660" "milter_user = nobody" \
+  "exporter_user = nobody" "exporter_pid_file = $T/exporter.pid" "outbox_directory = $T/outbox" \
+  "claim_table_slots = 256" "default_postoffice = HUBPO" "log_level = info"
 
 "$MILTER" --check -c "$T/ccmail.conf" 2> "$T/check.log" && pass "configuration passes --check" \
   || { cat "$T/check.log"; fail "--check refused the test configuration"; }

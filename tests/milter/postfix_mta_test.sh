@@ -11,19 +11,7 @@ TOOL=$2
 . "${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}/tests/mta/postfix.sh"
 command -v postfix >/dev/null || { echo "postfix not installed"; exit 1; }
 
-T=$(mktemp -d /tmp/ccmail-milter-pf.XXXXXX)
-chmod 755 "$T"
-MPID=
-TABLE=ccmail-pf-$$
-cleanup() {
-  pf_stop "$T/pf"
-  [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-pass() { echo "ok: $*"; }
+mta_test_init milter-pf
 
 mkdir -p "$T/spool"; chown nobody "$T/spool"
 cat > "$T/map" <<MAP

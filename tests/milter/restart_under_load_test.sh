@@ -35,23 +35,9 @@ trap cleanup EXIT
 mkdir -p "$T/spool" "$T/sock"
 chown nobody "$T/spool" "$T/sock"
 printf 'kim@cc.example  Kim Lee at HUBPO\n' > "$T/map"
-cat > "$T/ccmail.conf" <<CONF
-milter_socket = unix:$T/sock/milter.sock
-milter_socket_group = postfix
-milter_socket_mode = 0660
-milter_user = nobody
-milter_pid_file =
-spool_directory = $T/spool
-runtime_directory = $T/run
-claim_table_name = $TABLE
-claim_table_slots = 65536
-bridge_group =
-address_map = $T/map
-ccmail_domains = cc.example
-spool_min_free = 16m
-exporter_stall_timeout = 1h
-log_level = info
-CONF
+milter_conf "$T/ccmail.conf" "milter_socket = unix:$T/sock/milter.sock" "milter_socket_group = postfix" \
+  "milter_socket_mode = 0660" "milter_user = nobody" "milter_pid_file =" "claim_table_slots = 65536" \
+  "spool_min_free = 16m" "exporter_stall_timeout = 1h" "log_level = info"
 pf_start "$T/pf" "smtpd_milters = unix:$T/sock/milter.sock" "milter_protocol = 6" \
   "milter_connect_timeout = 30s" "default_process_limit = 100" || exit 1
 

@@ -11,22 +11,11 @@ set -u
 MILTER=$1
 TOOL=$2
 SRC=${CCMAIL_SOURCE_DIR:-$(dirname "$0")/../..}
-. "$SRC/tests/mta/postfix.sh"   # mta_free_port, smtp_send
+. "$SRC/tests/mta/postfix.sh"   # mta_test_init, mta_free_port, smtp_send, milter_conf
 . "$SRC/tests/mta/sendmail.sh"
 
-T=$(mktemp -d /tmp/ccmail-milter-sm.XXXXXX)
-chmod 755 "$T"
-MPID=
-TABLE=ccmail-sm-$$
-cleanup() {
-  sm_stop "$T/sm"
-  [ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-pass() { echo "ok: $*"; }
+mta_test_init milter-sm
+trap 'sm_stop "$T/sm"; mta_test_cleanup' EXIT  # Sendmail, not Postfix: stop it first
 
 mkdir -p "$T/spool" "$T/sm"; chown nobody "$T/spool"
 printf 'jsmith@corp.example  Smith, John at HUBPO2\nkim@cc.example       Kim Lee at HUBPO\n' > "$T/map"

@@ -155,8 +155,7 @@ EndResult CaptureSession::EndOfMessage(std::string_view queue_id) {
   r.envelope.received = std::chrono::system_clock::now();
   Status s = writer_->Commit(r.envelope, &r.receipt);
   if (!s.ok()) {
-    r.step = Step::Tempfail(s.IsNoSpace() ? "452" : "451", s.IsNoSpace() ? "4.3.1" : "4.3.0",
-                            "cc:Mail gateway could not store the message, try again later");
+    r.step = SpoolFailure(s, "storing the message");
     r.envelope = {};
     Abort();
     return r;

@@ -5,7 +5,7 @@
 //     (known capture ids, exported (content key, recipient) pairs), classify in capture-id
 //     order and build one batch per post office;
 //   committer thread (CommitRound): write the .part files, ONE ledger commit, publish, unlink
-//     the spool files; the main thread frees the slots when it collects the outcome.
+//     the spool files; the loop thread frees the slots when it collects the outcome.
 //
 // Only the reading and converting of round N+1 overlap with the committing of round N. Every
 // ledger question about round N+1 is asked after round N is committed or abandoned, so the
@@ -36,9 +36,9 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
       r->deferred.push_back(id);
       continue;
     }
-    RoundItem it;
-    it.id = id;
-    Status s = spool.VerifyOnly(id, &it.e);
+    RoundItem item;
+    item.id = id;
+    Status s = spool.VerifyOnly(id, &item.entry);
     if (!s.ok() && !s.IsCorrupt() && !s.IsNotFound()) {
       LogWarning("capture %s: cannot open: %s", id.ToString().c_str(), s.ToString().c_str());
       r->deferred.push_back(id);
@@ -46,9 +46,9 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
       r->retry_error = true;
       continue;
     }
-    it.open_status = s;
+    item.open_status = s;
     if (s.ok()) {
-      const store::SpoolMeta& m = it.e.meta;
+      const store::SpoolMeta& m = item.entry.meta;
       // Recipients grouped per post office; resolution was done at capture time, the
       // address map only fills in what the capture could not resolve.
       std::set<std::string> seen;
@@ -58,29 +58,29 @@ void OpenAndResolve(store::Spool& spool, const format::AddressMap* amap, const s
           if (auto res = amap->Resolve(rc.smtp_address)) a = {res->name, ToUpperAscii(res->post_office)};
         }
         if (a.name.empty() || a.post_office.empty()) {
-          it.bad = "recipient <" + rc.smtp_address + "> has no cc:Mail name and post office";
+          item.unusable = "recipient <" + rc.smtp_address + "> has no cc:Mail name and post office";
           break;
         }
         // The address map's export rule (the milter applies it at RCPT; a capture from an older
         // milter may still break it).
         std::string why;
         if (!ValidPostOfficeName(a.post_office) || !format::PostOfficeNameUsable(a.post_office, &why)) {
-          it.bad = "post office '" + a.post_office + "' of <" + rc.smtp_address + "> is not a usable name" +
+          item.unusable = "post office '" + a.post_office + "' of <" + rc.smtp_address + "> is not a usable name" +
                    (why.empty() ? "" : " (" + why + ")");
           break;
         }
         if (!format::CcMailNameUsable(a.name, false, &why)) {
-          it.bad = "cc:Mail name '" + a.name + "' of <" + rc.smtp_address + "> is not usable (" + why + ")";
+          item.unusable = "cc:Mail name '" + a.name + "' of <" + rc.smtp_address + "> is not usable (" + why + ")";
           break;
         }
         std::string key = a.name + " at " + a.post_office;
         if (!seen.insert(key).second) continue;  // two addresses of one cc:Mail user: one delivery
-        it.by_post_office[a.post_office].push_back(RoundRcpt{rc.smtp_address, a, key});
+        item.by_post_office[a.post_office].push_back(RoundRcpt{rc.smtp_address, a, key});
       }
-      if (it.bad.empty() && it.by_post_office.empty()) it.bad = "no cc:Mail recipient";
-      if (it.bad.empty()) opened_bytes += it.e.message_length;
+      if (item.unusable.empty() && item.by_post_office.empty()) item.unusable = "no cc:Mail recipient";
+      if (item.unusable.empty()) opened_bytes += item.entry.message_length;
     }
-    r->items.push_back(std::move(it));
+    r->items.push_back(std::move(item));
   }
 }
 
@@ -88,7 +88,7 @@ void ClassifyItem(const RoundItem& item, const KeySet& round_keys, const KeySet&
                   PoRcpts* duplicate_post_office) {
   for (const auto& [post_office, rs] : item.by_post_office)
     for (const auto& r : rs) {
-      std::pair<ContentKey, std::string> k{item.e.meta.content_key, r.key};
+      std::pair<ContentKey, std::string> k{item.entry.meta.content_key, r.key};
       bool exported = round_keys.count(k) > 0 || ledger_keys.count(k) > 0;
       ((exported ? *duplicate_post_office : *expected_post_office)[post_office]).push_back(&r);
     }
@@ -101,12 +101,12 @@ void ConvertItem(const format::Converter& cv, RoundItem* item) {
   item->unconvertible.clear();
   item->io_failed = false;
   if (item->expected_post_office.empty()) return;
-  const store::SpoolMeta& m = item->e.meta;
+  const store::SpoolMeta& m = item->entry.meta;
   format::ConvertInput in;
-  in.fd = item->e.fd.get();
-  in.offset = item->e.message_offset;
-  in.length = item->e.message_length;
-  in.data = item->e.message_data();
+  in.fd = item->entry.fd.get();
+  in.offset = item->entry.message_offset;
+  in.length = item->entry.message_length;
+  in.data = item->entry.message_data();
   in.envelope_sender = m.envelope_sender;
   in.received = static_cast<time_t>(m.received_ms / 1000);
   in.log_id = item->id.ToString();
@@ -143,12 +143,12 @@ void ConvertRound(const format::Converter& cv, size_t threads, std::vector<Round
   const KeySet none;
   KeySet tentative;
   std::vector<RoundItem*> work;
-  for (RoundItem& it : *items) {
-    if (!it.open_status.ok() || !it.bad.empty()) continue;
-    ClassifyItem(it, tentative, none, &it.expected_post_office, &it.duplicate_post_office);
-    for (const auto& [post_office, rs] : it.expected_post_office)
-      for (const RoundRcpt* r : rs) tentative.insert({it.e.meta.content_key, r->key});
-    work.push_back(&it);
+  for (RoundItem& item : *items) {
+    if (!item.open_status.ok() || !item.unusable.empty()) continue;
+    ClassifyItem(item, tentative, none, &item.expected_post_office, &item.duplicate_post_office);
+    for (const auto& [post_office, rs] : item.expected_post_office)
+      for (const RoundRcpt* r : rs) tentative.insert({item.entry.meta.content_key, r->key});
+    work.push_back(&item);
   }
   std::atomic<size_t> next{0};
   auto worker = [&] {
@@ -180,9 +180,9 @@ RoundPlan ClassifyRound(const format::Converter& cv, const std::vector<char>& in
       plan.corrupt.push_back(idx);
       continue;
     }
-    const store::SpoolMeta& m = item.e.meta;
-    if (!item.bad.empty()) {
-      plan.quarantine.emplace_back(idx, item.bad);
+    const store::SpoolMeta& m = item.entry.meta;
+    if (!item.unusable.empty()) {
+      plan.quarantine.emplace_back(idx, item.unusable);
       continue;
     }
     if (bytes >= round_max_bytes) {
@@ -232,7 +232,7 @@ RoundPlan ClassifyRound(const format::Converter& cv, const std::vector<char>& in
         ++job->dups;
       }
     job->done.push_back(id);
-    job->fds.push_back(std::move(item.e.fd));
+    job->fds.push_back(std::move(item.entry.fd));
   }
   return plan;
 }
@@ -453,7 +453,7 @@ std::vector<CaptureId> Exporter::Impl::RoundIds(const std::vector<shm::Claim>& c
     if (!cm_ids.count(id)) ids.push_back(id);
   }
   const size_t round_limit = RoundLimit();
-  for (auto it = pending.begin(); it != pending.end() && ids.size() < round_limit; ++it) ids.push_back(*it);
+  for (auto next = pending.begin(); next != pending.end() && ids.size() < round_limit; ++next) ids.push_back(*next);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
@@ -461,13 +461,13 @@ std::vector<CaptureId> Exporter::Impl::RoundIds(const std::vector<shm::Claim>& c
 
 Status Exporter::Impl::AskLedger(const std::vector<RoundItem>& items, std::vector<char>* in_ledger, KeySet* keys) {
   std::vector<CaptureId> item_ids;
-  for (const RoundItem& it : items) item_ids.push_back(it.id);
+  for (const RoundItem& item : items) item_ids.push_back(item.id);
   CCMAIL_RETURN_IF_ERROR(ledger->HasCaptures(item_ids, in_ledger));
   std::vector<std::pair<ContentKey, std::string>> lookups;
   for (size_t i = 0; i < items.size(); ++i) {
-    if ((*in_ledger)[i] || !items[i].open_status.ok() || !items[i].bad.empty()) continue;
+    if ((*in_ledger)[i] || !items[i].open_status.ok() || !items[i].unusable.empty()) continue;
     for (const auto& [post_office, rs] : items[i].by_post_office)
-      for (const auto& r : rs) lookups.emplace_back(items[i].e.meta.content_key, r.key);
+      for (const auto& r : rs) lookups.emplace_back(items[i].entry.meta.content_key, r.key);
   }
   std::vector<char> exported_flags;
   CCMAIL_RETURN_IF_ERROR(ledger->AreExported(lookups, &exported_flags));
@@ -480,7 +480,7 @@ void Exporter::Impl::ApplyPlan(RoundPlan* plan, std::vector<RoundItem>* items, b
   for (size_t idx : plan->corrupt) {
     RoundItem& item = (*items)[idx];
     const std::string why = store::QuarantineReason(item.open_status.message());
-    item.e.fd.reset();
+    item.entry.fd.reset();
     if (Status q = spool->Quarantine(item.id, why); !q.ok()) {
       LogError("spool: cannot quarantine %s: %s", item.id.ToString().c_str(), q.ToString().c_str());
       continue;
@@ -493,7 +493,7 @@ void Exporter::Impl::ApplyPlan(RoundPlan* plan, std::vector<RoundItem>* items, b
     *did_work = true;
   }
   for (auto& [idx, why] : plan->quarantine) {
-    Quarantine((*items)[idx].id, (*items)[idx].e.meta, why);
+    Quarantine((*items)[idx].id, (*items)[idx].entry.meta, why);
     *did_work = true;
   }
   if (!plan->known.empty()) {
@@ -527,7 +527,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
     Closer* closer;
     std::vector<RoundItem>* items;
     ~HandOver() {
-      for (auto& it : *items) closer->Queue(std::move(it.e.fd));
+      for (auto& item : *items) closer->Queue(std::move(item.entry.fd));
     }
   } hand_over{&closer, &r.items};
   const size_t open_max = std::min(ids.size(), kMaxOpenPerRound);
@@ -548,7 +548,7 @@ Status Exporter::Impl::ProcessRound(std::vector<shm::Claim>* claims, bool* did_w
   if (previous_abandoned || !prepared.ok()) {
     // Prepared under the old round size and maybe behind captures that went back to
     // `pending`: drop it; the next turn starts again from the oldest capture.
-    for (const RoundItem& it : r.items) pending.insert(it.id);
+    for (const RoundItem& item : r.items) pending.insert(item.id);
     for (const auto& id : r.deferred) pending.insert(id);
     CompleteClaims(claims);  // the ids are in `pending` and their files in spool/new
     *did_work = true;

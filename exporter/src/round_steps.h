@@ -42,10 +42,10 @@ using KeySet = std::set<std::pair<store::ContentKey, std::string>>;
 // One capture of a round in preparation.
 struct RoundItem {
   store::CaptureId id;
-  store::SpoolEntry e;
+  store::SpoolEntry entry;
   Status open_status;  // corrupt: quarantined once the ledger says it is not known; not found:
                        // counted as known when the ledger has it, else a stale slot
-  std::string bad;     // unusable recipients (quarantine reason), decided after the ledger
+  std::string unusable;  // unusable recipients (quarantine reason), decided after the ledger
   std::map<std::string, std::vector<RoundRcpt>> by_post_office;
   // Conversion (tentative: as if every earlier capture of the round gets in).
   PoRcpts expected_post_office, duplicate_post_office;

@@ -13,9 +13,12 @@ import sys
 import textwrap
 
 STRING = r'"(?:[^"\\]|\\.)*"'
-# One row: { "name", "default", "component", "meaning" "continued" ... }
-ROW = re.compile(r'\{\s*(' + STRING + r')\s*,\s*(' + STRING + r')\s*,\s*(' + STRING +
-                 r')\s*,\s*((?:' + STRING + r'\s*)+)\}', re.S)
+# One row of a component's table: { "name", "default", "meaning" "continued" ... }
+ROW = re.compile(r'\{\s*(' + STRING + r')\s*,\s*(' + STRING + r')\s*,\s*((?:' + STRING + r'\s*)+)\}', re.S)
+# A component's table, "constexpr Row kMilter[] = { rows };", and where the tables are joined,
+# AppendComponent("milter", kMilter, &all), in the order the program lists them.
+TABLE = re.compile(r'constexpr\s+Row\s+(\w+)\[\]\s*=\s*\{(.*?)\n\};', re.S)
+APPEND = re.compile(r'AppendComponent\(\s*(' + STRING + r')\s*,\s*(\w+)\s*,')
 
 
 def unquote(lits):
@@ -26,9 +29,15 @@ def unquote(lits):
 def parse(path):
     text = open(path, encoding='utf-8').read()
     text = re.sub(r'//[^\n]*', '', text)  # comments may hold quotes
+    tables = {m.group(1): m.group(2) for m in TABLE.finditer(text)}
     rows = []
-    for m in ROW.finditer(text):
-        rows.append(tuple(unquote(g) for g in m.groups()))
+    for m in APPEND.finditer(text):
+        component, table = unquote(m.group(1)), m.group(2)
+        if table not in tables:
+            sys.exit(f'gen-settings: table {table} of component {component} not found in {path}')
+        for r in ROW.finditer(tables[table]):
+            name, default, meaning = (unquote(g) for g in r.groups())
+            rows.append((name, default, component, meaning))
     if len(rows) < 10:
         sys.exit(f'gen-settings: only {len(rows)} settings parsed from {path}; table format changed?')
     names = [r[0] for r in rows]

@@ -137,7 +137,7 @@ constexpr Row kFormat[] = {
     {"long_filenames", "no", "yes: keep long attachment names instead of 8.3 names."},
     {"max_items", "20", "Most items per message; the rest are listed in a text notice."},
     {"max_file_items", "16",
-     "Most file items per message (docs/FORMAT.md §3.8: 16 files plus text); the rest are listed in a text notice."},
+     "Most file items per message (docs/FORMAT.md section 3.8: 16 files plus text); the rest are listed in a text notice."},
     {"max_nesting_depth", "8", "Deepest MIME nesting converted; deeper parts get a notice."},
     {"mime_type_map", "", "Extra MIME type to extension rules (\"application/x-foo FOO\"), added to the built-in map."},
     {"files", "raw", "raw: file data as bytes counted by /ITEMSIZE; hex: /FILES/HEX."},
@@ -145,7 +145,7 @@ constexpr Row kFormat[] = {
     {"raw_file_crlf", "yes",
      "files = raw: yes writes a CRLF after each file's data, outside the item's byte count (inside "
      "the Contents and Message counts); no writes the next keyword right after the data. No source "
-     "settles this (docs/FORMAT.md §3.8)."},
+     "settles this (docs/FORMAT.md section 3.8)."},
 };
 
 void AppendComponent(std::string_view component, std::span<const Row> rows, std::vector<SettingSpec>* all) {

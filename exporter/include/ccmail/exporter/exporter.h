@@ -31,7 +31,8 @@
 //   ledger or in the round, classify each (content key, "name at PO") delivery EXPORTED or
 //   DUP against the ledger AND the round, convert per post office (unconvertible ->
 //   quarantine), write one .part + manifest per post office, ONE ledger transaction for all
-//   of them (Ledger::CommitBatches), publish, unlink the spool files, Complete the slots
+//   of them (inserted while the files are written, Ledger::StageBatches, committed after them,
+//   Ledger::CommitStaged), publish, unlink the spool files, Complete the slots
 //   (T4, slot.freed), publish the exporter state. A failed .part write (ENOSPC) or a full
 //   ledger abandons the round and backs off: nothing is lost, the captures stay in spool/new.
 //   Any other ledger failure is returned (the daemon exits; the restart runs recovery).

@@ -297,7 +297,7 @@ Status SpoolWriter::Commit(SpoolMeta meta) {
   s = io.Rename(tmp_path_, final_path, kCrashSpoolRenamed);
   if (!s.ok()) return fail(s);
   done_ = true;
-  s = io.FsyncDir(spool_->new_dir(), kCrashSpoolDirFsynced);
+  s = spool_->SyncNewDirCoveringRename();
   if (!s.ok()) {
     // The name may or may not survive a power loss: not acknowledged. Take it back out
     // of new/ so it is not exported behind the client's back (the client will retry).
@@ -456,6 +456,34 @@ Status Spool::Remove(const CaptureId& id, bool sync_dir) {
   ForgetFromBacklog(size);
   if (sync_dir) return SyncNewDir();
   return Status::Ok();
+}
+
+Status Spool::SyncNewDirCoveringRename() {
+  std::unique_lock<std::mutex> lock(dir_sync_mu_);
+  // A running fsync may have started before our rename: only the next one surely covers it.
+  const uint64_t needed = dir_syncs_started_ + 1;
+  ++dir_sync_waiters_[needed].waiting;
+  while (dir_syncs_done_ < needed) {
+    if (dir_sync_running_) {
+      dir_sync_cv_.wait(lock);
+      continue;
+    }
+    // Nobody is syncing and ours has not run: lead it. No fsync started after our rename
+    // yet (it would have completed, as none runs now), so this one gets number `needed`.
+    dir_sync_running_ = true;
+    const uint64_t number = ++dir_syncs_started_;
+    lock.unlock();
+    Status result = io_->FsyncDir(new_dir(), kCrashSpoolDirFsynced);
+    lock.lock();
+    dir_sync_waiters_[number].result = std::move(result);
+    dir_syncs_done_ = number;
+    dir_sync_running_ = false;
+    dir_sync_cv_.notify_all();
+  }
+  auto it = dir_sync_waiters_.find(needed);
+  Status result = it->second.result;
+  if (--it->second.waiting == 0) dir_sync_waiters_.erase(it);
+  return result;
 }
 
 Status Spool::SyncNewDir() { return io_->FsyncDir(new_dir(), kCrashSpoolUnlinkDirFsynced); }

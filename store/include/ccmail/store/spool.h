@@ -23,15 +23,26 @@
 //   Any failure: the tmp file is closed and unlinked, nothing is in new/, a Status is
 //   returned; a failed fsync is never retried on the same file.
 //
+// GROUP COMMIT OF new/
+//   Concurrent commits share the fsync of new/: a commit that has renamed its file waits
+//   for the first fsync of new/ that STARTED after its rename (an fsync already running
+//   may have missed the new name) and returns that fsync's result. When none is running,
+//   the committing thread runs it itself (a lone commit costs one fsync of new/, as
+//   without grouping); commits that arrive meanwhile are covered together by the next
+//   one. So Commit still returns Ok only when its own file and its own name are durable.
+//
 // THREAD SAFETY
-//   Spool is thread-safe (counters are atomic). A SpoolWriter belongs to one thread.
+//   Spool is thread-safe (counters are atomic, the group commit has its own lock). A
+//   SpoolWriter belongs to one thread.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <memory>
 #include <optional>
@@ -198,6 +209,9 @@ class Spool {
   Status VerifyCapture(const std::string& dir, const CaptureId& id, SpoolEntry* entry) const;
   Status WriteReasonFile(const std::string& reason_path, const std::string& reason);
   void ForgetFromBacklog(uint64_t file_size);
+  // The group commit (above): returns once an fsync of new/ that started after this call
+  // has completed, with its status.
+  Status SyncNewDirCoveringRename();
   std::string root_;
   DurableIo* io_;
   std::string tag_;
@@ -206,6 +220,18 @@ class Spool {
   std::atomic<int64_t> last_scan_ms_{0};
   int64_t stats_refresh_ms_ = 1000;
   std::mutex scan_mu_;
+
+  // Group commit state: fsyncs of new/ are numbered from 1 and run one at a time.
+  std::mutex dir_sync_mu_;
+  std::condition_variable dir_sync_cv_;
+  uint64_t dir_syncs_started_ = 0;  // number of the latest fsync started
+  uint64_t dir_syncs_done_ = 0;     // number of the latest fsync completed
+  bool dir_sync_running_ = false;
+  struct DirSyncWaiters {
+    int waiting = 0;  // commits that need this fsync's result and have not taken it yet
+    Status result;
+  };
+  std::map<uint64_t, DirSyncWaiters> dir_sync_waiters_;  // by fsync number
 };
 
 // The reason as Spool::Quarantine records it: cut to kMaxQuarantineReason bytes plus "..."

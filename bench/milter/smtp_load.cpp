@@ -32,6 +32,7 @@ struct Session {
   std::string out;  // bytes still to send
   std::string in;   // bytes received, not yet a complete reply
   Clock::time_point mail_sent;
+  Clock::time_point replied[4];  // the replies to MAIL, RCPT, DATA and the final dot
 };
 
 struct Options {
@@ -40,6 +41,7 @@ struct Options {
   long messages = 1000;
   size_t size = 10240;
   std::string from, rcpt;
+  double slow_ms = 0;  // SMTP_LOAD_SLOW_MS: report each message this slow, step by step
 };
 
 struct Totals {
@@ -97,6 +99,15 @@ void Fail(Session* s, Totals* t, const char* what, int code) {
   Finish(s);
 }
 
+// One line on stderr per slow message: how long each step waited for its reply, so that a
+// stall can be placed (MAIL/RCPT/DATA: smtpd and the milter's envelope steps; dot: the
+// content, cleanup and the queue file).
+void ReportSlow(const Session& s, double total_ms) {
+  auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+  std::fprintf(stderr, "slow %.1f ms: MAIL %.1f RCPT %.1f DATA %.1f dot %.1f\n", total_ms, ms(s.mail_sent, s.replied[0]),
+               ms(s.replied[0], s.replied[1]), ms(s.replied[1], s.replied[2]), ms(s.replied[2], s.replied[3]));
+}
+
 // The reply code each phase waits for, and the step's name for an error message.
 struct Expected {
   int code;
@@ -122,6 +133,8 @@ void OnReply(const Options& o, const std::string& message, Session* s, Totals* t
   if (s->phase == Phase::kQuit) return Finish(s);
   const Expected want = ExpectedReply(s->phase);
   if (code != want.code) return Fail(s, t, want.what, code);
+  if (s->phase >= Phase::kMail && s->phase <= Phase::kBody)
+    s->replied[static_cast<int>(s->phase) - static_cast<int>(Phase::kMail)] = Clock::now();
   switch (s->phase) {
     case Phase::kConnect:
     case Phase::kGreeting: s->out = "EHLO smtp-load.example\r\n", s->phase = Phase::kEhlo; break;
@@ -135,6 +148,7 @@ void OnReply(const Options& o, const std::string& message, Session* s, Totals* t
     case Phase::kData: s->out = message, s->phase = Phase::kBody; break;
     case Phase::kBody:
       t->latency_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - s->mail_sent).count());
+      if (o.slow_ms > 0 && t->latency_ms.back() >= o.slow_ms) ReportSlow(*s, t->latency_ms.back());
       ++t->done;
       s->out = "QUIT\r\n";
       s->phase = Phase::kQuit;
@@ -197,6 +211,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: smtp-load HOST PORT SESSIONS MESSAGES SIZE FROM RCPT\n");
     return 2;
   }
+  if (const char* slow = std::getenv("SMTP_LOAD_SLOW_MS")) o.slow_ms = std::atof(slow);
   const std::string message = MakeMessage(o);
   std::vector<Session> sessions(static_cast<size_t>(o.sessions));
   Totals t;

@@ -148,6 +148,21 @@ constexpr Row kFormat[] = {
      "settles this (docs/FORMAT.md section 3.8)."},
 };
 
+// submitter: the way back, cc:Mail EXPORT files -> Internet mail (ccmail-submitter)
+constexpr Row kSubmitter[] = {
+    {"year_pivot", "70",
+     "Two-digit years on EXPORT Date lines: from this value on 19xx, below it 20xx (0-100)."},
+    {"unmapped_author", "pattern",
+     "A cc:Mail author the address map does not know: pattern (unmapped_author_pattern) or "
+     "refuse (the message goes back to the author)."},
+    {"unmapped_author_pattern", "{first}.{last}@{domain}",
+     "SMTP address of an unmapped author; fields {first} {last} (of \"Last, First\"), {name}, {po}, "
+     "{domain}; lower case, spaces become dots; the result must be a valid address."},
+    {"author_domain", "", "{domain} of unmapped_author_pattern; empty: the first of ccmail_domains."},
+    {"origin_marker", "",
+     "This bridge's id in the X-Ccmail-Bridge-Origin header (loop detection); empty: the host name."},
+};
+
 void AppendComponent(std::string_view component, std::span<const Row> rows, std::vector<SettingSpec>* all) {
   for (const Row& r : rows) all->push_back(SettingSpec{r.name, r.default_value, component, r.meaning});
 }
@@ -162,6 +177,7 @@ const std::vector<SettingSpec>& AllSettings() {
     AppendComponent("milter", kMilter, &all);
     AppendComponent("exporter", kExporter, &all);
     AppendComponent("format", kFormat, &all);
+    AppendComponent("submitter", kSubmitter, &all);
     return all;
   }();
   return kSettings;

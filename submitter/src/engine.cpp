@@ -347,6 +347,7 @@ struct Submitter::Impl {
     format::ReadOptions ro;
     ro.keep_data = true;
     ro.detect_layout = true;
+    ro.exported = true;  // cc:Mail's EXPORT wrote it, not our writer
     format::ReadResult rr = format::ReadImportFile(bytes, opt.format, ro);
     if (!rr.ok() || rr.messages.empty()) {
       std::string reason = rr.messages.empty() && rr.ok() ? "no message in the file" : "not a readable cc:Mail EXPORT file:";

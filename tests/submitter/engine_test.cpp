@@ -151,6 +151,18 @@ TEST_F(EngineTest, SendsEveryMessageOnceAndSettlesTheFile) {
   EXPECT_NE(Slurp(dir_.path() + "/state/metrics").find("messages_sent 3\n"), std::string::npos);
 }
 
+// What cc:Mail's EXPORT writes but our writer never does (a bare local author, a long subject
+// with brackets) is read, not quarantined.
+TEST_F(EngineTest, ExportFilesAreReadWithExportRules) {
+  ExportMessage m = Msg("[Re] a subject longer than the sixty characters our own writer keeps to");
+  m.from = "Doe, Jane";
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(m)));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  ASSERT_EQ(From("jane.doe@example.com").size(), 1u);
+  EXPECT_EQ(sub_->metrics().files_quarantined, 0u);
+}
+
 TEST_F(EngineTest, TheSameBytesTakenAgainAreRecognised) {
   const std::string text = ExportText(Msg("once"));
   ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", text));

@@ -390,6 +390,10 @@ struct Submitter::Impl {
       CCMAIL_RETURN_IF_ERROR(ledger->RecordMessage(row));
       return QuarantineMessage(f, idx, "cannot be converted: " + cs.ToString());
     }
+    if (sub.envelope_from.empty() && sub.mime.empty() && refusal.reason.empty()) {
+      CCMAIL_RETURN_IF_ERROR(ledger->RecordMessage(row));
+      return QuarantineMessage(f, idx, "the conversion gave neither a message nor a refusal");
+    }
     if (sub.envelope_from.empty() && sub.mime.empty()) {  // refused by the conversion
       row.author = refusal.author_address;
       CCMAIL_RETURN_IF_ERROR(ledger->RecordMessage(row));

@@ -40,7 +40,7 @@ TEST(ToMime, PlainMessage) {
   EXPECT_EQ(p->leaves[0].content_type, "text/plain");
   EXPECT_EQ(p->leaves[0].charset, "utf-8");
   EXPECT_EQ(p->leaves[0].encoding, "quoted-printable");
-  EXPECT_EQ(p->leaves[0].data, "Hi there");
+  EXPECT_EQ(p->leaves[0].data, "Hi there\r\n");  // the item's lines, each with its end
   // Ready for DATA: CRLF lines only, header and body separated by an empty line.
   size_t bare_lf = 0;
   for (size_t i = 0; i < c.out.mime.size(); ++i)
@@ -230,6 +230,11 @@ TEST(ToMimeDate, FormatsOrderPivotAndTimeZone) {
   s.format.timezone = "Europe/Berlin";
   EXPECT_EQ(DateHeader("6/2/98 8:39", s), "Fri, 6 Feb 1998 08:39:00 +0100");
   EXPECT_EQ(DateHeader("6/7/98 8:39", s), "Mon, 6 Jul 1998 08:39:00 +0200");
+  // A local time the clocks skip (spring forward) is read with the offset before the change;
+  // one they pass twice (fall back) is the first of the two.
+  EXPECT_EQ(DateHeader("25/3/07 2:11", s), "Sun, 25 Mar 2007 03:11:00 +0200");
+  EXPECT_EQ(DateHeader("28/10/07 2:30", s), "Sun, 28 Oct 2007 02:30:00 +0200");
+  EXPECT_EQ(DateHeader("28/10/07 3:30", s), "Sun, 28 Oct 2007 03:30:00 +0100");
   s.format.timezone = "America/New_York";
   EXPECT_EQ(DateHeader("6/7/98 8:39", s), "Mon, 6 Jul 1998 08:39:00 -0400");
 }
@@ -295,10 +300,10 @@ TEST(ToMimeItems, TextItemsBecomeUtf8TextPartsEmptyOnesDropped) {
   EXPECT_EQ(p->leaves[0].content_type, "text/plain");
   EXPECT_EQ(p->leaves[0].charset, "utf-8");
   EXPECT_EQ(p->leaves[0].encoding, "quoted-printable");
-  EXPECT_EQ(p->leaves[0].data, "First line\r\nZweite Zeile: \xC3\xA4\xC3\xB6\xC3\xBC");
+  EXPECT_EQ(p->leaves[0].data, "First line\r\nZweite Zeile: \xC3\xA4\xC3\xB6\xC3\xBC\r\n");
   EXPECT_EQ(p->leaves[0].disposition, "");
   EXPECT_EQ(p->leaves[1].content_type, "text/plain");
-  EXPECT_EQ(p->leaves[1].data, "Second part");
+  EXPECT_EQ(p->leaves[1].data, "Second part\r\n");
   EXPECT_EQ(p->leaves[1].description, "Notes");
 }
 
@@ -477,7 +482,7 @@ TEST(ToMimeLayouts, ItemSizeLayoutWithRawFile) {
   auto p = ParseMime(out.mime);
   EXPECT_EQ(p->DecodedSubject(), "Counted");
   ASSERT_EQ(p->leaves.size(), 2u);
-  EXPECT_EQ(p->leaves[0].data, "Message:\r\nnot a keyword");
+  EXPECT_EQ(p->leaves[0].data, "Message:\r\nnot a keyword\r\n");
   EXPECT_EQ(p->leaves[1].filename, "DATA.BIN");
   EXPECT_EQ(p->leaves[1].data, std::string("\x00\x01\r\n\xff", 5));
   EXPECT_EQ(p->Addresses(GMIME_ADDRESS_TYPE_CC), std::vector<std::string>{"mgarcia@corp.example"});
@@ -508,7 +513,7 @@ TEST(ToMimeLayouts, KeywordLayoutWithHexFileAndProtectedLine) {
   ASSERT_TRUE(ConvertExportMessage(r.messages[0], "HUBPO2", *TestMap(), s, &out, &refusal).ok());
   auto p = ParseMime(out.mime);
   ASSERT_EQ(p->leaves.size(), 2u);
-  EXPECT_EQ(p->leaves[0].data, "Body\r\nMessage: protected by one space");
+  EXPECT_EQ(p->leaves[0].data, "Body\r\nMessage: protected by one space\r\n");
   EXPECT_EQ(p->leaves[1].data, std::string("\x00\x01\r\n\xff", 5));
 }
 

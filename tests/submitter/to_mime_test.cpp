@@ -361,6 +361,27 @@ TEST(ToMimeItems, FileNameFromTitleKeepsNamesThatOnlyLookLikeDates) {
   EXPECT_EQ(p->leaves[3].filename, "Minutes 5/6/97.doc");
 }
 
+TEST(ToMimeItems, NonAsciiFileNameAndLongRecipientListStaySevenBit) {
+  ReverseSettings s = TestReverseSettings();
+  s.format.files = format::FileData::kHex;
+  s.format.long_filenames = true;
+  ExportText x;
+  x.items = {{"Text item: ", "x\r\n"}, {"File item: Gr\x81\xE1" "e an M\x81" "ller.txt", Hex("hi")}};  // CP850
+  x.to.clear();
+  for (int i = 0; i < 60; ++i) x.to.push_back("recipient" + std::to_string(i) + "@example.com at INTERNET");
+  auto c = Convert(x.Keyword(), s, *TestMap());
+  for (unsigned char ch : c.out.mime) ASSERT_LT(ch, 0x80);
+  size_t longest = 0, start = 0;
+  for (size_t nl; (nl = c.out.mime.find("\r\n", start)) != std::string::npos; start = nl + 2) longest = std::max(longest, nl - start);
+  EXPECT_LE(longest, 998u);
+  auto p = ParseMime(c.out.mime);
+  ASSERT_EQ(p->leaves.size(), 2u);
+  EXPECT_EQ(p->leaves[1].filename, "Gr\xC3\xBC\xC3\x9F" "e an M\xC3\xBCller.txt");
+  EXPECT_EQ(p->leaves[1].content_type, "text/plain");
+  EXPECT_EQ(p->Addresses(GMIME_ADDRESS_TYPE_TO).size(), 60u);
+  EXPECT_EQ(c.out.recipients.size(), 60u);
+}
+
 TEST(ToMimeItems, HeadersItemIsNeverReEmittedAsHeaderFields) {
   ExportText x;
   x.items = {{"Text item: ", "Reply text\r\n"},

@@ -82,18 +82,22 @@ GMimeObject* NewPart(const BodyPart& p) {
   return GMIME_OBJECT(part);
 }
 
-std::string AddressList(const std::vector<std::pair<std::string, std::string>>& who, GMimeFormatOptions* opts) {
+// "Name: a, b, ..." folded by GMime so no line passes 78 characters where it can break.
+std::string AddressField(const char* field, const std::vector<std::pair<std::string, std::string>>& who,
+                         GMimeFormatOptions* opts) {
   GPtr<InternetAddressList> list(internet_address_list_new());
   for (const auto& [name, address] : who) {
     GPtr<InternetAddress> a(internet_address_mailbox_new(name.empty() ? nullptr : name.c_str(), address.c_str()));
     internet_address_set_charset(a.get(), "utf-8");
     internet_address_list_add(list.get(), a.get());
   }
-  char* text = internet_address_list_to_string(list.get(), opts, TRUE);
-  std::string out = text ? text : "";
-  g_free(text);
+  GString* str = g_string_new(field);
+  g_string_append(str, ": ");
+  internet_address_list_encode(list.get(), opts, str);
+  std::string out(str->str, str->len);
+  g_string_free(str, TRUE);
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
+  return out + "\r\n";
 }
 
 void AppendLengthPrefixed(GChecksum* sum, std::string_view field) {
@@ -152,9 +156,9 @@ std::string BuildMime(const Envelope& e, const std::vector<BodyPart>& parts) {
     }
   }
   std::string head;
-  head += "From: " + AddressList({{e.from_name, e.from_address}}, opts.get()) + "\r\n";
-  if (!e.to.empty()) head += "To: " + AddressList(e.to, opts.get()) + "\r\n";
-  if (!e.cc.empty()) head += "Cc: " + AddressList(e.cc, opts.get()) + "\r\n";
+  head += AddressField("From", {{e.from_name, e.from_address}}, opts.get());
+  if (!e.to.empty()) head += AddressField("To", e.to, opts.get());
+  if (!e.cc.empty()) head += AddressField("Cc", e.cc, opts.get());
   head += "Subject: " + EncodeUnstructured(e.subject) + "\r\n";
   head += "Date: " + e.date + "\r\n";
   head += "Message-ID: " + e.message_id + "\r\n";

@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 
 #include "ccmail/common/ascii.h"
 #include "to_mime_internal.h"
@@ -14,6 +15,24 @@ namespace {
 GTimeZone* NewTimeZone(const std::string& name) {
   if (name.empty()) return g_time_zone_new_local();
   return g_time_zone_new_identifier(name.c_str());  // nullptr when glib does not know it
+}
+
+// The zone's UTC offset (seconds) at a UTC instant.
+int OffsetAt(GTimeZone* tz, time_t utc) {
+  const gint interval = g_time_zone_find_interval(tz, G_TIME_TYPE_UNIVERSAL, static_cast<gint64>(utc));
+  return interval < 0 ? 0 : g_time_zone_get_offset(tz, interval);
+}
+
+// A wall-clock reading (as seconds, as if UTC) -> the UTC instant. Around a change of offset:
+// a reading the clocks pass twice is the first (the offset before the change), one they skip
+// is read with the offset before the change too, as if the clock had not been set forward
+// yet (so 2:11 on a spring-forward night is 3:11 summer time, never a made-up 3:00).
+time_t LocalToUtc(GTimeZone* tz, time_t local) {
+  const int before = OffsetAt(tz, local - 86400);
+  const int after = OffsetAt(tz, local + 86400);
+  for (int offset : {before, after})
+    if (OffsetAt(tz, local - offset) == offset) return local - offset;
+  return local - before;
 }
 
 // Reads up to max_digits digits at text[*i]; false when there is none.
@@ -62,13 +81,18 @@ std::optional<ExportDate> ParseExportDate(std::string_view text, const ReverseSe
   if (day > g_date_get_days_in_month(static_cast<GDateMonth>(month), static_cast<GDateYear>(year))) return std::nullopt;
   GTimeZone* tz = NewTimeZone(s.format.timezone);
   if (tz == nullptr) return std::nullopt;
-  GDateTime* dt = g_date_time_new(tz, year, month, day, hour, minute, second);
-  g_time_zone_unref(tz);
-  if (dt == nullptr) return std::nullopt;
+  struct tm fields = {};
+  fields.tm_year = year - 1900;
+  fields.tm_mon = month - 1;
+  fields.tm_mday = day;
+  fields.tm_hour = hour;
+  fields.tm_min = minute;
+  fields.tm_sec = second;
+  const time_t local = timegm(&fields);  // the wall-clock reading, as if it were UTC
   ExportDate out;
-  out.when = static_cast<time_t>(g_date_time_to_unix(dt));
-  out.utc_offset = static_cast<int>(g_date_time_get_utc_offset(dt) / G_TIME_SPAN_SECOND);
-  g_date_time_unref(dt);
+  out.when = LocalToUtc(tz, local);
+  out.utc_offset = OffsetAt(tz, out.when);
+  g_time_zone_unref(tz);
   return out;
 }
 

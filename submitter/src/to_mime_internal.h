@@ -24,7 +24,8 @@ std::string HeaderTextToUtf8(std::string_view bytes, format::CodePage cp);
 // looks like an encoded word; else RFC 2047 B-encoded UTF-8 words of at most 75 characters,
 // split between characters, folded with CRLF SP, so decoding gives utf8 back exactly.
 std::string EncodeUnstructured(std::string_view utf8);
-// A text item's data (CRLF lines) -> LF lines, without one trailing line end.
+// A text item's data (CRLF lines) -> LF lines (GMime writes them as CRLF); every line keeps
+// its end, so the part's text is the item's text.
 std::string TextItemBody(std::string_view utf8);
 // True when the text has nothing but white space and line ends.
 bool IsBlankText(std::string_view text);

@@ -141,7 +141,6 @@ std::string TextItemBody(std::string_view utf8) {
     if (utf8[i] == '\r' && i + 1 < utf8.size() && utf8[i + 1] == '\n') continue;
     out.push_back(utf8[i] == '\r' ? '\n' : utf8[i]);
   }
-  if (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
 }
 

@@ -113,7 +113,10 @@ void Walk(GMimeObject* obj, bool in_alternative, Original* o) {
   const bool named = g_mime_part_get_filename(GMIME_PART(obj)) != nullptr;
   if (!attachment && !named && g_mime_content_type_is_type(ct, "text", "plain")) {
     char* text = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
-    o->text += (o->text.empty() ? "" : "\n") + std::string(text ? text : "");
+    // The way in ends every text item with a line end.
+    std::string piece = text ? text : "";
+    if (!piece.empty() && piece.back() != '\n') piece += '\n';
+    o->text += piece;
     g_free(text);
     return;
   }
@@ -199,7 +202,7 @@ TEST(ToMimeRoundTrip, CorpusSurvivesTheWayInAndTheWayBack) {
     std::vector<std::string> attachments;
     for (const auto& leaf : back->leaves) {
       if (leaf.content_type == "text/plain" && leaf.disposition.empty() && leaf.description.empty())
-        text += (text.empty() ? "" : "\n") + leaf.data;
+        text += leaf.data;  // every part ends with its last line's end
       else if (leaf.disposition == "attachment" && leaf.content_type != "text/rfc822-headers")
         attachments.push_back(leaf.data);
     }

@@ -40,7 +40,7 @@ TEST(ToMime, PlainMessage) {
   EXPECT_EQ(p->leaves[0].content_type, "text/plain");
   EXPECT_EQ(p->leaves[0].charset, "utf-8");
   EXPECT_EQ(p->leaves[0].encoding, "quoted-printable");
-  EXPECT_EQ(p->leaves[0].data, "Hi there");
+  EXPECT_EQ(p->leaves[0].data, "Hi there\r\n");  // the item's lines, each with its end
   // Ready for DATA: CRLF lines only, header and body separated by an empty line.
   size_t bare_lf = 0;
   for (size_t i = 0; i < c.out.mime.size(); ++i)
@@ -230,6 +230,11 @@ TEST(ToMimeDate, FormatsOrderPivotAndTimeZone) {
   s.format.timezone = "Europe/Berlin";
   EXPECT_EQ(DateHeader("6/2/98 8:39", s), "Fri, 6 Feb 1998 08:39:00 +0100");
   EXPECT_EQ(DateHeader("6/7/98 8:39", s), "Mon, 6 Jul 1998 08:39:00 +0200");
+  // A local time the clocks skip (spring forward) is read with the offset before the change;
+  // one they pass twice (fall back) is the first of the two.
+  EXPECT_EQ(DateHeader("25/3/07 2:11", s), "Sun, 25 Mar 2007 03:11:00 +0200");
+  EXPECT_EQ(DateHeader("28/10/07 2:30", s), "Sun, 28 Oct 2007 02:30:00 +0200");
+  EXPECT_EQ(DateHeader("28/10/07 3:30", s), "Sun, 28 Oct 2007 03:30:00 +0100");
   s.format.timezone = "America/New_York";
   EXPECT_EQ(DateHeader("6/7/98 8:39", s), "Mon, 6 Jul 1998 08:39:00 -0400");
 }
@@ -295,10 +300,10 @@ TEST(ToMimeItems, TextItemsBecomeUtf8TextPartsEmptyOnesDropped) {
   EXPECT_EQ(p->leaves[0].content_type, "text/plain");
   EXPECT_EQ(p->leaves[0].charset, "utf-8");
   EXPECT_EQ(p->leaves[0].encoding, "quoted-printable");
-  EXPECT_EQ(p->leaves[0].data, "First line\r\nZweite Zeile: \xC3\xA4\xC3\xB6\xC3\xBC");
+  EXPECT_EQ(p->leaves[0].data, "First line\r\nZweite Zeile: \xC3\xA4\xC3\xB6\xC3\xBC\r\n");
   EXPECT_EQ(p->leaves[0].disposition, "");
   EXPECT_EQ(p->leaves[1].content_type, "text/plain");
-  EXPECT_EQ(p->leaves[1].data, "Second part");
+  EXPECT_EQ(p->leaves[1].data, "Second part\r\n");
   EXPECT_EQ(p->leaves[1].description, "Notes");
 }
 
@@ -354,6 +359,27 @@ TEST(ToMimeItems, FileNameFromTitleKeepsNamesThatOnlyLookLikeDates) {
   EXPECT_EQ(p->leaves[1].filename, "Budget 2026.xls");
   EXPECT_EQ(p->leaves[2].filename, "1-2-3.WK1");
   EXPECT_EQ(p->leaves[3].filename, "Minutes 5/6/97.doc");
+}
+
+TEST(ToMimeItems, NonAsciiFileNameAndLongRecipientListStaySevenBit) {
+  ReverseSettings s = TestReverseSettings();
+  s.format.files = format::FileData::kHex;
+  s.format.long_filenames = true;
+  ExportText x;
+  x.items = {{"Text item: ", "x\r\n"}, {"File item: Gr\x81\xE1" "e an M\x81" "ller.txt", Hex("hi")}};  // CP850
+  x.to.clear();
+  for (int i = 0; i < 60; ++i) x.to.push_back("recipient" + std::to_string(i) + "@example.com at INTERNET");
+  auto c = Convert(x.Keyword(), s, *TestMap());
+  for (unsigned char ch : c.out.mime) ASSERT_LT(ch, 0x80);
+  size_t longest = 0, start = 0;
+  for (size_t nl; (nl = c.out.mime.find("\r\n", start)) != std::string::npos; start = nl + 2) longest = std::max(longest, nl - start);
+  EXPECT_LE(longest, 998u);
+  auto p = ParseMime(c.out.mime);
+  ASSERT_EQ(p->leaves.size(), 2u);
+  EXPECT_EQ(p->leaves[1].filename, "Gr\xC3\xBC\xC3\x9F" "e an M\xC3\xBCller.txt");
+  EXPECT_EQ(p->leaves[1].content_type, "text/plain");
+  EXPECT_EQ(p->Addresses(GMIME_ADDRESS_TYPE_TO).size(), 60u);
+  EXPECT_EQ(c.out.recipients.size(), 60u);
 }
 
 TEST(ToMimeItems, HeadersItemIsNeverReEmittedAsHeaderFields) {
@@ -477,7 +503,7 @@ TEST(ToMimeLayouts, ItemSizeLayoutWithRawFile) {
   auto p = ParseMime(out.mime);
   EXPECT_EQ(p->DecodedSubject(), "Counted");
   ASSERT_EQ(p->leaves.size(), 2u);
-  EXPECT_EQ(p->leaves[0].data, "Message:\r\nnot a keyword");
+  EXPECT_EQ(p->leaves[0].data, "Message:\r\nnot a keyword\r\n");
   EXPECT_EQ(p->leaves[1].filename, "DATA.BIN");
   EXPECT_EQ(p->leaves[1].data, std::string("\x00\x01\r\n\xff", 5));
   EXPECT_EQ(p->Addresses(GMIME_ADDRESS_TYPE_CC), std::vector<std::string>{"mgarcia@corp.example"});
@@ -508,7 +534,7 @@ TEST(ToMimeLayouts, KeywordLayoutWithHexFileAndProtectedLine) {
   ASSERT_TRUE(ConvertExportMessage(r.messages[0], "HUBPO2", *TestMap(), s, &out, &refusal).ok());
   auto p = ParseMime(out.mime);
   ASSERT_EQ(p->leaves.size(), 2u);
-  EXPECT_EQ(p->leaves[0].data, "Body\r\nMessage: protected by one space");
+  EXPECT_EQ(p->leaves[0].data, "Body\r\nMessage: protected by one space\r\n");
   EXPECT_EQ(p->leaves[1].data, std::string("\x00\x01\r\n\xff", 5));
 }
 

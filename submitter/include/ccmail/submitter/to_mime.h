@@ -14,7 +14,7 @@
 //   }
 //
 // DESCRIPTION
-//   Every rule is docs/FORMAT.md §11 ("The way back"), one function each:
+//   Every rule is in docs/FORMAT.md §11 ("The way back"), one function each:
 //
 //   Author (From line, "Name at PO"; a bare name belongs to post_office, the inbox's):
 //     the address map in reverse (AddressMap::ReverseResolve); else, with
@@ -38,10 +38,12 @@
 //     without case.
 //   Date: "M/D/YY H:MM" (date_format's order; 2- or 4-digit year, two digits read with
 //     year_pivot; an optional :SS and AM/PM) in format.timezone -> RFC 5322 with the
-//     zone's offset. A Date that cannot be read is a non-OK Status (not the author's fault).
+//     zone's offset (a skipped or repeated local time: the offset before the change). A
+//     Date that cannot be read is a non-OK Status (not the author's fault).
 //   Subject and names: code page -> UTF-8, RFC 2047 (B, UTF-8) whenever a word is not
 //     printable ASCII or looks like an encoded word, so "=?x?q?y?=" arrives literally.
-//   Items: the first non-empty text item -> text/plain; charset=utf-8, quoted-printable;
+//   Items: the first non-empty text item -> text/plain; charset=utf-8, quoted-printable (the
+//     item's lines, each with its end);
 //     later non-empty text items -> further text/plain parts (inline, the title as
 //     Content-Description); file items -> attachments, base64, the name without the
 //     "5/6/97 3:10PM" EXPORT appends to the title, the type from MimeTypeForExtension;

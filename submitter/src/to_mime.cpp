@@ -112,6 +112,9 @@ Status ConvertExportMessage(const format::ImportMessage& m, std::string_view pos
   const format::FormatSettings& fs = settings.format;
   const std::string where = "message at offset " + std::to_string(m.offset);
   const std::string& gateway = fs.gateway_postoffice;
+  if (!OriginMarkerUsable(settings.origin_marker))
+    return Status::InvalidArgument("origin_marker \"" + settings.origin_marker +
+                                   "\" is not a host-name-like id: no loop header or Message-ID can be written");
 
   // The author.
   const std::string from = internal::HeaderTextToUtf8(m.from, fs.codepage);

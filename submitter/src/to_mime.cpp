@@ -59,6 +59,93 @@ std::vector<BodyPart> BodyParts(const format::ImportMessage& m, const format::Fo
   return parts;
 }
 
+// The author of the From line: its SMTP address, or why it has none (a refusal).
+struct Author {
+  format::CcMailAddress ccmail;  // empty name for an Internet author
+  std::string address;
+  std::string refusal;
+};
+
+// Map, else pattern (or refusal); "addr at <gateway>" is its own address. A From line that
+// names no one, or a gateway name that is no address, is not the author's doing: an error.
+Status ResolveAuthor(const format::ImportMessage& m, std::string_view post_office, const format::AddressMap& map,
+                     const ReverseSettings& settings, const std::string& where, Author* author) {
+  const std::string from = internal::HeaderTextToUtf8(m.from, settings.format.codepage);
+  if (from.empty()) return Status::InvalidArgument(where + ": no author on the From line");
+  Recipient r = internal::ClassifyRecipient(from, post_office, settings.format.gateway_postoffice);
+  if (r.kind == Recipient::Kind::kInternet) {
+    author->address = r.address;  // mail a cc:Mail rule forwards: the Internet author stays the author
+    return Status::Ok();
+  }
+  if (r.kind == Recipient::Kind::kBadGateway)
+    return Status::InvalidArgument(where + ": the author " + Quoted(from) + " is not an Internet address");
+  author->ccmail = r.ccmail;
+  if (auto mapped = map.ReverseResolve(r.ccmail.name, r.ccmail.post_office)) {
+    author->address = *mapped;
+    return Status::Ok();
+  }
+  if (settings.unmapped_author == ReverseSettings::UnmappedAuthor::kRefuse) {
+    author->refusal = "the author " + Quoted(r.ccmail.name + " at " + r.ccmail.post_office) +
+                      " is not in the address map (unmapped_author = refuse)";
+    return Status::Ok();
+  }
+  std::optional<std::string> derived = internal::PatternAddress(r.ccmail, settings, &author->refusal);
+  if (derived) author->address = *derived;
+  return Status::Ok();
+}
+
+// "mail loop: ..." when the Headers item (the header block of the Internet message this one
+// came from) shows that it passed this bridge, or too many hops; else empty.
+std::string LoopReason(const format::ImportMessage& m, const ReverseSettings& settings) {
+  for (const format::ImportItem& item : m.items) {
+    if (item.kind != format::ImportItem::Kind::kText || !internal::IsHeadersItem(item.title, item.data)) continue;
+    int received = 0;
+    if (internal::HeadersCarryOrigin(item.data, settings.origin_marker, &received))
+      return "mail loop: the message already passed this bridge (X-Ccmail-Bridge-Origin: " + settings.origin_marker + ")";
+    if (received >= settings.max_received)
+      return "mail loop: " + std::to_string(received) + " Received lines (the limit is " +
+             std::to_string(settings.max_received) + ")";
+  }
+  return {};
+}
+
+// Internet recipients into *envelope (To, Cc, Bcc; once each without case); the visible
+// To/Cc into e, with the cc:Mail users the map knows. Returns the reason when a gateway
+// recipient is no address, else empty.
+std::string CollectRecipients(const format::ImportMessage& m, std::string_view post_office, const format::AddressMap& map,
+                              const format::FormatSettings& fs, internal::Envelope* e, std::vector<std::string>* envelope) {
+  const std::string& gateway = fs.gateway_postoffice;
+  auto take = [&](const std::vector<std::string>& lines, std::vector<std::pair<std::string, std::string>>* header) {
+    for (const std::string& line : lines) {
+      Recipient r = internal::ClassifyRecipient(internal::HeaderTextToUtf8(line, fs.codepage), post_office, gateway);
+      if (r.kind == Recipient::Kind::kBadGateway)
+        return Quoted(r.line) + " is not an Internet address (" + gateway + " recipients are user@domain at " + gateway + ")";
+      std::string display;
+      if (r.kind == Recipient::Kind::kCcMail) {
+        std::optional<std::string> address = map.ReverseResolve(r.ccmail.name, r.ccmail.post_office);
+        if (!address) continue;  // cc:Mail delivered it; no Internet address to show
+        r.address = *address;
+        display = r.ccmail.name;
+      } else {
+        const std::string lower = ToLowerAscii(r.address);
+        auto same = [&](const std::string& a) { return ToLowerAscii(a) == lower; };
+        if (std::none_of(envelope->begin(), envelope->end(), same)) envelope->push_back(r.address);
+      }
+      if (header) {
+        const std::string lower = ToLowerAscii(r.address);
+        auto same = [&](const auto& h) { return ToLowerAscii(h.second) == lower; };
+        if (std::none_of(e->to.begin(), e->to.end(), same) && std::none_of(e->cc.begin(), e->cc.end(), same))
+          header->emplace_back(std::move(display), r.address);
+      }
+    }
+    return std::string();
+  };
+  std::string bad = take(m.to, &e->to);
+  if (bad.empty()) bad = take(m.cc, &e->cc);
+  if (bad.empty()) bad = take(m.bcc, nullptr);
+  return bad;
+}
+
 }  // namespace
 
 Status LoadReverseSettings(const Config& config, ReverseSettings* out) {
@@ -111,110 +198,42 @@ Status ConvertExportMessage(const format::ImportMessage& m, std::string_view pos
   *refusal = Refusal{};
   const format::FormatSettings& fs = settings.format;
   const std::string where = "message at offset " + std::to_string(m.offset);
-  const std::string& gateway = fs.gateway_postoffice;
-
-  // The author.
-  const std::string from = internal::HeaderTextToUtf8(m.from, fs.codepage);
-  if (from.empty()) return Status::InvalidArgument(where + ": no author on the From line");
+  if (!OriginMarkerUsable(settings.origin_marker))
+    return Status::InvalidArgument("origin_marker \"" + settings.origin_marker +
+                                   "\" is not a host-name-like id: no loop header or Message-ID can be written");
+  Author author;
+  CCMAIL_RETURN_IF_ERROR(ResolveAuthor(m, post_office, map, settings, where, &author));
   Refusal refuse;
-  std::string author_name, author_address, why;
-  if (Recipient r = internal::ClassifyRecipient(from, post_office, gateway); r.kind == Recipient::Kind::kInternet) {
-    author_address = r.address;  // mail a cc:Mail rule forwards: the Internet author stays the author
-  } else if (r.kind == Recipient::Kind::kBadGateway) {
-    return Status::InvalidArgument(where + ": the author " + Quoted(from) + " is not an Internet address");
-  } else {
-    refuse.author = r.ccmail;
-    author_name = r.ccmail.name;
-    if (auto mapped = map.ReverseResolve(r.ccmail.name, r.ccmail.post_office)) {
-      author_address = *mapped;
-    } else {
-      std::optional<std::string> derived = internal::PatternAddress(r.ccmail, settings, &why);
-      if (settings.unmapped_author == ReverseSettings::UnmappedAuthor::kRefuse) {
-        why = "the author " + Quoted(r.ccmail.name + " at " + r.ccmail.post_office) +
-              " is not in the address map (unmapped_author = refuse)";
-        derived.reset();
-      }
-      if (!derived) {
-        refuse.reason = why;
-        *refusal = std::move(refuse);
-        return Status::Ok();
-      }
-      author_address = *derived;
-    }
-  }
-  refuse.author_address = author_address;
+  refuse.author = author.ccmail;
+  refuse.author_address = author.address;
   auto refuse_with = [&](std::string reason) {
     refuse.reason = std::move(reason);
     *refusal = std::move(refuse);
     return Status::Ok();
   };
+  if (!author.refusal.empty()) return refuse_with(author.refusal);
 
   // The date: written by EXPORT, so a bad one is not the author's doing.
   const std::string date_text = internal::HeaderTextToUtf8(m.date, fs.codepage);
   std::optional<internal::ExportDate> date = internal::ParseExportDate(date_text, settings);
   if (!date) return Status::InvalidArgument(where + ": Date " + Quoted(date_text) + " is not a date in date_format");
 
-  // Loops: the Headers item is the header block of the Internet message this one came from.
-  for (const format::ImportItem& item : m.items) {
-    if (item.kind != format::ImportItem::Kind::kText || !internal::IsHeadersItem(item.title, item.data)) continue;
-    int received = 0;
-    if (internal::HeadersCarryOrigin(item.data, settings.origin_marker, &received))
-      return refuse_with("mail loop: the message already passed this bridge (X-Ccmail-Bridge-Origin: " +
-                         settings.origin_marker + ")");
-    if (received >= settings.max_received)
-      return refuse_with("mail loop: " + std::to_string(received) + " Received lines (the limit is " +
-                         std::to_string(settings.max_received) + ")");
-  }
+  if (std::string loop = LoopReason(m, settings); !loop.empty()) return refuse_with(loop);
 
-  // Recipients: Internet ones to the envelope (Bcc only there), cc:Mail ones visible when known.
   internal::Envelope e;
-  std::vector<std::string> seen_lower;
-  auto take = [&](const std::vector<std::string>& lines, std::vector<std::pair<std::string, std::string>>* header) {
-    for (const std::string& line : lines) {
-      Recipient r = internal::ClassifyRecipient(internal::HeaderTextToUtf8(line, fs.codepage), post_office, gateway);
-      if (r.kind == Recipient::Kind::kBadGateway)
-        return Quoted(r.line) + " is not an Internet address (" + gateway + " recipients are user@domain at " + gateway + ")";
-      std::string display;
-      if (r.kind == Recipient::Kind::kCcMail) {
-        std::optional<std::string> address = map.ReverseResolve(r.ccmail.name, r.ccmail.post_office);
-        if (!address) continue;  // cc:Mail delivered it; no Internet address to show
-        r.address = *address;
-        display = r.ccmail.name;
-      } else {
-        const std::string lower = ToLowerAscii(r.address);
-        if (std::find(seen_lower.begin(), seen_lower.end(), lower) == seen_lower.end()) {
-          seen_lower.push_back(lower);
-          out->recipients.push_back(r.address);
-        }
-      }
-      if (header) {
-        const std::string lower = ToLowerAscii(r.address);
-        auto same = [&](const auto& h) { return ToLowerAscii(h.second) == lower; };
-        if (std::none_of(e.to.begin(), e.to.end(), same) && std::none_of(e.cc.begin(), e.cc.end(), same))
-          header->emplace_back(std::move(display), r.address);
-      }
-    }
-    return std::string();
-  };
-  std::string bad_recipient = take(m.to, &e.to);
-  if (bad_recipient.empty()) bad_recipient = take(m.cc, &e.cc);
-  if (bad_recipient.empty()) bad_recipient = take(m.bcc, nullptr);
-  if (!bad_recipient.empty()) {
-    *out = OutgoingMessage{};
-    return refuse_with("recipient " + bad_recipient);
-  }
-  if (out->recipients.empty()) {
-    *out = OutgoingMessage{};
-    return refuse_with("no Internet recipient (every recipient is a cc:Mail user)");
-  }
+  std::vector<std::string> envelope;
+  if (std::string bad = CollectRecipients(m, post_office, map, fs, &e, &envelope); !bad.empty())
+    return refuse_with("recipient " + bad);
+  if (envelope.empty()) return refuse_with("no Internet recipient (every recipient is a cc:Mail user)");
 
-  e.from_name = author_name;
-  e.from_address = author_address;
+  e.from_name = author.ccmail.name;
+  e.from_address = author.address;
   e.subject = internal::HeaderTextToUtf8(m.subject, fs.codepage);
   e.date = internal::FormatRfc5322Date(*date);
   e.origin_marker = settings.origin_marker;
   e.message_id = internal::DeriveMessageId(m, post_office, settings.origin_marker);
-  out->envelope_from = author_address;
+  out->envelope_from = author.address;
+  out->recipients = std::move(envelope);
   out->message_id = e.message_id;
   out->mime = internal::BuildMime(e, BodyParts(m, fs));
   return Status::Ok();

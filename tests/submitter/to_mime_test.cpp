@@ -428,6 +428,19 @@ TEST(ToMimeLoops, OwnOriginMarkerOrTooManyReceivedIsAMailLoop) {
   EXPECT_EQ(c.refusal.author_address, "jsmith@corp.example");
 }
 
+TEST(ToMimeLoops, NoMessageWithoutAUsableOriginMarker) {
+  for (const char* marker : {"", "two words", "bad>marker"}) {
+    ReverseSettings s = TestReverseSettings();
+    s.origin_marker = marker;
+    format::ImportMessage m = ReadOne(ExportText{}.Keyword(), s.format);
+    OutgoingMessage out;
+    Refusal refusal;
+    Status st = ConvertExportMessage(m, "HUBPO2", *TestMap(), s, &out, &refusal);
+    EXPECT_FALSE(st.ok()) << marker;
+    EXPECT_TRUE(out.mime.empty());
+  }
+}
+
 TEST(ToMimeLoops, EveryMessageCarriesTheOriginMarker) {
   ReverseSettings s = TestReverseSettings();
   s.origin_marker = "gw-7.example";

@@ -12,7 +12,7 @@ set -euo pipefail
 src=${1:?usage: function_length_test.sh SOURCE_DIR [LIMIT]}
 limit=${2:-100}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-production=(milter store shm exporter ctl config common ccmail_format mtaconf)
+production=(milter store shm exporter ctl config common ccmail_format mtaconf smtp submitter)
 
 if ! command -v ctags >/dev/null || ! ctags --version 2>/dev/null | grep -q 'Universal Ctags'; then
   echo "function_length_test: universal-ctags is not installed (scripts/install-deps.sh)" >&2

@@ -4,6 +4,8 @@
 // names, manifests and watermarks carry the relay id, so the relays never collide.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "exporter_test_util.h"
 #include "ledger_pg_cluster.h"
 
@@ -94,6 +96,50 @@ TEST_F(SharedLedgerExporter, AMessageResentToTheOtherRelayIsExportedOnce) {
   eb.reset();
   EXPECT_NE(OpenRelay(Relay(a, "a", outbox)), nullptr);
   EXPECT_NE(OpenRelay(Relay(b, "b", outbox)), nullptr);
+}
+
+// The race the shared index decides: relay c holds an uncommitted EXPORTED row for the
+// delivery when relay b's round looks it up (not exported yet) and stages it; b's insert
+// waits, c commits, b's round fails on the unique index and is re-planned: the copy becomes
+// a DUP, nothing of it is exported by b, nothing is lost (the capture leaves b's spool).
+TEST_F(SharedLedgerExporter, ADeliveryExportedByAnotherRelayMidRoundIsReplannedAsDup) {
+  Bed b;
+  auto eb = OpenRelay(Relay(b, "b", b.paths.outbox_directory));
+  ASSERT_NE(eb, nullptr);
+  std::unique_ptr<store::Ledger> c;
+  store::LedgerTarget tc = target_;
+  tc.relay_id = "c";
+  ASSERT_TRUE(store::OpenLedger(tc, &c).ok());
+  ASSERT_TRUE(c->BumpEpoch(nullptr).ok());
+  const std::string rcpt = kJane.name + " at " + kJane.post_office;  // the exporter's dedup key
+  store::LedgerBatch held;
+  held.post_office = "HQ";
+  held.file_name = "c-00100001.CCM";
+  store::CaptureId cid = store::CaptureId::New();
+  held.capture_ids = {cid};
+  held.deliveries = {{cid, Bed::Key(7), rcpt, store::DeliveryKind::kExported}};
+  std::vector<store::LedgerBatch> vc{held};
+  ASSERT_TRUE(c->StageBatches(vc).ok());
+  b.Capture(7, {kJane});
+  Status drained;
+  std::thread t([&] { drained = eb->Drain(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // b's round is waiting on c's row
+  ASSERT_TRUE(c->CommitStaged(&vc).ok());
+  t.join();
+  ASSERT_TRUE(drained.ok()) << drained.ToString();
+  EXPECT_EQ(eb->counters().exported, 0u);
+  EXPECT_EQ(eb->counters().dups, 1u);
+  EXPECT_GE(eb->counters().abandoned, 1u);  // the round that lost the race
+  std::vector<store::CaptureId> left;
+  std::unique_ptr<store::Spool> spool;
+  ASSERT_TRUE(store::Spool::Open(b.paths.spool_root, &spool).ok());
+  ASSERT_TRUE(spool->ListPending(&left).ok());
+  EXPECT_TRUE(left.empty());
+  size_t files = 0;
+  if (fs::exists(b.paths.outbox_directory + "/HQ"))
+    for (const auto& f : fs::directory_iterator(b.paths.outbox_directory + "/HQ"))
+      files += f.path().extension() == ".CCM";
+  EXPECT_EQ(files, 0u);
 }
 
 }  // namespace

@@ -99,8 +99,9 @@ class LedgerPgCluster {
     if (::pclose(p) != 0) conninfo_.clear();
     // A binary killed by the ctest time-out runs no atexit: a watcher stops the cluster and
     // removes its directory once this process is gone.
-    std::system(("(while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 1; done; bash " + Script() +
-                 " stop " + dir() + "; rm -rf " + dir() + ") >/dev/null 2>&1 </dev/null &")
+    // setsid: a time-out that kills this process group does not take the watcher with it.
+    std::system(("setsid -f bash -c 'while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 1; done; bash " +
+                 Script() + " stop " + dir() + "; rm -rf " + dir() + "' >/dev/null 2>&1 </dev/null")
                     .c_str());
   }
   static void Stop() {

@@ -4,6 +4,11 @@
 // names, manifests and watermarks carry the relay id, so the relays never collide.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include "exporter_test_util.h"
@@ -140,6 +145,44 @@ TEST_F(SharedLedgerExporter, ADeliveryExportedByAnotherRelayMidRoundIsReplannedA
     for (const auto& f : fs::directory_iterator(b.paths.outbox_directory + "/HQ"))
       files += f.path().extension() == ".CCM";
   EXPECT_EQ(files, 0u);
+}
+
+// The daemon with its shared ledger down at start: it stays up, says so once, and exports
+// as soon as the server is back (no exit, no systemd restart loop); SIGTERM ends it cleanly.
+TEST_F(SharedLedgerExporter, DaemonWaitsForAnUnreachableLedgerAndExportsWhenItIsBack) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  Bed bed;
+  bed.Capture(11, {kJane});
+  const std::string conf = bed.WriteConfig("ledger = " + target_.location + "\nledger_password_file = " +
+                                           target_.password_file + "\nrelay_id = solo\n");
+  ASSERT_EQ(pg.Kill(), 0);
+  const std::string log = bed.dir + "/exporter.log";
+  std::string arg0 = CCMAIL_EXPORTER_BIN, arg1 = "-c", arg3 = "--stderr";
+  std::string conf_arg = conf;
+  char* argv[] = {arg0.data(), arg1.data(), conf_arg.data(), arg3.data(), nullptr};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execv(argv[0], argv);
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  int st = 0;
+  EXPECT_EQ(::waitpid(pid, &st, WNOHANG), 0) << "the exporter exited while the ledger was down: " << Slurp(log);
+  ASSERT_EQ(pg.Restart(), 0);
+  const std::string published = bed.paths.outbox_directory + "/HQ/" + BatchFileName(1, 1, "solo");
+  for (int i = 0; i < 600 && !fs::exists(published); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(fs::exists(published)) << Slurp(log);
+  ::kill(pid, SIGTERM);
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << Slurp(log);
+  const std::string text = Slurp(log);
+  size_t downs = 0;
+  for (size_t p = 0; (p = text.find("shared ledger unreachable", p)) != std::string::npos; ++p) ++downs;
+  EXPECT_EQ(downs, 1u) << text;  // once per state change, not once per try
+  EXPECT_NE(text.find("shared ledger reachable again"), std::string::npos) << text;
 }
 
 }  // namespace

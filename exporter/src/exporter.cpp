@@ -13,6 +13,7 @@
 
 #include "ccmail/common/log.h"
 #include "ccmail/config/config.h"
+#include "ccmail/config/ledger_target.h"
 #include "ccmail/exporter/ledger_guard.h"
 #include "ccmail/shm/crash_points.h"
 #include "exporter_impl.h"
@@ -37,6 +38,7 @@ const std::vector<std::string>& ExporterCrashPoints() {
 Status ExporterOptions::FromConfig(const Config& cfg, ExporterOptions* out) {
   ExporterOptions o;
   CCMAIL_RETURN_IF_ERROR(BridgePaths::FromConfig(cfg, &o.paths));
+  CCMAIL_RETURN_IF_ERROR(LedgerTargetFromConfig(cfg, o.paths, &o.ledger));
   CCMAIL_RETURN_IF_ERROR(shm::TableOptionsFromConfig(cfg, &o.table));
   o.table.create_if_missing = true;
   o.table.recreate_if_invalid = true;
@@ -82,7 +84,8 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   // The runtime directory holds no durable state (claim table file, the pid file).
   CCMAIL_RETURN_IF_ERROR(im->io->MakeDir(p.runtime_directory, 0750, &created));
   // Checked against the outbox's history first: a lost, older or damaged ledger is refused.
-  CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, &im->ledger));
+  if (opt.ledger.location.empty()) opt.ledger = SqliteLedgerTarget(p);
+  CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, opt.ledger, &im->ledger));
   CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool, im->io));
   // Bounces wait in spool_directory/bounce until the MTA's 250 (bounce.h).
   BounceRelay relay;
@@ -92,6 +95,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
                                            std::chrono::seconds(opt.deliver_retry_max_s), &im->bounces));
   im->bounces->Start();
   im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory, im->io);
+  im->outbox->set_relay_id(im->ledger->relay_id());  // names unique across relays
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());
   im->outbox->set_defer_tmpdir_sync(true);  // one out/tmp fsync per round, not per post office
   // The backlog published in the table is only a hint (the milters count the spool
@@ -251,6 +255,7 @@ void Exporter::Reload(const format::FormatSettings& fmt, std::shared_ptr<const f
 }
 
 uint64_t Exporter::epoch() const { return impl_->ledger->epoch(); }
+const char* Exporter::ledger_backend() const { return impl_->ledger->backend(); }
 
 ExporterCounters Exporter::counters() const {
   std::lock_guard<std::mutex> g(impl_->ctr_mu);

@@ -57,11 +57,14 @@ struct OutboxHistory {
 // Reads outbox_dir/<PO>/WATERMRK and the first line of every outbox_dir/<PO>/*.MAN.
 // A missing outbox directory is an empty history. An unreadable watermark or manifest
 // header is kCorrupt (never guessed around).
-Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out);
+// relay_id: only that relay's watermark files and manifests (a shared ledger: each relay
+// checks its own epoch and seq against its own history); "": the single-relay names.
+Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out, const std::string& relay_id = "");
 
 struct ManifestHeader {
   uint64_t epoch = 0, seq = 0, count = 0;
   std::string post_office, batch;
+  std::string relay;  // "" unless the header has relay=<id>
 };
 // "# ccmail-bridge manifest v1 epoch=E seq=S po=PO batch=NAME count=N"
 Status ParseManifestHeader(const std::string& line, ManifestHeader* out);
@@ -75,6 +78,12 @@ bool IsLedgerRefusal(const Status& s);
 // Opens paths.ledger_path for the exporter after the checks above. On refusal records the
 // reason (LedgerRefusalPath) and returns it; on success removes an old record.
 Status OpenCheckedLedger(const BridgePaths& paths, std::unique_ptr<store::Ledger>* out);
+// The same for any target: a SQLite target as above (its location is the file); a PostgreSQL
+// target skips the file checks (the server keeps the data), runs QuickCheck (schema and this
+// relay's row) and compares this relay's epoch and last_seq with this relay's outbox history.
+// kUnavailable when the server cannot be reached (the exporter retries; not a refusal).
+Status OpenCheckedLedger(const BridgePaths& paths, const store::LedgerTarget& target,
+                         std::unique_ptr<store::Ledger>* out);
 // The same checks against an open ledger, without recording anything (ccmailctl verify).
 Status CheckLedgerAgainstOutbox(store::Ledger* ledger, const OutboxHistory& history);
 

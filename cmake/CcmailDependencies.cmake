@@ -28,6 +28,7 @@ find_package(Threads REQUIRED)
 ccmail_require_pkgconfig(MILTER  milter     libmilter-dev)     # PkgConfig::MILTER
 ccmail_require_pkgconfig(GMIME   gmime-3.0  libgmime-3.0-dev)  # PkgConfig::GMIME
 ccmail_require_pkgconfig(SQLITE3 sqlite3    libsqlite3-dev)    # PkgConfig::SQLITE3
+ccmail_require_pkgconfig(LIBPQ   libpq      libpq-dev)         # PkgConfig::LIBPQ (shared ledger)
 ccmail_require_pkgconfig(SYSTEMD libsystemd libsystemd-dev)    # PkgConfig::SYSTEMD (sd_notify)
 ccmail_require_config(Boost libboost-dev 1.74 CONFIG)          # Boost::headers (Interprocess)
 ccmail_require_config(CLI11 libcli11-dev CONFIG)                # CLI11::CLI11

@@ -21,11 +21,13 @@ packages=(
   # build
   build-essential g++ cmake ninja-build pkg-config git ca-certificates
   libmilter-dev libboost-dev libgmime-3.0-dev libsqlite3-dev libsystemd-dev libcli11-dev
-  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libpq-dev
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # tests and demo: real MTA peers and tools
   python3 postfix miltertest m4 swaks sqlite3 procps util-linux e2fsprogs psmisc hyperfine time
+  # the shared ledger's tests: private clusters (tests/testing/pg_cluster.sh), no system service
+  postgresql-15
   # house checks (tests/house, tests/docs)
   universal-ctags
   # packaging
@@ -40,6 +42,12 @@ if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps.sh: all ${#packages[@]} packages already installed"
 else
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  # postgresql-15 would create and start a "main" cluster as a system service; the tests start
+  # private clusters of their own (tests/testing/pg_cluster.sh) and must not find one running.
+  mkdir -p /etc/postgresql-common
+  if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createcluster.conf; then
+    echo "create_main_cluster = false" >>/etc/postgresql-common/createcluster.conf
+  fi
   echo "install-deps.sh: installing ${missing[*]}"
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"

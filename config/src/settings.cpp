@@ -88,6 +88,19 @@ constexpr Row kMilter[] = {
 constexpr Row kExporter[] = {
     {"exporter_user", "ccmail", "System user the exporter runs as."},
     {"exporter_pid_file", "/run/ccmail-bridge/ccmail-exporter.pid", "PID file of ccmail-exporter."},
+    {"ledger", "",
+     "Where the exporter records what it exported. Empty: the SQLite file "
+     "<spool_directory>/ledger.db (one relay). A postgresql:// URI or a libpq connection string "
+     "(\"host=db1 dbname=ccmail user=ccmail\"): a ledger shared by several relays, so a message "
+     "re-sent to another relay is not exported twice; needs relay_id. No password here: see "
+     "ledger_password_file."},
+    {"ledger_password_file", "",
+     "File holding the PostgreSQL password of a shared ledger (first line; readable by the "
+     "exporter's user only). Empty: no password (peer or certificate authentication)."},
+    {"relay_id", "",
+     "This relay's name in a shared ledger, 1-32 of A-Z a-z 0-9 _ -, different on every relay and "
+     "never changed (batch names and the relay's epoch and sequence are keyed by it). Required when "
+     "ledger is PostgreSQL; must be empty for the SQLite ledger."},
     {"batch_max_messages", "256", "Most messages in one batch (one ledger commit)."},
     {"batch_max_delay", "20ms", "Longest a batch waits to fill before it is committed."},
     {"spool_scan_interval", "2s", "How often the exporter lists the spool for captures that got no claim-table slot."},

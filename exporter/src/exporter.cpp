@@ -13,6 +13,7 @@
 
 #include "ccmail/common/log.h"
 #include "ccmail/config/config.h"
+#include "ccmail/config/ledger_target.h"
 #include "ccmail/exporter/ledger_guard.h"
 #include "ccmail/shm/crash_points.h"
 #include "exporter_impl.h"
@@ -37,6 +38,7 @@ const std::vector<std::string>& ExporterCrashPoints() {
 Status ExporterOptions::FromConfig(const Config& cfg, ExporterOptions* out) {
   ExporterOptions o;
   CCMAIL_RETURN_IF_ERROR(BridgePaths::FromConfig(cfg, &o.paths));
+  CCMAIL_RETURN_IF_ERROR(LedgerTargetFromConfig(cfg, o.paths, &o.ledger));
   CCMAIL_RETURN_IF_ERROR(shm::TableOptionsFromConfig(cfg, &o.table));
   o.table.create_if_missing = true;
   o.table.recreate_if_invalid = true;
@@ -82,7 +84,8 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
   // The runtime directory holds no durable state (claim table file, the pid file).
   CCMAIL_RETURN_IF_ERROR(im->io->MakeDir(p.runtime_directory, 0750, &created));
   // Checked against the outbox's history first: a lost, older or damaged ledger is refused.
-  CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, &im->ledger));
+  if (opt.ledger.location.empty()) opt.ledger = SqliteLedgerTarget(p);
+  CCMAIL_RETURN_IF_ERROR(OpenCheckedLedger(p, opt.ledger, &im->ledger));
   CCMAIL_RETURN_IF_ERROR(store::Spool::Open(p.spool_root, &im->spool, im->io));
   // Bounces wait in spool_directory/bounce until the MTA's 250 (bounce.h).
   BounceRelay relay;

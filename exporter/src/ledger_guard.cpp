@@ -159,6 +159,26 @@ bool IsLedgerRefusal(const Status& s) {
   return s.code() == Status::Code::kCorrupt && s.message().find(kRefusedPrefix) != std::string::npos;
 }
 
+namespace {
+// The shared ledger: no file to lose; the server's own durability and replication keep it.
+// Still checked: the schema and this relay's row (QuickCheck), and this relay's epoch and
+// seq against what this relay published (a restored older database would reuse names).
+Status OpenCheckedSharedLedger(const BridgePaths& paths, const store::LedgerTarget& target, const OutboxHistory& h,
+                               std::unique_ptr<store::Ledger>* out) {
+  std::unique_ptr<store::Ledger> l;
+  CCMAIL_RETURN_IF_ERROR(store::OpenLedger(target, &l));
+  Status s = l->QuickCheck();
+  if (s.IsCorrupt()) return Refuse(paths, s.ToString() + "." + kRemedy);
+  if (!s.ok()) return s;
+  s = CheckLedgerAgainstOutbox(l.get(), h);
+  if (s.IsCorrupt()) return Refuse(paths, "relay " + target.relay_id + ": " + s.message() + ".");
+  if (!s.ok()) return s;
+  if (::unlink(LedgerRefusalPath(paths).c_str()) == 0) LogInfo("ledger accepted again (relay %s)", target.relay_id.c_str());
+  *out = std::move(l);
+  return Status::Ok();
+}
+}  // namespace
+
 Status CheckLedgerAgainstOutbox(store::Ledger* ledger, const OutboxHistory& h) {
   store::LedgerCounters c;
   CCMAIL_RETURN_IF_ERROR(ledger->Counters(&c));
@@ -173,10 +193,18 @@ Status CheckLedgerAgainstOutbox(store::Ledger* ledger, const OutboxHistory& h) {
 }
 
 Status OpenCheckedLedger(const BridgePaths& paths, std::unique_ptr<store::Ledger>* out) {
-  const std::string& lp = paths.ledger_path;
+  store::LedgerTarget target;
+  target.location = paths.ledger_path;
+  return OpenCheckedLedger(paths, target, out);
+}
+
+Status OpenCheckedLedger(const BridgePaths& paths, const store::LedgerTarget& target,
+                         std::unique_ptr<store::Ledger>* out) {
+  const std::string& lp = target.location;
   OutboxHistory h;
   if (Status s = ScanOutboxHistory(paths.outbox_directory, &h); !s.ok())
     return Refuse(paths, "cannot read the outbox history to check the ledger against: " + s.ToString());
+  if (store::IsPostgresLocation(lp)) return OpenCheckedSharedLedger(paths, target, h, out);
   struct stat st;
   const bool exists = ::stat(lp.c_str(), &st) == 0;
   if (!exists && errno != ENOENT) return Status::FromErrno("stat " + lp, errno);
@@ -189,7 +217,7 @@ Status OpenCheckedLedger(const BridgePaths& paths, std::unique_ptr<store::Ledger
   if (h.any && st.st_size == 0)
     return Refuse(paths, lp + " is empty, but the outbox " + paths.outbox_directory + " has " + history + "." + kRemedy);
   std::unique_ptr<store::Ledger> l;
-  Status s = store::Ledger::Open(lp, &l);
+  Status s = store::OpenLedger(target, &l);
   if (s.IsCorrupt()) return Refuse(paths, "cannot open " + lp + ": " + s.ToString() + "." + kRemedy);
   if (!s.ok()) return s;
   // Page structure plus each index against its table (Ledger::QuickCheck): a flipped bit in

@@ -55,6 +55,7 @@
 
 #include "ccmail/common/status.h"
 #include "ccmail/config/paths.h"
+#include "ccmail/store/ledger.h"
 #include "ccmail/format/address_map.h"
 #include "ccmail/format/settings.h"
 #include "ccmail/shm/claim_table.h"
@@ -97,6 +98,9 @@ const std::vector<std::string>& ExporterCrashPoints();
 
 struct ExporterOptions {
   BridgePaths paths;
+  // Which ledger (settings ledger, ledger_password_file, relay_id); an empty location is
+  // the SQLite file paths.ledger_path.
+  store::LedgerTarget ledger;
   shm::TableOptions table;
   format::FormatSettings format;
   std::shared_ptr<const format::AddressMap> address_map;  // resolves recipients captured without a PO

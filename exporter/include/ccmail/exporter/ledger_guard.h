@@ -75,6 +75,12 @@ bool IsLedgerRefusal(const Status& s);
 // Opens paths.ledger_path for the exporter after the checks above. On refusal records the
 // reason (LedgerRefusalPath) and returns it; on success removes an old record.
 Status OpenCheckedLedger(const BridgePaths& paths, std::unique_ptr<store::Ledger>* out);
+// The same for any target: a SQLite target as above (its location is the file); a PostgreSQL
+// target skips the file checks (the server keeps the data), runs QuickCheck (schema and this
+// relay's row) and compares this relay's epoch and last_seq with this relay's outbox history.
+// kUnavailable when the server cannot be reached (the exporter retries; not a refusal).
+Status OpenCheckedLedger(const BridgePaths& paths, const store::LedgerTarget& target,
+                         std::unique_ptr<store::Ledger>* out);
 // The same checks against an open ledger, without recording anything (ccmailctl verify).
 Status CheckLedgerAgainstOutbox(store::Ledger* ledger, const OutboxHistory& history);
 

@@ -13,7 +13,8 @@
 #     multi_relay: sent=N resent=R exported=E duplicates=0 lost=0
 #   and the test fails on any duplicate or loss, or when the re-sends never reached the ledger as
 #   duplicates (the test would have proved nothing).
-# CCMAIL_E2E_SCALE scales the message count (default 1.0 = 1200 messages; 0.1 under ASan).
+# CCMAIL_E2E_SCALE scales the message count (default 1.0 = 1200 messages; 0.1 under ASan, but
+# never fewer than 300).
 # E2E_MULTI_OUTBOX=shared makes both relays publish into ONE outbox: possible once the batch
 # names carry the relay id (docs/ADMIN.md); until then both relays' first batch is 00100001 and
 # the second exporter's ledger guard refuses the other relay's watermark.
@@ -168,9 +169,11 @@ done
 e2e_log "ledger: $LEDGER_KIND $CONNINFO, outbox $OUTBOX_MODE; relay a on 127.0.0.1:${PORTS[a]}, relay b on 127.0.0.1:${PORTS[b]}, sink on $SINK_PORT, scale $SCALE, dir $T"
 
 # ---------------------------------------------------------------- the load, with kills
-total=$($E2E_PY -c "print(max(1, int($N * $SCALE)))")
-$E2E_PY "$E2E_SRC/tests/e2e/multi_relay.py" send --map "$T/address-map" --prefix mr --count "$N" \
-  --scale "$SCALE" --seed 31 --ports "${PORTS[a]}" "${PORTS[b]}" --sessions 10 --deadline 240 \
+# At least 300 messages whatever the scale: the load must last long enough for both exporters'
+# kills and the postmaster's to fall inside it (the ASan build runs the same kills, less mail).
+total=$($E2E_PY -c "print(max(300, int($N * $SCALE)))")
+$E2E_PY "$E2E_SRC/tests/e2e/multi_relay.py" send --map "$T/address-map" --prefix mr --count "$total" \
+  --scale 1 --seed 31 --ports "${PORTS[a]}" "${PORTS[b]}" --sessions 10 --deadline 240 \
   --resend-fraction 0.05 --log "$T/sent.jsonl" --progress "$T/progress" > "$T/send.out" 2>&1 &
 SEND=$!; E2E_PIDS+=($SEND)
 

@@ -170,12 +170,23 @@ class PgLedger final : public Ledger {
   Status Start() {
     CCMAIL_RETURN_IF_ERROR(Connect());
     if (!read_only_) {
+      // DDL only when the schema is missing: CREATE INDEX IF NOT EXISTS takes a table lock
+      // before it looks, and would wait for every other relay's round in flight.
+      Result r;
+      CCMAIL_RETURN_IF_ERROR(Exec("SELECT to_regclass('ccmail_meta') IS NOT NULL AND to_regclass('deliveries_exported') IS NOT NULL",
+                                  {}, &r, "look for the schema"));
+      const bool have_schema = r.rows() == 1 && r.Text(0, 0) == "t";
       Status txn_status = Txn([&]() -> Status {
-        Result r;
-        CCMAIL_RETURN_IF_ERROR(Exec("SELECT pg_advisory_xact_lock($1)", {std::to_string(kSchemaLockKey)}, &r, "lock schema"));
-        CCMAIL_RETURN_IF_ERROR(Exec(kPgSchema, {}, &r, "create schema"));
-        return Exec("INSERT INTO relays(relay_id) VALUES($1) ON CONFLICT DO NOTHING", {target_.relay_id}, &r,
-                    "create relay row");
+        Result tr;
+        if (!have_schema) {
+          CCMAIL_RETURN_IF_ERROR(Exec("SELECT pg_advisory_xact_lock($1)", {std::to_string(kSchemaLockKey)}, &tr, "lock schema"));
+          CCMAIL_RETURN_IF_ERROR(Exec(kPgSchema, {}, &tr, "create schema"));
+        }
+        // Only when no row is visible: an INSERT that meets the row while another exporter of
+        // this relay has it updated in a round in flight would wait for that round.
+        return Exec("INSERT INTO relays(relay_id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM relays WHERE relay_id = $1) "
+                    "ON CONFLICT DO NOTHING",
+                    {target_.relay_id}, &tr, "create relay row");
       });
       if (!txn_status.ok()) return txn_status;
     }
@@ -583,10 +594,10 @@ class PgLedger final : public Ledger {
                                      "keepalives_interval", "keepalives_count", "tcp_user_timeout",
                                      "application_name"};
     std::vector<const char*> values = {target_.location.c_str(), "10", "1", "10", "5", "3", "30000", app.c_str()};
-    if (read_only_) {
-      keys.push_back("options");
-      values.push_back("-c default_transaction_read_only=on");
-    }
+    // NOTICEs (e.g. "already exists, skipping") would go to stderr: only warnings and up.
+    keys.push_back("options");
+    values.push_back(read_only_ ? "-c client_min_messages=warning -c default_transaction_read_only=on"
+                                : "-c client_min_messages=warning");
     if (!password_.empty()) {
       keys.push_back("password");
       values.push_back(password_.c_str());

@@ -1,4 +1,5 @@
-// Unit tests: capture id, content key canonical form, spool format and errors, ledger.
+// Unit tests: capture id, content key canonical form, spool format and errors (the ledger:
+// ledger_contract_test.cpp, against both backends).
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,7 +16,6 @@
 #include "ccmail/store/capture_id.h"
 #include "ccmail/store/content_key.h"
 #include "ccmail/store/io.h"
-#include "ccmail/store/ledger.h"
 #include "ccmail/store/spool.h"
 #include "test_util.h"
 
@@ -423,164 +423,6 @@ TEST(Spool, StatsSeeOtherWritersAfterRefresh) {
   EXPECT_EQ(b->Stats().count, 1u);  // cached until its refresh
   ASSERT_TRUE(b->RescanStats().ok());
   EXPECT_EQ(b->Stats().count, 0u);
-}
-
-LedgerBatch MakeBatch(const std::vector<std::pair<ContentKey, std::string>>& d, CaptureId* id_out = nullptr) {
-  LedgerBatch b;
-  b.post_office = "PO1";
-  b.file_name = "b.ccm";
-  CaptureId id = CaptureId::New();
-  if (id_out) *id_out = id;
-  b.capture_ids.push_back(id);
-  for (const auto& [k, r] : d) b.deliveries.push_back({id, k, r, DeliveryKind::kExported});
-  return b;
-}
-
-// One batch through the exporter's commit call, its seq/epoch/created_ms copied back.
-Status CommitOne(Ledger* ledger, LedgerBatch* batch) {
-  std::vector<LedgerBatch> batches{*batch};
-  Status s = ledger->CommitBatches(&batches);
-  if (s.ok()) *batch = batches[0];
-  return s;
-}
-
-TEST(Ledger, EpochBatchDedupPrune) {
-  TempDir d;
-  std::string path = d.path() + "/ledger.db";
-  ContentKey k1 = ContentKeyOfMessage("a", kMsg), k2 = ContentKeyOfMessage("b", kMsg);
-  uint64_t e1 = 0, e2 = 0;
-  {
-    std::unique_ptr<Ledger> l;
-    ASSERT_TRUE(Ledger::Open(path, &l).ok());
-    LedgerBatch early = MakeBatch({{k1, "x"}});
-    EXPECT_EQ(CommitOne(l.get(), &early).code(), Status::Code::kInvalidArgument);  // no epoch yet
-    ASSERT_TRUE(l->BumpEpoch(&e1).ok());
-    CaptureId c1;
-    LedgerBatch b = MakeBatch({{k1, "bob@x"}, {k1, "carol@x"}}, &c1);
-    ASSERT_TRUE(CommitOne(l.get(), &b).ok());
-    EXPECT_EQ(b.seq, 1u);
-    EXPECT_EQ(b.epoch, e1);
-    bool f = false;
-    ASSERT_TRUE(l->HasCapture(c1, &f).ok());
-    EXPECT_TRUE(f);
-    ASSERT_TRUE(l->HasCapture(CaptureId::New(), &f).ok());
-    EXPECT_FALSE(f);
-    ASSERT_TRUE(l->IsExported(k1, "bob@x", &f).ok());
-    EXPECT_TRUE(f);
-    ASSERT_TRUE(l->IsExported(k1, "dave@x", &f).ok());
-    EXPECT_FALSE(f);
-    ASSERT_TRUE(l->IsExported(k2, "bob@x", &f).ok());
-    EXPECT_FALSE(f);
-    // Exporting (k1, bob) again is refused, atomically: the whole batch is absent.
-    LedgerBatch again = MakeBatch({{k2, "bob@x"}, {k1, "bob@x"}});
-    EXPECT_EQ(CommitOne(l.get(), &again).code(), Status::Code::kAlreadyExists);
-    ASSERT_TRUE(l->IsExported(k2, "bob@x", &f).ok());
-    EXPECT_FALSE(f);
-    // The retry recorded as DUP next to a new recipient.
-    CaptureId c2 = CaptureId::New();
-    LedgerBatch dup;
-    dup.post_office = "PO1";
-    dup.file_name = "c.ccm";
-    dup.capture_ids = {c2};
-    dup.deliveries = {{c2, k1, "bob@x", DeliveryKind::kDup}, {c2, k1, "dave@x", DeliveryKind::kExported}};
-    ASSERT_TRUE(CommitOne(l.get(), &dup).ok());
-    EXPECT_EQ(dup.seq, 2u);
-    LedgerCounters c;
-    ASSERT_TRUE(l->Counters(&c).ok());
-    EXPECT_EQ(c.batches, 2u);
-    EXPECT_EQ(c.captures, 2u);
-    EXPECT_EQ(c.exported, 3u);
-    EXPECT_EQ(c.dups, 1u);
-    EXPECT_TRUE(l->IntegrityCheck().ok());
-  }
-  {
-    std::unique_ptr<Ledger> l;
-    ASSERT_TRUE(Ledger::Open(path, &l).ok());
-    ASSERT_TRUE(l->BumpEpoch(&e2).ok());
-    EXPECT_GT(e2, e1);
-    // Prune: nothing before spool_clean_seq is set, then everything older than cutoff.
-    uint64_t del = 0;
-    int64_t future = 1LL << 50;
-    ASSERT_TRUE(l->Prune(future, 1, &del).ok());
-    EXPECT_EQ(del, 0u);
-    ASSERT_TRUE(l->SetSpoolCleanSeq(1).ok());
-    ASSERT_TRUE(l->Prune(future, 1, &del).ok());
-    EXPECT_EQ(del, 3u);  // two deliveries + one capture of batch 1, one row per txn
-    bool f = true;
-    ASSERT_TRUE(l->IsExported(k1, "bob@x", &f).ok());
-    EXPECT_FALSE(f);
-    ASSERT_TRUE(l->IsExported(k1, "dave@x", &f).ok());
-    EXPECT_TRUE(f);
-    ASSERT_TRUE(l->Prune(0, 10, &del).ok());
-    EXPECT_EQ(del, 0u);
-    // Sequence numbers never go back after pruning.
-    LedgerBatch b = MakeBatch({{k2, "z"}});
-    ASSERT_TRUE(CommitOne(l.get(), &b).ok());
-    EXPECT_EQ(b.seq, 3u);
-    EXPECT_TRUE(l->IntegrityCheck().ok());
-  }
-  {
-    // Fencing: a stale exporter whose epoch was bumped by another cannot commit.
-    std::unique_ptr<Ledger> a, b;
-    ASSERT_TRUE(Ledger::Open(path, &a).ok());
-    ASSERT_TRUE(a->BumpEpoch(nullptr).ok());
-    ASSERT_TRUE(Ledger::Open(path, &b).ok());
-    ASSERT_TRUE(b->BumpEpoch(nullptr).ok());
-    LedgerBatch x = MakeBatch({{k2, "late"}});
-    EXPECT_EQ(CommitOne(a.get(), &x).code(), Status::Code::kBusy);
-  }
-}
-
-// Rebuild support: ImportBatches keeps what the ledger has and adds the rest, RaiseFloor
-// never lowers, BackupTo is a standalone copy that never overwrites.
-TEST(Ledger, ImportRaiseFloorAndBackup) {
-  TempDir d;
-  const std::string path = d.path() + "/ledger.db", copy = d.path() + "/copy.db";
-  ContentKey k1 = ContentKeyOfMessage("a", kMsg), k2 = ContentKeyOfMessage("b", kMsg);
-  std::unique_ptr<Ledger> l;
-  ASSERT_TRUE(Ledger::Open(path, &l).ok());
-  uint64_t e = 0;
-  ASSERT_TRUE(l->BumpEpoch(&e).ok());
-  LedgerBatch b = MakeBatch({{k1, "bob@x"}});
-  ASSERT_TRUE(CommitOne(l.get(), &b).ok());
-  ASSERT_TRUE(l->BackupTo(copy).ok());
-  EXPECT_EQ(l->BackupTo(copy).code(), Status::Code::kAlreadyExists);
-  EXPECT_FALSE(std::filesystem::exists(copy + "-wal"));
-
-  LedgerBatch again = b;  // already recorded: kept as it is
-  LedgerBatch later = MakeBatch({{k1, "bob@x"}, {k2, "carol@x"}});
-  later.seq = 7;
-  later.epoch = 5;
-  later.file_name = "00500007.CCM";
-  uint64_t nb = 0, nd = 0;
-  ASSERT_TRUE(l->ImportBatches({again, later}, &nb, &nd).ok());
-  EXPECT_EQ(nb, 1u);
-  EXPECT_EQ(nd, 1u);  // carol; bob was exported already
-  bool f = false;
-  ASSERT_TRUE(l->IsExported(k2, "carol@x", &f).ok());
-  EXPECT_TRUE(f);
-  ASSERT_TRUE(l->RaiseFloor(5, 7).ok());
-  ASSERT_TRUE(l->RaiseFloor(2, 3).ok());  // never lowers
-  LedgerCounters c;
-  ASSERT_TRUE(l->Counters(&c).ok());
-  EXPECT_EQ(c.epoch, 5u);
-  EXPECT_EQ(c.last_seq, 7u);
-  uint64_t next = 0;
-  ASSERT_TRUE(l->NextSeq(&next).ok());
-  EXPECT_EQ(next, 8u);
-  ASSERT_TRUE(l->BumpEpoch(&e).ok());
-  EXPECT_EQ(e, 6u);
-  EXPECT_TRUE(l->QuickCheck().ok());
-  l.reset();
-
-  std::unique_ptr<Ledger> backup;
-  ASSERT_TRUE(Ledger::OpenReadOnly(copy, &backup).ok());
-  ASSERT_TRUE(backup->Counters(&c).ok());
-  EXPECT_EQ(c.last_seq, 1u);
-  ASSERT_TRUE(backup->IsExported(k1, "bob@x", &f).ok());
-  EXPECT_TRUE(f);
-  ASSERT_TRUE(backup->IsExported(k2, "carol@x", &f).ok());
-  EXPECT_FALSE(f);
 }
 
 }  // namespace

@@ -48,7 +48,8 @@ multi_cleanup() {
 }
 E2E_CLEANUP_HOOK=multi_cleanup
 
-# relay_conf R: relay R's ccmail.conf in $T/R; the outbox and the ledger are the site's.
+# relay_conf R: relay R's ccmail.conf in $T/R: its own spool, claim table and outbox
+# ($T/outbox when shared), and the site's ledger.
 relay_conf() {
   local r=$1 d=$T/$1 outbox=$T/outbox
   [ "$OUTBOX_MODE" = shared ] || outbox=$T/$1/outbox

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "ccmail/common/log.h"
 #include "ccmail/common/privileges.h"
@@ -17,6 +18,7 @@
 #include "ccmail/exporter/exporter.h"
 #include "ccmail/exporter/ledger_guard.h"
 #include "ccmail/shm/claim_table.h"
+#include "ccmail/store/ledger.h"
 
 using namespace ccmail;
 using namespace ccmail::exporter;
@@ -79,9 +81,40 @@ int BecomeUnprivileged(const Config& cfg, const ExporterOptions& opt) {
   return -1;
 }
 
-// -1: opened; otherwise the exit status (0 when another exporter holds the lock).
-int OpenExporter(const ExporterOptions& opt, std::unique_ptr<Exporter>* ex) {
-  Status s = Exporter::Open(opt, ex);
+// A shared (PostgreSQL) ledger that cannot be reached, at start or in a round: the daemon
+// waits and tries again itself (a systemd restart every 2 s would only spin). SQLite errors
+// keep their meaning (a local file that fails is an administrator's matter).
+bool IsLedgerUnreachable(const ExporterOptions& opt, const Status& s) {
+  return store::IsPostgresLocation(opt.ledger.location) && s.code() == Status::Code::kUnavailable &&
+         s.message().find("ledger ") != std::string::npos;
+}
+
+// Waits before the next try: 1 s doubling to 60 s, in short steps so SIGTERM ends it soon.
+// Logs when the ledger becomes unreachable and each minute of waiting, not every try.
+class LedgerRetry {
+ public:
+  bool Wait(const Status& why) {
+    if (!down_) LogWarning("shared ledger unreachable, retrying (milters keep capturing; nothing is lost): %s", why.ToString().c_str());
+    down_ = true;
+    for (auto waited = std::chrono::milliseconds(0); waited < delay_ && !g_stop; waited += std::chrono::milliseconds(100))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    delay_ = std::min(delay_ * 2, std::chrono::milliseconds(60000));
+    return !g_stop;
+  }
+  void Up() {
+    if (down_) LogInfo("shared ledger reachable again");
+    down_ = false;
+    delay_ = std::chrono::milliseconds(1000);
+  }
+
+ private:
+  bool down_ = false;
+  std::chrono::milliseconds delay_{1000};
+};
+
+// -1: Exporter::Open succeeded; otherwise the exit status (0 when another exporter holds
+// the lock).
+int ExitStatusOfOpen(const Status& s) {
   if (s.code() == Status::Code::kBusy) {
     LogInfo("another exporter is running (lock held): %s", s.message().c_str());
     return 0;
@@ -155,13 +188,27 @@ class Heartbeat {
   std::chrono::steady_clock::time_point last_status_ = std::chrono::steady_clock::now();
 };
 
-int RunUntilStopped(Exporter& ex, const daemon::DaemonOptions& options, const std::string& pid_file) {
+// RunUntilStopped's answer when the shared ledger went away for good in a round: open again.
+constexpr int kReopen = -2;
+
+int RunUntilStopped(Exporter& ex, const daemon::DaemonOptions& options, const ExporterOptions& opt,
+                    const std::string& pid_file) {
   Heartbeat heartbeat(ex, options);
   sd_notify(0, "READY=1");
   Status s = ex.Run(g_stop, std::ref(heartbeat));
+  if (!s.ok() && !g_stop && IsLedgerUnreachable(opt, s)) {
+    LogWarning("round stopped, the shared ledger is gone (%s): recovering once it is back", s.ToString().c_str());
+    return kReopen;
+  }
   sd_notify(0, "STOPPING=1");
   daemon::RemovePidFileIfConfigured(pid_file);
   ExporterCounters c = ex.counters();
+  if (!s.ok() && s.code() == Status::Code::kBusy) {
+    // Fenced: another exporter with this relay id bumped the epoch. It is the one that runs;
+    // this one stops for good (exit 0: systemd must not restart it to fence the other back).
+    LogError("fenced out by another exporter with the same relay id: %s", s.ToString().c_str());
+    return 0;
+  }
   if (!s.ok()) return daemon::Fatal(s);
   LogInfo("stopped: %s", CountersText(c).c_str());
   return 0;
@@ -187,11 +234,32 @@ int main(int argc, char** argv) {
   if (int rc = BecomeUnprivileged(cfg, opt); rc >= 0) return rc;
   InstallSignalHandlers();
 
-  std::unique_ptr<Exporter> ex;
-  if (int rc = OpenExporter(opt, &ex); rc >= 0) return rc;
-  if (!drain) daemon::WritePidFileIfConfigured(pid_file);
-  if (Status s = ex->Recover(); !s.ok()) return daemon::Fatal("recovery", s);
-  LogInfo("exporter started: epoch %llu, spool %s, outbox %s", static_cast<unsigned long long>(ex->epoch()),
-          opt.paths.spool_root.c_str(), opt.paths.outbox_directory.c_str());
-  return drain ? DrainAndExit(*ex) : RunUntilStopped(*ex, options, pid_file);
+  LedgerRetry retry;
+  bool pid_written = false;
+  for (;;) {
+    std::unique_ptr<Exporter> ex;
+    Status open = Exporter::Open(opt, &ex);
+    if (IsLedgerUnreachable(opt, open)) {
+      if (!retry.Wait(open)) return 0;
+      continue;
+    }
+    if (int rc = ExitStatusOfOpen(open); rc >= 0) return rc;
+    if (!drain && !pid_written) daemon::WritePidFileIfConfigured(pid_file);
+    pid_written = true;
+    if (Status s = ex->Recover(); !s.ok()) {
+      if (IsLedgerUnreachable(opt, s)) {
+        ex.reset();
+        if (!retry.Wait(s)) return 0;
+        continue;
+      }
+      return daemon::Fatal("recovery", s);
+    }
+    retry.Up();
+    LogInfo("exporter started: epoch %llu, %s ledger%s%s, spool %s, outbox %s",
+            static_cast<unsigned long long>(ex->epoch()), ex->ledger_backend(),
+            opt.ledger.relay_id.empty() ? "" : ", relay ", opt.ledger.relay_id.c_str(), opt.paths.spool_root.c_str(),
+            opt.paths.outbox_directory.c_str());
+    const int rc = drain ? DrainAndExit(*ex) : RunUntilStopped(*ex, options, opt, pid_file);
+    if (rc != kReopen) return rc;
+  }
 }

@@ -95,6 +95,7 @@ Status Exporter::Open(ExporterOptions opt, std::unique_ptr<Exporter>* out) {
                                            std::chrono::seconds(opt.deliver_retry_max_s), &im->bounces));
   im->bounces->Start();
   im->outbox = std::make_unique<Outbox>(p.out_tmp, p.outbox_directory, im->io);
+  im->outbox->set_relay_id(im->ledger->relay_id());  // names unique across relays
   CCMAIL_RETURN_IF_ERROR(im->outbox->Init());
   im->outbox->set_defer_tmpdir_sync(true);  // one out/tmp fsync per round, not per post office
   // The backlog published in the table is only a hint (the milters count the spool
@@ -254,6 +255,7 @@ void Exporter::Reload(const format::FormatSettings& fmt, std::shared_ptr<const f
 }
 
 uint64_t Exporter::epoch() const { return impl_->ledger->epoch(); }
+const char* Exporter::ledger_backend() const { return impl_->ledger->backend(); }
 
 ExporterCounters Exporter::counters() const {
   std::lock_guard<std::mutex> g(impl_->ctr_mu);

@@ -470,7 +470,7 @@ struct Exporter::Impl {
       const Unpublished& batch = unpublished.front();
       Status s = outbox->Publish(batch.epoch, batch.seq, batch.post_office);
       if (!s.ok()) return s;
-      QueueDeliver(batch.post_office, BatchFileName(batch.epoch, batch.seq));
+      QueueDeliver(batch.post_office, BatchFileName(batch.epoch, batch.seq, outbox->relay_id()));
       unpublished.erase(unpublished.begin());
       if (unpublished.empty()) CCMAIL_RETURN_IF_ERROR(outbox->SyncTmpDir());
     }

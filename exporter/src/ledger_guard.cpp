@@ -110,11 +110,12 @@ Status ParseManifestHeader(const std::string& line, ManifestHeader* out) {
       !ParseU64(s, &h.seq) || !ParseField(line, "po", &h.post_office) || !ParseField(line, "batch", &h.batch) ||
       !ParseField(line, "count", &c) || !ParseU64(c, &h.count))
     return Status::Corrupt("manifest header without epoch, seq, po, batch or count: " + line);
+  (void)ParseField(line, "relay", &h.relay);
   *out = std::move(h);
   return Status::Ok();
 }
 
-Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out) {
+Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out, const std::string& relay_id) {
   OutboxHistory h;
   std::vector<std::string> post_offices;
   CCMAIL_RETURN_IF_ERROR(List(outbox_dir, &post_offices));
@@ -122,10 +123,10 @@ Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out) {
     const std::string dir = outbox_dir + "/" + post_office;
     if (!ValidPostOfficeName(post_office) || !IsDir(dir)) continue;
     Watermark wm;
-    Status ws = ReadWatermark(dir, &wm);
+    Status ws = ReadWatermark(dir, &wm, relay_id);
     if (ws.ok()) {
       ++h.watermarks;
-      Note(&h, wm.epoch, wm.seq, dir + "/WATERMRK");
+      Note(&h, wm.epoch, wm.seq, dir + "/" + WatermarkFileName(relay_id));
     } else if (!ws.IsNotFound()) {
       return ws;
     }
@@ -138,6 +139,7 @@ Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out) {
       Status ms = FirstLine(dir + "/" + f, &line);
       if (ms.ok()) ms = ParseManifestHeader(line, &mh);
       if (!ms.ok()) return ms.WithContext(dir + "/" + f);
+      if (mh.relay != relay_id) continue;  // another relay's batch (a shared outbox)
       ++h.manifests;
       Note(&h, mh.epoch, mh.seq, dir + "/" + f);
     }
@@ -163,8 +165,11 @@ namespace {
 // The shared ledger: no file to lose; the server's own durability and replication keep it.
 // Still checked: the schema and this relay's row (QuickCheck), and this relay's epoch and
 // seq against what this relay published (a restored older database would reuse names).
-Status OpenCheckedSharedLedger(const BridgePaths& paths, const store::LedgerTarget& target, const OutboxHistory& h,
+Status OpenCheckedSharedLedger(const BridgePaths& paths, const store::LedgerTarget& target,
                                std::unique_ptr<store::Ledger>* out) {
+  OutboxHistory h;
+  if (Status s = ScanOutboxHistory(paths.outbox_directory, &h, target.relay_id); !s.ok())
+    return Refuse(paths, "cannot read the outbox history of relay " + target.relay_id + ": " + s.ToString());
   std::unique_ptr<store::Ledger> l;
   CCMAIL_RETURN_IF_ERROR(store::OpenLedger(target, &l));
   Status s = l->QuickCheck();
@@ -201,10 +206,10 @@ Status OpenCheckedLedger(const BridgePaths& paths, std::unique_ptr<store::Ledger
 Status OpenCheckedLedger(const BridgePaths& paths, const store::LedgerTarget& target,
                          std::unique_ptr<store::Ledger>* out) {
   const std::string& lp = target.location;
+  if (store::IsPostgresLocation(lp)) return OpenCheckedSharedLedger(paths, target, out);
   OutboxHistory h;
   if (Status s = ScanOutboxHistory(paths.outbox_directory, &h); !s.ok())
     return Refuse(paths, "cannot read the outbox history to check the ledger against: " + s.ToString());
-  if (store::IsPostgresLocation(lp)) return OpenCheckedSharedLedger(paths, target, h, out);
   struct stat st;
   const bool exists = ::stat(lp.c_str(), &st) == 0;
   if (!exists && errno != ENOENT) return Status::FromErrno("stat " + lp, errno);

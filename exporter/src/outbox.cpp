@@ -44,8 +44,12 @@ std::string Stem(const std::string& name) {
 
 }  // namespace
 
-std::string BatchFileName(uint64_t epoch, uint64_t seq) {
-  return Base36(epoch % (36ULL * 36 * 36), 3) + Base36(seq % (36ULL * 36 * 36 * 36 * 36), 5) + ".CCM";
+std::string WatermarkFileName(const std::string& relay_id) {
+  return relay_id.empty() ? "WATERMRK" : "WATERMRK." + relay_id;
+}
+
+std::string BatchFileName(uint64_t epoch, uint64_t seq, const std::string& relay_id) {
+  return (relay_id.empty() ? std::string() : relay_id + "-") + Base36(epoch % (36ULL * 36 * 36), 3) + Base36(seq % (36ULL * 36 * 36 * 36 * 36), 5) + ".CCM";
 }
 
 std::string ManifestFileName(const std::string& batch_name) { return Stem(batch_name) + ".MAN"; }
@@ -60,10 +64,11 @@ bool ValidPostOfficeName(const std::string& post_office) {
 }
 
 std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& post_office,
-                           const std::string& batch_name, const std::vector<ManifestEntry>& entries) {
+                           const std::string& batch_name, const std::vector<ManifestEntry>& entries,
+                           const std::string& relay_id) {
   std::string out = "# ccmail-bridge manifest v1 epoch=" + std::to_string(epoch) + " seq=" +
                     std::to_string(seq) + " po=" + post_office + " batch=" + batch_name +
-                    " count=" + std::to_string(entries.size()) + "\n";
+                    " count=" + std::to_string(entries.size()) + (relay_id.empty() ? "" : " relay=" + relay_id) + "\n";
   // Addresses come from the envelope: escaped, so a TAB or LF in one cannot add a column or a line.
   for (const auto& e : entries)
     out += EscapeField(e.capture_id) + "\t" + EscapeField(e.content_key) + "\t" + EscapeField(e.recipient) + "\t" +
@@ -104,10 +109,11 @@ Status ParseManifest(const std::string& text, std::vector<ManifestEntry>* entrie
   return Status::Ok();
 }
 
-Status ReadWatermark(const std::string& po_dir, Watermark* wm) {
-  std::ifstream in(po_dir + "/WATERMRK");
-  if (!in) return Status::NotFound("no watermark in " + po_dir);
-  if (!(in >> wm->epoch >> wm->seq >> wm->batch_name)) return Status::Corrupt(po_dir + "/WATERMRK: unreadable");
+Status ReadWatermark(const std::string& po_dir, Watermark* wm, const std::string& relay_id) {
+  const std::string path = po_dir + "/" + WatermarkFileName(relay_id);
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("no watermark " + path);
+  if (!(in >> wm->epoch >> wm->seq >> wm->batch_name)) return Status::Corrupt(path + ": unreadable");
   return Status::Ok();
 }
 
@@ -186,9 +192,9 @@ std::string Outbox::PartPath(const std::string& batch_name) const { return TmpDi
 Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& post_office, const std::string& content,
                          const std::vector<ManifestEntry>& entries) {
   if (!ValidPostOfficeName(post_office)) return Status::InvalidArgument("post office name not usable as a directory: '" + post_office + "'");
-  const std::string name = BatchFileName(epoch, seq);
+  const std::string name = BatchFileName(epoch, seq, relay_id_);
   const std::string man = ManifestFileName(name);
-  Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, post_office, name, entries),
+  Status s = WriteDurable(TmpDir() + "/" + man + ".part", FormatManifest(epoch, seq, post_office, name, entries, relay_id_),
                           kCrashBatchManifestWritten, kCrashBatchManifestFsynced, false);
   if (s.ok()) s = WriteDurable(PartPath(name), content, kCrashBatchPartWritten, kCrashBatchPartFsynced, true);
   if (s.ok() && !defer_tmpdir_sync_) s = SyncTmpDir();
@@ -196,7 +202,7 @@ Status Outbox::WritePart(uint64_t epoch, uint64_t seq, const std::string& post_o
 }
 
 Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& post_office) {
-  const std::string name = BatchFileName(epoch, seq);
+  const std::string name = BatchFileName(epoch, seq, relay_id_);
   const std::string man = ManifestFileName(name);
   const std::string dir = PostOfficeDir(post_office);
   // A new post-office directory must be durable before anything is renamed into it.
@@ -213,15 +219,15 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& post_off
   if (!s.ok()) return s;
   // Watermark: only advance, never move back (a roll-forward of an older batch).
   Watermark cur;
-  if (ReadWatermark(dir, &cur).ok() && (cur.epoch > epoch || (cur.epoch == epoch && cur.seq >= seq)))
+  if (ReadWatermark(dir, &cur, relay_id_).ok() && (cur.epoch > epoch || (cur.epoch == epoch && cur.seq >= seq)))
     return Status::Ok();
-  const std::string tmp = dir + "/WATERMRK.tmp";
+  const std::string watermark = dir + "/" + WatermarkFileName(relay_id_), tmp = watermark + ".tmp";
   s = io_->Unlink(tmp);
   if (s.IsNotFound()) s = Status::Ok();
   if (s.ok())
     s = WriteDurable(tmp, std::to_string(epoch) + " " + std::to_string(seq) + " " + name + "\n", kCrashWatermarkWritten,
                      kCrashWatermarkFsynced, false);
-  if (s.ok()) s = io_->Rename(tmp, dir + "/WATERMRK", kCrashWatermarkRenamed);
+  if (s.ok()) s = io_->Rename(tmp, watermark, kCrashWatermarkRenamed);
   if (s.ok()) s = io_->FsyncDir(dir, kCrashWatermarkDirFsynced);
   return s;
 }
@@ -229,7 +235,7 @@ Status Outbox::Publish(uint64_t epoch, uint64_t seq, const std::string& post_off
 Status Outbox::SyncTmpDir() { return io_->FsyncDir(TmpDir(), kCrashBatchTmpdirFsynced); }
 
 Status Outbox::Abandon(uint64_t epoch, uint64_t seq) {
-  const std::string name = BatchFileName(epoch, seq);
+  const std::string name = BatchFileName(epoch, seq, relay_id_);
   for (const std::string& p : {PartPath(name), TmpDir() + "/" + ManifestFileName(name) + ".part"}) {
     Status s = io_->Unlink(p);
     if (!s.ok() && !s.IsNotFound()) return s;

@@ -65,7 +65,7 @@ Status Exporter::Impl::AdvanceLaggingWatermarks(const std::set<std::string>& pub
   for (const auto& batch : latest) {
     Watermark wm;
     const std::string dir = outbox->PostOfficeDir(batch.post_office);
-    const bool behind = !ReadWatermark(dir, &wm).ok() || wm.epoch < batch.epoch ||
+    const bool behind = !ReadWatermark(dir, &wm, outbox->relay_id()).ok() || wm.epoch < batch.epoch ||
                         (wm.epoch == batch.epoch && wm.seq < batch.seq);
     if (!behind) continue;
     if (Exists(dir + "/" + batch.file_name)) {

@@ -276,7 +276,7 @@ Status NumberBatches(store::Ledger& ledger, CommitJob* job, std::vector<const Po
   for (auto& [post_office, b] : job->batches) {
     b.ledger.seq = seq++;
     b.ledger.epoch = epoch;
-    b.ledger.file_name = BatchFileName(epoch, b.ledger.seq);
+    b.ledger.file_name = BatchFileName(epoch, b.ledger.seq, ledger.relay_id());
     order->push_back(&b);
     lb->push_back(b.ledger);
   }
@@ -364,6 +364,11 @@ bool UnlinkCommitted(store::Spool& spool, const CommitJob& job) {
   return all_removed;
 }
 
+// A round the ledger did not record that the loop may simply redo (after the back-off).
+bool IsRetriableCommitFailure(const Status& s) {
+  return s.IsNoSpace() || s.code() == Status::Code::kAlreadyExists || s.code() == Status::Code::kUnavailable;
+}
+
 // Logs the committed round; returns its number of batch files.
 size_t LogCommitted(const CommitJob& job, const std::vector<store::LedgerBatch>& lb) {
   size_t files = 0;
@@ -420,8 +425,13 @@ CommitOutcome Exporter::Impl::CommitRound(CommitJob* job) {
     bool recorded = false;
     if (Status ks = ledger->HasCapture(job->done.front(), &recorded); !ks.ok())
       return abandon("ledger commit failed and its outcome is unknown (" + ks.ToString() + ")", true, cs);
-    // A full ledger disk is back-pressure; anything else is treated like a crash.
-    if (!recorded) return abandon("ledger commit failed", !cs.IsNoSpace(), cs);
+    // Not recorded, and the database said so. A full ledger disk is back-pressure; a delivery
+    // another relay exported after this round's lookup (kAlreadyExists: the shared unique
+    // index) is re-planned: the captures go back to pending, the next round finds the
+    // delivery exported and records this copy as DUP; a shared ledger that is unreachable or
+    // refused the round for a passing reason (kUnavailable: server gone, deadlock victim,
+    // fail-over) is retried after the back-off. Anything else is treated like a crash.
+    if (!recorded) return abandon("ledger commit failed", !IsRetriableCommitFailure(cs), cs);
     LogWarning("ledger commit reported a failure but the round is recorded: publishing it (%s)", cs.ToString().c_str());
     for (auto& b : lb)
       if (!b.epoch) b.epoch = ledger->epoch();

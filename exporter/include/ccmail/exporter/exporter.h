@@ -165,6 +165,8 @@ class Exporter {
   void Reload(const format::FormatSettings& fmt, std::shared_ptr<const format::AddressMap> map);
 
   uint64_t epoch() const;
+  // "sqlite" or "postgresql" (the ledger's backend).
+  const char* ledger_backend() const;
   ExporterCounters counters() const;
   // Captures known to be waiting (scan backlog + unpublished), for STATUS lines.
   uint64_t backlog() const;

@@ -57,11 +57,14 @@ struct OutboxHistory {
 // Reads outbox_dir/<PO>/WATERMRK and the first line of every outbox_dir/<PO>/*.MAN.
 // A missing outbox directory is an empty history. An unreadable watermark or manifest
 // header is kCorrupt (never guessed around).
-Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out);
+// relay_id: only that relay's watermark files and manifests (a shared ledger: each relay
+// checks its own epoch and seq against its own history); "": the single-relay names.
+Status ScanOutboxHistory(const std::string& outbox_dir, OutboxHistory* out, const std::string& relay_id = "");
 
 struct ManifestHeader {
   uint64_t epoch = 0, seq = 0, count = 0;
   std::string post_office, batch;
+  std::string relay;  // "" unless the header has relay=<id>
 };
 // "# ccmail-bridge manifest v1 epoch=E seq=S po=PO batch=NAME count=N"
 Status ParseManifestHeader(const std::string& line, ManifestHeader* out);

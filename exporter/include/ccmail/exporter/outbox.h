@@ -54,8 +54,13 @@ inline constexpr const char* kCrashWatermarkFsynced = "watermark.fsynced";
 inline constexpr const char* kCrashWatermarkRenamed = "watermark.renamed";
 inline constexpr const char* kCrashWatermarkDirFsynced = "watermark.dir.fsynced";
 
-// 8.3 batch file name for (epoch, seq), e.g. "00100001.CCM".
-std::string BatchFileName(uint64_t epoch, uint64_t seq);
+// 8.3 batch file name for (epoch, seq), e.g. "00100001.CCM". With a relay id (a shared
+// ledger, several relays, maybe one shared outbox) the name starts with it so two relays
+// never make the same name: "mx1-00100001.CCM" (no longer 8.3: a deliver_command feeding a
+// DOS IMPORT copies it to a short name).
+std::string BatchFileName(uint64_t epoch, uint64_t seq, const std::string& relay_id = "");
+// The watermark file of a post office: "WATERMRK", or "WATERMRK.<relay_id>" per relay.
+std::string WatermarkFileName(const std::string& relay_id = "");
 // Manifest file name of a batch file name ("00100001.CCM" -> "00100001.MAN").
 std::string ManifestFileName(const std::string& batch_name);
 
@@ -70,8 +75,10 @@ struct ManifestEntry {
 // Manifest text: "# ccmail-bridge manifest v1 epoch=E seq=S po=PO batch=NAME count=N\n"
 // then one "capture_id<TAB>content_key<TAB>recipient<TAB>sender\n" per delivery, in the
 // order the messages appear in the batch file.
+// With a relay id the header ends with " relay=<id>".
 std::string FormatManifest(uint64_t epoch, uint64_t seq, const std::string& post_office,
-                           const std::string& batch_name, const std::vector<ManifestEntry>& entries);
+                           const std::string& batch_name, const std::vector<ManifestEntry>& entries,
+                           const std::string& relay_id = "");
 Status ParseManifest(const std::string& text, std::vector<ManifestEntry>* entries);
 
 struct Watermark {
@@ -80,7 +87,8 @@ struct Watermark {
   std::string batch_name;
 };
 // Reads outbox/<PO>/WATERMRK ("epoch seq name\n"). NotFound when no batch was published yet.
-Status ReadWatermark(const std::string& po_dir, Watermark* wm);
+// relay_id: that relay's WATERMRK.<relay_id> (a shared ledger).
+Status ReadWatermark(const std::string& po_dir, Watermark* wm, const std::string& relay_id = "");
 
 class Outbox {
  public:
@@ -97,6 +105,9 @@ class Outbox {
   std::string OutboxDir() const { return outbox_; }
   std::string PostOfficeDir(const std::string& post_office) const { return outbox_ + "/" + post_office; }
   std::string PartPath(const std::string& batch_name) const;
+  // This relay's id in a shared ledger: part of every batch, manifest and watermark name.
+  void set_relay_id(std::string relay_id) { relay_id_ = std::move(relay_id); }
+  const std::string& relay_id() const { return relay_id_; }
 
   // Writes batch content and manifest as out/tmp/<NAME>.part and out/tmp/<STEM>.MAN.part,
   // fsyncs both files and out/tmp. After this the caller commits its ledger transaction.
@@ -128,6 +139,7 @@ class Outbox {
   std::string outbox_;
   store::DurableIo* io_;
   bool defer_tmpdir_sync_ = false;
+  std::string relay_id_;
 };
 
 // Validates a post office name for use as a directory (1-8 chars, A-Z 0-9 - _).

@@ -1,15 +1,22 @@
 // ledger.h - the exporter's durable record of what was exported (the commit point).
 //
 // DESCRIPTION
-//   SQLite in WAL mode with synchronous=FULL; the exporter is its only writer
-//   (docs/DESIGN.md §5). Tables:
-//     meta(key PRIMARY KEY, value)   schema, epoch, last_seq, spool_clean_seq,
-//                                    exported_total, dup_total
-//     batches(seq PRIMARY KEY, epoch, post_office, file_name, created_ms, messages)
-//     captures(capture_id PRIMARY KEY, batch_seq, created_ms)   every capture id recorded
-//     deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms,
-//                PRIMARY KEY(content_key, recipient, kind, capture_id))   kind EXPORTED or DUP
-//     UNIQUE INDEX deliveries_exported ON deliveries(content_key, recipient) WHERE kind = EXPORTED
+//   An interface with two backends, chosen by OpenLedger(LedgerTarget):
+//   - SQLite (sqlite_ledger.cpp, one relay, the default): a file in WAL mode with
+//     synchronous=FULL; the exporter is its only writer (docs/DESIGN.md §5). Tables:
+//       meta(key PRIMARY KEY, value)   schema, epoch, last_seq, spool_clean_seq,
+//                                      exported_total, dup_total
+//       batches(seq PRIMARY KEY, epoch, post_office, file_name, created_ms, messages)
+//       captures(capture_id PRIMARY KEY, batch_seq, created_ms)   every capture id recorded
+//       deliveries(content_key, recipient, kind, capture_id, batch_seq, created_ms,
+//                  PRIMARY KEY(content_key, recipient, kind, capture_id))   kind EXPORTED or DUP
+//       UNIQUE INDEX deliveries_exported ON deliveries(content_key, recipient) WHERE kind = EXPORTED
+//   - PostgreSQL (pg_ledger.cpp, libpq; several relays share it, docs/DESIGN.md §5.6): the
+//     same tables keyed by relay_id (relays(relay_id PK, epoch, last_seq, spool_clean_seq,
+//     totals), batches PK(relay_id, seq), captures PK(relay_id, capture_id)), and ONE
+//     deliveries table whose unique EXPORTED index is shared by every relay. Every call but
+//     AreExported and Relays is about this relay (relay_id); a read-only ledger opened with
+//     relay_id "" sees every relay's rows.
 //   so a delivery has at most one EXPORTED row and one DUP row per capture that repeated it.
 //   CommitBatches() is ONE transaction = the export decision:
 //   crash points ledger.commit.before / ledger.commit.after surround the COMMIT.
@@ -17,11 +24,18 @@
 //   "<cc:Mail name> at <POST OFFICE>" (ledger rebuild re-records manifests the same way).
 //
 // ERRORS
-//   Every call returns a Status; a failed commit leaves the ledger as it was (SQLite
-//   rollback). A commit refused by the epoch fence is kBusy; a second EXPORTED row for a
-//   delivery is kAlreadyExists; SQLITE_FULL is kNoSpace. The exporter abandons a round on
-//   kNoSpace (back-pressure) and treats any other failed commit like a crash (exit, restart,
-//   recovery), after checking whether the COMMIT became durable anyway.
+//   Every call returns a Status; a failed commit leaves the ledger as it was (rollback). A
+//   commit refused by the epoch fence is kBusy; a second EXPORTED row for a delivery is
+//   kAlreadyExists (on PostgreSQL also when another relay exported it after this round's
+//   lookup: re-plan the round); SQLITE_FULL / a full PostgreSQL disk is kNoSpace. PostgreSQL
+//   only: a server that cannot be reached, a lost connection, a deadlock or serialization
+//   victim or a read-only standby is kUnavailable (retry later); a COMMIT whose connection
+//   broke is resolved from the database after a reconnect (is batch (relay, seq) there?) and
+//   reported as kUnavailable "outcome unknown" only when the server cannot be reached yet.
+//   BackupTo on PostgreSQL is kInvalidArgument ("use pg_dump"). The exporter abandons a round
+//   on kNoSpace, kAlreadyExists and kUnavailable (back-off, retry) and treats any other failed
+//   commit like a crash (exit, restart, recovery), after checking whether the COMMIT became
+//   durable anyway. Messages never contain the PostgreSQL password.
 //
 // THREAD SAFETY
 //   One Ledger object per process, used by one thread at a time.

@@ -192,10 +192,11 @@ SEND=$!; E2E_PIDS+=($SEND)
 ) &
 KILLER=$!; E2E_PIDS+=($KILLER)
 
-# The postmaster, once, when 40% of the messages are through: kill -9, 3 s down, crash recovery.
+# The postmaster, once, when 30% of the messages are through: kill -9, 3 s down, crash recovery
+# (the load goes on meanwhile and after it).
 pg_killed=0
 while kill -0 "$SEND" 2>/dev/null; do
-  if [ "$(cat "$T/progress" 2>/dev/null || echo 0)" -ge $((total * 2 / 5)) ]; then
+  if [ "$(cat "$T/progress" 2>/dev/null || echo 0)" -ge $((total * 3 / 10)) ]; then
     e2e_log "killing the PostgreSQL postmaster (kill -9); restart in 3 s"
     bash "$PGC" kill "$T/pg" || fail "pg_cluster.sh kill"
     pg_killed=1

@@ -8,6 +8,11 @@
 //
 // Batch size 1 does ~10 fsyncs per message; its backlog is capped at 2,000 messages (and
 // batch 16 at 20,000) so a run stays within minutes. The printed table says which count ran.
+//
+// CCMAIL_BENCH_LEDGER=<postgresql location> (+ CCMAIL_BENCH_LEDGER_PASSWORD_FILE) drains into
+// that PostgreSQL ledger instead of the SQLite file, under a relay id of its own per batch size
+// and run ("bench-<pid>-<batch>"); the content keys are fresh on every run, so rows of earlier
+// runs never turn a delivery into a duplicate. bench/exporter/ledger_ab.sh runs both backends.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -65,7 +70,7 @@ double FsyncRate(const std::string& dir) {
   return n / el;
 }
 
-bool MakeBacklog(const BridgePaths& p, size_t n) {
+bool MakeBacklog(const BridgePaths& p, size_t n, uint64_t nonce) {
   NoSyncIo io;
   std::unique_ptr<store::Spool> spool;
   if (!store::Spool::Open(p.spool_root, &spool, &io, "bench").ok()) return false;
@@ -78,7 +83,10 @@ bool MakeBacklog(const BridgePaths& p, size_t n) {
     std::unique_ptr<store::SpoolWriter> w;
     if (!spool->Begin(&w).ok() || !w->Append(msg.data(), msg.size()).ok()) return false;
     store::SpoolMeta m;
-    for (int b = 0; b < 8; ++b) m.content_key.bytes[static_cast<size_t>(b)] = static_cast<uint8_t>(i >> (8 * b));
+    for (int b = 0; b < 8; ++b) {
+      m.content_key.bytes[static_cast<size_t>(b)] = static_cast<uint8_t>(i >> (8 * b));
+      m.content_key.bytes[static_cast<size_t>(8 + b)] = static_cast<uint8_t>(nonce >> (8 * b));
+    }
     m.envelope_sender = "s@example.org";
     m.received_ms = 1700000000000;
     // Half the messages go to two post offices (two batch files, one commit).
@@ -102,6 +110,7 @@ int main(int argc, char** argv) {
   printf("# conversion threads: %s (daemon default: CPU count, at most 4)\n",
          std::getenv("CCMAIL_BENCH_CONVERT_THREADS") ? std::getenv("CCMAIL_BENCH_CONVERT_THREADS") : "default");
   printf("# disk: %.0f fsync/s (4 KiB write + fsync, same directory, same run)\n", fsyncs);
+  printf("# ledger: %s\n", std::getenv("CCMAIL_BENCH_LEDGER") && *std::getenv("CCMAIL_BENCH_LEDGER") ? "postgresql" : "sqlite");
   printf("%-6s %9s %10s %10s %12s %16s %8s\n", "batch", "messages", "seconds", "cpu s", "drained/s", "fsync/s x batch", "ratio");
   std::vector<size_t> sizes;
   for (const char* q = argc > 3 ? argv[3] : "1,16,256"; *q;) {
@@ -116,7 +125,8 @@ int main(int argc, char** argv) {
     std::string run = dir + "/b" + std::to_string(batch);
     BridgePaths p = BridgePaths::UnderDirectory(run);
     std::filesystem::create_directories(p.spool_directory);
-    if (!MakeBacklog(p, n)) {
+    const uint64_t nonce = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ (static_cast<uint64_t>(::getpid()) << 40);
+    if (!MakeBacklog(p, n, nonce)) {
       fprintf(stderr, "cannot create the backlog in %s\n", run.c_str());
       return 1;
     }
@@ -129,6 +139,11 @@ int main(int argc, char** argv) {
     }
     exporter::ExporterOptions o;
     o.paths = p;
+    if (const char* pg = std::getenv("CCMAIL_BENCH_LEDGER"); pg && *pg) {
+      o.ledger.location = pg;
+      if (const char* pw = std::getenv("CCMAIL_BENCH_LEDGER_PASSWORD_FILE")) o.ledger.password_file = pw;
+      o.ledger.relay_id = "bench-" + std::to_string(::getpid()) + "-" + std::to_string(batch);
+    }
     o.table.name = "ccmail-exporter-bench-" + std::to_string(::getpid());
     o.table.runtime_directory = p.runtime_directory;
     o.table.slots = 1024;

@@ -3,13 +3,18 @@
 // from the outbox manifests, exporter stopped).
 #include "ccmail/ctl/json.h"
 #include "ccmail/exporter/ledger_guard.h"
+#include "ccmail/common/clock.h"
 #include "commands.h"
+#include "ledger_view.h"
 
 namespace ccmail::ctl {
 
 int CmdVerify(const Io& io, bool full) {
   exporter::OutboxHistory h;
   Status hs = exporter::ScanOutboxHistory(io.ctx.paths.outbox_directory, &h);
+  LedgerSnapshot led;
+  DescribeLedger(io.ctx, &led);
+  const std::string where = led.backend + " " + led.location;
   std::unique_ptr<store::Ledger> ledger;
   Status s = OpenLedger(io.ctx, &ledger);
   bool missing = s.IsNotFound() && !ledger;
@@ -19,28 +24,38 @@ int CmdVerify(const Io& io, bool full) {
   if (!hs.ok()) s = hs.WithContext("outbox history");
   // No ledger and no history: a fresh install, nothing to verify yet.
   if (missing && hs.ok() && !h.any) s = Status::Ok();
-  else if (missing && hs.ok()) s = Status::Corrupt(io.ctx.paths.ledger_path + " is missing but the outbox has history");
+  else if (missing && hs.ok()) s = Status::Corrupt(where + " is missing but the outbox has history");
   store::LedgerCounters c;
   if (s.ok() && ledger) s = ledger->Counters(&c);
+  if (s.ok() && ledger) {
+    led.backend = ledger->backend();
+    if (Status rs = ledger->Relays(&led.relays); !rs.ok()) led.relays_error = rs.ToString();
+  }
   if (io.json) {
     JsonWriter w;
     w.BeginObject();
     w.Key("ok").Bool(s.ok());
-    w.StringMembers({{"ledger", io.ctx.paths.ledger_path}, {"check", check}});
+    w.StringMembers({{"ledger", led.location}, {"backend", led.backend}, {"relay_id", led.relay_id}, {"check", check}});
     w.UIntMembers({{"epoch", c.epoch}, {"last_seq", c.last_seq}, {"outbox_epoch", h.max_epoch},
                    {"outbox_seq", h.max_seq}, {"watermarks", h.watermarks}, {"manifests", h.manifests}});
+    RelaysJson(w, led);
     if (!s.ok()) w.Key("error").String(s.ToString());
     w.EndObject();
     io.out << w.Take();
   } else if (s.ok()) {
-    if (missing)
-      io.out << "ledger: none yet, outbox empty (a fresh install)\n";
-    else
-      io.out << "ledger: ok (" << check << "), epoch " << c.epoch << ", last batch seq " << c.last_seq << "\n";
+    if (missing) {
+      io.out << "ledger: none yet, outbox empty (a fresh install): " << where << "\n";
+    } else {
+      io.out << "ledger: ok (" << check << "), " << where;
+      if (!led.relay_id.empty()) io.out << ", relay " << led.relay_id;
+      io.out << ", epoch " << c.epoch << ", last batch seq " << c.last_seq << "\n";
+    }
     io.out << "outbox: " << h.watermarks << " watermark(s), " << h.manifests << " manifest(s), up to epoch "
            << h.max_epoch << " seq " << h.max_seq << "\n";
+    if (!led.relays_error.empty()) io.out << "relays: unreadable: " << led.relays_error << "\n";
+    if (SharedLedger(led) && !led.relays.empty()) io.out << RelaysTable(led, WallClockMs());
   } else {
-    io.err << "ccmailctl verify: " << s.ToString() << "\n";
+    io.err << "ccmailctl verify: " << where << ": " << s.ToString() << "\n";
   }
   return s.ok() ? kExitOk : kExitFailure;
 }

@@ -15,6 +15,8 @@
 
 #include "ccmail/common/clock.h"
 #include "ccmail/common/unique_fd.h"
+#include "ccmail/config/ledger_target.h"
+#include "ccmail/ctl/ledger_location.h"
 #include "ccmail/exporter/ledger_guard.h"
 
 namespace ccmail::ctl {
@@ -34,6 +36,7 @@ Status Context::FromConfig(Config cfg, Context* out) {
   Context c;
   CCMAIL_RETURN_IF_ERROR(BridgePaths::FromConfig(cfg, &c.paths));
   CCMAIL_RETURN_IF_ERROR(shm::TableOptionsFromConfig(cfg, &c.table));
+  CCMAIL_RETURN_IF_ERROR(LedgerTargetFromConfig(cfg, c.paths, &c.ledger));
   c.table.create_if_missing = false;  // a tool never creates, locks or repairs the table
   c.table.recreate_if_invalid = false;
   c.table.read_only = true;  // an administrator in bridge_group may only read it
@@ -166,7 +169,13 @@ Status OpenSpool(const Context& ctx, std::unique_ptr<store::Spool>* spool) {
 }
 
 Status OpenLedger(const Context& ctx, std::unique_ptr<store::Ledger>* ledger) {
-  return store::Ledger::OpenReadOnly(ctx.paths.ledger_path, ledger);
+  return store::OpenLedgerReadOnly(ctx.ledger, ledger);
+}
+
+void DescribeLedger(const Context& ctx, LedgerSnapshot* snap) {
+  snap->backend = store::IsPostgresLocation(ctx.ledger.location) ? "postgresql" : "sqlite";
+  snap->location = MaskLedgerLocation(ctx.ledger.location);
+  snap->relay_id = ctx.ledger.relay_id;
 }
 
 void Gather(const Context& ctx, BridgeState* st) {
@@ -202,10 +211,13 @@ void Gather(const Context& ctx, BridgeState* st) {
   }
 
   std::unique_ptr<store::Ledger> ledger;
+  DescribeLedger(ctx, &st->ledger);
   s = OpenLedger(ctx, &ledger);
   if (s.ok()) s = ledger->Counters(&st->ledger.counters);
   if (s.ok()) {
     st->ledger.state = PartState::kOk;
+    st->ledger.backend = ledger->backend();
+    if (Status rs = ledger->Relays(&st->ledger.relays); !rs.ok()) st->ledger.relays_error = rs.ToString();
   } else if (s.IsNotFound() && !ledger) {
     st->ledger.state = PartState::kMissing;
   } else {

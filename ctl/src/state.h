@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ccmail/common/status.h"
 #include "ccmail/config/config.h"
@@ -27,6 +28,7 @@ const char* PartStateName(PartState s);  // "ok", "missing", "error"
 struct Context {
   Config cfg;
   BridgePaths paths;
+  store::LedgerTarget ledger;  // settings ledger, ledger_password_file, relay_id
   shm::TableOptions table;
   std::chrono::milliseconds stall_timeout{60000};
   static Status FromConfig(Config cfg, Context* out);
@@ -54,7 +56,13 @@ struct SpoolSnapshot {
 struct LedgerSnapshot {
   PartState state = PartState::kMissing;
   std::string error;
+  std::string backend;   // "sqlite" or "postgresql" (from the setting when the ledger is not there)
+  std::string location;  // the file, or the connection string with any password masked
+  std::string relay_id;  // this relay in a shared ledger; "" for SQLite
   store::LedgerCounters counters;
+  // Every relay of a shared ledger (PostgreSQL); SQLite has one row with relay_id "".
+  std::vector<store::RelayCounters> relays;
+  std::string relays_error;  // the relays could not be listed (the counters still stand)
 };
 
 enum class ExporterRun { kRunning, kStalled, kNotRunning };
@@ -95,8 +103,11 @@ void ReadTable(const shm::ClaimTable& table, TableSnapshot* snap);
 
 // Opens the spool if its directory exists (Spool::Open would create it).
 Status OpenSpool(const Context& ctx, std::unique_ptr<store::Spool>* spool);
-// Opens the ledger read-only; kNotFound when the exporter never created it.
+// Opens the ledger read-only (the SQLite file or the PostgreSQL database of ctx.ledger);
+// kNotFound when the exporter never created it.
 Status OpenLedger(const Context& ctx, std::unique_ptr<store::Ledger>* ledger);
+// Backend name and masked location of ctx.ledger (also when it cannot be opened).
+void DescribeLedger(const Context& ctx, LedgerSnapshot* snap);
 
 // The whole snapshot (status, metrics, drain).
 void Gather(const Context& ctx, BridgeState* st);

@@ -5,6 +5,7 @@
 #include "ccmail/ctl/json.h"
 #include "commands.h"
 #include "format.h"
+#include "ledger_view.h"
 
 namespace ccmail::ctl {
 namespace {
@@ -59,15 +60,21 @@ void StatusText(const Context& ctx, const BridgeState& st, std::ostream& out) {
                                        {"claimed", st.table.claimed}, {"overflows", st.table.overflows}})
       t.Add(label, std::to_string(count), 2);
   }
-  if (!AddPartTrouble(&t, "ledger", st.ledger.state, "none yet (" + ctx.paths.ledger_path + " does not exist)",
-                      "unreadable: " + st.ledger.error)) {
-    const store::LedgerCounters& c = st.ledger.counters;
-    t.Add("ledger", ctx.paths.ledger_path);
+  const LedgerSnapshot& led = st.ledger;
+  const std::string where = led.backend + " " + led.location;
+  if (!AddPartTrouble(&t, "ledger", led.state, "none yet (" + where + ")", where + " unreadable: " + led.error)) {
+    const store::LedgerCounters& c = led.counters;
+    t.Add("ledger", where);
+    if (!led.relay_id.empty()) t.Add("relay id", led.relay_id, 2);
+    // With a shared ledger: exported and duplicates are the site's totals, batches this
+    // relay's sequence; the relays table below has each relay's own counts.
     t.Add("exported", std::to_string(c.exported), 2);
     t.Add("duplicates", std::to_string(c.dups), 2);
     t.Add("batches", std::to_string(c.last_seq), 2);
+    if (!led.relays_error.empty()) t.Add("relays", "unreadable: " + led.relays_error, 2);
   }
   out << t.Render();
+  if (led.state == PartState::kOk && SharedLedger(led)) out << RelaysTable(led, st.now_ms);
 }
 
 void OptionalInt(JsonWriter& w, const char* key, const std::optional<int64_t>& v) {
@@ -119,12 +126,16 @@ void StatusJson(const Context& ctx, const BridgeState& st, std::ostream& out) {
   const store::LedgerCounters& c = st.ledger.counters;
   w.Key("ledger").BeginObject();
   w.Key("state").String(PartStateName(st.ledger.state));
-  w.Key("path").String(ctx.paths.ledger_path);
+  w.Key("backend").String(st.ledger.backend);
+  w.Key("location").String(st.ledger.location);  // any password masked
+  w.Key("path").String(st.ledger.location);      // the older name of "location"
+  w.Key("relay_id").String(st.ledger.relay_id);
   w.Key("epoch").UInt(c.epoch);
   w.Key("exported").UInt(c.exported);
   w.Key("duplicates").UInt(c.dups);
   w.Key("batches").UInt(c.last_seq);
   w.Key("captures").UInt(c.captures);
+  RelaysJson(w, st.ledger);
   if (!st.ledger.error.empty()) w.Key("error").String(st.ledger.error);
   w.EndObject();
   w.EndObject();

@@ -148,6 +148,29 @@ constexpr Row kFormat[] = {
      "settles this (docs/FORMAT.md section 3.8)."},
 };
 
+// submitter: the way back, cc:Mail EXPORT files -> Internet mail (docs/DESIGN.md "The way back")
+constexpr Row kSubmitter[] = {
+    {"submitter_user", "ccmail", "System user the submitter runs as."},
+    {"submitter_pid_file", "/run/ccmail-bridge/ccmail-submitter.pid", "PID file of ccmail-submitter."},
+    {"inbox_directory", "/var/spool/ccmail-bridge/inbox",
+     "Where cc:Mail EXPORT files arrive, one sub-directory per post office (inbox_directory/<PO>/). A "
+     "file is taken when its name does not start with '.' and does not end in .tmp or .part: write it "
+     "under such a name and rename it into place."},
+    {"export_command", "",
+     "Optional command the submitter runs every export_interval for each post office sub-directory "
+     "of inbox_directory (the site's cc:Mail EXPORT job), with CCMAIL_POSTOFFICE and CCMAIL_EXPORT_FILE "
+     "(a hidden name in that directory) in its environment; the file is renamed into place after exit "
+     "0. Exit codes follow EXPORT: 4 post office locked (retry), 1/3 failure (retry, alert)."},
+    {"export_interval", "60s", "How often export_command runs per post office (and the inbox is listed)."},
+    {"submit_relay", "127.0.0.1:25",
+     "SMTP server (host:port, [IPv6]:port) the submitter hands messages to, and the notices to "
+     "their authors (refused recipients, refused messages). It must relay from this host without "
+     "authentication."},
+    {"submit_timeout", "60s", "Longest wait for each SMTP reply of submit_relay (and for the connection)."},
+    {"submit_retry_min", "30s", "First retry delay after submit_relay answered 4xx or could not be reached."},
+    {"submit_retry_max", "1h", "Longest retry delay of a submission."},
+};
+
 void AppendComponent(std::string_view component, std::span<const Row> rows, std::vector<SettingSpec>* all) {
   for (const Row& r : rows) all->push_back(SettingSpec{r.name, r.default_value, component, r.meaning});
 }
@@ -162,6 +185,7 @@ const std::vector<SettingSpec>& AllSettings() {
     AppendComponent("milter", kMilter, &all);
     AppendComponent("exporter", kExporter, &all);
     AppendComponent("format", kFormat, &all);
+    AppendComponent("submitter", kSubmitter, &all);
     return all;
   }();
   return kSettings;

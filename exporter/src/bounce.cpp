@@ -3,10 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +18,7 @@
 
 #include "ccmail/common/log.h"
 #include "ccmail/common/unique_fd.h"
+#include "ccmail/smtp/client.h"
 
 namespace ccmail::exporter {
 namespace {
@@ -96,11 +94,11 @@ Status FsyncDir(const std::string& dir) {
   return Status::Ok();
 }
 
+// The queue file: plain write(2) of all bytes.
 Status WriteAll(int fd, std::string_view data, const std::string& what) {
   size_t off = 0;
   while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, data.data() + off, data.size() - off);
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::FromErrno(what, errno);
@@ -109,119 +107,6 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
   }
   return Status::Ok();
 }
-
-// One SMTP client session: blocking socket, every reply awaited at most relay.timeout.
-class SmtpSession {
- public:
-  explicit SmtpSession(const BounceRelay& relay) : relay_(relay) {}
-
-  Status Connect() {
-    struct addrinfo hints = {};
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    struct addrinfo* res = nullptr;
-    const std::string port = std::to_string(relay_.port);
-    int rc = ::getaddrinfo(relay_.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0) return Status::Unavailable("bounce_relay " + relay_.ToString() + ": " + ::gai_strerror(rc));
-    int last = ECONNREFUSED;
-    for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
-      UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-      if (!fd.valid()) {
-        last = errno;
-        continue;
-      }
-      struct timeval tv = {static_cast<time_t>(relay_.timeout.count()), 0};
-      ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-      if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
-        fd_ = std::move(fd);
-        break;
-      }
-      last = errno;
-    }
-    ::freeaddrinfo(res);
-    if (!fd_.valid()) return Status::FromErrno("connect to bounce_relay " + relay_.ToString(), last);
-    return Status::Ok();
-  }
-
-  // Reads one (possibly multi-line) reply; *code = its 3-digit code.
-  Status Reply(int* code) {
-    for (;;) {
-      size_t eol = in_.find('\n');
-      if (eol == std::string::npos) {
-        if (in_.size() > 64 * 1024) return Status::Unavailable("bounce_relay: reply line too long");
-        char buf[4096];
-        ssize_t n = ::read(fd_.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-          return Status::Unavailable("bounce_relay " + relay_.ToString() + ": no reply within " +
-                                     std::to_string(relay_.timeout.count()) + "s");
-        if (n < 0) return Status::FromErrno("read from bounce_relay " + relay_.ToString(), errno);
-        if (n == 0) return Status::Unavailable("bounce_relay " + relay_.ToString() + " closed the connection");
-        in_.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      std::string line = in_.substr(0, eol);
-      in_.erase(0, eol + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0])) ||
-          !std::isdigit(static_cast<unsigned char>(line[1])) || !std::isdigit(static_cast<unsigned char>(line[2])))
-        return Status::Unavailable("bounce_relay " + relay_.ToString() + ": not an SMTP reply: " + line.substr(0, 80));
-      last_ = line;
-      if (line.size() > 3 && line[3] == '-') continue;
-      *code = std::atoi(line.substr(0, 3).c_str());
-      return Status::Ok();
-    }
-  }
-
-  // Sends `command` (without CRLF; empty: only read) and checks the reply class.
-  // 5xx -> kInvalidArgument (permanent), anything else unexpected -> kUnavailable.
-  Status Step(const std::string& command, int want_class, const char* what) {
-    if (!command.empty()) CCMAIL_RETURN_IF_ERROR(WriteAll(fd_.get(), command + "\r\n", "write to bounce_relay"));
-    int code = 0;
-    CCMAIL_RETURN_IF_ERROR(Reply(&code));
-    if (code / 100 == want_class) return Status::Ok();
-    std::string msg = "bounce_relay " + relay_.ToString() + " answered " + what + ": " + last_;
-    return code / 100 == 5 ? Status::InvalidArgument(msg) : Status::Unavailable(msg);
-  }
-
-  // LF or CRLF in, CRLF out; a line starting with '.' gets another (RFC 5321 4.5.2).
-  Status Data(const std::string& message) {
-    std::string out;
-    out.reserve(message.size() + message.size() / 40 + 8);
-    bool bol = true;
-    for (size_t i = 0; i < message.size(); ++i) {
-      char c = message[i];
-      if (bol && c == '.') out.push_back('.');
-      bol = false;
-      if (c == '\r' && i + 1 < message.size() && message[i + 1] == '\n') continue;
-      if (c == '\n') {
-        out.append("\r\n");
-        bol = true;
-        continue;
-      }
-      out.push_back(c);
-    }
-    if (!bol) out.append("\r\n");
-    out.append(".\r\n");
-    return WriteAll(fd_.get(), out, "write to bounce_relay");
-  }
-
-  void Quit() {
-    if (!fd_.valid()) return;
-    if (!WriteAll(fd_.get(), "QUIT\r\n", "write to bounce_relay").ok()) return;
-    int code = 0;
-    (void)Reply(&code);
-  }
-
-  const std::string& last_reply() const { return last_; }
-
- private:
-  const BounceRelay& relay_;
-  UniqueFd fd_;
-  std::string in_;
-  std::string last_;
-};
 
 constexpr std::string_view kQueueHead = "ccmail-bounce v1 to=<";
 
@@ -316,37 +201,11 @@ Status BounceUndeliverable(const std::string& und_path, const std::string& manif
 }
 
 Status BounceRelay::Parse(std::string_view spec, BounceRelay* out) {
+  smtp::Endpoint e;
+  CCMAIL_RETURN_IF_ERROR(smtp::Endpoint::Parse(spec, "bounce_relay", &e));
   BounceRelay r;
-  const std::string s(spec);
-  std::string port;
-  bool has_port = false;
-  if (!s.empty() && s[0] == '[') {
-    size_t close = s.find(']');
-    if (close == std::string::npos) return Status::InvalidArgument("bounce_relay '" + s + "': missing ']'");
-    r.host = s.substr(1, close - 1);
-    if (close + 1 < s.size()) {
-      if (s[close + 1] != ':') return Status::InvalidArgument("bounce_relay '" + s + "': expected ':' after ']'");
-      port = s.substr(close + 2);
-      has_port = true;
-    }
-  } else {
-    size_t colon = s.rfind(':');
-    if (colon != std::string::npos && s.find(':') != colon)
-      return Status::InvalidArgument("bounce_relay '" + s + "': write an IPv6 address as [address]:port");
-    r.host = s.substr(0, colon);
-    if (colon != std::string::npos) {
-      port = s.substr(colon + 1);
-      has_port = true;
-    }
-  }
-  if (r.host.empty()) return Status::InvalidArgument("bounce_relay '" + s + "': no host");
-  if (has_port) {
-    char* end = nullptr;
-    unsigned long p = std::strtoul(port.c_str(), &end, 10);
-    if (port.empty() || *end != '\0' || p == 0 || p > 65535)
-      return Status::InvalidArgument("bounce_relay '" + s + "': the port must be 1-65535");
-    r.port = static_cast<uint16_t>(p);
-  }
+  r.host = std::move(e.host);
+  r.port = e.port;
   *out = std::move(r);
   return Status::Ok();
 }
@@ -388,28 +247,13 @@ std::string DeliveryStatusNotice(const std::string& to, const std::string& subje
 }
 
 Status SendOverSmtp(const BounceRelay& relay, const std::string& to, const std::string& message, std::string* reply) {
-  SmtpSession smtp(relay);
-  auto done = [&](Status st) {
-    if (reply) *reply = smtp.last_reply();
-    return st;
-  };
-  Status s = smtp.Connect();
-  if (!s.ok()) return done(s);
-  if (s = smtp.Step("", 2, "the greeting"); !s.ok()) return done(s);
-  const std::string helo = HostName();
-  if (s = smtp.Step("EHLO " + helo, 2, "EHLO"); !s.ok()) {
-    if (s.code() != Status::Code::kInvalidArgument) return done(s);
-    if (s = smtp.Step("HELO " + helo, 2, "HELO"); !s.ok()) return done(s);
-  }
-  if (s = smtp.Step("MAIL FROM:<>", 2, "MAIL FROM:<>"); !s.ok()) return done(s);
-  if (s = smtp.Step("RCPT TO:<" + OneLine(to) + ">", 2, "RCPT TO"); !s.ok()) return done(s);
-  if (s = smtp.Step("DATA", 3, "DATA"); !s.ok()) return done(s);
-  if (s = smtp.Data(message); !s.ok()) return done(s);
-  if (s = smtp.Step("", 2, "the end of the message"); !s.ok()) return done(s);
-  const std::string accepted = smtp.last_reply();
-  smtp.Quit();
-  if (reply) *reply = accepted;
-  return Status::Ok();
+  smtp::Endpoint endpoint;
+  endpoint.host = relay.host;
+  endpoint.port = relay.port;
+  smtp::ClientOptions options;
+  options.timeout = relay.timeout;
+  // The null sender: a bounce must never bounce.
+  return smtp::SendMail(endpoint, options, "", {OneLine(to)}, message, reply);
 }
 
 BounceQueue::BounceQueue(std::string dir, BounceRelay relay, std::chrono::seconds retry_min,

@@ -13,7 +13,8 @@
 // which Postfix's sendmail(1) cannot run its setgid postdrop and loops on "Permission
 // denied" writing the maildrop. An SMTP session to bounce_relay (default 127.0.0.1:25)
 // needs no privilege. The envelope sender is the null sender (MAIL FROM:<>): a bounce must
-// never bounce. EHLO refused with 5xx falls back to HELO.
+// never bounce. The session is the project's one SMTP client (smtp/client.h: EHLO with HELO
+// fallback, PIPELINING, time-outs).
 //
 // Durability: BounceQueue::Add writes the notice into <dir>/<name>.msg (the exporter's dir is
 // <spool_directory>/bounce) through a hidden tmp file (fsync, rename, directory fsync) before

@@ -1,0 +1,367 @@
+// The submitter engine in-process against FakeSmtpServer: taking files, completeness, retake,
+// quarantine, 4xx retry, 5xx notices, in_doubt resubmission, export_command.
+#include "ccmail/submitter/engine.h"
+
+#include <gtest/gtest.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "ccmail/submitter/submit_ledger.h"
+#include "ccmail/testing/temp_dir.h"
+#include "fake_smtp_server.h"
+#include "submitter_test_util.h"
+
+namespace ccmail::submitter {
+namespace {
+
+using ccmail::test::FakeSmtpServer;
+using ccmail::test::ReceivedMail;
+using ccmail::test::Slurp;
+using ccmail::test::TempDir;
+using ccmail::test::WriteFile;
+using test::ExportMessage;
+using test::ExportText;
+
+std::vector<std::string> AllFilesIn(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (struct dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out.push_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    inbox_ = dir_.path() + "/inbox";
+    ::mkdir(inbox_.c_str(), 0700);
+    ::mkdir((inbox_ + "/HQ").c_str(), 0700);
+  }
+
+  SubmitterOptions Options() {
+    SubmitterOptions o;
+    o.state_dir = dir_.path() + "/state";
+    o.inbox_directory = inbox_;
+    o.relay = server_.endpoint();
+    o.smtp.timeout = std::chrono::milliseconds(2000);
+    o.smtp.helo_name = "submitter.test";
+    o.retry_min = std::chrono::milliseconds(10);
+    o.retry_max = std::chrono::milliseconds(40);
+    o.format = test::TestFormat();
+    o.convert = test::TestConvert;
+    return o;
+  }
+
+  void Open() {
+    if (!started_) server_.Start();
+    started_ = true;
+    ASSERT_TRUE(Submitter::Open(Options(), &sub_).ok());
+  }
+
+  std::unique_ptr<SubmitLedger> Ledger() {
+    std::unique_ptr<SubmitLedger> l;
+    EXPECT_TRUE(SubmitLedger::OpenReadOnly(dir_.path() + "/state/ledger.db", &l).ok());
+    return l;
+  }
+
+  // Messages the server accepted from `from` ("" = notices).
+  std::vector<ReceivedMail> From(const std::string& from) {
+    std::vector<ReceivedMail> out;
+    for (auto& m : server_.messages())
+      if (m.from == from) out.push_back(m);
+    return out;
+  }
+
+  // The notices are sent by the queue's own thread.
+  std::vector<ReceivedMail> WaitForNotices(size_t n) {
+    for (int i = 0; i < 300 && From("").size() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return From("");
+  }
+
+  TempDir dir_{"submitter-engine"};
+  std::string inbox_;
+  FakeSmtpServer server_;
+  bool started_ = false;
+  std::unique_ptr<Submitter> sub_;
+};
+
+ExportMessage Msg(const std::string& subject, std::vector<std::string> to = {"bob@partner.example at INTERNET"}) {
+  ExportMessage m;
+  m.to = std::move(to);
+  m.subject = subject;
+  m.body = "Text of " + subject + "\r\n.a line with a dot\r\n";
+  return m;
+}
+
+TEST(InboxNames, OnlyCompleteNamesAreTaken) {
+  EXPECT_TRUE(IsCompleteInboxName("EXP00001.TXT"));
+  EXPECT_FALSE(IsCompleteInboxName(".EXP00001.TXT"));
+  EXPECT_FALSE(IsCompleteInboxName("EXP00001.tmp"));
+  EXPECT_FALSE(IsCompleteInboxName("EXP00001.PART"));
+  EXPECT_FALSE(IsCompleteInboxName(""));
+}
+
+TEST_F(EngineTest, SendsEveryMessageOnceAndSettlesTheFile) {
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/EXP1.TXT", ExportText(Msg("one")) + ExportText(Msg("two")) +
+                                                     ExportText(Msg("three", {"a@x.example at INTERNET", "Smith, Ann at HQ",
+                                                                              "b@y.example at INTERNET"}))));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/.EXP2.TXT", ExportText(Msg("hidden"))));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/EXP3.tmp", ExportText(Msg("tmp"))));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  auto sent = From("jane.doe@example.com");
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[0].recipients, std::vector<std::string>{"bob@partner.example"});
+  EXPECT_EQ(sent[2].recipients, (std::vector<std::string>{"a@x.example", "b@y.example"}));
+  EXPECT_NE(sent[0].data.find("Subject: one\r\n"), std::string::npos);
+  EXPECT_NE(sent[0].data.find("\r\n.a line with a dot\r\n"), std::string::npos) << sent[0].data;
+  // Taken: gone from the inbox, kept in taken/; incomplete names stay.
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/EXP1.TXT"));
+  EXPECT_TRUE(Exists(inbox_ + "/HQ/.EXP2.TXT"));
+  EXPECT_TRUE(Exists(inbox_ + "/HQ/EXP3.tmp"));
+  auto l = Ledger();
+  std::vector<SubmitFile> files;
+  ASSERT_TRUE(l->ListFiles(&files).ok());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].state, kFileDone);
+  EXPECT_EQ(files[0].messages, 3);
+  EXPECT_EQ(files[0].name, "EXP1.TXT");
+  EXPECT_TRUE(Exists(dir_.path() + "/state/taken/HQ/" + files[0].file_id));
+  std::vector<SubmitMessage> ms;
+  ASSERT_TRUE(l->ListMessages(files[0].file_id, &ms).ok());
+  for (const auto& m : ms) {
+    EXPECT_EQ(m.state, MessageState::kSent) << m.idx;
+    EXPECT_EQ(m.attempts, 1);
+    EXPECT_EQ(m.reply.substr(0, 3), "250");
+  }
+  SubmitterMetrics mt = sub_->metrics();
+  EXPECT_EQ(mt.messages_sent, 3u);
+  EXPECT_EQ(mt.window_count, 3u);
+  EXPECT_NE(Slurp(dir_.path() + "/state/metrics").find("messages_sent 3\n"), std::string::npos);
+}
+
+TEST_F(EngineTest, TheSameBytesTakenAgainAreRecognised) {
+  const std::string text = ExportText(Msg("once"));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", text));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/B.TXT", text));  // the EXPORT job ran twice
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/B.TXT"));
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.files_taken, 1u);
+}
+
+TEST_F(EngineTest, AnUnreadableFileIsQuarantinedWithItsReason) {
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/BAD.TXT", "Hello, this is no EXPORT file\r\n"));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/GOOD.TXT", ExportText(Msg("good"))));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  auto l = Ledger();
+  std::vector<SubmitFile> files;
+  ASSERT_TRUE(l->ListFiles(&files).ok());
+  ASSERT_EQ(files.size(), 2u);
+  const SubmitFile& bad = files[0].name == "BAD.TXT" ? files[0] : files[1];
+  EXPECT_EQ(bad.state, kFileQuarantined);
+  const std::string q = dir_.path() + "/state/quarantine/" + bad.file_id;
+  EXPECT_EQ(Slurp(q), "Hello, this is no EXPORT file\r\n");
+  const std::string reason = Slurp(q + ".reason");
+  EXPECT_NE(reason.find("name BAD.TXT"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("not a readable cc:Mail EXPORT file"), std::string::npos) << reason;
+  EXPECT_EQ(sub_->metrics().files_quarantined, 1u);
+}
+
+TEST_F(EngineTest, A4xxRecipientIsRetriedAndNothingIsLost) {
+  std::atomic<int> tries{0};
+  server_.script = [&](const std::string& cmd) -> std::optional<std::string> {
+    if (cmd == "RCPT TO:<bob@partner.example>" && tries++ < 2) return "451 4.3.0 try again later";
+    return std::nullopt;
+  };
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("later"))));
+  Open();
+  bool left = false;
+  ASSERT_TRUE(sub_->RunOnce(&left).ok());
+  EXPECT_TRUE(left);
+  EXPECT_EQ(sub_->metrics().deferred_files, 1u);
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(tries.load(), 3);
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.sent, 1u);
+  EXPECT_EQ(c.in_doubt_resubmitted, 0u);
+}
+
+TEST_F(EngineTest, A4xxToTheDotIsNoResubmission) {
+  std::atomic<int> dots{0};
+  server_.script = [&](const std::string& cmd) -> std::optional<std::string> {
+    if (cmd == "." && dots++ == 0) return "452 4.3.1 insufficient storage";
+    return std::nullopt;
+  };
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("full"))));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.sent, 1u);
+  EXPECT_EQ(c.in_doubt_resubmitted, 0u);
+}
+
+TEST_F(EngineTest, ALostReplyToTheDotIsResubmittedAndCounted) {
+  std::atomic<int> dots{0};
+  server_.script = [&](const std::string& cmd) -> std::optional<std::string> {
+    if (cmd == "." && dots++ == 0) return std::string();  // no reply: the client times out
+    return std::nullopt;
+  };
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("lost"))));
+  SubmitterOptions o = Options();
+  server_.Start();
+  started_ = true;
+  o.smtp.timeout = std::chrono::milliseconds(300);
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.sent, 1u);
+  EXPECT_EQ(c.in_doubt_resubmitted, 1u);
+  EXPECT_EQ(sub_->metrics().in_doubt_resubmitted, 1u);
+}
+
+TEST_F(EngineTest, RefusedRecipientsGoBackToTheAuthor) {
+  server_.script = [](const std::string& cmd) -> std::optional<std::string> {
+    if (cmd == "RCPT TO:<gone@partner.example>") return "550 5.1.1 <gone@partner.example>: user unknown";
+    if (cmd == "RCPT TO:<nobody@partner.example>") return "550 5.1.1 no";
+    return std::nullopt;
+  };
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT",
+                        ExportText(Msg("partly", {"bob@partner.example at INTERNET", "gone@partner.example at INTERNET"})) +
+                            ExportText(Msg("nobody", {"nobody@partner.example at INTERNET"}))));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  auto sent = From("jane.doe@example.com");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].recipients, std::vector<std::string>{"bob@partner.example"});
+  auto notices = WaitForNotices(2);
+  ASSERT_EQ(notices.size(), 2u);
+  for (const auto& n : notices) EXPECT_EQ(n.recipients, std::vector<std::string>{"jane.doe@example.com"});
+  const std::string all = notices[0].data + notices[1].data;
+  EXPECT_NE(all.find("Final-Recipient: rfc822; gone@partner.example"), std::string::npos) << all;
+  EXPECT_NE(all.find("Status: 5.1.1"), std::string::npos) << all;
+  EXPECT_NE(all.find("Subject: Undeliverable: partly"), std::string::npos) << all;
+  EXPECT_NE(all.find("Final-Recipient: rfc822; nobody@partner.example"), std::string::npos) << all;
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.partial, 1u);
+  EXPECT_EQ(c.refused, 1u);
+  // The message with no accepted recipient never reached DATA.
+  int datas = 0;
+  for (const auto& cmd : server_.commands()) datas += cmd == "DATA";
+  EXPECT_EQ(datas, 1 + 2);  // the partial message and the two notices
+}
+
+TEST_F(EngineTest, ConversionRefusalsAndFailures) {
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("REFUSE me")) + ExportText(Msg("NOAUTHOR here")) +
+                                                  ExportText(Msg("BROKEN one")) + ExportText(Msg("fine"))));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  auto notices = WaitForNotices(1);
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_NE(notices[0].data.find("mail loop"), std::string::npos) << notices[0].data;
+  auto l = Ledger();
+  std::vector<SubmitFile> files;
+  ASSERT_TRUE(l->ListFiles(&files).ok());
+  std::vector<SubmitMessage> ms;
+  ASSERT_TRUE(l->ListMessages(files[0].file_id, &ms).ok());
+  ASSERT_EQ(ms.size(), 4u);
+  EXPECT_EQ(ms[0].state, MessageState::kRefused);
+  EXPECT_EQ(ms[1].state, MessageState::kQuarantined);
+  EXPECT_EQ(ms[2].state, MessageState::kQuarantined);
+  EXPECT_EQ(ms[3].state, MessageState::kSent);
+  const std::string reason = Slurp(dir_.path() + "/state/quarantine/" + files[0].file_id + ".1.reason");
+  EXPECT_NE(reason.find("no author address"), std::string::npos) << reason;
+  EXPECT_NE(Slurp(dir_.path() + "/state/quarantine/" + files[0].file_id + ".2.reason").find("broken message"),
+            std::string::npos);
+  // ccmailctl requeue: back to pending, converted again (still refused by the same input).
+  std::unique_ptr<SubmitLedger> rw;
+  ASSERT_TRUE(SubmitLedger::Open(dir_.path() + "/state/ledger.db", &rw).ok());
+  ASSERT_TRUE(rw->Requeue(files[0].file_id, 2).ok());
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  ASSERT_TRUE(l->ListMessages(files[0].file_id, &ms).ok());
+  EXPECT_EQ(ms[2].state, MessageState::kQuarantined);
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+}
+
+TEST_F(EngineTest, NoRelayMeansWaitingNotLosing) {
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("waiting"))));
+  SubmitterOptions o = Options();
+  {
+    FakeSmtpServer gone;
+    o.relay = gone.endpoint();  // nobody listens there any more
+  }
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  bool left = false;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sub_->RunOnce(&left).ok());
+  EXPECT_TRUE(left);
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.pending, 1u);
+  EXPECT_EQ(c.sent, 0u);
+}
+
+TEST_F(EngineTest, ASecondSubmitterOnTheSameStateIsRefused) {
+  Open();
+  std::unique_ptr<Submitter> second;
+  EXPECT_EQ(Submitter::Open(Options(), &second).code(), Status::Code::kBusy);
+}
+
+TEST_F(EngineTest, ExportCommandWritesAHiddenFileRenamedAfterExitZero) {
+  const std::string src = dir_.path() + "/export-source.txt";
+  ASSERT_TRUE(WriteFile(src, ExportText(Msg("exported"))));
+  const std::string flag = dir_.path() + "/locked-once";
+  ASSERT_TRUE(WriteFile(flag, ""));
+  SubmitterOptions o = Options();
+  // First run: the post office is locked (exit 4) after writing half a file; then it works.
+  o.export_command = "test \"$CCMAIL_POSTOFFICE\" = HQ || exit 3; "
+                     "if [ -e " + flag + " ]; then rm " + flag + "; head -c 10 " + src +
+                     " > \"$CCMAIL_EXPORT_FILE\"; exit 4; fi; "
+                     "case \"$CCMAIL_EXPORT_FILE\" in */HQ/.export-*.tmp) ;; *) exit 1;; esac; "
+                     "cat " + src + " > \"$CCMAIL_EXPORT_FILE\"; rm " + src + "; exit 0";
+  o.export_interval = std::chrono::milliseconds(1000);
+  server_.Start();
+  started_ = true;
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  EXPECT_EQ(From("jane.doe@example.com").size(), 0u);
+  EXPECT_TRUE(AllFilesIn(inbox_ + "/HQ").empty());  // the half-written file is gone
+  for (int i = 0; i < 200 && From("jane.doe@example.com").empty(); ++i) {
+    ASSERT_TRUE(sub_->RunOnce().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto sent = From("jane.doe@example.com");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_NE(sent[0].data.find("Subject: exported"), std::string::npos);
+  auto l = Ledger();
+  std::vector<SubmitFile> files;
+  ASSERT_TRUE(l->ListFiles(&files).ok());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].name.rfind("EXPORT-", 0), 0u) << files[0].name;
+}
+
+}  // namespace
+}  // namespace ccmail::submitter

@@ -130,7 +130,27 @@ struct WayBackState {
   SubmitCounters counters;
   DirCount inbox, quarantine, notices;
   std::optional<long> pid;  // a live ccmail-submitter named by the pid file
+  // The daemon's own "name value" metrics file (<state_dir>/metrics, rewritten every round):
+  // what only the running daemon knows (last_round_ms, deferred_files, window_*).
+  std::map<std::string, uint64_t> daemon;
 };
+
+// Values the ledger gives already are taken from the ledger (the file may be a round old).
+bool FromLedger(const std::string& name) {
+  for (const char* n : {"files_taken", "files_open", "files_quarantined", "messages_sent", "partial", "refused",
+                        "quarantined", "pending", "in_doubt", "in_doubt_resubmitted"})
+    if (name == n) return true;
+  return false;
+}
+
+void ReadDaemonMetrics(const std::string& path, std::map<std::string, uint64_t>* out) {
+  std::ifstream f(path);
+  std::string name;
+  uint64_t value = 0;
+  while (f >> name >> value) {
+    if (!FromLedger(name)) (*out)[name] = value;
+  }
+}
 
 // A pid file is trusted only when that process is alive and is a ccmail-submitter.
 std::optional<long> LiveSubmitter(const std::string& pid_file) {
@@ -167,6 +187,10 @@ Status Gather(const Context& ctx, WayBackState* st) {
   CountFiles(st->paths.quarantine, false, NotReason, &st->quarantine);
   CountFiles(st->paths.notices, false, NotHidden, &st->notices);
   st->pid = LiveSubmitter(st->paths.pid_file);
+  ReadDaemonMetrics(st->paths.state_dir + "/metrics", &st->daemon);
+  // The daemon counts its notice queue itself; the directory count is for a stopped daemon.
+  if (auto it = st->daemon.find("notices_pending"); it != st->daemon.end()) st->notices.files = it->second;
+  st->daemon.erase("notices_pending");
   return Status::Ok();
 }
 
@@ -236,6 +260,10 @@ int StatusCmd(const Io& io) {
     for (const auto& [po, n] : st.inbox.per_post_office) t.Add(po, std::to_string(n) + " file(s)", 2);
     t.Add("quarantined files", std::to_string(st.quarantine.files) + " (" + st.paths.quarantine + ")");
     t.Add("notices pending", std::to_string(st.notices.files));
+    if (auto it = st.daemon.find("last_round_ms"); it != st.daemon.end())
+      t.Add("last round", std::to_string(it->second) + " ms");
+    if (auto it = st.daemon.find("window_max_us"); it != st.daemon.end())
+      t.Add("250->commit window", "max " + std::to_string(it->second) + " us");
     io.out << t.Render();
   }
   return st.ledger == PartState::kError ? kExitFailure : kExitOk;
@@ -254,6 +282,7 @@ int Metrics(const Io& io) {
     if (ledger) CountersJson(w, c);
     w.UIntMembers({{"inbox_files", st.inbox.files}, {"quarantined_files", st.quarantine.files},
                    {"notices_pending", st.notices.files}});
+    for (const auto& [name, value] : st.daemon) w.Key(name).UInt(value);
     w.EndObject();
     io.out << w.Take();
     return ledger ? kExitOk : kExitFailure;
@@ -286,6 +315,12 @@ int Metrics(const Io& io) {
     family("ccmail_submitter_in_doubt_resubmitted_total", "counter",
            "Messages submitted again after a crash between DATA and the ledger commit.");
     sample("ccmail_submitter_in_doubt_resubmitted_total", c.in_doubt_resubmitted);
+  }
+  if (!st.daemon.empty()) {
+    family("ccmail_submitter_daemon", "gauge",
+           "The running submitter's own figures (its metrics file): last_round_ms, deferred_files, "
+           "window_* (the 250 -> ledger commit window, microseconds).");
+    for (const auto& [name, value] : st.daemon) sample("ccmail_submitter_daemon{name=\"" + name + "\"}", value);
   }
   return ledger ? kExitOk : kExitFailure;
 }

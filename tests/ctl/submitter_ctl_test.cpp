@@ -225,6 +225,18 @@ TEST(SubmitterCtl, MetricsPrometheusAndJson) {
   EXPECT_EQ(Value(j, "files_taken"), "2");
   EXPECT_EQ(Value(j, "messages_sent"), "1");
   EXPECT_EQ(Value(j, "in_doubt_resubmitted"), "0");
+  EXPECT_EQ(j.Find("last_round_ms"), nullptr);  // no daemon has run
+
+  // The daemon's metrics file adds what only it knows; the ledger's counts win over its copy.
+  std::ofstream(w.state() + "/metrics") << "files_taken 99\nnotices_pending 4\nlast_round_ms 12\nwindow_max_us 850\n";
+  j = ParseOrFail(w.b().Run({"--json", "submitter", "metrics"}).out);
+  EXPECT_EQ(Value(j, "files_taken"), "2");
+  EXPECT_EQ(Value(j, "notices_pending"), "4");
+  EXPECT_EQ(Value(j, "last_round_ms"), "12");
+  EXPECT_EQ(Value(j, "window_max_us"), "850");
+  r = w.b().Run({"submitter", "metrics"});
+  EXPECT_NE(r.out.find("ccmail_submitter_daemon{name=\"window_max_us\"} 850\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ccmail_submitter_notices_pending 4\n"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -13,7 +13,9 @@
 #include <optional>
 
 #include "ccmail/common/clock.h"
+#include "ccmail/config/settings.h"
 #include "ccmail/ctl/json.h"
+#include "ccmail/mtaconf/check_submit_relay.h"
 #include "ccmail/submitter/submit_ledger.h"
 #include "format.h"
 
@@ -519,6 +521,32 @@ int Requeue(const Io& io, const SubmitterCli& cli) {
 }
 
 }  // namespace
+
+void AddSubmitRelayFindings(const Context& ctx, mtaconf::MtaReport* report) {
+  mtaconf::SubmitRelayCheckOptions opt;
+  WayBackPaths p;
+  std::string export_command, author_domain;
+  Status s = Paths(ctx, &p);
+  if (s.ok()) s = ctx.cfg.GetString("submit_relay", &opt.submit_relay);
+  if (s.ok()) s = ctx.cfg.GetString("export_command", &export_command);
+  if (s.ok()) s = ctx.cfg.GetList("ccmail_domains", &opt.author_domains);
+  if (!s.ok()) {
+    report->findings.push_back({"submitter", mtaconf::Verdict::kWrong, "configuration", s.ToString(), ""});
+    return;
+  }
+  // author_domain (the unmapped authors' domain) is a sender too, when it is configured (the
+  // setting belongs to the conversion; asked only when this build knows it).
+  if (FindSetting("author_domain") && ctx.cfg.GetString("author_domain", &author_domain).ok() &&
+      !author_domain.empty() &&
+      std::find(opt.author_domains.begin(), opt.author_domains.end(), author_domain) == opt.author_domains.end())
+    opt.author_domains.push_back(author_domain);
+  std::error_code ec;
+  bool po_dir = false;
+  for (fs::directory_iterator it(p.inbox, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec)) po_dir = true;
+  opt.in_use = po_dir || !export_command.empty() || fs::exists(p.ledger, ec);
+  for (auto& f : mtaconf::CheckSubmitRelay(opt)) report->findings.push_back(std::move(f));
+}
 
 std::shared_ptr<SubmitterCli> AddSubmitterCommands(CLI::App* app) {
   auto cli = std::make_shared<SubmitterCli>();

@@ -13,6 +13,7 @@
 
 #include <memory>
 
+#include "ccmail/mtaconf/check_mta.h"
 #include "commands.h"
 
 namespace CLI {
@@ -25,5 +26,10 @@ struct SubmitterCli;  // the parsed options of the `submitter` commands
 std::shared_ptr<SubmitterCli> AddSubmitterCommands(CLI::App* app);
 // True when a `submitter` command was given; *rc is then its exit status.
 bool RunSubmitterCommand(const SubmitterCli& cli, const Io& io, int* rc);
+// check-mta's part for the way back (mtaconf/check_submit_relay.h): submit_relay reachable,
+// author domains accepted as senders, Internet recipients relayed without authentication.
+// Checked only when the submitter is in use (an inbox post office directory, export_command,
+// or its ledger). A configuration error is a WRONG finding.
+void AddSubmitRelayFindings(const Context& ctx, mtaconf::MtaReport* report);
 
 }  // namespace ccmail::ctl

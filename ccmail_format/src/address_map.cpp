@@ -56,6 +56,24 @@ bool Fail(std::string* why, std::string text) {
   return false;
 }
 
+// The key of the way-back index: cc:Mail names and post offices compare without case.
+std::string ReverseKey(std::string_view name, std::string_view post_office) {
+  return ToLowerAscii(name) + '\n' + ToUpperAscii(post_office);
+}
+
+// RFC 5322 dot-atom: atext runs separated by single dots.
+bool IsDotAtom(std::string_view s) {
+  if (s.empty() || s.size() > 64 || s.front() == '.' || s.back() == '.') return false;
+  static constexpr std::string_view kSpecials = "!#$%&'*+-/=?^_`{|}~";
+  char prev = 0;
+  for (char c : s) {
+    const bool atext = std::isalnum(static_cast<unsigned char>(c)) && static_cast<unsigned char>(c) < 0x80;
+    if (c == '.' ? prev == '.' : !(atext || kSpecials.find(c) != std::string_view::npos)) return false;
+    prev = c;
+  }
+  return true;
+}
+
 Resolution Unusable(Resolution::Unusable kind, std::string reason) {
   Resolution r;
   r.kind = Resolution::Kind::kUnusable;
@@ -158,6 +176,7 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
         return fail("bad cc:Mail name \"" + rule.name + "\": " + why);
       if (!PostOfficeNameUsable(rule.post_office, &why))
         return fail("bad post office name \"" + rule.post_office + "\": " + why);
+      if (rule.name.empty()) map->reverse_domain_.emplace(ToUpperAscii(rule.post_office), domain);
       map->domains_[domain] = std::move(rule);
     } else {
       if (!AddressKeyOk(key)) return fail("bad address \"" + std::string(line.substr(0, ws)) + "\" (expected local@domain or @domain)");
@@ -166,6 +185,7 @@ Status AddressMap::Parse(std::string_view text, const std::string& source_name,
       if (post_office.empty()) post_office = options.default_postoffice;
       if (post_office.empty()) return fail("no \" at <post office>\" and default_postoffice is empty");
       if (!PostOfficeNameUsable(post_office, &why)) return fail("bad post office name \"" + post_office + "\": " + why);
+      map->reverse_exact_.emplace(ReverseKey(name, post_office), key);
       map->exact_[key] = CcMailAddress{name, post_office};
     }
     first_line.emplace(key, lineno);
@@ -209,6 +229,30 @@ bool AddressMap::IsCcMailDomain(std::string_view domain) const {
   for (const std::string& cd : options_.ccmail_domains)
     if (cd == d) return true;
   return false;
+}
+
+std::optional<std::string> AddressMap::ReverseResolve(std::string_view name, std::string_view post_office) const {
+  name = Trim(name);
+  post_office = Trim(post_office);
+  if (post_office.empty()) post_office = options_.default_postoffice;
+  if (name.empty() || post_office.empty()) return std::nullopt;
+  // Only an address the forward map sends back to this very user: the two directions agree.
+  auto maps_back = [&](const std::string& address) {
+    std::optional<CcMailAddress> who = Resolve(address);
+    return who && EqualsIgnoreAsciiCase(who->name, name) && EqualsIgnoreAsciiCase(who->post_office, post_office);
+  };
+  if (auto it = reverse_exact_.find(ReverseKey(name, post_office)); it != reverse_exact_.end() && maps_back(it->second))
+    return it->second;
+  if (!IsDotAtom(name)) return std::nullopt;
+  if (auto it = reverse_domain_.find(ToUpperAscii(post_office)); it != reverse_domain_.end()) {
+    std::string address = std::string(name) + "@" + it->second;
+    if (maps_back(address)) return address;
+  }
+  if (!options_.ccmail_domains.empty() && EqualsIgnoreAsciiCase(post_office, options_.default_postoffice)) {
+    std::string address = std::string(name) + "@" + options_.ccmail_domains.front();
+    if (maps_back(address)) return address;
+  }
+  return std::nullopt;
 }
 
 std::optional<CcMailAddress> AddressMap::Resolve(std::string_view smtp) const {

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <span>
+#include <utility>
 #include <unordered_map>
 
 #include "ccmail/common/ascii.h"
@@ -226,13 +228,10 @@ bool IsDosDeviceName(std::string_view name) {
   return false;
 }
 
-std::string ExtensionForMimeType(std::string_view mime_type, const FormatSettings& settings) {
-  std::string type = ToLowerAscii(mime_type);
-  if (size_t semi = type.find(';'); semi != std::string::npos) type.resize(semi);
-  while (!type.empty() && type.back() == ' ') type.pop_back();
-  if (auto it = settings.mime_type_map.find(type); it != settings.mime_type_map.end()) return it->second;
-  // PMDF-style built-in table (MIME-CONTENT-TYPES-TO-CC); administrators extend it with mime_type_map.
-  static const std::unordered_map<std::string, std::string> kBuiltIn = {
+// PMDF-style built-in table (MIME-CONTENT-TYPES-TO-CC); administrators extend it with
+// mime_type_map. In table order: on the way back the first type of an extension is its type.
+static std::span<const std::pair<std::string_view, std::string_view>> BuiltInMimeTypes() {
+  static constexpr std::pair<std::string_view, std::string_view> kTable[] = {
       {"text/plain", "TXT"}, {"text/html", "HTM"}, {"text/csv", "CSV"}, {"text/calendar", "ICS"},
       {"text/xml", "XML"}, {"text/rtf", "RTF"}, {"text/enriched", "TXT"}, {"text/richtext", "RTF"},
       {"text/vcard", "VCF"}, {"text/x-vcard", "VCF"}, {"application/xml", "XML"},
@@ -255,9 +254,31 @@ std::string ExtensionForMimeType(std::string_view mime_type, const FormatSetting
       {"audio/basic", "AU"}, {"video/mpeg", "MPG"}, {"video/mp4", "MP4"}, {"video/quicktime", "MOV"},
       {"video/x-msvideo", "AVI"}, {"message/rfc822", "EML"}, {"message/delivery-status", "TXT"},
   };
-  if (auto it = kBuiltIn.find(type); it != kBuiltIn.end()) return it->second;
+  return kTable;
+}
+
+std::string ExtensionForMimeType(std::string_view mime_type, const FormatSettings& settings) {
+  std::string type = ToLowerAscii(mime_type);
+  if (size_t semi = type.find(';'); semi != std::string::npos) type.resize(semi);
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  if (auto it = settings.mime_type_map.find(type); it != settings.mime_type_map.end()) return it->second;
+  for (const auto& [known, ext] : BuiltInMimeTypes())
+    if (known == type) return std::string(ext);
   if (type.compare(0, 5, "text/") == 0) return "TXT";
   return "DAT";
+}
+
+std::string MimeTypeForExtension(std::string_view extension, const FormatSettings& settings) {
+  const std::string ext = ToUpperAscii(extension);
+  if (ext.empty()) return "application/octet-stream";
+  for (const auto& [type, mapped] : settings.mime_type_map)
+    if (mapped == ext) return type;
+  // Not reversed: DAT is every unknown type's extension (and TNEF's), EML an attached message
+  // (message/rfc822 cannot be base64, RFC 2046 5.2.1), BIN is octet-stream anyway.
+  if (ext == "DAT" || ext == "EML") return "application/octet-stream";
+  for (const auto& [type, mapped] : BuiltInMimeTypes())
+    if (mapped == ext) return std::string(type);
+  return "application/octet-stream";
 }
 
 std::string DosFileName(std::string_view utf8_name, std::string_view mime_type,

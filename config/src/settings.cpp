@@ -169,6 +169,17 @@ constexpr Row kSubmitter[] = {
     {"submit_timeout", "60s", "Longest wait for each SMTP reply of submit_relay (and for the connection)."},
     {"submit_retry_min", "30s", "First retry delay after submit_relay answered 4xx or could not be reached."},
     {"submit_retry_max", "1h", "Longest retry delay of a submission."},
+    {"year_pivot", "70",
+     "Two-digit years on EXPORT Date lines: from this value on 19xx, below it 20xx (0-100)."},
+    {"unmapped_author", "pattern",
+     "A cc:Mail author the address map does not know: pattern (unmapped_author_pattern) or "
+     "refuse (the message goes back to the author)."},
+    {"unmapped_author_pattern", "{first}.{last}@{domain}",
+     "SMTP address of an unmapped author; fields {first} {last} (of \"Last, First\"), {name}, {po}, "
+     "{domain}; lower case, spaces become dots; the result must be a valid address."},
+    {"author_domain", "", "{domain} of unmapped_author_pattern; empty: the first of ccmail_domains."},
+    {"origin_marker", "",
+     "This bridge's id in the X-Ccmail-Bridge-Origin header (loop detection); empty: the host name."},
 };
 
 void AppendComponent(std::string_view component, std::span<const Row> rows, std::vector<SettingSpec>* all) {

@@ -228,5 +228,52 @@ TEST(AddressMap, SnapshotSwapIsSafeWhileReadersResolve) {
   EXPECT_EQ(bad, 0);
 }
 
+// The way back: a cc:Mail name and post office -> the SMTP address the map gives them.
+TEST(AddressMap, ReverseResolveFindsTheAddressThatMapsBackToTheUser) {
+  AddressMapOptions opt{.ccmail_domains = {"ccmail.corp.example", "other.example"}, .default_postoffice = "HUBPO", .percent_route_postoffices = {}};
+  auto m = MustParse(
+      "jsmith@corp.example      Smith, John at HUBPO2\n"
+      "john.smith@corp.example  Smith, John at HUBPO2\n"   // a second address of the same user
+      "helpdesk@corp.example    Help Desk\n"               // default_postoffice
+      "@branch.example          BRANCHPO\n"
+      "@sales.example           Sales Box at HUBPO\n",
+      opt);
+  // Exact rule, any case of name and post office; the first rule of the user wins.
+  EXPECT_EQ(m->ReverseResolve("Smith, John", "HUBPO2"), "jsmith@corp.example");
+  EXPECT_EQ(m->ReverseResolve("SMITH, JOHN", "hubpo2"), "jsmith@corp.example");
+  EXPECT_EQ(m->ReverseResolve("Help Desk", "HUBPO"), "helpdesk@corp.example");
+  EXPECT_EQ(m->ReverseResolve("Help Desk", ""), "helpdesk@corp.example");  // empty: default_postoffice
+  // The same name on another post office is another user.
+  EXPECT_EQ(m->ReverseResolve("Smith, John", "BRANCHPO"), std::nullopt);
+  // "@domain PO": name@domain, only for a name that is a local part.
+  EXPECT_EQ(m->ReverseResolve("anna", "BRANCHPO"), "anna@branch.example");
+  EXPECT_EQ(m->ReverseResolve("Anna Lee", "BRANCHPO"), std::nullopt);
+  EXPECT_EQ(m->ReverseResolve("Lee, Anna", "BRANCHPO"), std::nullopt);
+  // PMDF fallback: user at default_postoffice -> user@<first cc:Mail domain>.
+  EXPECT_EQ(m->ReverseResolve("mgarcia", "HUBPO"), "mgarcia@ccmail.corp.example");
+  EXPECT_EQ(m->ReverseResolve("mgarcia", "ELSEWHERE"), std::nullopt);
+  EXPECT_EQ(m->ReverseResolve(".bad.", "HUBPO"), std::nullopt);
+  // "@domain Name at PO" is many addresses -> one name: no address on the way back.
+  EXPECT_EQ(m->ReverseResolve("Sales Box", "HUBPO"), std::nullopt);
+  EXPECT_EQ(m->ReverseResolve("", "HUBPO"), std::nullopt);
+}
+
+TEST(AddressMap, ReverseResolveNeverNamesAnAddressTheForwardMapSendsElsewhere) {
+  // "Smith, John at HUBPO2" has an exact rule, but an earlier exact rule for another address
+  // of the domain rule's post office must not capture a name it does not map to.
+  AddressMapOptions opt{.ccmail_domains = {"ccmail.corp.example"}, .default_postoffice = "HUBPO", .percent_route_postoffices = {}};
+  auto m = MustParse("jdoe@ccmail.corp.example  Doe, Jane at HUBPO\n", opt);
+  // jdoe at HUBPO would be jdoe@ccmail.corp.example by the fallback, but that address is Jane's.
+  EXPECT_EQ(m->ReverseResolve("jdoe", "HUBPO"), std::nullopt);
+  EXPECT_EQ(m->ReverseResolve("Doe, Jane", "HUBPO"), "jdoe@ccmail.corp.example");
+  for (const char* who : {"Doe, Jane", "mgarcia"}) {
+    auto address = m->ReverseResolve(who, "HUBPO");
+    ASSERT_TRUE(address) << who;
+    auto back = m->Resolve(*address);
+    ASSERT_TRUE(back) << *address;
+    EXPECT_EQ(back->name, who);
+  }
+}
+
 }  // namespace
 }  // namespace ccmail::format

@@ -151,6 +151,27 @@ TEST(MimeTypes, BuiltInAndAdministratorMap) {
   EXPECT_EQ(ExtensionForMimeType("application/x-unknown", s), "UNK");
 }
 
+TEST(MimeTypes, TheWayBackReversesTheMap) {
+  FormatSettings s;
+  EXPECT_EQ(MimeTypeForExtension("GIF", s), "image/gif");
+  EXPECT_EQ(MimeTypeForExtension("pdf", s), "application/pdf");
+  EXPECT_EQ(MimeTypeForExtension("TXT", s), "text/plain");  // the first type of TXT, not text/enriched
+  EXPECT_EQ(MimeTypeForExtension("DOC", s), "application/msword");
+  EXPECT_EQ(MimeTypeForExtension("DAT", s), "application/octet-stream");
+  EXPECT_EQ(MimeTypeForExtension("EML", s), "application/octet-stream");
+  EXPECT_EQ(MimeTypeForExtension("XYZ", s), "application/octet-stream");
+  EXPECT_EQ(MimeTypeForExtension("", s), "application/octet-stream");
+  s.mime_type_map["application/x-foo"] = "FOO";
+  s.mime_type_map["image/x-special-gif"] = "GIF";  // the administrator's rule comes first
+  EXPECT_EQ(MimeTypeForExtension("foo", s), "application/x-foo");
+  EXPECT_EQ(MimeTypeForExtension("GIF", s), "image/x-special-gif");
+  // Every built-in type whose extension is reversed comes back to a type of that extension.
+  FormatSettings plain;
+  for (const char* type : {"image/png", "application/zip", "text/html", "audio/mpeg", "video/mp4"})
+    EXPECT_EQ(ExtensionForMimeType(MimeTypeForExtension(ExtensionForMimeType(type, plain), plain), plain),
+              ExtensionForMimeType(type, plain)) << type;
+}
+
 TEST(Settings, DefaultsMatchTheDecidedTable) {
   Config cfg;
   FormatSettings fs;

@@ -121,6 +121,15 @@ class AddressMap {
   std::optional<CcMailAddress> Resolve(std::string_view smtp_address) const;
   // True when domain (any case) is in ccmail_domains or has an "@domain" rule.
   bool IsCcMailDomain(std::string_view domain) const;
+  // The way back (cc:Mail -> Internet): the SMTP address of the cc:Mail user name at
+  // post_office (both any case; an empty post_office is default_postoffice), or nullopt.
+  // Tried in order, and only an address that Resolve() maps back to the same user is
+  // returned: an exact rule naming this user (the first in the file when several do);
+  // "name@domain" for the first "@domain PO" rule of this post office; "name@<first of
+  // ccmail_domains>" when post_office is default_postoffice. The last two only when the
+  // name is usable as a local part (a dot-atom: "Smith, John" is not). An "@domain Name at
+  // PO" rule maps many addresses to one name, so it names no address on the way back.
+  std::optional<std::string> ReverseResolve(std::string_view name, std::string_view post_office) const;
 
   size_t rule_count() const { return exact_.size() + domains_.size(); }
   const std::string& source() const { return source_; }
@@ -139,6 +148,10 @@ class AddressMap {
   AddressMapOptions options_;
   std::unordered_map<std::string, CcMailAddress> exact_;  // lower-case address -> user
   std::unordered_map<std::string, DomainRule> domains_;   // lower-case domain -> rule
+  // The way back: ReverseKey(name, PO) -> address of the first exact rule naming that user;
+  // upper-case PO -> domain of its first "@domain PO" rule.
+  std::unordered_map<std::string, std::string> reverse_exact_;
+  std::unordered_map<std::string, std::string> reverse_domain_;
 };
 
 }  // namespace ccmail::format

@@ -23,6 +23,8 @@
 //   RawHeaderBytesToUtf8
 //                      8-bit header text outside encoded words
 //   DosFileName        attachment names: 8.3, upper case, no device names
+//   ExtensionForMimeType / MimeTypeForExtension
+//                      the MIME type map, both ways
 //
 //   All functions are pure and thread-safe.
 #pragma once
@@ -123,6 +125,11 @@ std::string DosFileName(std::string_view utf8_name, std::string_view mime_type,
 // Extension (upper case, no dot) for a MIME type from settings.mime_type_map
 // first, then the built-in table; "DAT" when unknown.
 std::string ExtensionForMimeType(std::string_view mime_type, const FormatSettings& settings);
+
+// The way back: MIME type for a file extension (any case, no dot): settings.mime_type_map
+// reversed first, then the built-in table (the first type listed for the extension);
+// "application/octet-stream" when unknown, and for DAT and EML.
+std::string MimeTypeForExtension(std::string_view extension, const FormatSettings& settings);
 
 // True when name (an 8.3 or long name) is a DOS device name, with or without extension.
 bool IsDosDeviceName(std::string_view name);

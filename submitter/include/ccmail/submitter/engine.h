@@ -145,7 +145,7 @@ class Submitter {
   // Rounds until `stop`; heartbeat() between rounds (signals, sd_notify).
   Status Run(const std::atomic<bool>& stop, const std::function<void()>& heartbeat);
   // Rounds until nothing is left to do or deadline passes; kUnavailable then. Deferred
-  // files are retried as their back-off allows.
+  // files are retried as their back-off allows. Ends with one pass over the queued notices.
   Status Drain(std::chrono::milliseconds deadline);
   SubmitterMetrics metrics() const;
   const SubmitterOptions& options() const;

@@ -203,7 +203,8 @@ class Reader {
       case 1:
         seen->from = true;
         m->from = std::string(value);
-        if (value.find(" at ") == std::string_view::npos) Violate(pos, "From: is not \"address at POSTOFFICE\"");
+        if (!o_.exported && value.find(" at ") == std::string_view::npos) Violate(pos, "From: is not \"address at POSTOFFICE\"");
+        if (o_.exported && value.find_first_not_of(' ') == std::string_view::npos) Violate(pos, "From: is empty");
         break;
       case 2:
         seen->date = true;
@@ -219,6 +220,7 @@ class Reader {
       case 6:
         seen->subject = true;
         m->subject = std::string(value);
+        if (o_.exported) break;  // the cc:Mail client's limits, not ours
         if (value.size() > s_.subject_max)
           Violate(pos, "Subject: longer than " + std::to_string(s_.subject_max) + " characters");
         if (s_.subject_brackets && value.find_first_of("[]") != std::string_view::npos)
@@ -260,6 +262,7 @@ class Reader {
 
   void CheckFileName(const std::string& name, size_t off, std::set<std::string>* names) {
     if (name.empty()) { Violate(off, "File item: without a file name"); return; }
+    if (o_.exported) return;  // "ABC.WK4 5/6/97 3:10PM": EXPORT's title, not our 8.3 name
     if (name.find_first_of("/\\:") != std::string::npos || name == "." || name == ".." || name.find("..") != std::string::npos)
       Violate(off, "file name \"" + Shown(name) + "\" contains a path");
     if (IsDosDeviceName(name)) Violate(off, "file name \"" + Shown(name) + "\" is a DOS device name");
@@ -299,7 +302,10 @@ class Reader {
       if (nl == std::string_view::npos) { Violate(base + i, "hex data line does not end in CRLF"); }
       if (line.size() % 2 != 0 || line.size() > 76) { Violate(base + i, "hex data line of " + std::to_string(line.size()) + " digits"); return; }
       for (size_t k = 0; k < line.size(); k += 2) {
-        auto hv = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+        const bool lower_ok = o_.exported;
+        auto hv = [lower_ok](char c) {
+          return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : lower_ok && c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        };
         int a = hv(line[k]), b = hv(line[k + 1]);
         if (a < 0 || b < 0) { Violate(base + i + k, "not upper-case hex digits in file data"); return; }
         out.push_back(static_cast<char>(a * 16 + b));

@@ -157,6 +157,32 @@ TEST(Reader, KeywordLayoutAndHexFiles) {
   EXPECT_FALSE(r.ok());
 }
 
+TEST(Reader, ExportedFilesKeepEveryReaderRuleButOurWritersOwn) {
+  // What cc:Mail EXPORT writes and our writer never does: a bare local author, a date and time
+  // after the file name, a long subject with brackets, lower-case hex.
+  const std::string text =
+      "Message:\r\nFrom: Smith, John\r\nDate: 6/2/98 8:39\r\nTo: jdoe@example.com at INTERNET\r\n"
+      "Subject: [Budget] a subject that is longer than the sixty characters our writer keeps\r\n"
+      "Contents:\r\nText item: \r\nSee attached\r\nFile item: ABC.WK4 5/6/97 3:10PM\r\n0a0bff\r\n";
+  FormatSettings s;
+  s.itemsize = false;
+  s.files = FileData::kHex;
+  ReadResult strict = ReadImportFile(text, s, {});
+  EXPECT_EQ(strict.violations.size(), 6u) << ViolationsText(strict);  // From, subject x2, file name x2, hex
+  ReadResult exported = ReadImportFile(text, s, {.exported = true});
+  EXPECT_TRUE(exported.ok()) << ViolationsText(exported);
+  ASSERT_EQ(exported.messages.size(), 1u);
+  EXPECT_EQ(exported.messages[0].from, "Smith, John");
+  ASSERT_EQ(exported.messages[0].items.size(), 2u);
+  EXPECT_EQ(exported.messages[0].items[1].title, "ABC.WK4 5/6/97 3:10PM");
+  EXPECT_EQ(exported.messages[0].items[1].data, "\x0a\x0b\xff");
+  // The rules every file follows still hold: an empty From, a missing Contents.
+  ReadResult broken = ReadImportFile("Message:\r\nFrom: \r\nDate: 6/2/98 8:39\r\nTo: x at INTERNET\r\nSubject: s\r\n", s,
+                                     {.exported = true});
+  EXPECT_FALSE(broken.ok());
+  EXPECT_NE(ViolationsText(broken).find("From: is empty"), std::string::npos) << ViolationsText(broken);
+}
+
 TEST(Reader, GarbageNeverCrashesAndIsReported) {
   for (const std::string& g : {std::string(""), std::string("\r\n"), std::string("Message:"), std::string("Message:\r\n99999999999\r\n"),
                                std::string("Message:\r\n5\r\nFrom:"), std::string(1000, '\0')}) {

@@ -26,7 +26,7 @@ ctags --version 2>/dev/null | grep -q 'Universal Ctags' || die "ctags is not uni
 # Repository paths as the docs write them: a top-level component folder, then a file with
 # one of these extensions. Include-style paths (ccmail/store/io.h) and absolute paths are
 # not repository paths and are skipped by the leading-character rule.
-readonly TOP='(milter|store|shm|exporter|ctl|config|common|ccmail_format|mtaconf|tests|scripts|packaging|bench|cmake|docs|demo)'
+readonly TOP='(milter|store|shm|exporter|ctl|config|common|ccmail_format|mtaconf|smtp|submitter|tests|scripts|packaging|bench|cmake|docs|demo)'
 readonly PATH_RE="(?<![A-Za-z0-9_./-])${TOP}/[A-Za-z0-9_./+-]*[A-Za-z0-9_]\.(cpp|h|sh|py|md|txt|cmake)(:[A-Za-z_~][A-Za-z0-9_~]*(::[A-Za-z_~][A-Za-z0-9_~]*)*)?"
 
 # The format reference's section numbers: "reference 8.7", "Reference (2.3)", "reference §2",

@@ -59,7 +59,7 @@ struct ExportText {
 
 inline format::ImportMessage ReadOne(const std::string& text, const format::FormatSettings& fs,
                                      bool expect_clean = true) {
-  format::ReadResult r = format::ReadImportFile(text, fs, {.detect_layout = true});
+  format::ReadResult r = format::ReadImportFile(text, fs, {.detect_layout = true, .exported = true});
   if (expect_clean) {
     for (const auto& v : r.violations) ADD_FAILURE() << "reader: " << v.offset << ": " << v.reason;
   }

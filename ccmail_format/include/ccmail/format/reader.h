@@ -19,6 +19,8 @@
 //   to ItemSizeCount() of its section; without it, no unprotected keyword line
 //   inside item data; files=hex data well-formed.
 //
+//   ReadOptions::exported relaxes the rules that only our writer promises (see there).
+//
 //   The layout comes from settings.itemsize unless options.detect_layout, in
 //   which case the line after the first "Message:" decides (digits: /ITEMSIZE).
 //
@@ -58,6 +60,10 @@ struct ImportMessage {
 struct ReadOptions {
   bool keep_data = true;       // fill ImportItem::data
   bool detect_layout = false;  // choose /ITEMSIZE or keyword layout from the file
+  // The file is cc:Mail EXPORT output (the way back), not ours: From may be a bare local name,
+  // a File item title may carry the date/time EXPORT appends (any name, no 8.3 check),
+  // subjects are not held to subject_max or subject_brackets, and hex digits may be lower case.
+  bool exported = false;
   size_t max_violations = 1000;
 };
 

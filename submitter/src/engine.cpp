@@ -347,6 +347,7 @@ struct Submitter::Impl {
     format::ReadOptions ro;
     ro.keep_data = true;
     ro.detect_layout = true;
+    ro.exported = true;  // cc:Mail's EXPORT wrote it, not our writer
     format::ReadResult rr = format::ReadImportFile(bytes, opt.format, ro);
     if (!rr.ok() || rr.messages.empty()) {
       std::string reason = rr.messages.empty() && rr.ok() ? "no message in the file" : "not a readable cc:Mail EXPORT file:";
@@ -388,6 +389,10 @@ struct Submitter::Impl {
     if (!cs.ok()) {
       CCMAIL_RETURN_IF_ERROR(ledger->RecordMessage(row));
       return QuarantineMessage(f, idx, "cannot be converted: " + cs.ToString());
+    }
+    if (sub.envelope_from.empty() && sub.mime.empty() && refusal.reason.empty()) {
+      CCMAIL_RETURN_IF_ERROR(ledger->RecordMessage(row));
+      return QuarantineMessage(f, idx, "the conversion gave neither a message nor a refusal");
     }
     if (sub.envelope_from.empty() && sub.mime.empty()) {  // refused by the conversion
       row.author = refusal.author_address;

@@ -52,7 +52,7 @@ rp_supervise_submitter() {
       echo "supervisor: submitter $x exited with $? (start $((n += 1)))" >> "$T/submitter.log"
       sleep 0.2
     done
-  ) &
+  ) 2>> "$T/submitter.log" &
   SUBSUP=$!
 }
 

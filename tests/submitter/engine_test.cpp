@@ -151,6 +151,18 @@ TEST_F(EngineTest, SendsEveryMessageOnceAndSettlesTheFile) {
   EXPECT_NE(Slurp(dir_.path() + "/state/metrics").find("messages_sent 3\n"), std::string::npos);
 }
 
+// What cc:Mail's EXPORT writes but our writer never does (a bare local author, a long subject
+// with brackets) is read, not quarantined.
+TEST_F(EngineTest, ExportFilesAreReadWithExportRules) {
+  ExportMessage m = Msg("[Re] a subject longer than the sixty characters our own writer keeps to");
+  m.from = "Doe, Jane";
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(m)));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  ASSERT_EQ(From("jane.doe@example.com").size(), 1u);
+  EXPECT_EQ(sub_->metrics().files_quarantined, 0u);
+}
+
 TEST_F(EngineTest, TheSameBytesTakenAgainAreRecognised) {
   const std::string text = ExportText(Msg("once"));
   ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", text));
@@ -276,7 +288,8 @@ TEST_F(EngineTest, RefusedRecipientsGoBackToTheAuthor) {
 
 TEST_F(EngineTest, ConversionRefusalsAndFailures) {
   ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("REFUSE me")) + ExportText(Msg("NOAUTHOR here")) +
-                                                  ExportText(Msg("BROKEN one")) + ExportText(Msg("fine"))));
+                                                  ExportText(Msg("BROKEN one")) + ExportText(Msg("fine")) +
+                                                  ExportText(Msg("NOTHING at all"))));
   Open();
   ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
   EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
@@ -288,7 +301,9 @@ TEST_F(EngineTest, ConversionRefusalsAndFailures) {
   ASSERT_TRUE(l->ListFiles(&files).ok());
   std::vector<SubmitMessage> ms;
   ASSERT_TRUE(l->ListMessages(files[0].file_id, &ms).ok());
-  ASSERT_EQ(ms.size(), 4u);
+  ASSERT_EQ(ms.size(), 5u);
+  EXPECT_EQ(ms[4].state, MessageState::kQuarantined);
+  EXPECT_NE(ms[4].reply.find("neither a message nor a refusal"), std::string::npos) << ms[4].reply;
   EXPECT_EQ(ms[0].state, MessageState::kRefused);
   EXPECT_EQ(ms[1].state, MessageState::kQuarantined);
   EXPECT_EQ(ms[2].state, MessageState::kQuarantined);

@@ -3,7 +3,8 @@
 // The engine's tests need a conversion but test the engine, not the conversion (to_mime.h
 // has its own tests): TestConvert maps the author "First Last at PO" to first.last@example.com
 // and the recipients "addr at INTERNET" to addr; a subject starting with REFUSE is refused
-// (author told), NOAUTHOR refused with no author address, BROKEN fails the conversion.
+// (author told), NOAUTHOR refused with no author address, BROKEN fails the conversion,
+// NOTHING returns Ok with neither a message nor a refusal.
 #pragma once
 
 #include <cctype>
@@ -70,6 +71,7 @@ inline std::string AuthorAddress(const std::string& from) {
 inline Status TestConvert(const format::ImportMessage& m, std::string_view post_office, Submission* out,
                           SubmissionRefusal* refusal) {
   if (m.subject.rfind("BROKEN", 0) == 0) return Status::Corrupt("test conversion: broken message");
+  if (m.subject.rfind("NOTHING", 0) == 0) return Status::Ok();  // a conversion bug: neither output
   if (m.subject.rfind("NOAUTHOR", 0) == 0) {
     refusal->reason = "no author address";
     return Status::Ok();

@@ -169,8 +169,8 @@ PY
 chown "$E2E_USER:$E2E_GROUP" "$inbox/HUBPO2/.EXPORT01.TXT.tmp"
 before=$(ls "$T"/internet/*.eml 2>/dev/null | wc -l)
 mv "$inbox/HUBPO2/.EXPORT01.TXT.tmp" "$inbox/HUBPO2/EXPORT01.TXT"
-echo "-- $inbox/HUBPO2/EXPORT01.TXT (as text):"
-tr -d '\r' < "$inbox/HUBPO2/EXPORT01.TXT" | sed 's/^/   /'
+echo "-- $inbox/HUBPO2/EXPORT01.TXT (code page 850, shown in UTF-8):"
+iconv -f CP850 -t UTF-8 < "$inbox/HUBPO2/EXPORT01.TXT" | tr -d '\r' | sed 's/^/   /'
 for _ in $(seq 1 300); do
   [ "$(ls "$T"/internet/*.eml 2>/dev/null | wc -l)" -gt "$before" ] && break
   postqueue -c "$T/pf/etc" -f >/dev/null 2>&1 || true

@@ -3,7 +3,7 @@
 
 The files are spelled out here line by line, NOT produced by the project's writer, so that the
 reverse path (ccmail-submitter) is tested against an independent rendering of
-/work/shared/reference/ccmail-format.md sections 2.x and docs/FORMAT.md sections 2-3:
+docs/FORMAT.md sections 2-3 (and the format reference it is built on, sections 2.x):
 
   HUBPO2/EXPCOUNT.CCM   the /ITEMSIZE layout (byte counts after Message:, Contents:, each item),
                         raw file data followed by CRLF (raw_file_crlf = yes), code page 850

@@ -12,7 +12,8 @@
 #     and restarted (like systemd's Restart=);
 #  3. the keyword-layout files (files = hex) in a second phase, the submitter restarted with
 #     itemsize = no, files = hex;
-#  4. reverse_path.py verify compares every message at the sink with its source (envelope
+#  4. `ccmailctl check-mta` probes the same Postfix as submit_relay (up to RCPT, never DATA);
+#  5. reverse_path.py verify compares every message at the sink with its source (envelope
 #     sender and recipients, subject, text items, attachments byte for byte; Python's email
 #     package decodes), the round trip with the original Internet message, and prints
 #     "reverse_path: files=F messages=M delivered=D duplicates=X lost=L"; duplicates must not
@@ -157,7 +158,22 @@ rp_feed SALESPO "$E2E_SRC/tests/corpus/export/SALESPO/EXPKEYWD.CCM"
 rp_wait "$($RP count --inbox-copy "$T/fed" --hex-po SALESPO)" 60 || rp_fail "the keyword-layout file was not submitted"
 sleep 2   # a late duplicate would show up here
 
-# ---------------------------------------------------------------- 4. compare
+# ---------------------------------------------------------------- 4. check-mta knows the relay
+# The submitter's part of check-mta against this real Postfix: reachable, the author domain
+# accepted as sender, an Internet recipient relayed from 127.0.0.1 (the probe stops before DATA,
+# so the sink must not see it: the comparison below would report it as unexpected).
+"$CTL" -c "$T/ccmail.conf" --json check-mta > "$T/check-mta.json" 2> "$T/check-mta.err"
+$E2E_PY - "$T/check-mta.json" <<'PY' || rp_fail "ccmailctl check-mta does not see a working submit_relay"
+import json, sys
+found = [f for f in json.load(open(sys.argv[1]))["findings"] if f["mta"] == "submitter"]
+for f in found:
+    print("check-mta: %s %s = %s" % (f["verdict"], f["what"], f["found"]))
+whats = " | ".join(f["what"] for f in found)
+ok = len(found) >= 3 and all(f["verdict"] == "ok" for f in found) and "relays Internet mail" in whats
+sys.exit(0 if ok else 1)
+PY
+
+# ---------------------------------------------------------------- 5. compare
 metrics=$("$CTL" -c "$T/ccmail.conf" submitter metrics --json 2> "$T/metrics.err") || rp_fail "ccmailctl submitter metrics: $(cat "$T/metrics.err")"
 in_doubt=$(echo "$metrics" | $E2E_PY -c 'import json,sys; print(json.load(sys.stdin)["in_doubt_resubmitted"])')
 e2e_log "in_doubt_resubmitted=$in_doubt"

@@ -35,6 +35,7 @@ cp -a "$src/packaging/debian" "$pkgsrc/debian"
 cp "$src/packaging/systemd/ccmail-milter.service"   "$pkgsrc/debian/ccmail-bridge.ccmail-milter.service"
 cp "$src/packaging/systemd/ccmail-milter.socket"    "$pkgsrc/debian/ccmail-bridge.ccmail-milter.socket"
 cp "$src/packaging/systemd/ccmail-exporter.service" "$pkgsrc/debian/ccmail-bridge.ccmail-exporter.service"
+cp "$src/packaging/systemd/ccmail-submitter.service" "$pkgsrc/debian/ccmail-bridge.ccmail-submitter.service"
 cp "$src/packaging/systemd/ccmail-bridge.sysusers"  "$pkgsrc/debian/ccmail-bridge.sysusers"
 cp "$src/packaging/systemd/ccmail-bridge.tmpfiles"  "$pkgsrc/debian/ccmail-bridge.tmpfiles"
 

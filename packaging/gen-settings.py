@@ -47,7 +47,8 @@ def parse(path):
 
 
 TITLES = {'general': 'General (every process)', 'milter': 'ccmail-milter',
-          'exporter': 'ccmail-exporter', 'format': 'cc:Mail import file format'}
+          'exporter': 'ccmail-exporter', 'format': 'cc:Mail import file format',
+          'submitter': 'ccmail-submitter (the way back: cc:Mail EXPORT files to Internet mail)'}
 
 
 def groups(rows):

@@ -12,7 +12,10 @@
 # 4. sends the sample messages in demo/mail/ with swaks, to cc:Mail users on two post offices and
 #    to one Internet recipient, waits for `ccmailctl drain`,
 # 5. shows the outbox, an import file, the manifests, ccmail-lint, `ccmailctl status`, and where
-#    the Internet recipient's copy went, then stops everything and keeps the directory.
+#    the Internet recipient's copy went,
+# 6. the way back: starts ccmail-submitter, puts a cc:Mail EXPORT file (John Smith answers Alice,
+#    with a file attached) into the inbox, and shows the Internet message that came out at the
+#    sink and `ccmailctl submitter status`, then stops everything and keeps the directory.
 #
 # Environment: CCMAIL_SKIP_DEPS=1, CCMAIL_BUILD_ROOT=DIR, CCMAIL_DEMO_DIR=DIR (default: mktemp).
 set -euo pipefail
@@ -40,7 +43,7 @@ say "Building Release in $build"
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build" -j "$(nproc)" --target ccmail-milter ccmail-exporter ccmailctl ccmail-lint
+cmake --build "$build" -j "$(nproc)" --target ccmail-milter ccmail-exporter ccmailctl ccmail-lint ccmail-submitter
 
 # The test library runs the same setup the end-to-end suite uses (tests/e2e/lib.sh).
 export CCMAIL_SOURCE_DIR="$src" CCMAIL_BINARY_DIR="$build"
@@ -60,7 +63,7 @@ E2E_TABLE="ccmail-demo-${T##*.}"
 demo_exit() {
   local rc=$?
   set +e
-  say "Stopping Postfix, ccmail-milter, ccmail-exporter and the sink"
+  say "Stopping Postfix, ccmail-milter, ccmail-exporter, ccmail-submitter and the sink"
   KEEP=1 e2e_cleanup
   if [ "$rc" = 0 ]; then
     echo "Everything ran in $T and is kept there:"
@@ -68,6 +71,7 @@ demo_exit() {
     echo "  $T/ccmail.conf           the bridge's configuration; $T/address-map the address map"
     echo "  $T/milter.log $T/exporter.log $T/pf/maillog   the logs"
     echo "  $T/internet/*.eml $T/sink.log   what the Internet sink received"
+    echo "  $T/bridge/inbox/<PO>/    cc:Mail EXPORT files for ccmail-submitter (the way back); $T/submitter.log"
     echo "Remove it with: rm -rf $T"
   else
     echo "demo.sh FAILED (exit $rc); logs kept in $T"
@@ -138,3 +142,43 @@ echo "loopback sink standing in for the Internet. The sink's log ($T/sink.log: m
 cat "$T/sink.log"
 echo "The copy itself, as the sink received it: $(ls "$T"/internet/*.eml 2>/dev/null | tr '\n' ' ')"
 grep -E 'to=<pat@partner.example>.*status=' "$T/pf/maillog" | sed 's/^/  maillog: /' || true
+
+say "The way back: a cc:Mail EXPORT file in, an Internet message out (ccmail-submitter)"
+inbox="$T/bridge/inbox"
+mkdir -p "$inbox/HUBPO2"
+chown -R "$E2E_USER:$E2E_GROUP" "$inbox"
+conf_set "$T/ccmail.conf" "inbox_directory = $inbox" "submit_relay = 127.0.0.1:$PF_PORT" \
+  "submitter_user = $E2E_USER" "submitter_pid_file = $T/run/ccmail-submitter.pid"
+echo "ccmail-submitter reads $inbox/<PO>/ and submits to the private Postfix (submit_relay = 127.0.0.1:$PF_PORT)"
+"$build/submitter/ccmail-submitter" --stderr -c "$T/ccmail.conf" >> "$T/submitter.log" 2>&1 &
+E2E_PIDS+=($!)
+# What cc:Mail's EXPORT (/ITEMSIZE layout, code page 850) leaves for the gateway: John Smith on
+# HUBPO2 answers Alice on the Internet (alice@partner.example at the gateway post office INTERNET)
+# and attaches a file; Maria on SALESPO gets a copy inside cc:Mail (not submitted).
+python3 - "$inbox/HUBPO2/.EXPORT01.TXT.tmp" <<'PY'
+import sys
+def lines(*ls): return b"".join(l.encode("cp850") + b"\r\n" for l in ls)
+text = lines("Hello Alice,", "", "thanks for the figures. Our comments are attached.", "", "John")
+notes = lines("1. Q3 looks right.", "2. Café budget: approved.")
+items = b"Text item:\r\n%d\r\n" % len(text) + text + b"File item: NOTES.TXT 12/6/26 9:15AM\r\n%d\r\n" % len(notes) + notes + b"\r\n"
+head = lines("From: Smith, John at HUBPO2", "Date: 12/6/26 9:15", "To: alice@partner.example at INTERNET",
+             "Cc: Garcia, Maria at SALESPO", "Subject: Re: Quarterly figures")
+body = head + b"Contents:\r\n%d\r\n" % len(items) + items
+open(sys.argv[1], "wb").write(b"Message:\r\n%d\r\n" % len(body) + body)
+PY
+chown "$E2E_USER:$E2E_GROUP" "$inbox/HUBPO2/.EXPORT01.TXT.tmp"
+before=$(ls "$T"/internet/*.eml 2>/dev/null | wc -l)
+mv "$inbox/HUBPO2/.EXPORT01.TXT.tmp" "$inbox/HUBPO2/EXPORT01.TXT"
+echo "-- $inbox/HUBPO2/EXPORT01.TXT (code page 850, shown in UTF-8):"
+iconv -f CP850 -t UTF-8 < "$inbox/HUBPO2/EXPORT01.TXT" | tr -d '\r' | sed 's/^/   /'
+for _ in $(seq 1 300); do
+  [ "$(ls "$T"/internet/*.eml 2>/dev/null | wc -l)" -gt "$before" ] && break
+  postqueue -c "$T/pf/etc" -f >/dev/null 2>&1 || true
+  sleep 0.2
+done
+out=$(ls "$T"/internet/*.eml 2>/dev/null | sort | tail -n +"$((before + 1))" | head -1)
+[ -n "$out" ] || { tail -20 "$T/submitter.log"; echo "demo.sh: the EXPORT file did not come out at the sink" >&2; exit 1; }
+say "The Internet message that came out at the sink: $out"
+sed -n '1,60p' "$out" | tr -d '\r' | cut -c1-100
+say "ccmailctl submitter status"
+e2e_ctl submitter status

@@ -8,6 +8,7 @@
 #include "ccmail/common/log.h"
 #include "commands.h"
 #include "format.h"
+#include "submitter_cmd.h"
 
 namespace ccmail::ctl {
 namespace {
@@ -97,6 +98,8 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
   rebuild->add_option("--from", rebuild_from, "also read the *.MAN files under this directory (archived batches; repeatable)")
       ->allow_extra_args(false);
 
+  auto submitter = AddSubmitterCommands(&app);  // the way back (submitter_cmd.cpp)
+
   std::vector<std::string> rev(args.rbegin(), args.rend());
   if (!rev.empty()) rev.pop_back();  // the program name
   try {
@@ -134,6 +137,7 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (verify->parsed()) return CmdVerify(io, verify_full);
   if (backup->parsed()) return CmdLedgerBackup(io, backup_file);
   if (rebuild->parsed()) return CmdLedgerRebuild(io, rebuild_from);
+  if (int rc; RunSubmitterCommand(*submitter, io, &rc)) return rc;
   err << "ccmailctl: no command\n";
   return kExitUsage;
 }

@@ -2,6 +2,7 @@
 #include "ccmail/config/settings.h"
 #include "ccmail/ctl/json.h"
 #include "commands.h"
+#include "submitter_cmd.h"
 #include "format.h"
 
 namespace ccmail::ctl {
@@ -20,6 +21,7 @@ int CmdCheckMta(const Io& io) {
   opt.dedup_window = std::chrono::duration_cast<std::chrono::seconds>(dedup);
   if (io.env.adjust_check_mta) io.env.adjust_check_mta(&opt);
   mtaconf::MtaReport report = mtaconf::CheckMta(opt);
+  AddSubmitRelayFindings(io.ctx, &report);  // the way back (submitter_cmd.cpp)
   if (io.json) {
     static const char* kVerdict[] = {"ok", "missing", "wrong", "info", "warning"};
     JsonWriter w;

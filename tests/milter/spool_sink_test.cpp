@@ -168,12 +168,23 @@ TEST(SpoolSinkTest, LargeAndOddChunksAreStoredExactly) {
 
 TEST(SpoolSinkTest, BacklogOfOtherWritersIsRecountedInTheBackground) {
   Fixture f;
+  // Own commit: counted at once, without waiting for a re-count. Checked on a sink with no
+  // re-count thread: a re-count running between the commit's rename and its increment counts
+  // the file twice until the next re-count (a transient over-estimate, on the safe side of
+  // the backlog limits), so with one running the exact figure would be a race.
+  CaptureReceipt rc;
+  {
+    SpoolSinkOptions quiet = f.opt;
+    quiet.stats_refresh_ms = 0;
+    std::unique_ptr<SpoolCaptureSink> first;
+    ASSERT_TRUE(SpoolCaptureSink::Open(quiet, &first).ok());
+    ASSERT_TRUE(WriteOne(first.get(), &rc).ok());
+    EXPECT_EQ(first->Probe().backlog_messages, 1u);
+  }
   f.opt.stats_refresh_ms = 50;
   std::unique_ptr<SpoolCaptureSink> sink;
   ASSERT_TRUE(SpoolCaptureSink::Open(f.opt, &sink).ok());
-  CaptureReceipt rc;
-  ASSERT_TRUE(WriteOne(sink.get(), &rc).ok());
-  EXPECT_EQ(sink->Probe().backlog_messages, 1u);  // own commit: counted at once
+  EXPECT_EQ(sink->Probe().backlog_messages, 1u);  // counted at open
   std::unique_ptr<store::Spool> other;            // another milter process
   ASSERT_TRUE(store::Spool::Open(f.opt.spool_root, &other, nullptr, "9.9").ok());
   for (int i = 0; i < 2; ++i) {

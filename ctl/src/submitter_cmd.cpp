@@ -398,6 +398,7 @@ int List(const Io& io, const SubmitterCli& cli) {
         w.BeginObject().StringMembers({{"key", m.file_id + ":" + std::to_string(m.idx)}, {"message_id", m.message_id},
                                        {"state", submitter::MessageStateName(m.state)}, {"author", m.author},
                                        {"reply", m.reply}});
+        w.Key("attempts").Int(m.attempts).Key("resubmissions").Int(m.resubmissions);
         w.Key("recipients").BeginArray();
         for (const auto& r : m.recipients) w.String(r);
         w.EndArray().EndObject();
@@ -435,7 +436,8 @@ int Show(const Io& io, const std::string& key) {
     w.StringMembers({{"file_id", m.file_id}, {"message_id", m.message_id},
                      {"state", submitter::MessageStateName(m.state)}, {"author", m.author}, {"reply", m.reply},
                      {"post_office", f.post_office}, {"file_name", f.name}, {"file_state", f.state}});
-    w.Key("index").Int(m.idx).Key("attempts").Int(m.attempts).Key("settled_ms").Int(m.settled_ms);
+    w.Key("index").Int(m.idx).Key("attempts").Int(m.attempts).Key("resubmissions").Int(m.resubmissions);
+    w.Key("settled_ms").Int(m.settled_ms);
     w.Key("taken_ms").Int(f.taken_ms);
     w.Key("taken_copy").String(have_bytes ? taken : "");
     w.Key("recipients").BeginArray();
@@ -451,6 +453,9 @@ int Show(const Io& io, const std::string& key) {
   t.Add("author", m.author);
   t.Add("recipients", Join(m.recipients, ", "));
   t.Add("attempts", std::to_string(m.attempts));
+  if (m.resubmissions > 0)
+    t.Add("resubmitted", std::to_string(m.resubmissions) +
+                             " time(s) while in doubt: its recipients may hold as many extra copies");
   if (m.settled_ms) t.Add("settled", FormatUtc(m.settled_ms));
   if (!m.reply.empty()) t.Add("reply", m.reply);
   t.Add("file", f.post_office + "/" + f.name + " (" + std::to_string(f.messages) + " message(s), " + f.state + ")");

@@ -22,13 +22,16 @@ CREATE TABLE IF NOT EXISTS files(
 CREATE TABLE IF NOT EXISTS messages(
   file_id TEXT NOT NULL, idx INTEGER NOT NULL, message_id TEXT NOT NULL, author TEXT NOT NULL,
   recipients TEXT NOT NULL, state TEXT NOT NULL, reply TEXT NOT NULL, settled_ms INTEGER NOT NULL,
-  attempts INTEGER NOT NULL, PRIMARY KEY(file_id, idx));
+  attempts INTEGER NOT NULL, resubmissions INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(file_id, idx));
 CREATE INDEX IF NOT EXISTS messages_by_id ON messages(message_id);
 CREATE INDEX IF NOT EXISTS files_by_state ON files(state);
-INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 1), ('in_doubt_resubmitted', 0);
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 2), ('in_doubt_resubmitted', 0);
 )SQL";
 
 constexpr const char* kMessageColumns =
+    "file_id, idx, message_id, author, recipients, state, reply, settled_ms, attempts, resubmissions";
+// The columns INSERT gives (resubmissions keeps its default).
+constexpr const char* kInsertedMessageColumns =
     "file_id, idx, message_id, author, recipients, state, reply, settled_ms, attempts";
 constexpr const char* kFileColumns = "file_id, post_office, name, taken_ms, messages, state";
 
@@ -168,6 +171,7 @@ SubmitMessage MessageFromRow(const Stmt& st) {
   m.reply = st.Text(6);
   m.settled_ms = st.Int(7);
   m.attempts = static_cast<int>(st.Int(8));
+  m.resubmissions = static_cast<int>(st.Int(9));
   return m;
 }
 
@@ -180,6 +184,23 @@ Status InTransaction(SubmitLedger::Impl* im, const char* what, Body body) {
   if (s.ok()) s = im->Exec("COMMIT", std::string(what) + ": commit");
   if (!s.ok()) (void)im->Exec("ROLLBACK", "rollback");
   return s;
+}
+
+// Schema 1 (before per-message resubmission counts) -> 2, in one transaction.
+Status UpgradeSchema(SubmitLedger::Impl* im) {
+  {
+    Stmt version(im, "SELECT value FROM meta WHERE key = 'schema'");  // finalized before the ALTER
+    CCMAIL_RETURN_IF_ERROR(version.Prepared("read the schema"));
+    bool row = false;
+    CCMAIL_RETURN_IF_ERROR(version.Step("read the schema", &row));
+    if (!row) return Status::Corrupt("submit ledger " + im->path + ": no schema row");
+    if (version.Int(0) >= 2) return Status::Ok();
+  }
+  return InTransaction(im, "upgrade the schema", [&] {
+    CCMAIL_RETURN_IF_ERROR(im->Exec("ALTER TABLE messages ADD COLUMN resubmissions INTEGER NOT NULL DEFAULT 0",
+                                    "upgrade the schema: add messages.resubmissions"));
+    return im->Exec("UPDATE meta SET value = 2 WHERE key = 'schema'", "upgrade the schema: version 2");
+  });
 }
 
 }  // namespace
@@ -199,6 +220,7 @@ Status SubmitLedger::Open(const std::string& path, std::unique_ptr<SubmitLedger>
   CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA journal_mode=WAL", "journal_mode=WAL"));
   CCMAIL_RETURN_IF_ERROR(im->Exec("PRAGMA synchronous=FULL", "synchronous=FULL"));
   CCMAIL_RETURN_IF_ERROR(im->Exec(kSchema, "create the schema"));
+  CCMAIL_RETURN_IF_ERROR(UpgradeSchema(im.get()));
   out->reset(new SubmitLedger(std::move(im)));
   return Status::Ok();
 }
@@ -217,6 +239,9 @@ Status SubmitLedger::OpenReadOnly(const std::string& path, std::unique_ptr<Submi
   bool row = false;
   CCMAIL_RETURN_IF_ERROR(check.Step("read the schema", &row));
   if (!row) return Status::Corrupt("submit ledger " + path + ": no schema row");
+  if (check.Int(0) < 2)
+    return Status::InvalidArgument("submit ledger " + path + " has schema " + std::to_string(check.Int(0)) +
+                                   ": start ccmail-submitter once to upgrade it");
   out->reset(new SubmitLedger(std::move(im)));
   return Status::Ok();
 }
@@ -284,7 +309,7 @@ Status SubmitLedger::ListFiles(std::vector<SubmitFile>* out) { return ListFilesW
 Status SubmitLedger::RecordMessage(const SubmitMessage& m) {
   return InTransaction(impl_.get(), "record message", [&] {
     const std::string what = "record message " + m.file_id + ":" + std::to_string(m.idx);
-    Stmt ins(impl_.get(), std::string("INSERT OR IGNORE INTO messages(") + kMessageColumns +
+    Stmt ins(impl_.get(), std::string("INSERT OR IGNORE INTO messages(") + kInsertedMessageColumns +
                               ") VALUES(?,?,?,?,?,'pending','',0,0)");
     CCMAIL_RETURN_IF_ERROR(ins.Prepared(what));
     ins.Bind(1, m.file_id);
@@ -336,6 +361,11 @@ Status SubmitLedger::MarkInDoubt(const std::string& file_id, int idx, bool* resu
     CCMAIL_RETURN_IF_ERROR(st.Step(what));
     if (m.state == MessageState::kInDoubt) {
       *resubmission = true;
+      Stmt count(impl_.get(), "UPDATE messages SET resubmissions = resubmissions + 1 WHERE file_id = ? AND idx = ?");
+      CCMAIL_RETURN_IF_ERROR(count.Prepared("count a resubmission of " + file_id + ":" + std::to_string(idx)));
+      count.Bind(1, file_id);
+      count.Bind(2, static_cast<int64_t>(idx));
+      CCMAIL_RETURN_IF_ERROR(count.Step("count a resubmission of " + file_id + ":" + std::to_string(idx)));
       CCMAIL_RETURN_IF_ERROR(impl_->Exec(
           "UPDATE meta SET value = value + 1 WHERE key = 'in_doubt_resubmitted'", "count a resubmission"));
     }

@@ -10,7 +10,7 @@
                                        = Internet addresses at the gateway) and the Message count
                                        is recomputed; items are left exactly as the writer made them
   reexport --out DIR --plan TSV FILE...         import files from the outbox "as if exported": same rewrite
-  verify   --inbox-copy DIR --sink DIR --map MAP [--roundtrip DIR] [--allowed-duplicates N]
+  verify   --inbox-copy DIR --sink DIR --map MAP [--roundtrip DIR] [--submit-ledger JSON...]
                                        compares every message at the sink with its source and prints
                                        reverse_path: files=F messages=M delivered=D duplicates=X lost=L
 
@@ -263,6 +263,7 @@ def group_deliveries(deliveries):
         g = groups[key]
         for r in d["rcpts"]:
             g["rcpt_count"][r] = g["rcpt_count"].get(r, 0) + 1
+            g.setdefault("rcpt_files", {}).setdefault(r, []).append(os.path.basename(d["path"]))
     dups = 0
     out = []
     for key in order:
@@ -338,6 +339,17 @@ def cmd_count(args):
     return 0
 
 
+def load_resubmissions(paths):
+    """Message-ID -> resubmissions, and their sum, from ccmailctl's JSON message lists."""
+    out, total = {}, 0
+    for path in paths:
+        for m in json.load(open(path)):
+            n = int(m.get("resubmissions", 0))
+            out[m["message_id"]] = out.get(m["message_id"], 0) + n
+            total += n
+    return out, total
+
+
 def cmd_verify(args):
     try:
         expected, files = sources(args)
@@ -345,6 +357,20 @@ def cmd_verify(args):
         print("reverse_path: cannot read a source: %s" % e)
         return 1
     received, split_dups = group_deliveries([received_message(p) for p in sorted(glob.glob(os.path.join(args.sink, "*.eml")))])
+    resubmissions, counted_total = load_resubmissions(args.submit_ledger) if args.submit_ledger else ({}, 0)
+    # A copy beyond the first is allowed only where the submit ledger says the message was sent
+    # again while in doubt, and only as many times as it says, for each of its recipients.
+    over = []
+    for g in received:
+        mid = str(g["msg"].get("Message-ID", ""))
+        allowed = resubmissions.get(mid, 0)
+        for r, n in sorted(g["rcpt_count"].items()):
+            if n > 1:
+                verdict = "within the message's %d resubmission(s)" % allowed if n - 1 <= allowed else "NOT COUNTED"
+                print("DUPLICATE %s to <%s>: %d deliveries (%s), %s" % (
+                    mid, r, n, " ".join(g["rcpt_files"][r]), verdict))
+                if n - 1 > allowed:
+                    over.append((mid, r))
     want = {}
     for e in expected:
         want.setdefault(signature(e), []).append(e)
@@ -363,7 +389,14 @@ def cmd_verify(args):
         for p in header_problems(e, g):
             problems.append("%s (%s): %s" % (e["source"], os.path.basename(g["path"]), p))
     lost = [e for e in expected if signature(e) not in seen]
-    dups = split_dups + sum(max(0, n - len(want[s])) for s, n in seen.items())
+    # The same source under another Message-ID is never a resubmission (the id is derived from
+    # the message): any such copy fails.
+    distinct_id_dups = sum(max(0, n - len(want[s])) for s, n in seen.items())
+    for s, n in seen.items():
+        if n > len(want[s]):
+            print("DUPLICATE %s %r: %d arrivals under distinct Message-IDs for %d source(s)" % (
+                want[s][0]["source"], want[s][0]["subject"], n, len(want[s])))
+    dups = split_dups + distinct_id_dups
     delivered = sum(min(n, len(want[s])) for s, n in seen.items())
     for e in lost:
         near = [g for g in received if g["subject"] == e["subject"]] or received[:1]
@@ -377,9 +410,14 @@ def cmd_verify(args):
     rt_bad = roundtrip(args, received) if args.roundtrip else 0
     print("reverse_path: files=%d messages=%d delivered=%d duplicates=%d lost=%d" % (
         files, len(expected), delivered, dups, len(lost)))
-    ok = not lost and not unknown and not problems and not rt_bad and dups <= args.allowed_duplicates
-    if dups > args.allowed_duplicates:
-        print("FAIL: %d duplicates, in_doubt allows %d" % (dups, args.allowed_duplicates))
+    consistent = args.in_doubt_resubmitted is None or counted_total == args.in_doubt_resubmitted
+    if not consistent:
+        print("FAIL: the messages' resubmissions add up to %d, in_doubt_resubmitted says %d" % (
+            counted_total, args.in_doubt_resubmitted))
+    if over or distinct_id_dups:
+        print("FAIL: %d duplicate(s) outside the counted window (%d under another Message-ID)" % (
+            len(over) + distinct_id_dups, distinct_id_dups))
+    ok = not lost and not unknown and not problems and not rt_bad and not over and not distinct_id_dups and consistent
     return 0 if ok else 1
 
 
@@ -626,7 +664,9 @@ def main():
         if name == "verify":
             p.add_argument("--sink", required=True)
             p.add_argument("--roundtrip", help="DIR with plan.tsv (original .eml, Internet recipient)")
-            p.add_argument("--allowed-duplicates", type=int, default=0)
+            p.add_argument("--submit-ledger", action="append", help="JSON of `ccmailctl --json submitter list --state ...`: "
+                           "each message's resubmissions (copies a recipient may hold beyond the first)")
+            p.add_argument("--in-doubt-resubmitted", type=int, help="the ledger's total, which the messages must add up to")
     args = ap.parse_args()
     return {"sink": cmd_sink, "generate": cmd_generate, "reexport": cmd_reexport, "verify": cmd_verify,
             "count": cmd_count}[args.cmd](args)

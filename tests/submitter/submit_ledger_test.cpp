@@ -2,6 +2,7 @@
 #include "ccmail/submitter/submit_ledger.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "ccmail/testing/temp_dir.h"
 
@@ -65,6 +66,7 @@ TEST_F(SubmitLedgerTest, InDoubtTwiceIsCountedAsAResubmission) {
   ASSERT_TRUE(ledger_->GetMessage(kFile, 0, &m).ok());
   EXPECT_EQ(m.state, MessageState::kSent);
   EXPECT_EQ(m.attempts, 2);
+  EXPECT_EQ(m.resubmissions, 1);
   EXPECT_GT(m.settled_ms, 0);
   // A settled message is never sent again.
   EXPECT_EQ(ledger_->MarkInDoubt(kFile, 0, &resubmission).code(), Status::Code::kInvalidArgument);
@@ -75,6 +77,74 @@ TEST_F(SubmitLedgerTest, InDoubtTwiceIsCountedAsAResubmission) {
   EXPECT_EQ(c.pending, 2u);
   EXPECT_EQ(c.files_taken, 1u);
   EXPECT_EQ(c.files_open, 1u);
+}
+
+// The copies a recipient may hold beyond the first are bounded per message, not only in total:
+// a message with two recipients sent three times may give each of them two extra copies.
+TEST_F(SubmitLedgerTest, ResubmissionsAreCountedPerMessage) {
+  bool resubmission = false;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ledger_->MarkInDoubt(kFile, 0, &resubmission).ok());
+  ASSERT_TRUE(ledger_->MarkInDoubt(kFile, 1, &resubmission).ok());
+  ASSERT_TRUE(ledger_->ReturnToPending(kFile, 1, "451 later").ok());
+  ASSERT_TRUE(ledger_->MarkInDoubt(kFile, 1, &resubmission).ok());
+  std::vector<SubmitMessage> ms;
+  ASSERT_TRUE(ledger_->ListMessages(kFile, &ms).ok());
+  ASSERT_EQ(ms.size(), 3u);
+  EXPECT_EQ(ms[0].resubmissions, 2);
+  EXPECT_EQ(ms[0].attempts, 3);
+  EXPECT_EQ(ms[1].resubmissions, 0) << "a 4xx to the dot returned it to pending: the MTA has nothing";
+  EXPECT_EQ(ms[1].attempts, 2);
+  EXPECT_EQ(ms[2].resubmissions, 0);
+  SubmitCounters c;
+  ASSERT_TRUE(ledger_->Counters(&c).ok());
+  EXPECT_EQ(c.in_doubt_resubmitted, 2u) << "the total is the sum over the messages";
+}
+
+// A ledger written before per-message counts (schema 1) is upgraded when the daemon opens it;
+// ccmailctl's read-only open says what to do instead of failing on a missing column.
+TEST(SubmitLedgerSchemaTest, Schema1IsUpgradedByTheDaemonNotByReaders) {
+  test::TempDir dir{"submit-ledger-v1"};
+  const std::string path = dir.path() + "/ledger.db";
+  {
+    std::unique_ptr<SubmitLedger> l;
+    ASSERT_TRUE(SubmitLedger::Open(path, &l).ok());
+    bool inserted = false;
+    ASSERT_TRUE(l->RecordFile({kFile, "HQ", "EXP1.TXT", 0, 0, kFileTaken}, &inserted).ok());
+    SubmitMessage m;
+    m.file_id = kFile;
+    m.message_id = "<old@origin>";
+    m.recipients = {"a@example.net"};
+    ASSERT_TRUE(l->RecordMessage(m).ok());
+  }
+  // Turn it into what schema 1 wrote: no resubmissions column, schema = 1.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "BEGIN; ALTER TABLE messages DROP COLUMN resubmissions; "
+                         "UPDATE meta SET value = 1 WHERE key = 'schema'; COMMIT;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  std::unique_ptr<SubmitLedger> ro;
+  Status s = SubmitLedger::OpenReadOnly(path, &ro);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("schema 1"), std::string::npos) << s.ToString();
+
+  std::unique_ptr<SubmitLedger> l;
+  ASSERT_TRUE(SubmitLedger::Open(path, &l).ok());
+  SubmitMessage m;
+  ASSERT_TRUE(l->GetMessage(kFile, 0, &m).ok());
+  EXPECT_EQ(m.message_id, "<old@origin>");
+  EXPECT_EQ(m.resubmissions, 0);
+  bool resubmission = false;
+  ASSERT_TRUE(l->MarkInDoubt(kFile, 0, &resubmission).ok());
+  ASSERT_TRUE(l->MarkInDoubt(kFile, 0, &resubmission).ok());
+  ASSERT_TRUE(l->GetMessage(kFile, 0, &m).ok());
+  EXPECT_EQ(m.resubmissions, 1);
+  l.reset();
+  ASSERT_TRUE(SubmitLedger::OpenReadOnly(path, &ro).ok());
 }
 
 TEST_F(SubmitLedgerTest, RecordMessageDoesNotReopenASettledMessage) {

@@ -12,12 +12,12 @@
 // DESCRIPTION
 //   SQLite in WAL mode with synchronous=FULL; the submitter daemon is its one writer (ccmailctl
 //   may Requeue, a short transaction under the same busy time-out). Tables:
-//     meta(key PRIMARY KEY, value)          schema, in_doubt_resubmitted
+//     meta(key PRIMARY KEY, value)          schema (2), in_doubt_resubmitted
 //     files(file_id PRIMARY KEY, post_office, name, taken_ms, messages, state)
 //        file_id = sha256 hex of the file's bytes; state taken (messages to settle), done
 //        (every message settled), quarantined (unreadable: the bytes are in quarantine/)
 //     messages(file_id, idx, message_id, author, recipients, state, reply, settled_ms,
-//              attempts, PRIMARY KEY(file_id, idx))
+//              attempts, resubmissions, PRIMARY KEY(file_id, idx))
 //        recipients: the Internet recipients, one per line; idx: 0-based in the file.
 //   A message's states (docs/DESIGN.md, "The way back"):
 //     pending     converted, nothing sent (or the MTA did not take it: retried)
@@ -82,6 +82,8 @@ struct SubmitMessage {
   std::string reply;                    // last MTA reply, or the refusal/quarantine reason
   int64_t settled_ms = 0;               // 0 while pending/in_doubt
   int attempts = 0;                     // DATA commands sent (MarkInDoubt calls)
+  // DATA sent again while in_doubt: the copies beyond the first that its recipients may hold.
+  int resubmissions = 0;
 };
 
 struct SubmitCounters {
@@ -116,7 +118,8 @@ class SubmitLedger {
   Status RecordMessage(const SubmitMessage& m);
   Status GetMessage(const std::string& file_id, int idx, SubmitMessage* out);  // kNotFound
   // pending/in_doubt -> in_doubt, attempts + 1, in ONE transaction made durable before the
-  // caller sends DATA. *resubmission: the row was in_doubt already (counted).
+  // caller sends DATA. *resubmission: the row was in_doubt already (counted twice: the
+  // message's resubmissions and the ledger's in_doubt_resubmitted).
   Status MarkInDoubt(const std::string& file_id, int idx, bool* resubmission);
   // The final state (sent, partial, refused, quarantined) with the reply or reason.
   Status Settle(const std::string& file_id, int idx, MessageState state, const std::string& reply);

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "ccmail/common/log.h"
+#include "ccmail/common/name_hash.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/smtp/client.h"
 
@@ -47,17 +48,6 @@ bool Names(const format::ImportMessage& m, const std::string& rcpt) {
   return false;
 }
 
-// 64-bit FNV-1a: a stable short name part for a recipient (any characters).
-std::string NameHash(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 std::string HostName() {
   char h[256] = {};
@@ -192,7 +182,7 @@ Status BounceUndeliverable(const std::string& und_path, const std::string& manif
         "Capture id:  " + d.capture_id + "\n"
         "Content key: " + d.content_key + "\n";
     // One notice per delivery: queueing the same .UND again finds it already queued.
-    const std::string name = "und-" + d.capture_id + "-" + NameHash(post_office + "\n" + d.recipient);
+    const std::string name = "und-" + d.capture_id + "-" + StableNameHash(post_office + "\n" + d.recipient);
     s = queue->Add(name, d.sender, DeliveryStatusNotice(d.sender, "Undeliverable: " + t.subject, explanation, f, name));
     if (!s.ok()) return s;
     ++*queued;
@@ -218,7 +208,7 @@ std::string DeliveryStatusNotice(const std::string& to, const std::string& subje
                                  const FailedDelivery& failed, const std::string& message_id_seed) {
   const std::string host = HostName();
   const time_t now = ::time(nullptr);
-  const std::string boundary = "ccmail-dsn-" + NameHash(message_id_seed + "/" + std::to_string(now));
+  const std::string boundary = "ccmail-dsn-" + StableNameHash(message_id_seed + "/" + std::to_string(now));
   return "From: Mail Delivery System <MAILER-DAEMON@" + host + ">\n"
          "To: <" + OneLine(to) + ">\n"
          "Subject: " + OneLine(subject) + "\n"

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "ccmail/common/log.h"
+#include "ccmail/common/name_hash.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/exporter/bounce.h"
 #include "ccmail/submitter/submit_ledger.h"
@@ -35,17 +36,6 @@ std::string Sha256Hex(std::string_view bytes) {
   return out;
 }
 
-// 64-bit FNV-1a: a stable short part of a notice's name.
-std::string ShortHash(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 Status ReadWholeFile(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
@@ -322,7 +312,7 @@ struct Submitter::Impl {
   Status Notice(const SubmitFile& f, int idx, const std::string& author, const std::string& subject,
                 const std::string& recipient, const std::string& recipient_type, const std::string& status,
                 const std::string& diagnostic, const std::string& explanation) {
-    const std::string name = "sub-" + f.file_id.substr(0, 16) + "-" + std::to_string(idx) + "-" + ShortHash(recipient);
+    const std::string name = "sub-" + f.file_id.substr(0, 16) + "-" + std::to_string(idx) + "-" + StableNameHash(recipient);
     exporter::FailedDelivery failed;
     failed.recipient_type = recipient_type;
     failed.recipient = recipient;

@@ -282,11 +282,11 @@ struct Submitter::Impl {
 
   Status Take(const std::string& po, int po_fd, const std::string& name) {
     const std::string po_dir = opt.inbox_directory + "/" + po;
-    const std::string src = po_dir + "/" + name;
+    const std::string src = PrintableName(po_dir + "/" + name);  // for the log: the name is input
     InboxEntry entry;
     if (Status s = ReadInboxEntry(po_fd, name, opt.inbox_max_file_size, &entry); !s.ok()) {
       if (!s.IsNotFound())  // gone since the listing: nothing to take
-        LogWarning("submitter: cannot read inbox file %s, left for the next scan: %s", PrintableName(src).c_str(),
+        LogWarning("submitter: cannot read inbox file %s, left for the next scan: %s", src.c_str(),
                    s.ToString().c_str());
       return Status::Ok();
     }
@@ -301,7 +301,7 @@ struct Submitter::Impl {
     if (g.ok()) {
       LogInfo("submitter: %s has the bytes of %s/%s taken before (file %s): removed from the inbox", src.c_str(),
               known.post_office.c_str(), known.name.c_str(), id.substr(0, 16).c_str());
-      return Unlink(src, po_dir);
+      return Unlink(po_fd, name, po_dir);
     }
     if (!g.IsNotFound()) return g;
     CCMAIL_RETURN_IF_ERROR(MakeDir(opt.state_dir + "/taken"));
@@ -327,7 +327,7 @@ struct Submitter::Impl {
     CCMAIL_RETURN_IF_ERROR(ledger->RecordFile({id, po, name, 0, 0, kFileTaken}, &inserted));
     CCMAIL_RETURN_IF_ERROR(store::FaultPoint(kCrashTakeRecorded, "record " + src));
     LogInfo("submitter: took %s (%zu bytes) as file %s", src.c_str(), bytes.size(), id.substr(0, 16).c_str());
-    return Unlink(src, po_dir);
+    return Unlink(po_fd, name, po_dir);
   }
 
   // A refused entry never stays where the taker looks: renamed aside with its reason, one error line.
@@ -351,10 +351,13 @@ struct Submitter::Impl {
                src.c_str(), why.c_str(), moved.c_str(), s.ToString().c_str());
   }
 
-  Status Unlink(const std::string& src, const std::string& dir) {
-    Status s = io->Unlink(src);
-    if (!s.ok() && !s.IsNotFound()) return s;
-    return io->FsyncDir(dir, kCrashTakeUnlinked);
+  // Through the descriptor the file was read from: a symlink renamed over the post office
+  // directory since (to the spool, say) cannot redirect the unlink to a same-named file there.
+  // (The fsync by path then at worst misses the unlink: the file is recognised by its id later.)
+  Status Unlink(int po_fd, const std::string& name, const std::string& po_dir) {
+    if (::unlinkat(po_fd, name.c_str(), 0) != 0 && errno != ENOENT)
+      return Status::FromErrno("unlink " + PrintableName(po_dir + "/" + name), errno);
+    return io->FsyncDir(po_dir, kCrashTakeUnlinked);
   }
 
   // ---- (3) the open files ----

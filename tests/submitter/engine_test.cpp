@@ -455,14 +455,17 @@ TEST(InboxEntryTest, ARegularFileIsReadWhole) {
   EXPECT_TRUE(ReadInboxEntry(fd.get(), "GONE.TXT", 10, &e).IsNotFound());
 }
 
-// Runs `swap` once, right after the first file of the round is taken (unlinked from the inbox):
-// after the listing, before the next entry (or post office) is opened.
+// Runs `swap` once, at the first directory fsync of the round named `point`: with
+// kCrashTakeUnlinked right after the first file is taken (after the listing, before the next
+// entry or post office is opened); with kCrashTakeCopied after the first file was read and
+// copied, before it is unlinked from the inbox.
 class SwapAfterFirstTake : public store::DurableIoWrapper {
  public:
-  explicit SwapAfterFirstTake(std::function<void()> swap) : swap_(std::move(swap)) {}
+  explicit SwapAfterFirstTake(std::function<void()> swap, const char* point = kCrashTakeUnlinked)
+      : swap_(std::move(swap)), point_(point) {}
   Status FsyncDir(const std::string& dir, const char* point = nullptr) override {
     Status s = DurableIoWrapper::FsyncDir(dir, point);
-    if (point != nullptr && std::strcmp(point, kCrashTakeUnlinked) == 0 && !swapped_) {
+    if (point != nullptr && std::strcmp(point, point_) == 0 && !swapped_) {
       swapped_ = true;
       swap_();
     }
@@ -472,6 +475,7 @@ class SwapAfterFirstTake : public store::DurableIoWrapper {
 
  private:
   std::function<void()> swap_;
+  const char* point_;
 };
 
 // Replaces `entry` by a symlink to `target` (one rename, as an attacker would).
@@ -614,6 +618,31 @@ TEST_F(EngineTest, APostOfficeDirectorySwappedForASymlinkIsNotEntered) {
   EXPECT_EQ(AllTheRelaySaw().find(kSecretWord), std::string::npos);
   EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
   EXPECT_EQ(Count(log, "post office directory " + inbox_ + "/ZZ cannot be opened"), 1u) << log;
+}
+
+TEST_F(EngineTest, APostOfficeDirectorySwappedBeforeTheUnlinkDoesNotRedirectIt) {
+  // The taken file is unlinked through the directory it was read from: a symlink renamed over
+  // the post office directory meanwhile cannot make it unlink a same-named file elsewhere.
+  const std::string elsewhere = dir_.path() + "/spool-new";
+  ASSERT_EQ(::mkdir(elsewhere.c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFile(elsewhere + "/X.TXT", SecretText()));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/X.TXT", ExportText(Msg("bait"))));
+  SwapAfterFirstTake io(
+      [&] {
+        if (::rename((inbox_ + "/HQ").c_str(), (inbox_ + "/.HQ-real").c_str()) != 0)
+          ADD_FAILURE() << "rename HQ: " << std::strerror(errno);
+        SwapForSymlink(inbox_ + "/HQ", elsewhere);
+      },
+      kCrashTakeCopied);
+  SubmitterOptions o = Options();
+  o.io = &io;
+  server_.Start();
+  started_ = true;
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  ASSERT_TRUE(io.swapped_);
+  EXPECT_EQ(Slurp(elsewhere + "/X.TXT"), SecretText());
+  EXPECT_FALSE(Exists(inbox_ + "/.HQ-real/X.TXT"));  // the file taken is the one unlinked
 }
 
 TEST(SubmitterOptionsTest, InboxMaxFileSizeIsASize) {

@@ -105,7 +105,7 @@ Status OpenInboxPostOffice(const std::string& po_dir, UniqueFd* fd, std::vector<
   // O_NOFOLLOW: a symlink renamed over the post office directory (to the spool, say) is not entered.
   fd->reset(::open(po_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd->valid()) return Status::FromErrno("post office directory " + po_dir + " cannot be opened", errno);
-  const int list_fd = ::dup(fd->get());
+  const int list_fd = ::fcntl(fd->get(), F_DUPFD_CLOEXEC, 0);  // closedir closes this one, not *fd
   if (list_fd < 0) return Status::FromErrno("dup " + po_dir, errno);
   DIR* d = ::fdopendir(list_fd);
   if (!d) {

@@ -168,7 +168,15 @@ constexpr Row kSubmitter[] = {
     {"inbox_directory", "/var/spool/ccmail-bridge/inbox",
      "Where cc:Mail EXPORT files arrive, one sub-directory per post office (inbox_directory/<PO>/). A "
      "file is taken when its name does not start with '.' and does not end in .tmp or .part: write it "
-     "under such a name and rename it into place."},
+     "under such a name and rename it into place. Only a regular file with one link is read (opened "
+     "once, never through a symlink); anything else there (a symlink, FIFO, device, a file with "
+     "several hard links, one above inbox_max_file_size, one the submitter may not read) is not read: "
+     "it is renamed in its directory to .<name>.refused (.<name>.refused.<n> when taken), with "
+     ".<name>.refused.reason saying why and when, and an error is logged. Rename it back to retry."},
+    {"inbox_max_file_size", "200m",
+     "Largest inbox file the submitter takes, in bytes (k, m, g suffixes as message_size_limit), "
+     "judged by its size when opened, before anything is read: a larger file is set aside as "
+     "inbox_directory describes. Bounds the submitter's memory (a file is read whole)."},
     {"export_command", "",
      "Optional command the submitter runs every export_interval for each post office sub-directory "
      "of inbox_directory (the site's cc:Mail EXPORT job), with CCMAIL_POSTOFFICE and CCMAIL_EXPORT_FILE "

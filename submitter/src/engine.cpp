@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include "ccmail/common/name_hash.h"
 #include "ccmail/common/unique_fd.h"
 #include "ccmail/exporter/bounce.h"
+#include "ccmail/submitter/inbox_file.h"
 #include "ccmail/submitter/submit_ledger.h"
 #include "inbox.h"
 
@@ -118,6 +120,9 @@ Status SubmitterOptions::FromConfig(const Config& cfg, SubmitterOptions* out) {
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("inbox_directory", &o.inbox_directory));
   if (o.inbox_directory.empty() || o.inbox_directory[0] != '/')
     return Status::InvalidArgument("inbox_directory must be an absolute path, not '" + o.inbox_directory + "'");
+  CCMAIL_RETURN_IF_ERROR(cfg.GetSize("inbox_max_file_size", &o.inbox_max_file_size));
+  if (o.inbox_max_file_size == 0)
+    return Status::InvalidArgument(cfg.Where("inbox_max_file_size") + ": inbox_max_file_size: must be > 0");
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("export_command", &o.export_command));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("export_interval", &o.export_interval));
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("submit_relay", &relay));
@@ -145,6 +150,9 @@ struct Submitter::Impl {
   std::map<std::string, Deferral> export_due;     // post office -> next export_command run
   mutable std::mutex metrics_mu;
   SubmitterMetrics metrics;
+  // Why the inbox ("") or a post office directory could not be listed at the last scan: a
+  // change is logged once, not every scan.
+  std::map<std::string, std::string> listing_trouble;
 
   std::string TakenDir(const std::string& po) const { return opt.state_dir + "/taken/" + po; }
   std::string TakenPath(const SubmitFile& f) const { return TakenDir(f.post_office) + "/" + f.file_id; }
@@ -188,10 +196,10 @@ struct Submitter::Impl {
   }
 
   // ---- (1) the site's EXPORT job ----
-  void RunExportJobs() {
+  void RunExportJobs(const std::vector<std::string>& post_offices) {
     if (opt.export_command.empty()) return;
     const auto now = Clock::now();
-    for (const std::string& po : InboxPostOffices(opt.inbox_directory)) {
+    for (const std::string& po : post_offices) {
       Deferral& due = export_due[po];
       if (now < due.next) continue;
       exporter::DeliverOutcome outcome;
@@ -222,28 +230,68 @@ struct Submitter::Impl {
   }
 
   // ---- (2) taking complete files ----
-  Status TakeAll() {
-    for (const std::string& po : InboxPostOffices(opt.inbox_directory))
-      for (const std::string& name : CompleteInboxFiles(opt.inbox_directory + "/" + po))
-        CCMAIL_RETURN_IF_ERROR(Take(po, name));
+  // Logs a listing's state when it changed since the last scan: `what` "" is the inbox itself.
+  void NoteListing(const std::string& what, const std::string& path, const Status& s) {
+    auto it = listing_trouble.find(what);
+    if (s.ok()) {
+      if (it == listing_trouble.end()) return;
+      listing_trouble.erase(it);
+      LogInfo("submitter: %s %s can be listed again", what.empty() ? "inbox_directory" : "post office directory",
+              path.c_str());
+      return;
+    }
+    if (it != listing_trouble.end() && it->second == s.ToString()) return;
+    listing_trouble[what] = s.ToString();
+    LogWarning("submitter: %s; nothing is taken from it until it can be listed", s.ToString().c_str());
+  }
+
+  std::vector<std::string> ListPostOffices() {
+    std::vector<std::string> post_offices;
+    NoteListing("", opt.inbox_directory, ListInboxPostOffices(opt.inbox_directory, &post_offices));
+    // A post office directory gone for good is forgotten silently (it is no longer listed).
+    for (auto it = listing_trouble.begin(); it != listing_trouble.end();) {
+      const bool listed = it->first.empty() ||
+                          std::binary_search(post_offices.begin(), post_offices.end(), it->first);
+      it = listed ? std::next(it) : listing_trouble.erase(it);
+    }
+    return post_offices;
+  }
+
+  Status TakeAll(const std::vector<std::string>& post_offices) {
+    for (const std::string& po : post_offices) {
+      const std::string po_dir = opt.inbox_directory + "/" + po;
+      UniqueFd po_fd;
+      std::vector<std::string> names;
+      Status s = OpenInboxPostOffice(po_dir, &po_fd, &names);
+      NoteListing(po, po_dir, s);
+      if (!s.ok()) continue;
+      for (const std::string& name : names) CCMAIL_RETURN_IF_ERROR(Take(po, po_fd.get(), name));
+    }
     return Status::Ok();
   }
 
-  Status Take(const std::string& po, const std::string& name) {
+  Status Take(const std::string& po, int po_fd, const std::string& name) {
     const std::string po_dir = opt.inbox_directory + "/" + po;
-    const std::string src = po_dir + "/" + name;
-    std::string bytes;
-    if (Status s = ReadWholeFile(src, &bytes); !s.ok()) {
-      LogWarning("submitter: cannot read inbox file %s, left for the next scan: %s", src.c_str(), s.ToString().c_str());
+    const std::string src = PrintableName(po_dir + "/" + name);  // for the log: the name is input
+    InboxEntry entry;
+    if (Status s = ReadInboxEntry(po_fd, name, opt.inbox_max_file_size, &entry); !s.ok()) {
+      if (!s.IsNotFound())  // gone since the listing: nothing to take
+        LogWarning("submitter: cannot read inbox file %s, left for the next scan: %s", src.c_str(),
+                   s.ToString().c_str());
       return Status::Ok();
     }
+    if (entry.refusal != InboxRefusal::kNone) {
+      SetAside(po_dir, po_fd, name, entry);
+      return Status::Ok();
+    }
+    const std::string& bytes = entry.bytes;
     const std::string id = Sha256Hex(bytes);
     SubmitFile known;
     Status g = ledger->GetFile(id, &known);
     if (g.ok()) {
       LogInfo("submitter: %s has the bytes of %s/%s taken before (file %s): removed from the inbox", src.c_str(),
               known.post_office.c_str(), known.name.c_str(), id.substr(0, 16).c_str());
-      return Unlink(src, po_dir);
+      return Unlink(po_fd, name, po_dir);
     }
     if (!g.IsNotFound()) return g;
     CCMAIL_RETURN_IF_ERROR(MakeDir(opt.state_dir + "/taken"));
@@ -269,13 +317,37 @@ struct Submitter::Impl {
     CCMAIL_RETURN_IF_ERROR(ledger->RecordFile({id, po, name, 0, 0, kFileTaken}, &inserted));
     CCMAIL_RETURN_IF_ERROR(store::FaultPoint(kCrashTakeRecorded, "record " + src));
     LogInfo("submitter: took %s (%zu bytes) as file %s", src.c_str(), bytes.size(), id.substr(0, 16).c_str());
-    return Unlink(src, po_dir);
+    return Unlink(po_fd, name, po_dir);
   }
 
-  Status Unlink(const std::string& src, const std::string& dir) {
-    Status s = io->Unlink(src);
-    if (!s.ok() && !s.IsNotFound()) return s;
-    return io->FsyncDir(dir, kCrashTakeUnlinked);
+  // A refused entry never stays where the taker looks: renamed aside with its reason, one error line.
+  void SetAside(const std::string& po_dir, int po_fd, const std::string& name, const InboxEntry& entry) {
+    const std::string src = PrintableName(po_dir + "/" + name);
+    std::string aside;
+    const std::string why = std::string(InboxRefusalName(entry.refusal)) + ": " + entry.reason;
+    Status s = SetInboxEntryAside(po_fd, name, why, &aside);
+    if (aside.empty()) {
+      if (!s.IsNotFound())  // else gone since it was looked at: nothing left to refuse
+        LogError("submitter: refused inbox entry %s (%s) and cannot set it aside, refused again at the next scan: %s",
+                 src.c_str(), why.c_str(), s.ToString().c_str());
+      return;
+    }
+    const std::string moved = PrintableName(po_dir + "/" + aside);
+    if (s.ok())
+      LogError("submitter: refused inbox entry %s (%s): not read, renamed to %s (reason in %s.reason)", src.c_str(),
+               why.c_str(), moved.c_str(), moved.c_str());
+    else
+      LogError("submitter: refused inbox entry %s (%s): not read, renamed to %s; its reason file failed: %s",
+               src.c_str(), why.c_str(), moved.c_str(), s.ToString().c_str());
+  }
+
+  // Through the descriptor the file was read from: a symlink renamed over the post office
+  // directory since (to the spool, say) cannot redirect the unlink to a same-named file there.
+  // (The fsync by path then at worst misses the unlink: the file is recognised by its id later.)
+  Status Unlink(int po_fd, const std::string& name, const std::string& po_dir) {
+    if (::unlinkat(po_fd, name.c_str(), 0) != 0 && errno != ENOENT)
+      return Status::FromErrno("unlink " + PrintableName(po_dir + "/" + name), errno);
+    return io->FsyncDir(po_dir, kCrashTakeUnlinked);
   }
 
   // ---- (3) the open files ----
@@ -510,8 +582,9 @@ struct Submitter::Impl {
   Status Round(bool* work_left, bool* ready_work) {
     *work_left = false;
     *ready_work = false;
-    RunExportJobs();
-    CCMAIL_RETURN_IF_ERROR(TakeAll());
+    const std::vector<std::string> post_offices = ListPostOffices();
+    RunExportJobs(post_offices);
+    CCMAIL_RETURN_IF_ERROR(TakeAll(post_offices));
     std::vector<SubmitFile> open;
     CCMAIL_RETURN_IF_ERROR(ledger->OpenFiles(&open));
     for (SubmitFile& f : open) {

@@ -2,17 +2,24 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ccmail/common/status.h"
+#include "ccmail/common/unique_fd.h"
 #include "ccmail/exporter/deliver.h"
 
 namespace ccmail::submitter {
 
-// The post office sub-directories of the inbox (sorted); a missing inbox is empty.
-std::vector<std::string> InboxPostOffices(const std::string& inbox);
-// The complete regular files of one post office directory (sorted by name).
-std::vector<std::string> CompleteInboxFiles(const std::string& po_dir);
+// The post office sub-directories of the inbox (sorted; not hidden ones, not symlinks). An
+// error when the inbox cannot be listed (missing, not searchable).
+Status ListInboxPostOffices(const std::string& inbox, std::vector<std::string>* out);
+// Opens one post office directory (O_NOFOLLOW: a symlink renamed in its place is not entered)
+// and lists, sorted, its entries with a complete name (IsCompleteInboxName) that are not
+// directories: regular files to take and anything else, which the taker refuses visibly.
+Status OpenInboxPostOffice(const std::string& po_dir, UniqueFd* fd, std::vector<std::string>* names);
+// `name` with control characters shown as '?': names are chosen by whoever writes the inbox.
+std::string PrintableName(std::string_view name);
 
 // Runs export_command for one post office: /bin/sh -c with CCMAIL_POSTOFFICE and
 // CCMAIL_EXPORT_FILE=<po_dir>/.export-<stamp>.tmp. On exit 0 or 5 a non-empty file is renamed

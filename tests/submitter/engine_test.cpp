@@ -1,15 +1,23 @@
 // The submitter engine in-process against FakeSmtpServer: taking files, completeness, retake,
-// quarantine, 4xx retry, 5xx notices, in_doubt resubmission, export_command.
+// quarantine, 4xx retry, 5xx notices, in_doubt resubmission, export_command, and what a
+// hostile local user can put in the inbox (symlinks, FIFOs, hard links, huge files).
 #include "ccmail/submitter/engine.h"
 
 #include <gtest/gtest.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <functional>
 #include <thread>
 
+#include "ccmail/common/unique_fd.h"
+#include "ccmail/config/config.h"
+#include "ccmail/store/io.h"
+#include "ccmail/submitter/inbox_file.h"
 #include "ccmail/submitter/submit_ledger.h"
 #include "ccmail/testing/temp_dir.h"
 #include "fake_smtp_server.h"
@@ -39,6 +47,18 @@ std::vector<std::string> AllFilesIn(const std::string& dir) {
 bool Exists(const std::string& p) {
   struct stat st;
   return ::lstat(p.c_str(), &st) == 0;
+}
+
+// lstat's file type of p (0: missing).
+mode_t TypeOf(const std::string& p) {
+  struct stat st;
+  return ::lstat(p.c_str(), &st) == 0 ? (st.st_mode & S_IFMT) : 0;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
 }
 
 class EngineTest : public ::testing::Test {
@@ -87,6 +107,14 @@ class EngineTest : public ::testing::Test {
   std::vector<ReceivedMail> WaitForNotices(size_t n) {
     for (int i = 0; i < 300 && From("").size() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return From("");
+  }
+
+  // Everything the fake relay saw, commands and data, as one text.
+  std::string AllTheRelaySaw() {
+    std::string all;
+    for (const auto& c : server_.commands()) all += c + "\n";
+    for (const auto& m : server_.messages()) all += m.from + "\n" + m.data + "\n";
+    return all;
   }
 
   TempDir dir_{"submitter-engine"};
@@ -376,6 +404,260 @@ TEST_F(EngineTest, ExportCommandWritesAHiddenFileRenamedAfterExitZero) {
   ASSERT_TRUE(l->ListFiles(&files).ok());
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].name.rfind("EXPORT-", 0), 0u) << files[0].name;
+}
+
+// ---- hostile local users: every inbox entry is input ----
+
+// A file the bridge user can read and a local user cannot (the ledger password, say), shaped as
+// an EXPORT file to the attacker so that reading it would be enough to send it.
+constexpr const char* kSecretWord = "hunter2-ledger-password";
+std::string SecretText() {
+  return ExportText(Msg(std::string("SECRET ") + kSecretWord, {"attacker@evil.example at INTERNET"}));
+}
+
+TEST(InboxEntryTest, ASymlinkPresentAtOpenIsRefusedNotFollowed) {
+  TempDir dir("inbox-entry");
+  const std::string secret = dir.path() + "/secret";
+  ASSERT_TRUE(WriteFile(secret, SecretText()));
+  ASSERT_EQ(::symlink(secret.c_str(), (dir.path() + "/A.TXT").c_str()), 0);
+  UniqueFd fd(::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  InboxEntry e;
+  ASSERT_TRUE(ReadInboxEntry(fd.get(), "A.TXT", 1 << 20, &e).ok());
+  EXPECT_EQ(e.refusal, InboxRefusal::kSymlink);
+  EXPECT_TRUE(e.bytes.empty());
+  // Set aside: the link itself moves, its target stays where it was.
+  std::string aside;
+  ASSERT_TRUE(SetInboxEntryAside(fd.get(), "A.TXT", "symlink: " + e.reason, &aside).ok());
+  EXPECT_EQ(aside, ".A.TXT.refused");
+  EXPECT_EQ(TypeOf(dir.path() + "/.A.TXT.refused"), S_IFLNK);
+  EXPECT_EQ(Slurp(secret), SecretText());
+  EXPECT_FALSE(Exists(dir.path() + "/A.TXT"));
+  // A second refusal of the same name gets a name of its own, nothing is replaced.
+  ASSERT_TRUE(WriteFile(dir.path() + "/A.TXT", "x"));
+  ASSERT_TRUE(SetInboxEntryAside(fd.get(), "A.TXT", "too large: test", &aside).ok());
+  EXPECT_EQ(aside, ".A.TXT.refused.2");
+  EXPECT_EQ(TypeOf(dir.path() + "/.A.TXT.refused"), S_IFLNK);
+  EXPECT_NE(Slurp(dir.path() + "/.A.TXT.refused.2.reason").find("refused too large: test"), std::string::npos);
+}
+
+TEST(InboxEntryTest, ARegularFileIsReadWhole) {
+  TempDir dir("inbox-entry");
+  ASSERT_TRUE(WriteFile(dir.path() + "/A.TXT", "0123456789"));
+  UniqueFd fd(::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  InboxEntry e;
+  ASSERT_TRUE(ReadInboxEntry(fd.get(), "A.TXT", 10, &e).ok());
+  EXPECT_EQ(e.refusal, InboxRefusal::kNone);
+  EXPECT_EQ(e.bytes, "0123456789");
+  ASSERT_TRUE(ReadInboxEntry(fd.get(), "A.TXT", 9, &e).ok());
+  EXPECT_EQ(e.refusal, InboxRefusal::kTooLarge);
+  EXPECT_NE(e.reason.find("10 bytes, above inbox_max_file_size (9 bytes)"), std::string::npos) << e.reason;
+  EXPECT_TRUE(ReadInboxEntry(fd.get(), "GONE.TXT", 10, &e).IsNotFound());
+}
+
+// Runs `swap` once, at the first directory fsync of the round named `point`: with
+// kCrashTakeUnlinked right after the first file is taken (after the listing, before the next
+// entry or post office is opened); with kCrashTakeCopied after the first file was read and
+// copied, before it is unlinked from the inbox.
+class SwapAfterFirstTake : public store::DurableIoWrapper {
+ public:
+  explicit SwapAfterFirstTake(std::function<void()> swap, const char* point = kCrashTakeUnlinked)
+      : swap_(std::move(swap)), point_(point) {}
+  Status FsyncDir(const std::string& dir, const char* point = nullptr) override {
+    Status s = DurableIoWrapper::FsyncDir(dir, point);
+    if (point != nullptr && std::strcmp(point, point_) == 0 && !swapped_) {
+      swapped_ = true;
+      swap_();
+    }
+    return s;
+  }
+  bool swapped_ = false;
+
+ private:
+  std::function<void()> swap_;
+  const char* point_;
+};
+
+// Replaces `entry` by a symlink to `target` (one rename, as an attacker would).
+void SwapForSymlink(const std::string& entry, const std::string& target) {
+  const std::string tmp = entry + ".swap.tmp";
+  if (::symlink(target.c_str(), tmp.c_str()) != 0 || ::rename(tmp.c_str(), entry.c_str()) != 0)
+    ADD_FAILURE() << "swap " << entry << ": " << std::strerror(errno);
+}
+
+TEST_F(EngineTest, ASymlinkSwappedInAfterTheListingIsNeverRead) {
+  const std::string secret = dir_.path() + "/ledger-password";
+  ASSERT_TRUE(WriteFile(secret, SecretText()));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("first"))));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/B.TXT", ExportText(Msg("second"))));
+  SwapAfterFirstTake io([&] { SwapForSymlink(inbox_ + "/HQ/B.TXT", secret); });
+  SubmitterOptions o = Options();
+  o.io = &io;
+  server_.Start();
+  started_ = true;
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  testing::internal::CaptureStderr();
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(io.swapped_);
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  // Nothing of the secret reached the relay, the ledger or taken/.
+  EXPECT_EQ(AllTheRelaySaw().find(kSecretWord), std::string::npos);
+  EXPECT_EQ(AllTheRelaySaw().find("attacker@evil.example"), std::string::npos);
+  ASSERT_EQ(From("jane.doe@example.com").size(), 1u);
+  std::vector<SubmitFile> files;
+  ASSERT_TRUE(Ledger()->ListFiles(&files).ok());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].name, "A.TXT");
+  // The symlink itself is set aside with its reason; the secret is untouched.
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/B.TXT"));
+  EXPECT_EQ(TypeOf(inbox_ + "/HQ/.B.TXT.refused"), S_IFLNK);
+  const std::string reason = Slurp(inbox_ + "/HQ/.B.TXT.refused.reason");
+  EXPECT_NE(reason.find("entry B.TXT\nrefused symlink: a symbolic link"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("\nat 20"), std::string::npos) << reason;
+  EXPECT_EQ(Slurp(secret), SecretText());
+  EXPECT_EQ(Count(log, "refused inbox entry " + inbox_ + "/HQ/B.TXT (symlink"), 1u) << log;
+}
+
+TEST_F(EngineTest, AFifoInTheInboxIsSetAsideWithoutWaiting) {
+  ASSERT_EQ(::mkfifo((inbox_ + "/HQ/PIPE.TXT").c_str(), 0600), 0);
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/GOOD.TXT", ExportText(Msg("good"))));
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());  // no writer ever opens the FIFO
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/PIPE.TXT"));
+  EXPECT_EQ(TypeOf(inbox_ + "/HQ/.PIPE.TXT.refused"), S_IFIFO);
+  const std::string reason = Slurp(inbox_ + "/HQ/.PIPE.TXT.refused.reason");
+  EXPECT_NE(reason.find("refused not a regular file: it is a FIFO"), std::string::npos) << reason;
+  // Hidden: later scans leave it alone.
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(TypeOf(inbox_ + "/HQ/.PIPE.TXT.refused"), S_IFIFO);
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/..PIPE.TXT.refused.refused"));
+}
+
+TEST_F(EngineTest, AHardLinkedFileIsRefused) {
+  const std::string secret = dir_.path() + "/ledger-password";
+  ASSERT_TRUE(WriteFile(secret, SecretText()));
+  ASSERT_EQ(::link(secret.c_str(), (inbox_ + "/HQ/LINK.TXT").c_str()), 0);
+  Open();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(AllTheRelaySaw().find(kSecretWord), std::string::npos);
+  SubmitCounters c;
+  ASSERT_TRUE(Ledger()->Counters(&c).ok());
+  EXPECT_EQ(c.files_taken, 0u);
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/LINK.TXT"));
+  EXPECT_EQ(Slurp(inbox_ + "/HQ/.LINK.TXT.refused"), SecretText());
+  EXPECT_NE(Slurp(inbox_ + "/HQ/.LINK.TXT.refused.reason").find("a regular file with 2 hard links"), std::string::npos);
+  EXPECT_EQ(Slurp(secret), SecretText());
+}
+
+TEST_F(EngineTest, AFileAboveInboxMaxFileSizeIsSetAsideOneAtTheLimitIsTaken) {
+  const std::string at_limit = ExportText(Msg("at the limit"));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/AT.TXT", at_limit));
+  const std::string over = ExportText(Msg("one byte over the limit")).substr(0, at_limit.size() + 1);
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/OVER.TXT", over));
+  SubmitterOptions o = Options();
+  o.inbox_max_file_size = at_limit.size();
+  server_.Start();
+  started_ = true;
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  auto sent = From("jane.doe@example.com");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_NE(sent[0].data.find("Subject: at the limit"), std::string::npos);
+  std::vector<SubmitFile> files;
+  ASSERT_TRUE(Ledger()->ListFiles(&files).ok());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].name, "AT.TXT");
+  EXPECT_FALSE(Exists(inbox_ + "/HQ/OVER.TXT"));
+  EXPECT_EQ(Slurp(inbox_ + "/HQ/.OVER.TXT.refused").size(), at_limit.size() + 1);  // kept whole
+  const std::string reason = Slurp(inbox_ + "/HQ/.OVER.TXT.refused.reason");
+  EXPECT_NE(reason.find("refused too large: " + std::to_string(at_limit.size() + 1) +
+                        " bytes, above inbox_max_file_size (" + std::to_string(at_limit.size()) + " bytes)"),
+            std::string::npos)
+      << reason;
+}
+
+TEST_F(EngineTest, AMissingInboxIsLoggedOncePerChange) {
+  ASSERT_EQ(::rmdir((inbox_ + "/HQ").c_str()), 0);
+  ASSERT_EQ(::rmdir(inbox_.c_str()), 0);
+  Open();
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sub_->RunOnce().ok());
+  ASSERT_EQ(::mkdir(inbox_.c_str(), 0700), 0);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sub_->RunOnce().ok());
+  ASSERT_EQ(::rmdir(inbox_.c_str()), 0);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sub_->RunOnce().ok());
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Count(log, "inbox_directory " + inbox_ + " cannot be listed: No such file or directory"), 2u) << log;
+  EXPECT_EQ(Count(log, "inbox_directory " + inbox_ + " can be listed again"), 1u) << log;
+}
+
+TEST_F(EngineTest, APostOfficeDirectorySwappedForASymlinkIsNotEntered) {
+  // The spool holds captured mail: a symlink renamed over a post office directory after the
+  // listing must not make the submitter take (and unlink) the files it points to.
+  const std::string elsewhere = dir_.path() + "/spool-new";
+  ASSERT_EQ(::mkdir(elsewhere.c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFile(elsewhere + "/CAPTURED.TXT", SecretText()));
+  ASSERT_EQ(::mkdir((inbox_ + "/ZZ").c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/A.TXT", ExportText(Msg("first"))));
+  SwapAfterFirstTake io([&] {
+    if (::rmdir((inbox_ + "/ZZ").c_str()) != 0) ADD_FAILURE() << "rmdir ZZ: " << std::strerror(errno);
+    SwapForSymlink(inbox_ + "/ZZ", elsewhere);
+  });
+  SubmitterOptions o = Options();
+  o.io = &io;
+  server_.Start();
+  started_ = true;
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  testing::internal::CaptureStderr();
+  ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(io.swapped_);
+  EXPECT_EQ(Slurp(elsewhere + "/CAPTURED.TXT"), SecretText());
+  EXPECT_EQ(AllTheRelaySaw().find(kSecretWord), std::string::npos);
+  EXPECT_EQ(From("jane.doe@example.com").size(), 1u);
+  EXPECT_EQ(Count(log, "post office directory " + inbox_ + "/ZZ cannot be opened"), 1u) << log;
+}
+
+TEST_F(EngineTest, APostOfficeDirectorySwappedBeforeTheUnlinkDoesNotRedirectIt) {
+  // The taken file is unlinked through the directory it was read from: a symlink renamed over
+  // the post office directory meanwhile cannot make it unlink a same-named file elsewhere.
+  const std::string elsewhere = dir_.path() + "/spool-new";
+  ASSERT_EQ(::mkdir(elsewhere.c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFile(elsewhere + "/X.TXT", SecretText()));
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/X.TXT", ExportText(Msg("bait"))));
+  SwapAfterFirstTake io(
+      [&] {
+        if (::rename((inbox_ + "/HQ").c_str(), (inbox_ + "/.HQ-real").c_str()) != 0)
+          ADD_FAILURE() << "rename HQ: " << std::strerror(errno);
+        SwapForSymlink(inbox_ + "/HQ", elsewhere);
+      },
+      kCrashTakeCopied);
+  SubmitterOptions o = Options();
+  o.io = &io;
+  server_.Start();
+  started_ = true;
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  ASSERT_TRUE(io.swapped_);
+  EXPECT_EQ(Slurp(elsewhere + "/X.TXT"), SecretText());
+  EXPECT_FALSE(Exists(inbox_ + "/.HQ-real/X.TXT"));  // the file taken is the one unlinked
+}
+
+TEST(SubmitterOptionsTest, InboxMaxFileSizeIsASize) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("", "test.conf", &cfg).ok());
+  SubmitterOptions o;
+  ASSERT_TRUE(SubmitterOptions::FromConfig(cfg, &o).ok());
+  EXPECT_EQ(o.inbox_max_file_size, 200ull << 20);
+  ASSERT_TRUE(Config::Parse("inbox_max_file_size = 512k\n", "test.conf", &cfg).ok());
+  ASSERT_TRUE(SubmitterOptions::FromConfig(cfg, &o).ok());
+  EXPECT_EQ(o.inbox_max_file_size, 512u << 10);
+  ASSERT_TRUE(Config::Parse("inbox_max_file_size = 0\n", "test.conf", &cfg).ok());
+  EXPECT_FALSE(SubmitterOptions::FromConfig(cfg, &o).ok());
+  ASSERT_TRUE(Config::Parse("inbox_max_file_size = lots\n", "test.conf", &cfg).ok());
+  EXPECT_FALSE(SubmitterOptions::FromConfig(cfg, &o).ok());
 }
 
 }  // namespace

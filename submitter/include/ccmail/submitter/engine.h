@@ -22,9 +22,14 @@
 //   <ms>.tmp); exit 0 (or 5) renames a non-empty file to EXPORT-<ms>.TXT, exit 4 (post office
 //   locked), 1, 3 or anything else removes it and retries after a back-off (as deliver_command,
 //   exporter/deliver.h). (2) Take every complete file of every inbox_directory/<PO>/ (a regular
-//   file whose name does not start with '.' nor end in .tmp/.part): copy to taken/<PO>/ (tmp,
-//   fsync, rename, directory fsync), record it in the ledger, then unlink it from the inbox
-//   (directory fsync). A file whose file_id the ledger knows is only unlinked. (3) For each
+//   file whose name does not start with '.' nor end in .tmp/.part): opened once without
+//   following a symlink (inbox_file.h), it must be a regular file with one link and at most
+//   inbox_max_file_size bytes, else it is renamed aside to .<name>.refused with a .reason file
+//   and an error is logged; its bytes, read from that descriptor only, are copied to
+//   taken/<PO>/ (tmp, fsync, rename, directory fsync), recorded in the ledger, then the file is
+//   unlinked from the inbox (directory fsync). A file whose file_id the ledger knows is only
+//   unlinked. An inbox or post office directory that cannot be listed is logged once when it
+//   goes (warning) and once when it is back (info). (3) For each
 //   open file: read it (format::ReadImportFile, layout detected); a file with any violation is
 //   quarantined whole, nothing of it is sent. Each unsettled message is converted and sent:
 //   MAIL FROM:<author> and one RCPT TO per Internet recipient (pipelined); every recipient 2xx
@@ -109,6 +114,7 @@ struct SubmitterOptions {
   std::string export_command;   // empty: inbox-drop mode only
   std::chrono::milliseconds export_interval{std::chrono::seconds(60)};
   std::chrono::milliseconds inbox_scan_interval{std::chrono::seconds(1)};
+  uint64_t inbox_max_file_size = 200ull << 20;     // inbox_max_file_size: larger files are set aside
   smtp::Endpoint relay;                            // submit_relay
   smtp::ClientOptions smtp;                        // submit_timeout
   std::chrono::milliseconds retry_min{std::chrono::seconds(30)}, retry_max{std::chrono::hours(1)};

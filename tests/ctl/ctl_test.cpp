@@ -722,9 +722,10 @@ TEST(Ctl, CheckMtaUsesTheConfiguredSocket) {
   const std::string port = std::to_string(ntohs(sa.sin_port));
   const std::string ours = "milter_socket=inet:" + port + "@127.0.0.1";
   std::ofstream(b.dir() + "/main.cf") << "# configured\n";
-  // postconf -h NAME...: the values, one a line; postconf -M: master.cf.
+  // postconf -h NAME...: the values, one a line; postconf -M: master.cf. The -M must be an
+  // argument of its own: `-c <dir>` names a temporary directory whose random part may hold "-M".
   auto write_postconf = [&](const std::string& lines) {
-    std::ofstream(fake) << "#!/bin/sh\ncase \"$*\" in *-M*) echo 'smtp inet n - y - - smtpd' ;; *) printf '%s' '"
+    std::ofstream(fake) << "#!/bin/sh\ncase \" $* \" in *\" -M\"*) echo 'smtp inet n - y - - smtpd' ;; *) printf '%s' '"
                         << lines << "' ;; esac\n";
     ::chmod(fake.c_str(), 0755);
   };

@@ -6,6 +6,7 @@
 //   LedgerPgCluster& pg = LedgerPgCluster::Get();          // started on first use
 //   store::LedgerTarget t = pg.NewDatabase("r1");          // a fresh database per test
 //   pg.Kill(); pg.Restart();                               // postmaster kill -9, crash recovery
+//   pg.Freeze(); pg.Thaw();                                // SIGSTOP / SIGCONT of the whole server
 //
 // A test binary that skipped a PostgreSQL test because the server binaries are missing exits
 // 77 at the end (ctest SKIP_RETURN_CODE), so scripts/test.sh counts it as skipped (a failure
@@ -79,6 +80,8 @@ class LedgerPgCluster {
 
   int Kill() { return Run("kill " + dir()); }
   int Restart() { return Run("start " + dir() + " >/dev/null"); }
+  int Freeze() { return Run("freeze " + dir()); }
+  int Thaw() { return Run("thaw " + dir()); }
 
  private:
   LedgerPgCluster() : dir_(std::make_unique<ccmail::test::TempDir>("ccmail-pg")) {}

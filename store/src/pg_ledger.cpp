@@ -667,11 +667,46 @@ class PgLedger final : public Ledger {
   bool Connected() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
   // Outside a transaction a broken connection is replaced (the server came back); inside
-  // one the transaction is lost and the caller's call fails.
+  // one the transaction is lost and the caller's call fails. A commit whose outcome was left
+  // unknown is resolved before anything else is answered (see ResolveLostCommit).
   Status EnsureConnected() {
-    if (Connected()) return Status::Ok();
-    if (in_txn_) return Status::Unavailable(where_ + ": connection lost inside a transaction");
-    return Connect();
+    if (!Connected()) {
+      if (in_txn_) return Status::Unavailable(where_ + ": connection lost inside a transaction");
+      CCMAIL_RETURN_IF_ERROR(Connect());
+    }
+    if (unresolved_seq_ != 0 && !in_txn_) return ResolveLostCommit();
+    return Status::Ok();
+  }
+
+  // A COMMIT given up or cut off in flight may still be run by the old session when the
+  // server comes back (it was stopped, or the network cut, not the server dead). Until a
+  // probe holding this relay's row lock has seen that transaction end, every call fails
+  // kUnavailable: a plain read could say "not recorded" just before the old COMMIT lands,
+  // and the exporter would drop the .part files of a round that is then recorded.
+  Status ResolveLostCommit() {
+    const uint64_t seq = unresolved_seq_;
+    unresolved_seq_ = 0;  // the probe's own statements pass
+    bool committed = false;
+    Status s = ProbeLostCommit(seq, &committed);
+    if (!s.ok()) {
+      unresolved_seq_ = seq;
+      return Status::Unavailable(where_ + ": the outcome of the commit of batch seq " + std::to_string(seq) +
+                                 " is still unknown: " + s.message());
+    }
+    return Status::Ok();
+  }
+
+  // Whether batch seq is recorded, asked once no other transaction of this relay is in
+  // flight: the lost COMMIT's transaction holds this relay's row (StageBatches locked it), so
+  // taking that lock waits for it to end either way. While it is still held, lock_timeout
+  // makes the outcome stay unknown (kUnavailable).
+  Status ProbeLostCommit(uint64_t seq, bool* committed) {
+    return Txn([&]() -> Status {
+      Result lr;
+      CCMAIL_RETURN_IF_ERROR(Exec("SELECT 1 FROM relays WHERE relay_id = $1 FOR UPDATE", {target_.relay_id}, &lr,
+                                  "wait for the lost commit's transaction"));
+      return HasBatch(seq, committed);
+    });
   }
 
   Status ResultStatus(PGresult* res, const std::string& what) {
@@ -818,21 +853,17 @@ class PgLedger final : public Ledger {
     }
     // The connection died with the COMMIT in flight.
     Status c = Connect();
-    if (!c.ok())
+    if (!c.ok()) {
+      unresolved_seq_ = probe_seq;
       return Status::Unavailable(where_ + ": commit outcome unknown (connection lost, cannot reconnect: " + c.message() +
                                  "); batch seq " + std::to_string(probe_seq) + " must be looked up before anything else");
-    // The old session may still be alive and run the COMMIT it received (a server that
-    // stopped answering and came back): its transaction holds this relay's row, so the probe
-    // takes that lock first and sees the batch once that transaction has ended either way.
-    // While it is still held, lock_timeout makes the outcome stay unknown.
+    }
     bool committed = false;
-    Status h = Txn([&]() -> Status {
-      Result lr;
-      CCMAIL_RETURN_IF_ERROR(Exec("SELECT 1 FROM relays WHERE relay_id = $1 FOR UPDATE", {target_.relay_id}, &lr,
-                                  "wait for the lost commit's transaction"));
-      return HasBatch(probe_seq, &committed);
-    });
-    if (!h.ok()) return Status::Unavailable(where_ + ": commit outcome unknown: " + h.message());
+    Status h = ProbeLostCommit(probe_seq, &committed);
+    if (!h.ok()) {
+      unresolved_seq_ = probe_seq;
+      return Status::Unavailable(where_ + ": commit outcome unknown: " + h.message());
+    }
     if (committed) return Status::Ok();
     return Status::Unavailable(where_ + ": the commit was lost with the connection (" + s.message() +
                                "); batch seq " + std::to_string(probe_seq) + " is not in the ledger");
@@ -961,6 +992,7 @@ class PgLedger final : public Ledger {
   const int64_t timeout_ms_;  // ledger_timeout: statement and lock time-out; twice it, no answer at all
   PGconn* conn_ = nullptr;
   bool in_txn_ = false;
+  uint64_t unresolved_seq_ = 0;  // a batch whose COMMIT's outcome is unknown (ResolveLostCommit)
   uint64_t epoch_ = 0;
   bool staged_ = false;
   std::vector<uint64_t> staged_seqs_;

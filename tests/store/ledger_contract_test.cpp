@@ -93,6 +93,12 @@ Status CommitOne(Ledger* ledger, LedgerBatch* batch) {
   return s;
 }
 
+// The database name of a PostgreSQL target ("... dbname=tN ...").
+std::string DbName(const LedgerTarget& t) {
+  const size_t from = t.location.find("dbname=") + 7;
+  return t.location.substr(from, t.location.find(' ', from) - from);
+}
+
 TEST_P(LedgerContract, EpochBatchDedupPrune) {
   ContentKey k1 = ContentKeyOfMessage("a", kMsg), k2 = ContentKeyOfMessage("b", kMsg);
   uint64_t e1 = 0, e2 = 0;
@@ -304,6 +310,20 @@ TEST_F(SharedLedger, PasswordIsOnlyReadFromItsFileAndNeverShown) {
   EXPECT_STREQ(l->backend(), "postgresql");
 }
 
+// The bridge's connection defaults (connect_timeout, keepalives, application_name...) come
+// before the admin's location: a parameter the admin wrote there wins.
+TEST_F(SharedLedger, ConnectionParametersOfTheLocationWin) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  LedgerTarget t = Target("mx");
+  t.location += " connect_timeout=7 application_name=site-ledger";
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(OpenLedger(t, &l).ok());
+  // Fails (division by zero) unless the ledger's session carries the admin's name.
+  EXPECT_EQ(pg.Psql(DbName(t), "SELECT 1 / (SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = "
+                               "'site-ledger')::int"),
+            0);
+}
+
 // Two relays, one delivery, both rounds in flight: exactly one EXPORTED row; the other
 // relay's round fails kAlreadyExists with nothing recorded, and its re-planned round (the
 // copy as DUP) commits. Relay b's insert waits on a's uncommitted row, then sees it.
@@ -433,12 +453,6 @@ TEST_F(SharedLedger, CommitInterruptedByPostmasterKillIsResolvedFromTheDatabase)
   ASSERT_TRUE(l->Counters(&c).ok());
   EXPECT_EQ(c.exported, 1u);
   EXPECT_EQ(c.last_seq, 1u);
-}
-
-// The database name of a PostgreSQL target ("... dbname=tN ...").
-std::string DbName(const LedgerTarget& t) {
-  const size_t from = t.location.find("dbname=") + 7;
-  return t.location.substr(from, t.location.find(' ', from) - from);
 }
 
 // Runs call and returns how long it took. A call still blocked after give_up is a failure;

@@ -554,6 +554,45 @@ TEST_F(SharedLedger, StoppedServerIsUnavailableWithinTheTimeoutAndReconnectedAft
   EXPECT_EQ(c.last_seq, next[0].seq);
 }
 
+// The server stops while a COMMIT is in flight and comes back, all but the backend of that
+// COMMIT (its transaction, holding the relay's row, may still commit). The ledger answers
+// nothing until that transaction has ended: a plain read would say "not recorded", and the
+// exporter would drop the .part files of a round that is then recorded.
+TEST_F(SharedLedger, LostCommitStillInFlightIsWaitedForBeforeAnyAnswer) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  LedgerTarget t = Target("mx");
+  t.timeout_ms = 1000;
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(OpenLedger(t, &l).ok());
+  ASSERT_TRUE(l->BumpEpoch(nullptr).ok());
+  CaptureId id;
+  std::vector<LedgerBatch> v{MakeBatch({{ContentKeyOfMessage("a", kMsg), "bob at PO1"}}, &id)};
+  ASSERT_TRUE(l->StageBatches(v).ok());
+  const std::string old_backend = pg.PsqlValue(
+      DbName(t), "SELECT pid FROM pg_stat_activity WHERE application_name = 'ccmail-bridge/mx' AND state = 'idle in transaction'");
+  ASSERT_FALSE(old_backend.empty());
+  ThawAtExit thaw(pg);
+  ASSERT_EQ(pg.Freeze(), 0);
+  Status s;
+  TimeCall([&] { s = l->CommitStaged(&v); }, std::chrono::seconds(20), [&] { pg.Thaw(); });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("outcome unknown"), std::string::npos) << s.ToString();
+  ASSERT_EQ(pg.Thaw(old_backend), 0);
+  bool recorded = false;
+  s = l->HasCapture(id, &recorded);
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << "answered " << recorded << " while the commit may still land";
+  EXPECT_NE(s.message().find("still unknown"), std::string::npos) << s.ToString();
+  ASSERT_EQ(pg.Thaw(), 0);
+  // The old transaction ends (committed, or ended by idle_in_transaction_session_timeout):
+  // from now on the answers agree with each other.
+  for (int i = 0; i < 20 && !(s = l->HasCapture(id, &recorded)).ok(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  bool has = false;
+  ASSERT_TRUE(l->HasBatch(1, &has).ok());
+  EXPECT_EQ(has, recorded);
+}
+
 // ccmailctl's view: read-only, every relay, no writes.
 TEST_F(SharedLedger, ReadOnlySeesEveryRelayAndNeverWrites) {
   std::unique_ptr<Ledger> l, ro;

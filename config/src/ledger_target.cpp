@@ -1,6 +1,9 @@
 // ledger_target.cpp - the ledger settings as a LedgerTarget (see ledger_target.h).
 #include "ccmail/config/ledger_target.h"
 
+#include <chrono>
+#include <string>
+
 #include "ccmail/config/config.h"
 
 namespace ccmail {
@@ -10,6 +13,14 @@ Status LedgerTargetFromConfig(const Config& cfg, const BridgePaths& paths, store
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("ledger", &t.location));
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("ledger_password_file", &t.password_file));
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("relay_id", &t.relay_id));
+  std::chrono::milliseconds timeout{};
+  CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("ledger_timeout", &timeout));
+  // Below a second a busy but healthy server would fail rounds; above an hour a stuck one
+  // would go unnoticed (and PostgreSQL's time-outs are int milliseconds).
+  if (timeout < std::chrono::seconds(1) || timeout > std::chrono::hours(1))
+    return Status::InvalidArgument(cfg.Where("ledger_timeout") + ": ledger_timeout must be between 1s and 1h, got " +
+                                   std::to_string(timeout.count()) + " ms");
+  t.timeout_ms = timeout.count();
   if (t.location.empty()) {
     if (!t.relay_id.empty())
       return Status::InvalidArgument(cfg.Where("relay_id") + ": relay_id is set but ledger is not: the SQLite ledger (" +

@@ -101,6 +101,13 @@ constexpr Row kExporter[] = {
      "This relay's name in a shared ledger, 1-32 of A-Z a-z 0-9 _ -, different on every relay and "
      "never changed (batch names and the relay's epoch and sequence are keyed by it). Required when "
      "ledger is PostgreSQL; must be empty for the SQLite ledger."},
+    {"ledger_timeout", "30s",
+     "PostgreSQL ledger only (1s-1h): the server cancels a ledger statement, or its wait for a "
+     "lock another session holds, after this long; a server that does not answer at all (stopped, "
+     "network cut) is given up after twice this and its connection closed. Either way the round "
+     "is retried after the exporter's back-off (a COMMIT given up is looked up, never guessed), "
+     "and the log says so. Also bounds the connection (connect_timeout, at most 10s) and TCP's "
+     "tcp_user_timeout, unless the ledger location sets those itself."},
     {"batch_max_messages", "256", "Most messages in one batch (one ledger commit)."},
     {"batch_max_delay", "20ms", "Longest a batch waits to fill before it is committed."},
     {"spool_scan_interval", "2s", "How often the exporter lists the spool for captures that got no claim-table slot."},

@@ -16,12 +16,21 @@
 // A round is one transaction that first locks this relay's row (SELECT ... FOR UPDATE) and
 // compares the epoch: an exporter whose epoch was bumped by a newer one of the same relay id
 // fails kBusy. All parameters go as text; bytea values as "\x<hex>".
+//
+// Nothing waits for the server without a bound (target.timeout_ms, the setting
+// ledger_timeout): the session's statement_timeout and lock_timeout make the server cancel a
+// statement that runs or waits on a lock too long, and every statement is awaited against a
+// deadline (Roundtrip) so a server that stopped answering altogether (SIGSTOP, a partition
+// without RST) is given up too. Both come back as kUnavailable: the exporter retries the
+// round after its back-off, as for an unreachable server.
 #include "pg_ledger.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 
@@ -109,6 +118,21 @@ std::string MaskLocation(const std::string& location) {
   return out;
 }
 
+// The value of keyword in the location ("" when absent or unparsable).
+std::string LocationValue(const std::string& location, const char* keyword) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(location.c_str(), &err);
+  if (!opts) {
+    if (err) PQfreemem(err);
+    return "";
+  }
+  std::string value;
+  for (PQconninfoOption* o = opts; o->keyword; ++o)
+    if (std::strcmp(o->keyword, keyword) == 0 && o->val) value = o->val;
+  PQconninfoFree(opts);
+  return value;
+}
+
 bool LocationHasPassword(const std::string& location) {
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(location.c_str(), &err);
@@ -161,7 +185,8 @@ class PgLedger final : public Ledger {
  public:
   PgLedger(LedgerTarget target, std::string password, bool read_only)
       : target_(std::move(target)), password_(std::move(password)), read_only_(read_only),
-        where_("ledger " + MaskLocation(target_.location) + " relay " + (target_.relay_id.empty() ? "(all)" : target_.relay_id)) {}
+        where_("ledger " + MaskLocation(target_.location) + " relay " + (target_.relay_id.empty() ? "(all)" : target_.relay_id)),
+        timeout_ms_(std::max<int64_t>(target_.timeout_ms, 1)) {}
   ~PgLedger() override {
     if (conn_) PQfinish(conn_);
   }
@@ -588,16 +613,32 @@ class PgLedger final : public Ledger {
     conn_ = nullptr;
     const std::string app = "ccmail-bridge" + (target_.relay_id.empty() ? std::string() : "/" + target_.relay_id);
     // Time-outs so that a dead server or a cut network ends in an error the exporter retries,
-    // never in a call that hangs: connect_timeout for the connection itself; TCP keepalives
-    // and tcp_user_timeout for a server that vanishes mid-round (unacknowledged data).
-    std::vector<const char*> keys = {"dbname", "connect_timeout", "keepalives", "keepalives_idle",
-                                     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                     "application_name"};
-    std::vector<const char*> values = {target_.location.c_str(), "10", "1", "10", "5", "3", "30000", app.c_str()};
-    // NOTICEs (e.g. "already exists, skipping") would go to stderr: only warnings and up.
+    // never in a call that hangs: connect_timeout for the connection itself (libpq's minimum
+    // is 2 s); TCP keepalives and tcp_user_timeout for a server that vanishes mid-round
+    // (unacknowledged data; TCP only, libpq ignores them on a Unix socket). They come BEFORE
+    // dbname, which expands the admin's location: what the admin set there wins.
+    const int64_t timeout_s = (timeout_ms_ + 999) / 1000;
+    const std::string connect_timeout = std::to_string(std::clamp<int64_t>(timeout_s, 2, 10));
+    const std::string tcp_user_timeout = std::to_string(timeout_ms_);
+    std::vector<const char*> keys = {"connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout", "application_name"};
+    std::vector<const char*> values = {connect_timeout.c_str(), "1", "10", "5", "3", tcp_user_timeout.c_str(), app.c_str()};
+    keys.push_back("dbname");
+    values.push_back(target_.location.c_str());
+    // NOTICEs (e.g. "already exists, skipping") would go to stderr: only warnings and up. The
+    // server cancels a statement or lock wait after the time-out (SQLSTATE 57014 / 55P03,
+    // kUnavailable), and ends a session of ours left idle inside a transaction (an exporter
+    // that gave up on a server that then came back) so its locks do not outlive it. The
+    // admin's own options in the location come after ours and win; read-only is not theirs
+    // to lift.
+    const std::string ms = std::to_string(timeout_ms_);
+    std::string options = "-c client_min_messages=warning -c statement_timeout=" + ms + " -c lock_timeout=" + ms +
+                          " -c idle_in_transaction_session_timeout=" + std::to_string(4 * timeout_ms_);
+    const std::string admin_options = LocationValue(target_.location, "options");
+    if (!admin_options.empty()) options += " " + admin_options;
+    if (read_only_) options += " -c default_transaction_read_only=on";
     keys.push_back("options");
-    values.push_back(read_only_ ? "-c client_min_messages=warning -c default_transaction_read_only=on"
-                                : "-c client_min_messages=warning");
+    values.push_back(options.c_str());
     if (!password_.empty()) {
       keys.push_back("password");
       values.push_back(password_.c_str());
@@ -626,11 +667,46 @@ class PgLedger final : public Ledger {
   bool Connected() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
   // Outside a transaction a broken connection is replaced (the server came back); inside
-  // one the transaction is lost and the caller's call fails.
+  // one the transaction is lost and the caller's call fails. A commit whose outcome was left
+  // unknown is resolved before anything else is answered (see ResolveLostCommit).
   Status EnsureConnected() {
-    if (Connected()) return Status::Ok();
-    if (in_txn_) return Status::Unavailable(where_ + ": connection lost inside a transaction");
-    return Connect();
+    if (!Connected()) {
+      if (in_txn_) return Status::Unavailable(where_ + ": connection lost inside a transaction");
+      CCMAIL_RETURN_IF_ERROR(Connect());
+    }
+    if (unresolved_seq_ != 0 && !in_txn_) return ResolveLostCommit();
+    return Status::Ok();
+  }
+
+  // A COMMIT given up or cut off in flight may still be run by the old session when the
+  // server comes back (it was stopped, or the network cut, not the server dead). Until a
+  // probe holding this relay's row lock has seen that transaction end, every call fails
+  // kUnavailable: a plain read could say "not recorded" just before the old COMMIT lands,
+  // and the exporter would drop the .part files of a round that is then recorded.
+  Status ResolveLostCommit() {
+    const uint64_t seq = unresolved_seq_;
+    unresolved_seq_ = 0;  // the probe's own statements pass
+    bool committed = false;
+    Status s = ProbeLostCommit(seq, &committed);
+    if (!s.ok()) {
+      unresolved_seq_ = seq;
+      return Status::Unavailable(where_ + ": the outcome of the commit of batch seq " + std::to_string(seq) +
+                                 " is still unknown: " + s.message());
+    }
+    return Status::Ok();
+  }
+
+  // Whether batch seq is recorded, asked once no other transaction of this relay is in
+  // flight: the lost COMMIT's transaction holds this relay's row (StageBatches locked it), so
+  // taking that lock waits for it to end either way. While it is still held, lock_timeout
+  // makes the outcome stay unknown (kUnavailable).
+  Status ProbeLostCommit(uint64_t seq, bool* committed) {
+    return Txn([&]() -> Status {
+      Result lr;
+      CCMAIL_RETURN_IF_ERROR(Exec("SELECT 1 FROM relays WHERE relay_id = $1 FOR UPDATE", {target_.relay_id}, &lr,
+                                  "wait for the lost commit's transaction"));
+      return HasBatch(seq, committed);
+    });
   }
 
   Status ResultStatus(PGresult* res, const std::string& what) {
@@ -643,6 +719,10 @@ class PgLedger final : public Ledger {
     const std::string msg = where_ + ": " + what + ": " + m;
     const std::string code = state ? state : "";
     if (!Connected() || code.rfind("08", 0) == 0 || code.rfind("57P", 0) == 0) return Status::Unavailable(msg);
+    // statement_timeout (query_canceled) or lock_timeout (lock_not_available, below): the
+    // server or another session is slow; the round is retried, never a fatal error.
+    if (code == "57014")
+      return Status::Unavailable(msg + " (cancelled after ledger_timeout " + std::to_string(timeout_ms_) + " ms)");
     if (code == "23505") return Status::AlreadyExists(msg);
     // Another relay's transaction crossed ours (deadlock victim, serialization) or a standby
     // after a fail-over (read-only): transient; the round is redone.
@@ -655,15 +735,80 @@ class PgLedger final : public Ledger {
 
   Status Exec(const char* sql, const std::vector<std::string>& params, Result* out, const std::string& what) {
     CCMAIL_RETURN_IF_ERROR(EnsureConnected());
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p.c_str());
-    Result r(params.empty() && std::strchr(sql, '$') == nullptr
-                 ? PQexec(conn_, sql)
-                 : PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
+    Result r;
+    CCMAIL_RETURN_IF_ERROR(Roundtrip(sql, params, &r, what));
     Status s = ResultStatus(r.get(), what);
     if (s.ok()) *out = std::move(r);
     return s;
+  }
+
+  // Sends one statement and waits for its answer, for at most twice the time-out.
+  // PQexec would wait for ever on a server that accepted the connection and then stopped
+  // answering (SIGSTOP, a hung host, a partition without RST): statement_timeout cannot fire
+  // in a stopped server and a Unix socket has no keepalives. So the statement goes through
+  // libpq's asynchronous API against a deadline; past it the connection is closed (not
+  // PQcancel: its request goes to the same stopped postmaster and waits for its reply) and
+  // the call fails kUnavailable like a broken connection (inside COMMIT: outcome unknown).
+  // *out is PQexec's answer: the last result, or the first error.
+  Status Roundtrip(const char* sql, const std::vector<std::string>& params, Result* out, const std::string& what) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2 * timeout_ms_);
+    if (PQisnonblocking(conn_) == 0 && PQsetnonblocking(conn_, 1) != 0)
+      return Status::Unavailable(where_ + ": " + what + ": " + ConnMessage());
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.c_str());
+    const int sent = params.empty() && std::strchr(sql, '$') == nullptr
+                         ? PQsendQuery(conn_, sql)
+                         : PQsendQueryParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                                             nullptr, nullptr, 0);
+    if (!sent) return Status::Unavailable(where_ + ": " + what + ": cannot send: " + ConnMessage());
+    // A large round does not fit the socket's buffer: flush it as the server reads.
+    for (int f; (f = PQflush(conn_)) != 0;) {
+      if (f < 0) return Status::Unavailable(where_ + ": " + what + ": cannot send: " + ConnMessage());
+      CCMAIL_RETURN_IF_ERROR(AwaitSocket(POLLIN | POLLOUT, deadline, what));
+    }
+    Result answer;
+    for (;;) {
+      while (!PQisBusy(conn_)) {
+        PGresult* next = PQgetResult(conn_);
+        if (!next) {
+          *out = std::move(answer);
+          return Status::Ok();
+        }
+        const ExecStatusType st = PQresultStatus(next);
+        const bool failed = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE;
+        if (answer.get() && !failed && (PQresultStatus(answer.get()) == PGRES_FATAL_ERROR ||
+                                        PQresultStatus(answer.get()) == PGRES_BAD_RESPONSE)) {
+          PQclear(next);  // the error stays the answer
+        } else {
+          answer = Result(next);
+        }
+      }
+      CCMAIL_RETURN_IF_ERROR(AwaitSocket(POLLIN, deadline, what));
+    }
+  }
+
+  // Waits until the socket is ready for events (reading what arrived) or the deadline
+  // passes; then the connection is closed (the server is not answering).
+  Status AwaitSocket(short events, std::chrono::steady_clock::time_point deadline, const std::string& what) {
+    const int fd = PQsocket(conn_);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (fd < 0 || left.count() <= 0) break;
+      pollfd p{fd, events, 0};
+      const int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 60000)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status::FromErrno(where_ + ": " + what + ": poll", errno);
+      if (n == 0) continue;
+      if ((p.revents & (POLLIN | POLLERR | POLLHUP)) && PQconsumeInput(conn_) == 0)
+        return Status::Unavailable(where_ + ": " + what + ": connection lost: " + ConnMessage());
+      return Status::Ok();
+    }
+    PQfinish(conn_);
+    conn_ = nullptr;
+    return Status::Unavailable(where_ + ": " + what + ": no answer from the server within " +
+                               std::to_string(2 * timeout_ms_) + " ms (twice ledger_timeout; server stopped or network "
+                               "cut), connection closed");
   }
 
   Status Begin() {
@@ -676,7 +821,8 @@ class PgLedger final : public Ledger {
   void Rollback() {
     in_txn_ = false;
     if (!Connected()) return;
-    Result r(PQexec(conn_, "ROLLBACK"));
+    Result r;
+    (void)Roundtrip("ROLLBACK", {}, &r, "rollback");  // a failure leaves the connection closed or aborted
   }
 
   // COMMIT with the crash/fault points of the SQLite ledger. When the connection breaks
@@ -693,9 +839,10 @@ class PgLedger final : public Ledger {
       }
       CrashPoint(before);
     }
-    Result r(PQexec(conn_, "COMMIT"));
+    Result r;
+    Status s = Connected() ? Roundtrip("COMMIT", {}, &r, "commit") : Status::Ok();
     in_txn_ = false;
-    Status s = ResultStatus(r.get(), "commit");
+    if (s.ok()) s = ResultStatus(r.get(), "commit");
     if (s.ok()) {
       if (after) return FaultPoint(after, where_ + ": after commit");
       return s;
@@ -706,12 +853,17 @@ class PgLedger final : public Ledger {
     }
     // The connection died with the COMMIT in flight.
     Status c = Connect();
-    if (!c.ok())
+    if (!c.ok()) {
+      unresolved_seq_ = probe_seq;
       return Status::Unavailable(where_ + ": commit outcome unknown (connection lost, cannot reconnect: " + c.message() +
                                  "); batch seq " + std::to_string(probe_seq) + " must be looked up before anything else");
+    }
     bool committed = false;
-    Status h = HasBatch(probe_seq, &committed);
-    if (!h.ok()) return Status::Unavailable(where_ + ": commit outcome unknown: " + h.message());
+    Status h = ProbeLostCommit(probe_seq, &committed);
+    if (!h.ok()) {
+      unresolved_seq_ = probe_seq;
+      return Status::Unavailable(where_ + ": commit outcome unknown: " + h.message());
+    }
     if (committed) return Status::Ok();
     return Status::Unavailable(where_ + ": the commit was lost with the connection (" + s.message() +
                                "); batch seq " + std::to_string(probe_seq) + " is not in the ledger");
@@ -837,8 +989,10 @@ class PgLedger final : public Ledger {
   const std::string password_;
   const bool read_only_;
   const std::string where_;  // "ledger <masked location> relay <id>", the prefix of every message
+  const int64_t timeout_ms_;  // ledger_timeout: statement and lock time-out; twice it, no answer at all
   PGconn* conn_ = nullptr;
   bool in_txn_ = false;
+  uint64_t unresolved_seq_ = 0;  // a batch whose COMMIT's outcome is unknown (ResolveLostCommit)
   uint64_t epoch_ = 0;
   bool staged_ = false;
   std::vector<uint64_t> staged_seqs_;

@@ -43,5 +43,21 @@ TEST(LedgerTargetFromConfig, PostgresNeedsAValidRelayId) {
   EXPECT_EQ(t.password_file, "/etc/ccmail-bridge/pgpass");
 }
 
+// ledger_timeout reaches the target (the PostgreSQL ledger's statement, lock and answer
+// bound); out of range is refused naming the setting.
+TEST(LedgerTargetFromConfig, LedgerTimeoutIsPassedOnAndBounded) {
+  store::LedgerTarget t;
+  const std::string pg = "ledger = postgresql://db1/ccmail\nrelay_id = mx1\n";
+  ASSERT_TRUE(TargetOf(pg, &t).ok());
+  EXPECT_EQ(t.timeout_ms, 30000);
+  ASSERT_TRUE(TargetOf(pg + "ledger_timeout = 2s\n", &t).ok());
+  EXPECT_EQ(t.timeout_ms, 2000);
+  for (const char* bad : {"ledger_timeout = 500ms\n", "ledger_timeout = 2h\n", "ledger_timeout = soon\n"}) {
+    Status s = TargetOf(pg + bad, &t);
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("ledger_timeout"), std::string::npos) << s.ToString();
+  }
+}
+
 }  // namespace
 }  // namespace ccmail

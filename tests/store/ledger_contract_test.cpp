@@ -1,13 +1,15 @@
 // The ledger's contract, run against both backends (SQLite file; PostgreSQL in ONE private
 // cluster per binary, a fresh database per test), then what only a shared ledger has: two
 // relays racing on one delivery, two exporters with one relay id, a postmaster killed during
-// COMMIT, an unreachable server, and the password kept out of messages.
+// COMMIT, an unreachable server, a lock held by another session, a server that stopped
+// answering (SIGSTOP), and the password kept out of messages.
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -89,6 +91,12 @@ Status CommitOne(Ledger* ledger, LedgerBatch* batch) {
   Status s = ledger->CommitBatches(&batches);
   if (s.ok()) *batch = batches[0];
   return s;
+}
+
+// The database name of a PostgreSQL target ("... dbname=tN ...").
+std::string DbName(const LedgerTarget& t) {
+  const size_t from = t.location.find("dbname=") + 7;
+  return t.location.substr(from, t.location.find(' ', from) - from);
 }
 
 TEST_P(LedgerContract, EpochBatchDedupPrune) {
@@ -302,6 +310,20 @@ TEST_F(SharedLedger, PasswordIsOnlyReadFromItsFileAndNeverShown) {
   EXPECT_STREQ(l->backend(), "postgresql");
 }
 
+// The bridge's connection defaults (connect_timeout, keepalives, application_name...) come
+// before the admin's location: a parameter the admin wrote there wins.
+TEST_F(SharedLedger, ConnectionParametersOfTheLocationWin) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  LedgerTarget t = Target("mx");
+  t.location += " connect_timeout=7 application_name=site-ledger";
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(OpenLedger(t, &l).ok());
+  // Fails (division by zero) unless the ledger's session carries the admin's name.
+  EXPECT_EQ(pg.Psql(DbName(t), "SELECT 1 / (SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = "
+                               "'site-ledger')::int"),
+            0);
+}
+
 // Two relays, one delivery, both rounds in flight: exactly one EXPORTED row; the other
 // relay's round fails kAlreadyExists with nothing recorded, and its re-planned round (the
 // copy as DUP) commits. Relay b's insert waits on a's uncommitted row, then sees it.
@@ -431,6 +453,144 @@ TEST_F(SharedLedger, CommitInterruptedByPostmasterKillIsResolvedFromTheDatabase)
   ASSERT_TRUE(l->Counters(&c).ok());
   EXPECT_EQ(c.exported, 1u);
   EXPECT_EQ(c.last_seq, 1u);
+}
+
+// Runs call and returns how long it took. A call still blocked after give_up is a failure;
+// rescue() then unblocks it (releases what it waits on) so the test ends instead of hanging.
+template <typename Call, typename Rescue>
+std::chrono::milliseconds TimeCall(Call call, std::chrono::seconds give_up, Rescue rescue) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::future<void> done = std::async(std::launch::async, call);
+  if (done.wait_for(give_up) != std::future_status::ready) {
+    ADD_FAILURE() << "the ledger call was still blocked after " << give_up.count() << " s";
+    rescue();
+  }
+  done.get();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+}
+
+// SIGCONT of the cluster whatever happens in the test (the other tests share it).
+class ThawAtExit {
+ public:
+  explicit ThawAtExit(LedgerPgCluster& pg) : pg_(pg) {}
+  ~ThawAtExit() { pg_.Thaw(); }
+
+ private:
+  LedgerPgCluster& pg_;
+};
+
+// Another session holds a lock the round needs (here the whole relays table, as a DBA's
+// maintenance might): the round does not wait for it for ever. The server cancels the wait
+// after ledger_timeout and the round fails kUnavailable (the exporter retries it after its
+// back-off; kBusy would mean "fenced" and stop it); once the lock is gone the round commits.
+TEST_F(SharedLedger, RoundBlockedByAnotherSessionsLockIsUnavailableWithinTheTimeout) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  LedgerTarget t = Target("mx");
+  t.timeout_ms = 1000;
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(OpenLedger(t, &l).ok());
+  ASSERT_TRUE(l->BumpEpoch(nullptr).ok());
+  const std::string db = DbName(t);
+  std::thread holder(
+      [&] { EXPECT_EQ(pg.Psql(db, "BEGIN; LOCK TABLE relays IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT"), 0); });
+  bool locked = false;
+  for (int i = 0; i < 100 && !locked; ++i) {
+    // Fails (division by zero) until the holder's lock is granted.
+    locked = pg.Psql(db, "SELECT 1 / (SELECT COUNT(*) FROM pg_locks WHERE relation = 'relays'::regclass "
+                         "AND mode = 'AccessExclusiveLock' AND granted)::int") == 0;
+    if (!locked) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(locked) << "the holder never got its lock";
+  const ContentKey k = ContentKeyOfMessage("a", kMsg);
+  std::vector<LedgerBatch> v{MakeBatch({{k, "bob at PO1"}})};
+  Status s;
+  const auto took = TimeCall([&] { s = l->CommitBatches(&v); }, std::chrono::seconds(15), [] {});
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_LT(took, std::chrono::milliseconds(3500)) << s.ToString();
+  holder.join();
+  v = {MakeBatch({{k, "bob at PO1"}})};
+  ASSERT_TRUE(l->CommitBatches(&v).ok());
+  EXPECT_EQ(v[0].seq, 1u);
+}
+
+// The server stops answering altogether (postmaster and backends SIGSTOPped: the connection
+// is accepted, nothing comes back, statement_timeout cannot fire). A COMMIT in flight is
+// given up after twice ledger_timeout with its outcome unknown (never guessed), every call
+// meanwhile fails kUnavailable within the bound, and after SIGCONT the ledger reconnects and
+// goes on from what the database says.
+TEST_F(SharedLedger, StoppedServerIsUnavailableWithinTheTimeoutAndReconnectedAfter) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  LedgerTarget t = Target("mx");
+  t.timeout_ms = 1000;
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(OpenLedger(t, &l).ok());
+  ASSERT_TRUE(l->BumpEpoch(nullptr).ok());
+  const ContentKey k = ContentKeyOfMessage("a", kMsg), k2 = ContentKeyOfMessage("b", kMsg);
+  std::vector<LedgerBatch> v{MakeBatch({{k, "bob at PO1"}})};
+  ASSERT_TRUE(l->StageBatches(v).ok());
+  ThawAtExit thaw(pg);
+  ASSERT_EQ(pg.Freeze(), 0);
+  Status s;
+  // Answer wait (2 s) plus the reconnect's connect_timeout (2 s, libpq's minimum).
+  auto took = TimeCall([&] { s = l->CommitStaged(&v); }, std::chrono::seconds(20), [&] { pg.Thaw(); });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("outcome unknown"), std::string::npos) << s.ToString();
+  EXPECT_LT(took, std::chrono::milliseconds(7000)) << s.ToString();
+  bool has = false;
+  took = TimeCall([&] { s = l->HasBatch(1, &has); }, std::chrono::seconds(20), [&] { pg.Thaw(); });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_LT(took, std::chrono::milliseconds(5000)) << s.ToString();
+  ASSERT_EQ(pg.Thaw(), 0);
+  // Reconnected. The stopped backend may still have run the COMMIT it had received: the next
+  // round waits for that transaction (relay row lock) and takes the seq after it.
+  std::vector<LedgerBatch> next{MakeBatch({{k2, "bob at PO1"}})};
+  ASSERT_TRUE(l->CommitBatches(&next).ok());
+  bool first_landed = false;
+  ASSERT_TRUE(l->IsExported(k, "bob at PO1", &first_landed).ok());
+  EXPECT_EQ(next[0].seq, first_landed ? 2u : 1u);
+  LedgerCounters c;
+  ASSERT_TRUE(l->Counters(&c).ok());
+  EXPECT_EQ(c.exported, first_landed ? 2u : 1u);
+  EXPECT_EQ(c.last_seq, next[0].seq);
+}
+
+// The server stops while a COMMIT is in flight and comes back, all but the backend of that
+// COMMIT (its transaction, holding the relay's row, may still commit). The ledger answers
+// nothing until that transaction has ended: a plain read would say "not recorded", and the
+// exporter would drop the .part files of a round that is then recorded.
+TEST_F(SharedLedger, LostCommitStillInFlightIsWaitedForBeforeAnyAnswer) {
+  LedgerPgCluster& pg = LedgerPgCluster::Get();
+  LedgerTarget t = Target("mx");
+  t.timeout_ms = 1000;
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(OpenLedger(t, &l).ok());
+  ASSERT_TRUE(l->BumpEpoch(nullptr).ok());
+  CaptureId id;
+  std::vector<LedgerBatch> v{MakeBatch({{ContentKeyOfMessage("a", kMsg), "bob at PO1"}}, &id)};
+  ASSERT_TRUE(l->StageBatches(v).ok());
+  const std::string old_backend = pg.PsqlValue(
+      DbName(t), "SELECT pid FROM pg_stat_activity WHERE application_name = 'ccmail-bridge/mx' AND state = 'idle in transaction'");
+  ASSERT_FALSE(old_backend.empty());
+  ThawAtExit thaw(pg);
+  ASSERT_EQ(pg.Freeze(), 0);
+  Status s;
+  TimeCall([&] { s = l->CommitStaged(&v); }, std::chrono::seconds(20), [&] { pg.Thaw(); });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("outcome unknown"), std::string::npos) << s.ToString();
+  ASSERT_EQ(pg.Thaw(old_backend), 0);
+  bool recorded = false;
+  s = l->HasCapture(id, &recorded);
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << "answered " << recorded << " while the commit may still land";
+  EXPECT_NE(s.message().find("still unknown"), std::string::npos) << s.ToString();
+  ASSERT_EQ(pg.Thaw(), 0);
+  // The old transaction ends (committed, or ended by idle_in_transaction_session_timeout):
+  // from now on the answers agree with each other.
+  for (int i = 0; i < 20 && !(s = l->HasCapture(id, &recorded)).ok(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  bool has = false;
+  ASSERT_TRUE(l->HasBatch(1, &has).ok());
+  EXPECT_EQ(has, recorded);
 }
 
 // ccmailctl's view: read-only, every relay, no writes.

@@ -6,6 +6,8 @@
 //   LedgerPgCluster& pg = LedgerPgCluster::Get();          // started on first use
 //   store::LedgerTarget t = pg.NewDatabase("r1");          // a fresh database per test
 //   pg.Kill(); pg.Restart();                               // postmaster kill -9, crash recovery
+//   pg.Freeze(); pg.Thaw();                                // SIGSTOP / SIGCONT of the whole server
+//   pg.Thaw(pid);                                          // ... but backend pid stays stopped
 //
 // A test binary that skipped a PostgreSQL test because the server binaries are missing exits
 // 77 at the end (ctest SKIP_RETURN_CODE), so scripts/test.sh counts it as skipped (a failure
@@ -79,6 +81,19 @@ class LedgerPgCluster {
 
   int Kill() { return Run("kill " + dir()); }
   int Restart() { return Run("start " + dir() + " >/dev/null"); }
+  int Freeze() { return Run("freeze " + dir()); }
+  int Thaw(const std::string& keep_stopped = "") { return Run("thaw " + dir() + " " + keep_stopped); }
+  // The first value psql prints for sql ("" on failure).
+  std::string PsqlValue(const std::string& db, const std::string& sql) {
+    std::FILE* p = ::popen(("bash " + Script() + " psql " + dir() + " -At -d " + db + " -c \"" + sql + "\"").c_str(), "r");
+    if (!p) return "";
+    char line[256] = "";
+    if (!std::fgets(line, sizeof line, p)) line[0] = 0;
+    ::pclose(p);
+    std::string v = line;
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+    return v;
+  }
 
  private:
   LedgerPgCluster() : dir_(std::make_unique<ccmail::test::TempDir>("ccmail-pg")) {}

@@ -7,6 +7,11 @@
 #   pg_cluster.sh stop <dir>    pg_ctl stop -m fast (no error when it is not running)
 #   pg_cluster.sh kill <dir>    kill -9 of the postmaster (what a crash of the database host
 #                               looks like to the bridge); `start` again runs crash recovery
+#   pg_cluster.sh freeze <dir>  SIGSTOP of the postmaster and every backend: a server that
+#                               accepts connections (the kernel's backlog) and never answers,
+#                               like a hung host or a partition without RST
+#   pg_cluster.sh thaw <dir> [pid]  SIGCONT of them, but pid (one backend) stays stopped (stop
+#                               thaws everything, so a frozen cluster never outlives its test)
 #   pg_cluster.sh psql <dir> ... psql as the superuser on database ccmail
 #
 # The server listens on its Unix socket only (listen_addresses = ''), so no network address is
@@ -26,6 +31,20 @@ as_owner() {  # runs "$@" as the cluster's owner
   if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 conninfo() { echo "host=$1/sock port=5432 dbname=ccmail user=ccmail"; }
+
+# Sends signal $2 to the postmaster of cluster $1 and to its children (the backends) but
+# the child $3 (optional).
+signal_cluster() {
+  local pid
+  pid=$(head -1 "$1/data/postmaster.pid" 2>/dev/null) || return 0
+  [[ -e /proc/$pid ]] || return 0
+  # The postmaster first on SIGSTOP, so it forks no backend that the list below would miss.
+  [[ "$2" == STOP ]] && kill -STOP "$pid"
+  for child in $(pgrep -P "$pid" || true); do
+    [[ "$child" == "${3:-}" ]] || kill "-$2" "$child" 2>/dev/null || true
+  done
+  [[ "$2" == STOP ]] || kill "-$2" "$pid"
+}
 
 cmd=${1:-}; dir=${2:-}
 [[ -n "$cmd" && -n "$dir" ]] || die "usage: pg_cluster.sh start|stop|kill|psql <dir> [args]"
@@ -70,6 +89,7 @@ EOF
   ;;
 stop)
   [[ -f "$dir/data/PG_VERSION" ]] || exit 0
+  signal_cluster "$dir" CONT
   as_owner "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   ;;
 kill)
@@ -85,6 +105,8 @@ kill)
   done
   [[ ! -e /proc/$pid ]] || die "postmaster $pid did not go away"
   ;;
+freeze) signal_cluster "$dir" STOP ;;
+thaw) signal_cluster "$dir" CONT "${3:-}" ;;
 psql)
   shift 2
   su_pw=$(cat "$dir/su-password")

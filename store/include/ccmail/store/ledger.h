@@ -217,6 +217,10 @@ struct LedgerTarget {
                               // libpq key=value connection string (PostgreSQL)
   std::string password_file;  // PostgreSQL password, read from this file (never argv or the URL)
   std::string relay_id;       // this relay's name in a shared ledger; "" for SQLite
+  // PostgreSQL only (setting ledger_timeout): the server cancels a statement (or a lock wait)
+  // after this long, and a server that does not answer at all is given up after twice this,
+  // its connection closed; both end in kUnavailable (docs/DESIGN.md §5.6).
+  int64_t timeout_ms = 30000;
 };
 
 // True for a postgresql:// or postgres:// URI or a libpq key=value string (contains '=' and

@@ -139,6 +139,46 @@ TEST(SubmitterCtl, StatusCountsLedgerInboxQuarantineAndNotices) {
   EXPECT_EQ(Value(ParseOrFail(w.b().Run({"--json", "submitter", "status"}).out), "submitter"), "not running");
 }
 
+// Entries the submitter set aside (.<name>.refused[.<n>], with a .reason file each) are counted
+// per post office, whatever they are, and point to docs/ADMIN.md.
+TEST(SubmitterCtl, StatusCountsRefusedInboxEntries) {
+  WayBack w;
+  w.Populate();
+  std::filesystem::create_directories(w.inbox() + "/HUBPO2");
+  std::filesystem::create_directories(w.inbox() + "/SALESPO");
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused") << "Message:\r\n";
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused.reason") << "refused too large";
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused.2") << "Message:\r\n";
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused.2.reason") << "refused too large";
+  ASSERT_EQ(::symlink("/etc/passwd", (w.inbox() + "/SALESPO/.LINK.CCM.refused").c_str()), 0);
+  std::ofstream(w.inbox() + "/SALESPO/.LINK.CCM.refused.reason") << "refused symlink";
+  // Not refused entries: a hidden file being written, a complete file (backlog).
+  std::ofstream(w.inbox() + "/SALESPO/.EXP4.refused.CCM") << "Mess";
+  std::ofstream(w.inbox() + "/SALESPO/EXP.refused") << "Message:\r\n";
+
+  RunResult r = w.b().Run({"--json", "submitter", "status"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Json j = ParseOrFail(r.out);
+  EXPECT_EQ(Value(j, "inbox.refused"), "3");
+  EXPECT_EQ(Value(j, "inbox.refused_per_post_office.HUBPO2"), "2");
+  EXPECT_EQ(Value(j, "inbox.refused_per_post_office.SALESPO"), "1");
+  EXPECT_NE(Value(j, "inbox.refused_hint").find("docs/ADMIN.md"), std::string::npos) << r.out;
+  EXPECT_EQ(Value(j, "inbox.backlog_files"), "1");
+
+  r = w.b().Run({"submitter", "status"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("3 entries (set aside"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("docs/ADMIN.md"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 refused"), std::string::npos) << r.out;
+
+  // None refused: a zero and no hint.
+  for (const char* name : {"HUBPO2/.BIG.CCM.refused", "HUBPO2/.BIG.CCM.refused.2", "SALESPO/.LINK.CCM.refused"})
+    std::filesystem::remove(w.inbox() + "/" + name);
+  j = ParseOrFail(w.b().Run({"--json", "submitter", "status"}).out);
+  EXPECT_EQ(Value(j, "inbox.refused"), "0");
+  EXPECT_EQ(j.Find("inbox.refused_hint"), nullptr);
+}
+
 TEST(SubmitterCtl, ListFilesAndMessagesByStateOrFile) {
   WayBack w;
   w.Populate();

@@ -504,8 +504,11 @@ int Show(const Io& io, const std::string& key) {
   if (!m.reply.empty()) t.Add("reply", m.reply);
   t.Add("file", f.post_office + "/" + f.name + " (" + std::to_string(f.messages) + " message(s), " + f.state + ")");
   t.Add("taken", FormatUtc(f.taken_ms));
-  t.Add("bytes", have_bytes ? taken : "not kept (" + taken + " is gone)");
-  if (m.state == MessageState::kRefused || m.state == MessageState::kQuarantined)
+  // A done file's copy goes taken_retention after it settled; a requeue would have nothing to send.
+  t.Add("bytes", have_bytes                     ? taken
+                 : f.state == submitter::kFileDone ? "not kept (" + taken + " is gone: removed after taken_retention)"
+                                                 : "not kept (" + taken + " is gone)");
+  if (have_bytes && (m.state == MessageState::kRefused || m.state == MessageState::kQuarantined))
     t.Add("to retry", "ccmailctl submitter requeue " + ShortKey(m));
   io.out << t.Render();
   return kExitOk;
@@ -548,8 +551,25 @@ int Requeue(const Io& io, const SubmitterCli& cli) {
     }
     targets.push_back(std::move(m));
   }
-  size_t done = 0;
+  size_t done = 0, skipped = 0;
   for (const auto& m : targets) {
+    // The daemon reads a requeued message from its taken copy: without it, it would only
+    // quarantine the file. A copy is gone once taken_retention passed after the file was done.
+    SubmitFile f;
+    if (Status s = l->GetFile(m.file_id, &f); !s.ok()) return Fail(io, "requeue", s);
+    const std::string taken = p.state_dir + "/taken/" + f.post_office + "/" + f.file_id;
+    std::error_code ec;
+    if (f.state != submitter::kFileQuarantined && !fs::exists(taken, ec)) {
+      io.err << "ccmailctl submitter requeue: " << ShortKey(m) << ": its taken copy " << taken
+             << " is gone (removed after taken_retention): nothing to send it from; left "
+             << submitter::MessageStateName(m.state) << "\n";
+      ++skipped;
+      if (!cli.requeue_all) {
+        rc = kExitFailure;
+        ++failed;
+      }
+      continue;
+    }
     if (Status s = l->Requeue(m.file_id, m.idx); !s.ok()) {
       io.err << "ccmailctl submitter requeue: " << ShortKey(m) << ": " << s.ToString() << "\n";
       rc = kExitFailure;
@@ -561,9 +581,9 @@ int Requeue(const Io& io, const SubmitterCli& cli) {
   }
   if (io.json) {
     JsonWriter w;
-    w.BeginObject().Key("requeued").UInt(done).Key("failed").UInt(failed).EndObject();
+    w.BeginObject().Key("requeued").UInt(done).Key("failed").UInt(failed).Key("copy_gone").UInt(skipped).EndObject();
     io.out << w.Take();
-  } else if (targets.empty() && rc == kExitOk) {
+  } else if (done == 0 && rc == kExitOk) {
     io.out << "nothing to requeue (no refused or quarantined message)\n";
   }
   return rc;

@@ -197,6 +197,12 @@ constexpr Row kSubmitter[] = {
     {"submit_timeout", "60s", "Longest wait for each SMTP reply of submit_relay (and for the connection)."},
     {"submit_retry_min", "30s", "First retry delay after submit_relay answered 4xx or could not be reached."},
     {"submit_retry_max", "1h", "Longest retry delay of a submission."},
+    {"taken_retention", "30d",
+     "How long the submitter keeps the copy of a taken file (<spool_directory>/submitter/taken/<PO>/) "
+     "after the last of its messages settled; checked once an hour, then removed (the ledger keeps "
+     "its rows). Never removed: the copy of a file with messages still to settle, of a quarantined "
+     "file, or of a file with a quarantined message (ccmailctl submitter requeue reads it). 0: keep "
+     "every copy."},
     {"year_pivot", "70",
      "Two-digit years on EXPORT Date lines: from this value on 19xx, below it 20xx (0-100)."},
     {"unmapped_author", "pattern",

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <string_view>
 
 #include "ccmail/common/clock.h"
 #include "ccmail/config/settings.h"
@@ -119,6 +120,33 @@ void CountFiles(const std::string& dir, bool per_subdir, bool (*keep)(const std:
   }
 }
 
+// The submitter's name for an inbox entry it set aside: .<name>.refused or .<name>.refused.<n>
+// (its .reason file is not one).
+bool RefusedInboxName(const std::string& name) {
+  if (name.size() < 2 || name[0] != '.') return false;
+  std::string_view rest(name);
+  const size_t dot = rest.find_last_of('.');
+  if (dot != std::string_view::npos && dot + 1 < rest.size() &&
+      rest.find_first_not_of("0123456789", dot + 1) == std::string_view::npos)
+    rest = rest.substr(0, dot);  // .<name>.refused.<n>
+  constexpr std::string_view kSuffix = ".refused";
+  return rest.size() > kSuffix.size() + 1 && rest.substr(rest.size() - kSuffix.size()) == kSuffix;
+}
+
+// Refused entries per post office: whatever their type (a symlink or FIFO is refused too).
+void CountRefused(const std::string& inbox, std::map<std::string, uint64_t>* per_post_office, uint64_t* total) {
+  std::error_code ec;
+  for (fs::directory_iterator it(inbox, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_directory(ec) || it->is_symlink(ec)) continue;
+    std::error_code e;
+    for (fs::directory_iterator f(it->path(), e), fend; !e && f != fend; f.increment(e)) {
+      if (!RefusedInboxName(f->path().filename().string())) continue;
+      ++(*per_post_office)[it->path().filename().string()];
+      ++*total;
+    }
+  }
+}
+
 bool NotReason(const std::string& name) {
   return name.size() < 7 || name.compare(name.size() - 7, 7, ".reason") != 0;
 }
@@ -131,6 +159,8 @@ struct WayBackState {
   std::string ledger_error;
   SubmitCounters counters;
   DirCount inbox, quarantine, notices;
+  uint64_t refused_total = 0;                        // inbox entries set aside (.<name>.refused)
+  std::map<std::string, uint64_t> refused_per_post_office;
   std::optional<long> pid;  // a live ccmail-submitter named by the pid file
   // The daemon's own "name value" metrics file (<state_dir>/metrics, rewritten every round):
   // what only the running daemon knows (last_round_ms, deferred_files, window_*).
@@ -186,6 +216,7 @@ Status Gather(const Context& ctx, WayBackState* st) {
     st->ledger_error = s.ToString();
   }
   CountFiles(st->paths.inbox, true, CompleteName, &st->inbox);
+  CountRefused(st->paths.inbox, &st->refused_per_post_office, &st->refused_total);
   CountFiles(st->paths.quarantine, false, NotReason, &st->quarantine);
   CountFiles(st->paths.notices, false, NotHidden, &st->notices);
   st->pid = LiveSubmitter(st->paths.pid_file);
@@ -216,6 +247,9 @@ void CountersJson(JsonWriter& w, const SubmitCounters& c) {
                  {"quarantined", c.quarantined}, {"in_doubt_resubmitted", c.in_doubt_resubmitted}});
 }
 
+constexpr const char* kRefusedHint =
+    "set aside as .<name>.refused with a .reason file: see docs/ADMIN.md, \"The way back: refused inbox entries\"";
+
 int StatusCmd(const Io& io) {
   WayBackState st;
   if (Status s = Gather(io.ctx, &st); !s.ok()) return Fail(io, "status", s);
@@ -234,7 +268,13 @@ int StatusCmd(const Io& io) {
     w.Key("oldest_age_ms").Int(st.inbox.oldest_ms ? std::max<int64_t>(0, st.now_ms - *st.inbox.oldest_ms) : 0);
     w.Key("post_offices").BeginObject();
     for (const auto& [po, n] : st.inbox.per_post_office) w.Key(po).UInt(n);
-    w.EndObject().EndObject();
+    w.EndObject();
+    w.Key("refused").UInt(st.refused_total);
+    w.Key("refused_per_post_office").BeginObject();
+    for (const auto& [po, n] : st.refused_per_post_office) w.Key(po).UInt(n);
+    w.EndObject();
+    if (st.refused_total > 0) w.Key("refused_hint").String(kRefusedHint);
+    w.EndObject();
     w.UIntMembers({{"quarantined_files", st.quarantine.files}, {"notices_pending", st.notices.files}});
     w.EndObject();
     io.out << w.Take();
@@ -260,6 +300,10 @@ int StatusCmd(const Io& io) {
     if (st.inbox.state == PartState::kError) inbox = "ERROR " + st.inbox.error;
     t.Add("inbox", inbox);
     for (const auto& [po, n] : st.inbox.per_post_office) t.Add(po, std::to_string(n) + " file(s)", 2);
+    std::string refused = std::to_string(st.refused_total) + " entr" + (st.refused_total == 1 ? "y" : "ies");
+    if (st.refused_total > 0) refused += std::string(" (") + kRefusedHint + ")";
+    t.Add("inbox refused", refused);
+    for (const auto& [po, n] : st.refused_per_post_office) t.Add(po, std::to_string(n) + " refused", 2);
     t.Add("quarantined files", std::to_string(st.quarantine.files) + " (" + st.paths.quarantine + ")");
     t.Add("notices pending", std::to_string(st.notices.files));
     if (auto it = st.daemon.find("last_round_ms"); it != st.daemon.end())
@@ -460,8 +504,11 @@ int Show(const Io& io, const std::string& key) {
   if (!m.reply.empty()) t.Add("reply", m.reply);
   t.Add("file", f.post_office + "/" + f.name + " (" + std::to_string(f.messages) + " message(s), " + f.state + ")");
   t.Add("taken", FormatUtc(f.taken_ms));
-  t.Add("bytes", have_bytes ? taken : "not kept (" + taken + " is gone)");
-  if (m.state == MessageState::kRefused || m.state == MessageState::kQuarantined)
+  // A done file's copy goes taken_retention after it settled; a requeue would have nothing to send.
+  t.Add("bytes", have_bytes                     ? taken
+                 : f.state == submitter::kFileDone ? "not kept (" + taken + " is gone: removed after taken_retention)"
+                                                 : "not kept (" + taken + " is gone)");
+  if (have_bytes && (m.state == MessageState::kRefused || m.state == MessageState::kQuarantined))
     t.Add("to retry", "ccmailctl submitter requeue " + ShortKey(m));
   io.out << t.Render();
   return kExitOk;
@@ -504,8 +551,25 @@ int Requeue(const Io& io, const SubmitterCli& cli) {
     }
     targets.push_back(std::move(m));
   }
-  size_t done = 0;
+  size_t done = 0, skipped = 0;
   for (const auto& m : targets) {
+    // The daemon reads a requeued message from its taken copy: without it, it would only
+    // quarantine the file. A copy is gone once taken_retention passed after the file was done.
+    SubmitFile f;
+    if (Status s = l->GetFile(m.file_id, &f); !s.ok()) return Fail(io, "requeue", s);
+    const std::string taken = p.state_dir + "/taken/" + f.post_office + "/" + f.file_id;
+    std::error_code ec;
+    if (f.state != submitter::kFileQuarantined && !fs::exists(taken, ec)) {
+      io.err << "ccmailctl submitter requeue: " << ShortKey(m) << ": its taken copy " << taken
+             << " is gone (removed after taken_retention): nothing to send it from; left "
+             << submitter::MessageStateName(m.state) << "\n";
+      ++skipped;
+      if (!cli.requeue_all) {
+        rc = kExitFailure;
+        ++failed;
+      }
+      continue;
+    }
     if (Status s = l->Requeue(m.file_id, m.idx); !s.ok()) {
       io.err << "ccmailctl submitter requeue: " << ShortKey(m) << ": " << s.ToString() << "\n";
       rc = kExitFailure;
@@ -517,9 +581,9 @@ int Requeue(const Io& io, const SubmitterCli& cli) {
   }
   if (io.json) {
     JsonWriter w;
-    w.BeginObject().Key("requeued").UInt(done).Key("failed").UInt(failed).EndObject();
+    w.BeginObject().Key("requeued").UInt(done).Key("failed").UInt(failed).Key("copy_gone").UInt(skipped).EndObject();
     io.out << w.Take();
-  } else if (targets.empty() && rc == kExitOk) {
+  } else if (done == 0 && rc == kExitOk) {
     io.out << "nothing to requeue (no refused or quarantined message)\n";
   }
   return rc;

@@ -1,6 +1,7 @@
 // The submitter's rounds: export job, taking files, reading, converting, submitting, settling.
 #include "ccmail/submitter/engine.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <sys/file.h>
@@ -17,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ccmail/common/clock.h"
 #include "ccmail/common/log.h"
 #include "ccmail/common/name_hash.h"
 #include "ccmail/common/unique_fd.h"
@@ -130,6 +132,7 @@ Status SubmitterOptions::FromConfig(const Config& cfg, SubmitterOptions* out) {
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("submit_timeout", &o.smtp.timeout));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("submit_retry_min", &o.retry_min));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("submit_retry_max", &o.retry_max));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("taken_retention", &o.taken_retention));
   if (o.export_interval.count() < 1000) return Status::InvalidArgument("export_interval must be at least 1s");
   if (o.smtp.timeout.count() < 1) return Status::InvalidArgument("submit_timeout must be above 0");
   if (o.retry_min.count() < 1) o.retry_min = std::chrono::milliseconds(1);
@@ -148,6 +151,7 @@ struct Submitter::Impl {
   std::unique_ptr<smtp::Client> client;  // one session per round, opened when needed
   std::map<std::string, Deferral> deferred;       // file_id -> next try
   std::map<std::string, Deferral> export_due;     // post office -> next export_command run
+  Clock::time_point next_prune{};                 // the first round prunes
   mutable std::mutex metrics_mu;
   SubmitterMetrics metrics;
   // Why the inbox ("") or a post office directory could not be listed at the last scan: a
@@ -598,7 +602,59 @@ struct Submitter::Impl {
     }
     CCMAIL_RETURN_IF_ERROR(ledger->OpenFiles(&open));
     *work_left = !open.empty();
+    return PruneTaken();
+  }
+
+  // ---- (4) removing old taken copies ----
+  // The taken/ directory is the list of what is left to prune: the ledger is asked about each
+  // copy, so a copy removed already is never looked at again and the pass ends when done.
+  Status PruneTaken() {
+    if (opt.taken_retention.count() <= 0) return Status::Ok();
+    const auto now = Clock::now();
+    if (now < next_prune) return Status::Ok();
+    next_prune = now + opt.taken_prune_interval;
+    const int64_t wall_ms = opt.wall_clock_ms ? opt.wall_clock_ms() : WallClockMs();
+    const int64_t cutoff_ms = wall_ms - opt.taken_retention.count();
+    const std::string taken = opt.state_dir + "/taken";
+    size_t removed = 0;
+    bool limited = false;
+    for (const std::string& po : ListNames(taken)) {
+      for (const std::string& id : ListNames(TakenDir(po))) {
+        if (removed >= opt.taken_prune_limit) {
+          limited = true;
+          break;
+        }
+        int64_t settled_ms = 0;
+        Status s = ledger->DoneFileSettledMs(id, &settled_ms);
+        if (s.IsNotFound()) continue;  // a crash before its ledger row: Take decides, not us
+        CCMAIL_RETURN_IF_ERROR(s);
+        if (settled_ms == 0 || settled_ms > cutoff_ms) continue;  // open, quarantined, or recent
+        const std::string path = TakenDir(po) + "/" + id;
+        if (Status u = io->Unlink(path); !u.ok() && !u.IsNotFound()) {
+          LogWarning("submitter: cannot remove old taken copy %s, tried again at the next pass: %s", path.c_str(),
+                     u.ToString().c_str());
+          continue;
+        }
+        ++removed;
+      }
+      if (limited) break;
+    }
+    LogInfo("submitter: removed %zu taken cop%s of files done more than taken_retention (%llds) ago%s", removed,
+            removed == 1 ? "y" : "ies", static_cast<long long>(opt.taken_retention.count() / 1000),
+            limited ? " (the pass's limit: more at the next pass)" : "");
     return Status::Ok();
+  }
+
+  // The names in dir that are not hidden (a .tmp being written), sorted; none when it cannot be listed.
+  static std::vector<std::string> ListNames(const std::string& dir) {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (struct dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+      ::closedir(d);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   Status RefreshMetrics(uint64_t round_ms) {

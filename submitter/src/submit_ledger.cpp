@@ -306,6 +306,22 @@ Status SubmitLedger::OpenFiles(std::vector<SubmitFile>* out) {
 
 Status SubmitLedger::ListFiles(std::vector<SubmitFile>* out) { return ListFilesWhere(impl_.get(), "", out); }
 
+Status SubmitLedger::DoneFileSettledMs(const std::string& file_id, int64_t* settled_ms) {
+  *settled_ms = 0;
+  // One statement is one read transaction: the state and the times are of the same moment.
+  Stmt st(impl_.get(), std::string("SELECT f.state, COALESCE((SELECT MAX(m.settled_ms) FROM messages m "
+                                   "WHERE m.file_id = f.file_id), f.taken_ms), (SELECT COUNT(*) FROM messages m "
+                                   "WHERE m.file_id = f.file_id AND m.state = 'quarantined') "
+                                   "FROM files f WHERE f.file_id = ?"));
+  CCMAIL_RETURN_IF_ERROR(st.Prepared("read settled time of file " + file_id));
+  st.Bind(1, file_id);
+  bool row = false;
+  CCMAIL_RETURN_IF_ERROR(st.Step("read settled time of file " + file_id, &row));
+  if (!row) return Status::NotFound("submit ledger " + impl_->path + ": no file " + file_id);
+  if (st.Text(0) == kFileDone && st.Int(2) == 0) *settled_ms = st.Int(1);
+  return Status::Ok();
+}
+
 Status SubmitLedger::RecordMessage(const SubmitMessage& m) {
   return InTransaction(impl_.get(), "record message", [&] {
     const std::string what = "record message " + m.file_id + ":" + std::to_string(m.idx);

@@ -71,6 +71,11 @@ class WayBack {
     ASSERT_TRUE(l->MarkInDoubt(kFileA, 1, &resub).ok());
     ASSERT_TRUE(l->Settle(kFileA, 1, MessageState::kRefused, "550 5.1.1 <r1@partner.example>: no such user").ok());
     ASSERT_TRUE(l->Settle(kFileA, 2, MessageState::kQuarantined, "no author address").ok());
+    // The taken copies the daemon keeps (requeue needs them).
+    for (const auto& [po, id] : {std::pair{"HUBPO2", kFileA}, std::pair{"SALESPO", kFileB}}) {
+      std::filesystem::create_directories(state_ + "/taken/" + po);
+      std::ofstream(state_ + "/taken/" + po + "/" + id) << "Message:\r\n";
+    }
   }
 
  private:
@@ -139,6 +144,46 @@ TEST(SubmitterCtl, StatusCountsLedgerInboxQuarantineAndNotices) {
   EXPECT_EQ(Value(ParseOrFail(w.b().Run({"--json", "submitter", "status"}).out), "submitter"), "not running");
 }
 
+// Entries the submitter set aside (.<name>.refused[.<n>], with a .reason file each) are counted
+// per post office, whatever they are, and point to docs/ADMIN.md.
+TEST(SubmitterCtl, StatusCountsRefusedInboxEntries) {
+  WayBack w;
+  w.Populate();
+  std::filesystem::create_directories(w.inbox() + "/HUBPO2");
+  std::filesystem::create_directories(w.inbox() + "/SALESPO");
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused") << "Message:\r\n";
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused.reason") << "refused too large";
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused.2") << "Message:\r\n";
+  std::ofstream(w.inbox() + "/HUBPO2/.BIG.CCM.refused.2.reason") << "refused too large";
+  ASSERT_EQ(::symlink("/etc/passwd", (w.inbox() + "/SALESPO/.LINK.CCM.refused").c_str()), 0);
+  std::ofstream(w.inbox() + "/SALESPO/.LINK.CCM.refused.reason") << "refused symlink";
+  // Not refused entries: a hidden file being written, a complete file (backlog).
+  std::ofstream(w.inbox() + "/SALESPO/.EXP4.refused.CCM") << "Mess";
+  std::ofstream(w.inbox() + "/SALESPO/EXP.refused") << "Message:\r\n";
+
+  RunResult r = w.b().Run({"--json", "submitter", "status"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Json j = ParseOrFail(r.out);
+  EXPECT_EQ(Value(j, "inbox.refused"), "3");
+  EXPECT_EQ(Value(j, "inbox.refused_per_post_office.HUBPO2"), "2");
+  EXPECT_EQ(Value(j, "inbox.refused_per_post_office.SALESPO"), "1");
+  EXPECT_NE(Value(j, "inbox.refused_hint").find("docs/ADMIN.md"), std::string::npos) << r.out;
+  EXPECT_EQ(Value(j, "inbox.backlog_files"), "1");
+
+  r = w.b().Run({"submitter", "status"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("3 entries (set aside"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("docs/ADMIN.md"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 refused"), std::string::npos) << r.out;
+
+  // None refused: a zero and no hint.
+  for (const char* name : {"HUBPO2/.BIG.CCM.refused", "HUBPO2/.BIG.CCM.refused.2", "SALESPO/.LINK.CCM.refused"})
+    std::filesystem::remove(w.inbox() + "/" + name);
+  j = ParseOrFail(w.b().Run({"--json", "submitter", "status"}).out);
+  EXPECT_EQ(Value(j, "inbox.refused"), "0");
+  EXPECT_EQ(j.Find("inbox.refused_hint"), nullptr);
+}
+
 TEST(SubmitterCtl, ListFilesAndMessagesByStateOrFile) {
   WayBack w;
   w.Populate();
@@ -170,12 +215,26 @@ TEST(SubmitterCtl, ListFilesAndMessagesByStateOrFile) {
 TEST(SubmitterCtl, ShowByKeyOrMessageId) {
   WayBack w;
   w.Populate();
+  const std::string copy = w.state() + "/taken/HUBPO2/" + kFileA;
   RunResult r = w.b().Run({"submitter", "show", kFileA.substr(0, 12) + ":1"});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("refused"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("550 5.1.1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("HUBPO2/EXPCOUNT.CCM"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(copy), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("ccmailctl submitter requeue"), std::string::npos) << r.out;
+
+  // The file done and its copy removed after taken_retention: said so, no requeue offered.
+  {
+    std::unique_ptr<SubmitLedger> l;
+    ASSERT_TRUE(SubmitLedger::Open(w.LedgerPath(), &l).ok());
+    ASSERT_TRUE(l->SetFileState(kFileA, submitter::kFileDone, 3).ok());
+  }
+  std::filesystem::remove(copy);
+  r = w.b().Run({"submitter", "show", kFileA.substr(0, 12) + ":1"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("not kept (" + copy + " is gone: removed after taken_retention)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("ccmailctl submitter requeue"), std::string::npos) << r.out;
 
   r = w.b().Run({"--json", "submitter", "show", "<aaaaaa0@reverse.test>"});
   ASSERT_EQ(r.rc, 0) << r.err;
@@ -210,6 +269,27 @@ TEST(SubmitterCtl, RequeueRefusedAndQuarantinedOnly) {
   r = w.b().Run({"submitter", "requeue", "--all"});
   EXPECT_EQ(r.rc, 0);
   EXPECT_NE(r.out.find("nothing to requeue"), std::string::npos) << r.out;
+}
+
+// A message whose taken copy was removed (taken_retention) is not requeued: the daemon would
+// have nothing to read it from. --all skips it without failing.
+TEST(SubmitterCtl, RequeueNeedsTheTakenCopy) {
+  WayBack w;
+  w.Populate();
+  std::filesystem::remove(w.state() + "/taken/HUBPO2/" + kFileA);
+  RunResult r = w.b().Run({"submitter", "requeue", kFileA.substr(0, 12) + ":1"});
+  EXPECT_EQ(r.rc, kExitFailure) << r.out;
+  EXPECT_NE(r.err.find("is gone (removed after taken_retention)"), std::string::npos) << r.err;
+  r = w.b().Run({"--json", "submitter", "requeue", "--all"});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  Json j = ParseOrFail(r.out);
+  EXPECT_EQ(Value(j, "requeued"), "0");
+  EXPECT_EQ(Value(j, "copy_gone"), "2");
+  std::unique_ptr<SubmitLedger> l;
+  ASSERT_TRUE(SubmitLedger::OpenReadOnly(w.LedgerPath(), &l).ok());
+  SubmitMessage m;
+  ASSERT_TRUE(l->GetMessage(kFileA, 1, &m).ok());
+  EXPECT_EQ(m.state, MessageState::kRefused);
 }
 
 TEST(SubmitterCtl, MetricsPrometheusAndJson) {

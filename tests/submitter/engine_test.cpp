@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "ccmail/common/unique_fd.h"
@@ -643,6 +644,101 @@ TEST_F(EngineTest, APostOfficeDirectorySwappedBeforeTheUnlinkDoesNotRedirectIt) 
   ASSERT_TRUE(io.swapped_);
   EXPECT_EQ(Slurp(elsewhere + "/X.TXT"), SecretText());
   EXPECT_FALSE(Exists(inbox_ + "/.HQ-real/X.TXT"));  // the file taken is the one unlinked
+}
+
+// taken/ is pruned: a done file's copy goes taken_retention after its last message settled;
+// a recent one, an open one (messages to settle) and a done one with a quarantined message stay.
+TEST_F(EngineTest, OldDoneTakenCopiesAreRemovedOthersKept) {
+  server_.Start();
+  started_ = true;
+  SubmitterOptions o = Options();
+  auto run = [&](const std::string& name, const std::string& text) {
+    ASSERT_TRUE(WriteFile(inbox_ + "/HQ/" + name, text));
+    ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+    ASSERT_TRUE(sub_->Drain(std::chrono::seconds(10)).ok());
+    sub_.reset();
+  };
+  o.taken_retention = std::chrono::milliseconds(0);  // the daemon's own pass must not run yet
+  run("OLD.TXT", ExportText(Msg("old")));
+  run("QUAR.TXT", ExportText(Msg("fine")) + ExportText(Msg("NOAUTHOR here")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  run("NEW.TXT", ExportText(Msg("new")));
+  // An open file: its recipient answers 4xx for now.
+  server_.script = [&](const std::string& cmd) -> std::optional<std::string> {
+    if (cmd == "RCPT TO:<later@partner.example>") return "451 4.3.0 try again later";
+    return std::nullopt;
+  };
+  ASSERT_TRUE(WriteFile(inbox_ + "/HQ/OPEN.TXT", ExportText(Msg("open", {"later@partner.example at INTERNET"}))));
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  sub_.reset();
+
+  std::map<std::string, SubmitFile> by_name;
+  std::map<std::string, int64_t> settled;
+  {
+    auto l = Ledger();
+    std::vector<SubmitFile> files;
+    ASSERT_TRUE(l->ListFiles(&files).ok());
+    for (const SubmitFile& f : files) {
+      by_name[f.name] = f;
+      std::vector<SubmitMessage> ms;
+      ASSERT_TRUE(l->ListMessages(f.file_id, &ms).ok());
+      for (const SubmitMessage& m : ms) settled[f.name] = std::max(settled[f.name], m.settled_ms);
+    }
+  }
+  ASSERT_EQ(by_name.size(), 4u);
+  ASSERT_EQ(by_name["OLD.TXT"].state, kFileDone);
+  ASSERT_EQ(by_name["QUAR.TXT"].state, kFileDone);
+  ASSERT_EQ(by_name["NEW.TXT"].state, kFileDone);
+  ASSERT_EQ(by_name["OPEN.TXT"].state, kFileTaken);
+  ASSERT_LT(settled["OLD.TXT"], settled["NEW.TXT"]);
+  auto copy = [&](const std::string& name) { return dir_.path() + "/state/taken/HQ/" + by_name[name].file_id; };
+  for (const char* name : {"OLD.TXT", "QUAR.TXT", "NEW.TXT", "OPEN.TXT"}) ASSERT_TRUE(Exists(copy(name))) << name;
+
+  // Ten days on, the retention ends between OLD's and NEW's settling.
+  const int64_t gap = settled["NEW.TXT"] - settled["OLD.TXT"];
+  o.taken_retention = std::chrono::hours(24 * 10);
+  o.wall_clock_ms = [&] { return settled["OLD.TXT"] + o.taken_retention.count() + gap / 2 + 1; };
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  EXPECT_FALSE(Exists(copy("OLD.TXT")));
+  EXPECT_TRUE(Exists(copy("QUAR.TXT")));
+  EXPECT_TRUE(Exists(copy("NEW.TXT")));
+  EXPECT_TRUE(Exists(copy("OPEN.TXT")));
+  // The ledger still knows the file.
+  SubmitFile old;
+  ASSERT_TRUE(Ledger()->GetFile(by_name["OLD.TXT"].file_id, &old).ok());
+  EXPECT_EQ(old.state, kFileDone);
+  sub_.reset();
+
+  // A year on with retention 0: everything is kept.
+  o.taken_retention = std::chrono::milliseconds(0);
+  o.wall_clock_ms = [&] { return settled["NEW.TXT"] + int64_t{365} * 24 * 3600 * 1000; };
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  EXPECT_TRUE(Exists(copy("NEW.TXT")));
+  EXPECT_TRUE(Exists(copy("QUAR.TXT")));
+  sub_.reset();
+
+  // The same year on with a retention: NEW goes too; the open file and the one with a
+  // quarantined message, both long past the retention, stay.
+  o.taken_retention = std::chrono::hours(24 * 10);
+  ASSERT_TRUE(Submitter::Open(o, &sub_).ok());
+  ASSERT_TRUE(sub_->RunOnce().ok());
+  EXPECT_FALSE(Exists(copy("NEW.TXT")));
+  EXPECT_TRUE(Exists(copy("QUAR.TXT")));
+  EXPECT_TRUE(Exists(copy("OPEN.TXT")));
+}
+
+TEST(SubmitterOptionsTest, TakenRetentionIsADuration) {
+  Config cfg;
+  ASSERT_TRUE(Config::Parse("", "test.conf", &cfg).ok());
+  SubmitterOptions o;
+  ASSERT_TRUE(SubmitterOptions::FromConfig(cfg, &o).ok());
+  EXPECT_EQ(o.taken_retention, std::chrono::hours(24 * 30));
+  ASSERT_TRUE(Config::Parse("taken_retention = 0\n", "test.conf", &cfg).ok());
+  ASSERT_TRUE(SubmitterOptions::FromConfig(cfg, &o).ok());
+  EXPECT_EQ(o.taken_retention.count(), 0);
 }
 
 TEST(SubmitterOptionsTest, InboxMaxFileSizeIsASize) {

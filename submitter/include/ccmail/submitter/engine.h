@@ -12,7 +12,8 @@
 //   State under state_dir (<spool_directory>/submitter, 0700):
 //     ledger.db            SubmitLedger (submit_ledger.h), the commit point
 //     submitter.lock       flock: one submitter per state directory
-//     taken/<PO>/<file_id> the bytes of each taken file (file_id = sha256 hex of them)
+//     taken/<PO>/<file_id> the bytes of each taken file (file_id = sha256 hex of them), until
+//                          taken_retention after the file is done (step 4)
 //     quarantine/<file_id> an unreadable file, with <file_id>.reason; a message that cannot be
 //                          converted gets quarantine/<file_id>.<idx>.reason (bytes stay in taken/)
 //     notices/             the durable queue of notices to authors (exporter::BounceQueue)
@@ -40,6 +41,11 @@
 //   recipient, DATA or the dot), no reply or no connection: the file waits retry_min, doubling
 //   up to retry_max, and the message is tried again whole (a message left in_doubt by a lost
 //   reply is counted as resubmitted when it is sent again). Messages of a file go in order.
+//   (4) At most once per taken_prune_interval: taken/<PO>/<file_id> of a file the ledger has
+//   as done whose last message settled more than taken_retention ago is removed (at most
+//   taken_prune_limit per pass, one info line with the count); the copy of a taken (open) or
+//   quarantined file, of a done file with a quarantined message (requeue reads it), and any
+//   name the ledger does not know, is never removed. The ledger rows stay.
 //
 //   The window: between the MTA's 250 and the durable ledger commit (one SQLite commit) a
 //   crash leaves the message in_doubt although the MTA has it; it is sent again after the
@@ -119,6 +125,13 @@ struct SubmitterOptions {
   smtp::ClientOptions smtp;                        // submit_timeout
   std::chrono::milliseconds retry_min{std::chrono::seconds(30)}, retry_max{std::chrono::hours(1)};
   format::FormatSettings format;                   // code page, layout, for reading the files
+  // taken_retention: a done file's taken copy is removed this long after its last message
+  // settled; 0 keeps every copy. Checked every taken_prune_interval (the first round after
+  // Open included), at most taken_prune_limit removals per pass.
+  std::chrono::milliseconds taken_retention{std::chrono::hours(24 * 30)};
+  std::chrono::milliseconds taken_prune_interval{std::chrono::hours(1)};
+  size_t taken_prune_limit = 1000;
+  std::function<int64_t()> wall_clock_ms;          // epoch ms for the retention; empty: WallClockMs()
   store::DurableIo* io = nullptr;                  // nullptr: DurableIo::Real()
   ConvertFunction convert;                         // required
 

@@ -113,6 +113,12 @@ class SubmitLedger {
   Status SetFileState(const std::string& file_id, std::string_view state, int messages);
   // Files whose state is taken, oldest first.
   Status OpenFiles(std::vector<SubmitFile>* out);
+  // When a done file's last message settled (the latest settled_ms; its taken_ms when it has
+  // no message row), read in one transaction with the file's state, so that a Requeue between
+  // the two cannot make an open file look settled. *settled_ms = 0 when the file is not done
+  // or one of its messages is quarantined (its bytes in taken/ are what the admin requeues).
+  // kNotFound for an unknown file.
+  Status DoneFileSettledMs(const std::string& file_id, int64_t* settled_ms);
   // Inserts a pending row, or refreshes message_id/author/recipients of an unsettled one
   // (same input converts to the same values); a settled row is left as it is.
   Status RecordMessage(const SubmitMessage& m);

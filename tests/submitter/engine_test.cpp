@@ -741,6 +741,23 @@ TEST(SubmitterOptionsTest, TakenRetentionIsADuration) {
   EXPECT_EQ(o.taken_retention.count(), 0);
 }
 
+// An administrator reading "fatal: submit_timeout must be above 0" had to guess which file and
+// line; every refusal names the file, the line, the setting and what it must be.
+TEST(SubmitterOptionsTest, EveryRefusalNamesTheFileAndLine) {
+  for (const char* bad : {"spool_directory = var/spool\n", "inbox_directory = inbox\n", "inbox_max_file_size = 0\n",
+                          "submit_relay = relay.example:port\n", "export_interval = 10ms\n", "submit_timeout = 0\n",
+                          "taken_retention = soon\n"}) {
+    Config cfg;
+    ASSERT_TRUE(Config::Parse(std::string("# first line\n") + bad, "/etc/ccmail-bridge/test.conf", &cfg).ok()) << bad;
+    SubmitterOptions o;
+    Status s = SubmitterOptions::FromConfig(cfg, &o);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find("/etc/ccmail-bridge/test.conf:2"), std::string::npos) << bad << " -> " << s.ToString();
+    const std::string name = std::string(bad).substr(0, std::string(bad).find(' '));
+    EXPECT_NE(s.message().find(name), std::string::npos) << bad << " -> " << s.ToString();
+  }
+}
+
 TEST(SubmitterOptionsTest, InboxMaxFileSizeIsASize) {
   Config cfg;
   ASSERT_TRUE(Config::Parse("", "test.conf", &cfg).ok());

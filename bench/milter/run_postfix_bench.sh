@@ -16,7 +16,8 @@
 # BUILD_DIR needs: ninja ccmail-milter ccmail-exporter noop-milter smtp-load
 # (BASE_BUILD_DIR: ccmail-milter ccmail-exporter). Environment: SESSIONS (20), SIZE (10240),
 # ONLY (a subset of the setups; the ratios need noop in it), PF_SETTINGS (extra main.cf
-# lines for every Postfix, separated by ';', e.g. "in_flow_delay = 0").
+# lines for every Postfix, separated by ';', e.g. "in_flow_delay = 0"), CCMAIL_CONF_EXTRA
+# (lines appended to every ccmail.conf, e.g. "batch_max_delay = 200ms").
 #
 # Stalls: messages whose RCPT TO waited >= 900 ms for its reply. That is where smtpd connects
 # to cleanup, and where Postfix's own flow control (in_flow_delay, 1 s by default) makes
@@ -61,6 +62,7 @@ bridge_group = nogroup
 address_map = $d/map
 ccmail_domains = cc.example
 spool_min_free = 64m
+${CCMAIL_CONF_EXTRA:-}
 CONF
   "$build/milter/ccmail-milter" --stderr -c "$d/ccmail.conf" 2> "$d/milter.log" & PIDS+=($!)
   local mpid=$!

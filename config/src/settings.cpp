@@ -109,7 +109,11 @@ constexpr Row kExporter[] = {
      "and the log says so. Also bounds the connection (connect_timeout, at most 10s) and TCP's "
      "tcp_user_timeout, unless the ledger location sets those itself."},
     {"batch_max_messages", "256", "Most messages in one batch (one ledger commit)."},
-    {"batch_max_delay", "20ms", "Longest a batch waits to fill before it is committed."},
+    {"batch_max_delay", "200ms",
+     "Longest a batch waits to fill before it is committed. Each round costs a batch file, a "
+     "ledger commit and their fsyncs whatever its size, so under a trickle of captures a longer "
+     "wait costs the exporter less CPU per message (docs/PERFORMANCE.md, issue 17); a message "
+     "reaches the outbox at most this much later. A drain and a full round never wait."},
     {"spool_scan_interval", "2s", "How often the exporter lists the spool for captures that got no claim-table slot."},
     {"dedup_window", "7d",
      "How long a delivery (content key, recipient) is remembered, so an SMTP retry of the same "

@@ -105,7 +105,7 @@ struct ExporterOptions {
   format::FormatSettings format;
   std::shared_ptr<const format::AddressMap> address_map;  // resolves recipients captured without a PO
   size_t batch_max_messages = 256;
-  std::chrono::milliseconds batch_max_delay{20};
+  std::chrono::milliseconds batch_max_delay{200};
   std::chrono::milliseconds spool_scan_interval{2000};
   std::chrono::milliseconds doorbell_timeout{50};
   std::chrono::milliseconds dedup_window{7LL * 24 * 3600 * 1000};

@@ -33,6 +33,8 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "ccmail/common/clock.h"
 #include "ccmail/store/io.h"
@@ -97,55 +99,46 @@ std::string ArrayLiteral(const std::vector<std::string>& items) {
   return s;
 }
 
-// The location with any password replaced by "***" (for messages; the password belongs in
-// ledger_password_file, but a mistaken one in the location must not reach a log).
-std::string MaskLocation(const std::string& location) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(location.c_str(), &err);
-  if (!opts) {
-    if (err) PQfreemem(err);
-    return "(unparsable connection string)";
-  }
-  std::string out;
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (!o->val || !*o->val) continue;
-    if (!out.empty()) out += ' ';
-    out += o->keyword;
-    out += '=';
-    out += std::strcmp(o->keyword, "password") == 0 ? "***" : o->val;
-  }
-  PQconninfoFree(opts);
-  return out;
-}
-
-// The value of keyword in the location ("" when absent or unparsable).
-std::string LocationValue(const std::string& location, const char* keyword) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(location.c_str(), &err);
-  if (!opts) {
-    if (err) PQfreemem(err);
-    return "";
-  }
-  std::string value;
-  for (PQconninfoOption* o = opts; o->keyword; ++o)
-    if (std::strcmp(o->keyword, keyword) == 0 && o->val) value = o->val;
-  PQconninfoFree(opts);
-  return value;
-}
-
-bool LocationHasPassword(const std::string& location) {
+// The keyword/value pairs a location sets (libpq's own parser, so the rules of quoting and of
+// URIs are libpq's); false when libpq cannot parse it. The one walk over PQconninfoParse that
+// MaskLocation, LocationValue and LocationHasPassword share.
+bool ParseLocation(const std::string& location, std::vector<std::pair<std::string, std::string>>* set) {
+  set->clear();
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(location.c_str(), &err);
   if (!opts) {
     if (err) PQfreemem(err);
     return false;
   }
-  bool has = false;
   for (PQconninfoOption* o = opts; o->keyword; ++o)
-    if (std::strcmp(o->keyword, "password") == 0 && o->val && *o->val) has = true;
+    if (o->val && *o->val) set->emplace_back(o->keyword, o->val);
   PQconninfoFree(opts);
-  return has;
+  return true;
 }
+
+// The location with any password replaced by "***" (for messages; the password belongs in
+// ledger_password_file, but a mistaken one in the location must not reach a log).
+std::string MaskLocation(const std::string& location) {
+  std::vector<std::pair<std::string, std::string>> set;
+  if (!ParseLocation(location, &set)) return "(unparsable connection string)";
+  std::string out;
+  for (const auto& [keyword, value] : set) {
+    if (!out.empty()) out += ' ';
+    out += keyword + '=' + (keyword == "password" ? "***" : value);
+  }
+  return out;
+}
+
+// The value of keyword in the location ("" when absent or unparsable).
+std::string LocationValue(const std::string& location, const char* keyword) {
+  std::vector<std::pair<std::string, std::string>> set;
+  if (!ParseLocation(location, &set)) return "";
+  for (const auto& [k, value] : set)
+    if (k == keyword) return value;
+  return "";
+}
+
+bool LocationHasPassword(const std::string& location) { return !LocationValue(location, "password").empty(); }
 
 Status ReadPasswordFile(const std::string& path, std::string* password) {
   password->clear();

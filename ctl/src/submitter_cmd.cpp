@@ -120,6 +120,21 @@ void CountFiles(const std::string& dir, bool per_subdir, bool (*keep)(const std:
   }
 }
 
+// A directory name as a Prometheus label value: a post office directory is named by whoever
+// can write inbox_directory, so a quote, a backslash or a newline must not break the exposition.
+std::string PrometheusLabelValue(std::string_view raw) {
+  std::string out;
+  for (char c : raw) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 // The submitter's name for an inbox entry it set aside: .<name>.refused or .<name>.refused.<n>
 // (its .reason file is not one).
 bool RefusedInboxName(const std::string& name) {
@@ -326,8 +341,8 @@ int Metrics(const Io& io) {
     w.BeginObject();
     w.Key("running").Bool(st.pid.has_value());
     if (ledger) CountersJson(w, c);
-    w.UIntMembers({{"inbox_files", st.inbox.files}, {"quarantined_files", st.quarantine.files},
-                   {"notices_pending", st.notices.files}});
+    w.UIntMembers({{"inbox_files", st.inbox.files}, {"inbox_refused", st.refused_total},
+                   {"quarantined_files", st.quarantine.files}, {"notices_pending", st.notices.files}});
     for (const auto& [name, value] : st.daemon) w.Key(name).UInt(value);
     w.EndObject();
     io.out << w.Take();
@@ -344,6 +359,12 @@ int Metrics(const Io& io) {
   family("ccmail_submitter_inbox_oldest_age_seconds", "gauge", "Age of the oldest file waiting in the inbox.");
   sample("ccmail_submitter_inbox_oldest_age_seconds",
          st.inbox.oldest_ms ? static_cast<uint64_t>(std::max<int64_t>(0, st.now_ms - *st.inbox.oldest_ms) / 1000) : 0);
+  // Set-aside entries need an administrator (docs/ADMIN.md): a gauge an alert can fire on.
+  family("ccmail_submitter_inbox_refused", "gauge",
+         "Inbox entries set aside as .<name>.refused (symlink, special file, several links, too large), per post office.");
+  if (st.refused_per_post_office.empty()) sample("ccmail_submitter_inbox_refused", 0);
+  for (const auto& [po, n] : st.refused_per_post_office)
+    sample("ccmail_submitter_inbox_refused{post_office=\"" + PrometheusLabelValue(po) + "\"}", n);
   family("ccmail_submitter_quarantined_files", "gauge", "Unreadable EXPORT files in submitter/quarantine.");
   sample("ccmail_submitter_quarantined_files", st.quarantine.files);
   family("ccmail_submitter_notices_pending", "gauge", "Notices to cc:Mail authors not yet imported.");

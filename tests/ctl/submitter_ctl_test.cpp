@@ -176,12 +176,26 @@ TEST(SubmitterCtl, StatusCountsRefusedInboxEntries) {
   EXPECT_NE(r.out.find("docs/ADMIN.md"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("2 refused"), std::string::npos) << r.out;
 
+  // The same counts for monitoring.
+  r = w.b().Run({"submitter", "metrics"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("ccmail_submitter_inbox_refused{post_office=\"HUBPO2\"} 2\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ccmail_submitter_inbox_refused{post_office=\"SALESPO\"} 1\n"), std::string::npos) << r.out;
+  EXPECT_EQ(Value(ParseOrFail(w.b().Run({"--json", "submitter", "metrics"}).out), "inbox_refused"), "3");
+  // A post office directory named by a hostile writer does not break the exposition format.
+  std::filesystem::create_directories(w.inbox() + "/EVIL\"PO\\");
+  std::ofstream(w.inbox() + "/EVIL\"PO\\/.X.refused") << "x";
+  r = w.b().Run({"submitter", "metrics"});
+  EXPECT_NE(r.out.find("ccmail_submitter_inbox_refused{post_office=\"EVIL\\\"PO\\\\\"} 1\n"), std::string::npos) << r.out;
+  std::filesystem::remove_all(w.inbox() + "/EVIL\"PO\\");
+
   // None refused: a zero and no hint.
   for (const char* name : {"HUBPO2/.BIG.CCM.refused", "HUBPO2/.BIG.CCM.refused.2", "SALESPO/.LINK.CCM.refused"})
     std::filesystem::remove(w.inbox() + "/" + name);
   j = ParseOrFail(w.b().Run({"--json", "submitter", "status"}).out);
   EXPECT_EQ(Value(j, "inbox.refused"), "0");
   EXPECT_EQ(j.Find("inbox.refused_hint"), nullptr);
+  EXPECT_NE(w.b().Run({"submitter", "metrics"}).out.find("ccmail_submitter_inbox_refused 0\n"), std::string::npos);
 }
 
 TEST(SubmitterCtl, ListFilesAndMessagesByStateOrFile) {

@@ -56,6 +56,9 @@ uint64_t GetU64(const unsigned char* p) {
 }
 
 std::string Escape(const std::string& v) {
+  // Most values (ids, addresses, names) need no escape: one scan instead of a copy by bytes.
+  static constexpr std::string_view kSpecial("%\n\t\r=\0", 6);
+  if (std::string_view(v).find_first_of(kSpecial) == std::string_view::npos) return v;
   std::string out;
   for (char c : v) {
     if (c == '%' || c == '\n' || c == '\t' || c == '\r' || c == '=' || c == '\0') {

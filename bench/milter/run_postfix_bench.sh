@@ -5,6 +5,9 @@
 # final dot). Setups, interleaved in every round so that a noisy neighbour hits all alike:
 #   none   Postfix without a milter
 #   noop   Postfix + bench/milter/noop-milter (a libmilter filter asking for every callback)
+#   floor  Postfix + noop-milter --floor: ccmail-milter's negotiation (events, SMFIP_NR_*, macros),
+#          every message to a cc:Mail-like recipient received whole and dropped; the libmilter cost
+#          under ccmail-milter that no spool design removes
 #   cc     Postfix + ccmail-milter (divert), every message for cc:Mail
 #   nocc   Postfix + ccmail-milter, no cc:Mail recipient
 # With BASE_BUILD_DIR, also cc-base and nocc-base: the milter and exporter of another build
@@ -39,6 +42,7 @@ cleanup() { local d; for d in "$T"/pf-*; do pf_stop "$d"; done; for p in "${PIDS
 trap cleanup EXIT
 
 "$B/bench/milter/noop-milter" "unix:$T/noop.sock" & PIDS+=($!); CPU_PIDS_noop=$!
+"$B/bench/milter/noop-milter" --floor "unix:$T/floor.sock" & PIDS+=($!); CPU_PIDS_floor=$!
 
 # start_ccmail NAME BUILD: a milter + exporter pair with its own state in $T/NAME.
 start_ccmail() {
@@ -71,8 +75,8 @@ CONF
   eval "CPU_PIDS_$name='$mpid $!'"
 }
 start_ccmail cur "$B"
-SETUPS=(none noop cc nocc)
-SOCK_noop=unix:$T/noop.sock; SOCK_cc=unix:$T/cur/milter.sock; SOCK_nocc=$SOCK_cc; SOCK_none=
+SETUPS=(none noop floor cc nocc)
+SOCK_noop=unix:$T/noop.sock; SOCK_floor=unix:$T/floor.sock; SOCK_cc=unix:$T/cur/milter.sock; SOCK_nocc=$SOCK_cc; SOCK_none=
 CPU_PIDS_cc=$CPU_PIDS_cur; CPU_PIDS_nocc=$CPU_PIDS_cur; CPU_PIDS_none=
 if [ -n "$BASE" ]; then
   start_ccmail base "$BASE"
@@ -83,7 +87,8 @@ fi
 # ONLY="noop cc": run only these setups (e.g. to profile one under perf record -p).
 [ -n "${ONLY:-}" ] && read -r -a SETUPS <<< "$ONLY"
 wait_until 60 "" "noop-milter" test -S "$T/noop.sock" || exit 1
-chmod 666 "$T/noop.sock"
+wait_until 60 "" "noop-milter --floor" test -S "$T/floor.sock" || exit 1
+chmod 666 "$T/noop.sock" "$T/floor.sock"
 
 cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 backlog() { find "$T"/cur/spool/spool/new "$T"/base/spool/spool/new -type f 2>/dev/null | wc -l; }

@@ -278,6 +278,10 @@ struct ClaimTable::Impl {
   uint64_t incarnation = 0;
   int check_fd = -1;  // live.lock descriptor used for F_OFD_GETLK (holds no lock); -1: unreadable (reader)
   std::atomic<uint32_t> claim_cursor{0};
+  // Where Publish looks for a free slot first: one per process and table, random at open so
+  // that several milters start apart. Not per thread: libmilter runs each SMTP connection
+  // in a new thread, and a per-thread start cost a getrandom and a cold slot per capture.
+  std::atomic<uint32_t> publish_cursor{RandomU32()};
 
   ~Impl() {
     if (check_fd >= 0) ::close(check_fd);
@@ -696,9 +700,8 @@ Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint
                                "; capture left to the spool scan");
   };
   if (detail::ShmFailAt(detail::kPointSlotReserved)) return give_up(nullptr, 0, 0, detail::kPointSlotReserved);
-  thread_local uint32_t cursor = RandomU32();
   const uint32_t n = im->nslots;
-  uint32_t i = cursor % n;
+  uint32_t i = im->publish_cursor.load(std::memory_order_relaxed) % n;
   for (uint32_t k = 0; k < n; ++k, i = (i + 1 == n ? 0 : i + 1)) {
     ShmSlot& s = im->slots[i];
     uint64_t w = s.ctl.load(std::memory_order_relaxed);
@@ -727,7 +730,7 @@ Status ClaimTable::Publish(const Registration& reg, const CaptureBytes& id, uint
       return Status::Unavailable("slot " + std::to_string(i) + " taken from a live owner (registration lost?)");
     }
     detail::ShmCrashPoint(detail::kPointSlotReady);
-    cursor = i + 1;
+    im->publish_cursor.store(i + 1, std::memory_order_relaxed);
     return Status::Ok();
   }
   im->hdr->overflow_count.fetch_add(1, std::memory_order_relaxed);

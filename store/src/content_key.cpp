@@ -165,20 +165,27 @@ void ContentKeyBuilder::AddBody(const void* data, size_t n) {
   Impl& im = *impl_;
   im.body_started = true;
   const char* p = static_cast<const char*>(data);
-  // CRLF -> LF, streamed: a CR is held back until we know the next byte.
+  // CRLF -> LF, streamed: a CR is held back until we know the next byte. The runs between
+  // CRs are copied whole (memchr), not byte by byte: this runs on every captured body.
+  if (n == 0) return;
   std::string out;
   out.reserve(n + 1);
-  for (size_t i = 0; i < n; ++i) {
-    char c = p[i];
-    if (im.last_cr) {
-      im.last_cr = false;
-      if (c != '\n') out.push_back('\r');
-    }
-    if (c == '\r') {
+  if (im.last_cr) {
+    im.last_cr = false;
+    if (p[0] != '\n') out.push_back('\r');
+  }
+  size_t i = 0;
+  while (i < n) {
+    const void* cr = std::memchr(p + i, '\r', n - i);
+    const size_t end = cr ? static_cast<size_t>(static_cast<const char*>(cr) - p) : n;
+    out.append(p + i, end - i);
+    if (end == n) break;
+    if (end + 1 == n) {
       im.last_cr = true;
-      continue;
+      break;
     }
-    out.push_back(c);
+    if (p[end + 1] != '\n') out.push_back('\r');
+    i = end + 1;
   }
   im.FeedBody(out);
 }

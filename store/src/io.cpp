@@ -285,6 +285,27 @@ class RealIo final : public DurableIo {
     return Status::Ok();
   }
 
+  Status RenameInto(const std::string& from, int dir_fd, const std::string& dir, const std::string& name,
+                    const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone)
+        return InjectedStatus(k, "rename " + from + " -> " + dir + "/" + name);
+    }
+    if (::renameat(AT_FDCWD, from.c_str(), dir_fd, name.c_str()) != 0)
+      return Status::FromErrno("rename " + from + " -> " + dir + "/" + name, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status FsyncDirFd(int dir_fd, const std::string& dir, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync directory " + dir);
+    }
+    if (::fsync(dir_fd) != 0) return Status::FromErrno("fsync directory " + dir, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
   Status Unlink(const std::string& path, const char* point) override {
     if (point) {
       if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "unlink " + path);

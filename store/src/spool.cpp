@@ -56,6 +56,9 @@ uint64_t GetU64(const unsigned char* p) {
 }
 
 std::string Escape(const std::string& v) {
+  // Most values (ids, addresses, names) need no escape: one scan instead of a copy by bytes.
+  static constexpr std::string_view kSpecial("%\n\t\r=\0", 6);
+  if (std::string_view(v).find_first_of(kSpecial) == std::string_view::npos) return v;
   std::string out;
   for (char c : v) {
     if (c == '%' || c == '\n' || c == '\t' || c == '\r' || c == '=' || c == '\0') {
@@ -293,8 +296,9 @@ Status SpoolWriter::Commit(SpoolMeta meta) {
   if (!s.ok()) return fail(s);
   s = io.Close(&fd_, tmp_path_);
   if (!s.ok()) return fail(s);
-  std::string final_path = spool_->new_dir() + "/" + id_.ToString();
-  s = io.Rename(tmp_path_, final_path, kCrashSpoolRenamed);
+  const std::string name = id_.ToString();
+  std::string final_path = spool_->new_dir() + "/" + name;
+  s = io.RenameInto(tmp_path_, spool_->new_dir_fd_.get(), spool_->new_dir(), name, kCrashSpoolRenamed);
   if (!s.ok()) return fail(s);
   done_ = true;
   s = spool_->SyncNewDirCoveringRename();
@@ -322,6 +326,8 @@ Status Spool::Open(const std::string& root, std::unique_ptr<Spool>* out, Durable
   if (writer_tag.empty()) writer_tag = "p" + std::to_string(::getpid());
   if (writer_tag.find('/') != std::string::npos) return Status::InvalidArgument("writer tag contains '/'");
   std::unique_ptr<Spool> sp(new Spool(root, io ? io : &DurableIo::Real(), writer_tag));
+  sp->new_dir_fd_.reset(::open(sp->new_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!sp->new_dir_fd_.valid()) return Status::FromErrno("open directory " + sp->new_dir(), errno);
   CCMAIL_RETURN_IF_ERROR(sp->RescanStats());
   *out = std::move(sp);
   return Status::Ok();
@@ -473,7 +479,7 @@ Status Spool::SyncNewDirCoveringRename() {
     dir_sync_running_ = true;
     const uint64_t number = ++dir_syncs_started_;
     lock.unlock();
-    Status result = io_->FsyncDir(new_dir(), kCrashSpoolDirFsynced);
+    Status result = io_->FsyncDirFd(new_dir_fd_.get(), new_dir(), kCrashSpoolDirFsynced);
     lock.lock();
     dir_sync_waiters_[number].result = std::move(result);
     dir_syncs_done_ = number;

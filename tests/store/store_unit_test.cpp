@@ -85,6 +85,31 @@ TEST(ContentKey, StableAcrossRetryAndTrace) {
   EXPECT_EQ(b.Finish(), k);
 }
 
+// The body's CRLF -> LF is streamed run by run: lone CRs, CR CR LF, a CR ending a chunk or
+// the body, and every split point give the key of the body fed byte by byte.
+TEST(ContentKey, BodyLoneCarriageReturnsInAnyChunking) {
+  auto key_of = [](const std::vector<std::string>& chunks) {
+    ContentKeyBuilder b;
+    b.SetEnvelopeSender("alice@example.com");
+    b.AddHeader("Subject", " s");
+    for (const std::string& c : chunks) b.AddBody(c.data(), c.size());
+    return b.Finish();
+  };
+  EXPECT_EQ(key_of({"x\r\ny\r\n"}), key_of({"x\ny\n"}));
+  EXPECT_EQ(key_of({"x\r\r\ny"}), key_of({"x\r", "\r\ny"}));
+  EXPECT_NE(key_of({"x\r\r\ny"}), key_of({"x\ny"}));
+  EXPECT_NE(key_of({"x\ry"}), key_of({"xy"}));
+  EXPECT_NE(key_of({"x\r"}), key_of({"x"}));
+  const std::string body = "a\rb\r\r\nc\r\n\rd\r\n\r\n\re\r";
+  std::vector<std::string> bytes;
+  for (char c : body) bytes.emplace_back(1, c);
+  const ContentKey want = key_of(bytes);
+  for (size_t i = 0; i <= body.size(); ++i)
+    for (size_t j = i; j <= body.size(); ++j)
+      EXPECT_EQ(key_of({body.substr(0, i), body.substr(i, j - i), "", body.substr(j)}), want)
+          << "split at " << i << " and " << j;
+}
+
 TEST(ContentKey, ChangesWithBodySenderMessageId) {
   ContentKey k = ContentKeyOfMessage("alice@example.com", kMsg);
   EXPECT_NE(ContentKeyOfMessage("mallory@example.com", kMsg), k);

@@ -253,7 +253,7 @@ class ClaimTable {
 
   // ---- producer (milter) ----
   // T1 + payload + T2 on one FREE slot found by a bounded scan (one pass over
-  // the table from a per-thread cursor; never blocks). kNoSpace when no slot
+  // the table from a cursor per process and table; never blocks). kNoSpace when no slot
   // is free: overflow_count is bumped; the caller still succeeds (the capture
   // is durable and the exporter's spool scan finds it). kUnavailable when the
   // slot was taken from us by R1 (our registration was judged dead, which

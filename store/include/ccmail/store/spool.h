@@ -215,6 +215,9 @@ class Spool {
   std::string root_;
   DurableIo* io_;
   std::string tag_;
+  // new/, held open for the capture path: each commit renames into it and the group commit
+  // fsyncs it (DurableIo::RenameInto, FsyncDirFd) without opening it again.
+  UniqueFd new_dir_fd_;
   std::atomic<uint64_t> count_{0};
   std::atomic<uint64_t> bytes_{0};
   std::atomic<int64_t> last_scan_ms_{0};

@@ -9,6 +9,10 @@
 // Batch size 1 does ~10 fsyncs per message; its backlog is capped at 2,000 messages (and
 // batch 16 at 20,000) so a run stays within minutes. The printed table says which count ran.
 //
+// CCMAIL_BENCH_CONVERT_ONLY=1 converts the same backlog's messages from memory instead, on the
+// exporter's number of conversion threads, and nothing else (no spool, ledger or batch file):
+// the drain rate this machine could reach if conversion were the only cost.
+//
 // CCMAIL_BENCH_LEDGER=<postgresql location> (+ CCMAIL_BENCH_LEDGER_PASSWORD_FILE) drains into
 // that PostgreSQL ledger instead of the SQLite file, under a relay id of its own per batch size
 // and run ("bench-<pid>-<batch>"); the content keys are fresh on every run, so rows of earlier
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +35,7 @@
 #include "ccmail/common/log.h"
 #include "ccmail/config/paths.h"
 #include "ccmail/exporter/exporter.h"
+#include "ccmail/format/converter.h"
 #include "ccmail/shm/claim_table.h"
 #include "ccmail/store/io.h"
 #include "ccmail/store/spool.h"
@@ -70,16 +76,28 @@ double FsyncRate(const std::string& dir) {
   return n / el;
 }
 
+const std::string& BenchBody() {
+  static const std::string body = [] {
+    std::string b;
+    while (b.size() < 10 * 1024) b += "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    return b;
+  }();
+  return body;
+}
+
+// Message i of the backlog: 10 KB of plain text; odd ones also go to a second post office.
+std::string BenchMessage(size_t i) {
+  return "From: Sender <s@example.org>\r\nTo: jane@corp.example, bert@branch.example\r\n"
+         "Subject: bench " + std::to_string(i) + "\r\nMessage-ID: <" + std::to_string(i) +
+         "@example.org>\r\n\r\n" + BenchBody();
+}
+
 bool MakeBacklog(const BridgePaths& p, size_t n, uint64_t nonce) {
   NoSyncIo io;
   std::unique_ptr<store::Spool> spool;
   if (!store::Spool::Open(p.spool_root, &spool, &io, "bench").ok()) return false;
-  std::string body;
-  while (body.size() < 10 * 1024) body += "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
   for (size_t i = 0; i < n; ++i) {
-    std::string msg = "From: Sender <s@example.org>\r\nTo: jane@corp.example, bert@branch.example\r\n"
-                      "Subject: bench " + std::to_string(i) + "\r\nMessage-ID: <" + std::to_string(i) +
-                      "@example.org>\r\n\r\n" + body;
+    std::string msg = BenchMessage(i);
     std::unique_ptr<store::SpoolWriter> w;
     if (!spool->Begin(&w).ok() || !w->Append(msg.data(), msg.size()).ok()) return false;
     store::SpoolMeta m;
@@ -97,12 +115,66 @@ bool MakeBacklog(const BridgePaths& p, size_t n, uint64_t nonce) {
   return true;
 }
 
+// The conversion alone (ConvertItem's call, one parse for both post offices), the messages
+// built in memory beforehand, on `threads` threads. Prints the same columns as a drain.
+int ConvertOnly(size_t n, size_t threads) {
+  std::vector<std::string> msgs;
+  msgs.reserve(n);
+  for (size_t i = 0; i < n; ++i) msgs.push_back(BenchMessage(i));
+  const format::Converter cv(exporter::ExporterOptions{}.format);
+  std::atomic<size_t> next{0}, failed{0};
+  auto worker = [&] {
+    for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+      format::ConvertInput in;
+      in.data = msgs[i].data();
+      in.length = msgs[i].size();
+      in.envelope_sender = "s@example.org";
+      in.received = 1700000000;
+      in.log_id = std::to_string(i);
+      std::vector<format::StringSink> sinks(i % 2 ? 2 : 1);
+      std::vector<format::ConvertTarget> targets(sinks.size());
+      targets[0].recipients.push_back({"jane@corp.example", {"Doe, Jane", "HQ"}});
+      targets[0].out = &sinks[0];
+      if (i % 2) {
+        targets[1].recipients.push_back({"bert@branch.example", {"Bo, Bert", "BRANCH"}});
+        targets[1].out = &sinks[1];
+      }
+      if (!cv.ConvertForEach(in, targets).ok()) ++failed;
+    }
+  };
+  auto t0 = Clock::now();
+  double cpu0 = CpuSeconds();
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  double el = std::chrono::duration<double>(Clock::now() - t0).count();
+  double cpu = CpuSeconds() - cpu0;
+  if (failed) {
+    fprintf(stderr, "%zu conversions failed\n", failed.load());
+    return 1;
+  }
+  printf("# conversion only, %zu threads, messages from memory\n", threads);
+  printf("%-6s %9s %10s %10s %12s %16s\n", "batch", "messages", "seconds", "cpu s", "converted/s", "cpu us/message");
+  printf("%-6s %9zu %10.2f %10.2f %12.0f %16.1f\n", "-", n, el, cpu, static_cast<double>(n) / el, cpu * 1e6 / static_cast<double>(n));
+  return 0;
+}
+
+size_t ConvertThreads() {
+  // The daemon's default (ExporterOptions::FromConfig): one conversion thread per CPU, at most
+  // 4; CCMAIL_BENCH_CONVERT_THREADS=N overrides it for comparisons.
+  if (const char* t = std::getenv("CCMAIL_BENCH_CONVERT_THREADS"); t && *t) return std::strtoul(t, nullptr, 10);
+  return std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : "/var/tmp/ccmail-exporter-bench";
   size_t messages = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 100000;
   LogInit("exporter_bench", LogTarget::kStderr, LogLevel::kWarning);
+  if (const char* only = std::getenv("CCMAIL_BENCH_CONVERT_ONLY"); only && *only == '1')
+    return ConvertOnly(messages, ConvertThreads());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   double fsyncs = FsyncRate(dir);
@@ -150,10 +222,7 @@ int main(int argc, char** argv) {
     o.table.registry = 8;
     o.table.recreate_if_invalid = true;
     o.batch_max_messages = batch;
-    // The daemon's default (ExporterOptions::FromConfig): one conversion thread per CPU, at most
-    // 4; CCMAIL_BENCH_CONVERT_THREADS=N overrides it for comparisons.
-    o.convert_threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
-    if (const char* t = std::getenv("CCMAIL_BENCH_CONVERT_THREADS"); t && *t) o.convert_threads = std::strtoul(t, nullptr, 10);
+    o.convert_threads = ConvertThreads();
     auto t0 = Clock::now();
     double cpu0 = CpuSeconds();
     std::unique_ptr<exporter::Exporter> ex;

@@ -29,9 +29,9 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "run_threads.h"
 
-using Clock = std::chrono::steady_clock;
+namespace {
 
 [[noreturn]] void Die(const std::string& what) {
   std::perror(what.c_str());
@@ -83,25 +83,12 @@ struct Point {
 };
 
 Point Run(int threads, double secs, const std::function<void(int, uint64_t)>& one, const std::function<uint64_t()>& syncs) {
-  std::atomic<uint64_t> done{0};
-  std::atomic<bool> stop{false};
   const uint64_t syncs0 = syncs();
   const double cpu0 = CpuSeconds();
-  const auto t0 = Clock::now();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t)
-    ts.emplace_back([&, t] {
-      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-        one(t, i);
-        done.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  std::this_thread::sleep_for(std::chrono::duration<double>(secs));
-  stop = true;
-  for (auto& th : ts) th.join();
-  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double n = static_cast<double>(done.load());
-  return {n / elapsed, (CpuSeconds() - cpu0) * 1e6 / n, static_cast<double>(syncs() - syncs0) / n};
+  const ccmail::bench::ThreadRun run = ccmail::bench::RunThreads(threads, secs, one);
+  const double cpu = CpuSeconds() - cpu0;
+  const double n = static_cast<double>(run.calls);
+  return {run.per_second(), cpu * 1e6 / n, static_cast<double>(syncs() - syncs0) / n};
 }
 
 }  // namespace

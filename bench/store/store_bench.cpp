@@ -16,30 +16,13 @@
 #include "ccmail/store/content_key.h"
 #include "ccmail/store/ledger.h"
 #include "ccmail/store/spool.h"
+#include "run_threads.h"
 
 using namespace ccmail::store;
 using Clock = std::chrono::steady_clock;
+using ccmail::bench::RunThreads;
 
 static const std::string kBody(16 * 1024, 'x');  // 16 KiB message, a typical mail size
-
-static double RunThreads(int threads, double secs, const std::function<void(int, uint64_t)>& one) {
-  std::atomic<uint64_t> done{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> ts;
-  auto t0 = Clock::now();
-  for (int t = 0; t < threads; ++t)
-    ts.emplace_back([&, t] {
-      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-        one(t, i);
-        done.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  std::this_thread::sleep_for(std::chrono::duration<double>(secs));
-  stop = true;
-  for (auto& th : ts) th.join();
-  double el = std::chrono::duration<double>(Clock::now() - t0).count();
-  return static_cast<double>(done.load()) / el;
-}
 
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : "/var/tmp/ccmail-store-bench";
@@ -67,7 +50,7 @@ int main(int argc, char** argv) {
       fsync(d);
       close(d);
       unlink(fin.c_str());
-    });
+    }).per_second();
     double spool = RunThreads(threads, secs, [&](int, uint64_t) {
       std::unique_ptr<SpoolWriter> w;
       if (!sp->Begin(&w).ok()) abort();
@@ -78,7 +61,7 @@ int main(int argc, char** argv) {
       CaptureId id = w->id();
       if (!w->Commit(std::move(m)).ok()) abort();
       (void)sp->Remove(id, false);  // keep the directory small, like the raw loop
-    });
+    }).per_second();
     printf("%-8d %12.0f %12.0f %8.2f\n", threads, raw, spool, spool / raw);
     fflush(stdout);
   }

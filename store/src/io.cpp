@@ -298,12 +298,7 @@ class RealIo final : public DurableIo {
   }
 
   Status FsyncDirFd(int dir_fd, const std::string& dir, const char* point) override {
-    if (point) {
-      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync directory " + dir);
-    }
-    if (::fsync(dir_fd) != 0) return Status::FromErrno("fsync directory " + dir, errno);
-    if (point) CrashPoint(point);
-    return Status::Ok();
+    return Fsync(dir_fd, "directory " + dir, point);  // same faults, crash point and "fsync directory D" text
   }
 
   Status Unlink(const std::string& path, const char* point) override {

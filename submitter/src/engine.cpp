@@ -112,26 +112,18 @@ std::string SubmitterMetrics::ToText() const {
   return out;
 }
 
-namespace {
-// "<file>:<line>: name = "value": expected ..." (Config's own form for a value it cannot parse).
-Status Invalid(const Config& cfg, const std::string& name, const std::string& expected) {
-  std::string value;
-  (void)cfg.GetString(name, &value);
-  return Status::InvalidArgument(cfg.Where(name) + ": " + name + " = \"" + value + "\": expected " + expected);
-}
-}  // namespace
 
 Status SubmitterOptions::FromConfig(const Config& cfg, SubmitterOptions* out) {
   SubmitterOptions o;
   std::string spool, relay;
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("spool_directory", &spool));
-  if (spool.empty() || spool[0] != '/') return Invalid(cfg, "spool_directory", "an absolute path");
+  if (spool.empty() || spool[0] != '/') return cfg.Invalid("spool_directory", "an absolute path");
   o.state_dir = SubmitterStateDir(spool);
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("inbox_directory", &o.inbox_directory));
   if (o.inbox_directory.empty() || o.inbox_directory[0] != '/')
-    return Invalid(cfg, "inbox_directory", "an absolute path");
+    return cfg.Invalid("inbox_directory", "an absolute path");
   CCMAIL_RETURN_IF_ERROR(cfg.GetSize("inbox_max_file_size", &o.inbox_max_file_size));
-  if (o.inbox_max_file_size == 0) return Invalid(cfg, "inbox_max_file_size", "a size above 0");
+  if (o.inbox_max_file_size == 0) return cfg.Invalid("inbox_max_file_size", "a size above 0");
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("export_command", &o.export_command));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("export_interval", &o.export_interval));
   CCMAIL_RETURN_IF_ERROR(cfg.GetString("submit_relay", &relay));
@@ -141,8 +133,8 @@ Status SubmitterOptions::FromConfig(const Config& cfg, SubmitterOptions* out) {
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("submit_retry_min", &o.retry_min));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("submit_retry_max", &o.retry_max));
   CCMAIL_RETURN_IF_ERROR(cfg.GetDuration("taken_retention", &o.taken_retention));
-  if (o.export_interval.count() < 1000) return Invalid(cfg, "export_interval", "at least 1s");
-  if (o.smtp.timeout.count() < 1) return Invalid(cfg, "submit_timeout", "a duration above 0");
+  if (o.export_interval.count() < 1000) return cfg.Invalid("export_interval", "at least 1s");
+  if (o.smtp.timeout.count() < 1) return cfg.Invalid("submit_timeout", "a duration above 0");
   if (o.retry_min.count() < 1) o.retry_min = std::chrono::milliseconds(1);
   if (o.retry_max < o.retry_min) o.retry_max = o.retry_min;
   CCMAIL_RETURN_IF_ERROR(format::LoadFormatSettings(cfg, &o.format));

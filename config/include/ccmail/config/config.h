@@ -70,6 +70,9 @@ class Config {
   bool IsSet(const std::string& name) const;
   // "<file>:<line>" for a value from the file, "command line" for Set(), "default" otherwise.
   std::string Where(const std::string& name) const;
+  // InvalidArgument "<where>: name = "value": expected <expected>": the form of every refused
+  // value, for a component's own checks (a range, an absolute path) as for the getters below.
+  Status Invalid(const std::string& name, const std::string& expected) const;
 
   Status GetString(const std::string& name, std::string* out) const;
   // yes/no, true/false, on/off, 1/0 (case-insensitive).
@@ -94,7 +97,6 @@ class Config {
     std::string text;
     std::string where;  // "file:line" or "command line"
   };
-  Status Invalid(const std::string& name, const std::string& expected) const;
 
   std::string source_ = "(defaults)";
   std::map<std::string, Value> values_;

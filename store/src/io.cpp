@@ -229,6 +229,43 @@ class RealIo final : public DurableIo {
     return Status::Ok();
   }
 
+  Status PWriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& what,
+                   const char* point) override {
+    const char* p = static_cast<const char*>(data);
+    if (point) {
+      FaultKind k = InjectedFailure(point);
+      if (k == FaultKind::kShortWrite) {
+        size_t half = n / 2;
+        if (half > 0 && ::pwrite(fd, p, half, static_cast<off_t>(offset)) < 0) return Status::FromErrno("write " + what, errno);
+        return InjectedStatus(k, "write " + what);
+      }
+      if (k != FaultKind::kNone) return InjectedStatus(k, "write " + what);
+    }
+    size_t left = n;
+    while (left > 0) {
+      ssize_t w = ::pwrite(fd, p, left, static_cast<off_t>(offset));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("write " + what, errno);
+      }
+      if (w == 0) return Status::FromErrno("write " + what + " (wrote 0 bytes)", EIO);
+      p += w;
+      offset += static_cast<uint64_t>(w);
+      left -= static_cast<size_t>(w);
+    }
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
+  Status Fdatasync(int fd, const std::string& what, const char* point) override {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fdatasync " + what);
+    }
+    if (::fdatasync(fd) != 0) return Status::FromErrno("fdatasync " + what, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
   Status Close(UniqueFd* fd, const std::string& what) override {
     int raw = fd->release();
     if (raw >= 0 && ::close(raw) != 0 && errno != EINTR) return Status::FromErrno("close " + what, errno);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -263,6 +264,14 @@ Status SpoolWriter::Append(const void* data, size_t n) {
   }
   crc_ = Crc(crc_, data, n);
   size_ += n;
+  if (logging_) {
+    if (image_.size() + n > spool_->wal_->options().max_image_bytes) {
+      logging_ = false;  // too large for a log record: committed the file way
+      std::string().swap(image_);
+    } else {
+      image_.append(static_cast<const char*>(data), n);
+    }
+  }
   return Status::Ok();
 }
 
@@ -292,11 +301,28 @@ Status SpoolWriter::Commit(SpoolMeta meta) {
   };
   Status s = io.WriteAll(fd_.get(), tail.data(), tail.size(), tmp_path_, kCrashSpoolTmpWritten);
   if (!s.ok()) return fail(s);
+  const std::string name = id_.ToString();
+  if (logging_ && image_.size() + tail.size() <= spool_->wal_->options().max_image_bytes) {
+    // The log's way (spool_wal.h PROTOCOL): the record's fdatasync is the durability point;
+    // the file is renamed into new/ only then, and is made durable by the checkpoint.
+    image_ += tail;
+    s = io.Close(&fd_, tmp_path_);
+    if (!s.ok()) return fail(s);
+    SpoolWal::Pin pin;
+    s = spool_->wal_->Append(id_, image_, &pin);
+    if (!s.ok()) return fail(s);
+    s = io.RenameInto(tmp_path_, spool_->new_dir_fd_.get(), spool_->new_dir(), name, kCrashSpoolRenamed);
+    if (!s.ok()) return fail(s);
+    done_ = true;
+    spool_->count_.fetch_add(1, std::memory_order_relaxed);
+    spool_->bytes_.fetch_add(image_.size(), std::memory_order_relaxed);
+    std::string().swap(image_);
+    return Status::Ok();
+  }
   s = io.Fsync(fd_.get(), tmp_path_, kCrashSpoolTmpFsynced);
   if (!s.ok()) return fail(s);
   s = io.Close(&fd_, tmp_path_);
   if (!s.ok()) return fail(s);
-  const std::string name = id_.ToString();
   std::string final_path = spool_->new_dir() + "/" + name;
   s = io.RenameInto(tmp_path_, spool_->new_dir_fd_.get(), spool_->new_dir(), name, kCrashSpoolRenamed);
   if (!s.ok()) return fail(s);
@@ -349,6 +375,10 @@ Status Spool::BeginWithId(const CaptureId& id, std::unique_ptr<SpoolWriter>* out
     w->failed_ = true;
     w->Abort();
     return s.WithContext("capture " + id.ToString());
+  }
+  if (wal_) {
+    w->logging_ = true;
+    w->image_ = std::move(header);
   }
   *out = std::move(w);
   return Status::Ok();
@@ -490,6 +520,110 @@ Status Spool::SyncNewDirCoveringRename() {
   Status result = it->second.result;
   if (--it->second.waiting == 0) dir_sync_waiters_.erase(it);
   return result;
+}
+
+Status Spool::EnableWal(WalOptions options) {
+  if (wal_) return Status::InvalidArgument("spool log already enabled");
+  return SpoolWal::Open(wal_dir(), tag_, io_, options,
+                        [this](const std::vector<CaptureId>& ids) { return MakeDurable(ids); }, &wal_);
+}
+
+Status Spool::MakeDurable(const std::vector<CaptureId>& ids) {
+  for (const CaptureId& id : ids) {
+    const std::string path = new_dir() + "/" + id.ToString();
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      if (errno == ENOENT) continue;  // exported (after its ledger commit) or quarantined
+      return Status::FromErrno("open " + path, errno);
+    }
+    CCMAIL_RETURN_IF_ERROR(io_->Fsync(fd.get(), path));
+  }
+  return io_->FsyncDirFd(new_dir_fd_.get(), new_dir());
+}
+
+Status Spool::ReplayRecord(const SpoolWal::Record& record,
+                           const std::function<Status(const CaptureId&, bool* known)>& known, WalReplayTally* tally,
+                           bool* new_dir_changed) {
+  const std::string name = record.id.ToString();
+  bool in_ledger = false;
+  CCMAIL_RETURN_IF_ERROR(known(record.id, &in_ledger));
+  struct stat st;
+  if (in_ledger || ::stat((corrupt_dir() + "/" + name).c_str(), &st) == 0) {
+    ++tally->already_done;
+    return Status::Ok();
+  }
+  SpoolEntry entry;
+  if (VerifyCapture(new_dir(), record.id, &entry).ok()) {
+    CCMAIL_RETURN_IF_ERROR(io_->Fsync(entry.fd.get(), new_dir() + "/" + name));
+    ++tally->made_durable;
+    *new_dir_changed = true;  // its name may not be durable yet either
+    return Status::Ok();
+  }
+  // Lost or torn by a power loss (or never renamed): write it again from the record.
+  const std::string tmp = tmp_dir() + "/" + name + "." + tag_;
+  Status u = io_->Unlink(tmp);
+  if (!u.ok() && !u.IsNotFound()) return u;
+  UniqueFd fd;
+  CCMAIL_RETURN_IF_ERROR(io_->CreateExclusive(tmp, 0600, &fd));
+  Status s = io_->WriteAll(fd.get(), record.image.data(), record.image.size(), tmp);
+  if (s.ok()) s = io_->Fsync(fd.get(), tmp);
+  if (s.ok()) s = io_->Close(&fd, tmp);
+  if (!s.ok()) {
+    (void)io_->Unlink(tmp);
+    return s;
+  }
+  SpoolEntry check;
+  Status verified = VerifyFile(tmp, &check);
+  if (verified.ok() && check.meta.capture_id != record.id)
+    verified = Status::Corrupt("the record of " + name + " holds capture " + check.meta.capture_id.ToString());
+  check.fd.reset();
+  if (!verified.ok()) {
+    // Its write never completed, so its fdatasync never returned: never acknowledged.
+    (void)io_->Unlink(tmp);
+    ++tally->torn;
+    LogWarning("spool log: record of capture %s does not verify, skipped (never acknowledged): %s", name.c_str(),
+               verified.ToString().c_str());
+    return Status::Ok();
+  }
+  CCMAIL_RETURN_IF_ERROR(io_->Rename(tmp, new_dir() + "/" + name));
+  ++tally->restored;
+  *new_dir_changed = true;
+  return Status::Ok();
+}
+
+Status Spool::ReplayWal(const std::function<Status(const CaptureId&, bool* known)>& known, WalReplayTally* tally) {
+  const std::string dir = wal_dir();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return errno == ENOENT ? Status::Ok() : Status::FromErrno("stat " + dir, errno);
+  std::vector<std::string> names;
+  CCMAIL_RETURN_IF_ERROR(ForEachEntry(dir, [&](const std::string& n) {
+    if (SpoolWal::IsSegmentName(n)) names.push_back(n);
+  }));
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    const std::string path = dir + "/" + n;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      if (errno == ENOENT) continue;  // its writer checkpointed it meanwhile
+      return Status::FromErrno("open " + path, errno);
+    }
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) return Status::FromErrno("flock " + path, errno);
+      ++tally->live_skipped;  // its writer is alive and will checkpoint it
+      continue;
+    }
+    if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path, errno);
+    std::string bytes(static_cast<size_t>(st.st_size), '\0');
+    CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), bytes.data(), bytes.size(), 0, path));
+    bool new_dir_changed = false;
+    for (const SpoolWal::Record& r : SpoolWal::ReadSegment(bytes))
+      CCMAIL_RETURN_IF_ERROR(ReplayRecord(r, known, tally, &new_dir_changed).WithContext("spool log " + path));
+    if (new_dir_changed) CCMAIL_RETURN_IF_ERROR(io_->FsyncDirFd(new_dir_fd_.get(), new_dir()));
+    CCMAIL_RETURN_IF_ERROR(io_->Unlink(path));
+    CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(dir));
+    ++tally->segments;
+  }
+  return Status::Ok();
 }
 
 Status Spool::SyncNewDir() { return io_->FsyncDir(new_dir(), kCrashSpoolUnlinkDirFsynced); }

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <random>
@@ -30,6 +32,8 @@ struct DirOp {
 struct FileState {
   uint64_t durable_len = 0;
   uint64_t len = 0;
+  // Overwrites inside the file since its last sync: (offset, the bytes they replaced).
+  std::vector<std::pair<uint64_t, std::string>> unsynced_overwrites;
 };
 
 Status ReadWhole(const std::string& path, std::string* out) {
@@ -114,9 +118,57 @@ Status PowerLossIo::Fsync(int fd, const std::string& what, const char* point) {
   Status s = DurableIo::Real().Fsync(fd, what, point);
   std::lock_guard<std::mutex> l(state_->mu);
   auto it = state_->fd_path.find(fd);
+  if (it == state_->fd_path.end()) {
+    // A descriptor opened outside this DurableIo (a checkpoint or a replay opens a file by
+    // name to fsync it): its current name tells which file became durable.
+    char link[64], target[4096];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = ::readlink(link, target, sizeof target - 1);
+    if (n > 0) {
+      auto f = state_->files.find(std::string(target, static_cast<size_t>(n)));
+      if (s.ok() && f != state_->files.end()) {
+        f->second.durable_len = f->second.len;
+        f->second.unsynced_overwrites.clear();
+      }
+    }
+  }
   if (s.ok() && it != state_->fd_path.end()) {
     auto& f = state_->files[it->second];
     f.durable_len = f.len;
+    f.unsynced_overwrites.clear();
+  }
+  MaybeCutPowerLocked();
+  return s;
+}
+
+Status PowerLossIo::PWriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& what,
+                              const char* point) {
+  std::string before;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && offset < static_cast<uint64_t>(st.st_size)) {
+    before.resize(std::min<uint64_t>(n, static_cast<uint64_t>(st.st_size) - offset));
+    ssize_t r = ::pread(fd, before.data(), before.size(), static_cast<off_t>(offset));
+    before.resize(r > 0 ? static_cast<size_t>(r) : 0);
+  }
+  Status s = DurableIo::Real().PWriteAll(fd, data, n, offset, what, point);
+  std::lock_guard<std::mutex> l(state_->mu);
+  auto it = state_->fd_path.find(fd);
+  if (it != state_->fd_path.end()) {
+    FileState& f = state_->files[it->second];
+    if (!before.empty()) f.unsynced_overwrites.emplace_back(offset, std::move(before));
+    if (::fstat(fd, &st) == 0) f.len = static_cast<uint64_t>(st.st_size);
+  }
+  return s;
+}
+
+Status PowerLossIo::Fdatasync(int fd, const std::string& what, const char* point) {
+  Status s = DurableIo::Real().Fdatasync(fd, what, point);
+  std::lock_guard<std::mutex> l(state_->mu);
+  auto it = state_->fd_path.find(fd);
+  if (s.ok() && it != state_->fd_path.end()) {
+    auto& f = state_->files[it->second];
+    f.durable_len = f.len;
+    f.unsynced_overwrites.clear();
   }
   MaybeCutPowerLocked();
   return s;
@@ -197,7 +249,7 @@ size_t PowerLossIo::PendingCount() const {
   std::lock_guard<std::mutex> l(state_->mu);
   size_t n = state_->ops.size();
   for (const auto& [p, f] : state_->files)
-    if (f.len != f.durable_len) ++n;
+    n += (f.len != f.durable_len ? 1 : 0) + f.unsynced_overwrites.size();
   return n;
 }
 
@@ -213,6 +265,15 @@ size_t PowerLossIo::SimulateCrashLocked() {
   // File data first: unsynced bytes may be lost (the file is cut somewhere after its
   // last fsynced length).
   for (auto& [path, f] : st.files) {
+    // Overwrites of bytes already in the file may be lost too, newest first (the old bytes
+    // come back), each on its own: a disk writes back pages in any order.
+    if (!f.unsynced_overwrites.empty()) {
+      UniqueFd w(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      for (auto o = f.unsynced_overwrites.rbegin(); w.valid() && o != f.unsynced_overwrites.rend(); ++o) {
+        if (!coin()) continue;
+        if (::pwrite(w.get(), o->second.data(), o->second.size(), static_cast<off_t>(o->first)) >= 0) ++lost;
+      }
+    }
     if (f.len == f.durable_len || !coin()) continue;
     uint64_t keep = f.durable_len + (f.len > f.durable_len ? st.rng() % (f.len - f.durable_len) : 0);
     if (::truncate(path.c_str(), static_cast<off_t>(keep)) == 0) ++lost;

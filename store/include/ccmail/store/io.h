@@ -111,6 +111,15 @@ class DurableIo {
   }
   // fsync(fd). Never retry on failure.
   virtual Status Fsync(int fd, const std::string& what, const char* point = nullptr) = 0;
+  // pwrite of all n bytes at `offset` (retrying EINTR and partial writes); the descriptor's
+  // own offset is not used. For a log whose writers reserve their offsets (the spool's
+  // write-ahead log, several threads at once). Same fault point semantics as WriteAll.
+  virtual Status PWriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& what,
+                           const char* point = nullptr) = 0;
+  // fdatasync(fd): the file's data and the metadata needed to read it back, not its times.
+  // Over blocks that are already allocated and written (a preallocated log) it writes only
+  // the data. A durability barrier like Fsync; never retry on failure.
+  virtual Status Fdatasync(int fd, const std::string& what, const char* point = nullptr) = 0;
   // close(fd) and report its error (NFS-style checking).
   virtual Status Close(UniqueFd* fd, const std::string& what) = 0;
   // rename(from, to) (atomic replacement within one file system).
@@ -168,6 +177,13 @@ class DurableIoWrapper : public DurableIo {
   }
   Status Fsync(int fd, const std::string& what, const char* point = nullptr) override {
     return target_->Fsync(fd, what, point);
+  }
+  Status PWriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& what,
+                   const char* point = nullptr) override {
+    return target_->PWriteAll(fd, data, n, offset, what, point);
+  }
+  Status Fdatasync(int fd, const std::string& what, const char* point = nullptr) override {
+    return target_->Fdatasync(fd, what, point);
   }
   Status Close(UniqueFd* fd, const std::string& what) override { return target_->Close(fd, what); }
   Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) override {

@@ -55,6 +55,7 @@
 #include "ccmail/store/capture_id.h"
 #include "ccmail/store/content_key.h"
 #include "ccmail/store/io.h"
+#include "ccmail/store/spool_wal.h"
 
 namespace ccmail::store {
 
@@ -118,6 +119,10 @@ class SpoolWriter {
   uint32_t crc_ = 0;
   bool done_ = false;
   bool failed_ = false;
+  // With the spool's log (Spool::EnableWal): the file's bytes so far, for its log record,
+  // while they fit in one (else the capture is committed the file way).
+  bool logging_ = false;
+  std::string image_;
 };
 
 // An opened, verified spool file.
@@ -153,6 +158,18 @@ class Spool {
   // Starts a capture with a fresh id.
   Status Begin(std::unique_ptr<SpoolWriter>* out);
   Status BeginWithId(const CaptureId& id, std::unique_ptr<SpoolWriter>* out);
+
+  // From now on, commits of captures up to options.max_image_bytes go through the spool's
+  // write-ahead log (spool_wal.h) in <root>/wal: their 250 follows one shared fdatasync
+  // instead of the fsyncs of their file and of new/. Once per Spool, by a writer.
+  Status EnableWal(WalOptions options = {});
+  bool wal_enabled() const { return wal_ != nullptr; }
+  SpoolWal* wal() { return wal_.get(); }
+  // Makes the files of the dead writers' log segments durable and deletes the segments
+  // (spool_wal.h REPLAY). `known` tells whether the ledger already has a capture. Run by the
+  // exporter before it reads new/.
+  Status ReplayWal(const std::function<Status(const CaptureId&, bool* known)>& known, WalReplayTally* tally);
+  std::string wal_dir() const { return root_ + "/wal"; }
 
   // Ids of files in new/ (unordered; skips names that are not capture ids).
   Status ListPending(std::vector<CaptureId>* ids) const;
@@ -212,6 +229,12 @@ class Spool {
   // The group commit (above): returns once an fsync of new/ that started after this call
   // has completed, with its status.
   Status SyncNewDirCoveringRename();
+  // The log's checkpoint: fsyncs new/<id> of each id still there, then new/.
+  Status MakeDurable(const std::vector<CaptureId>& ids);
+  // One record of a dead segment (ReplayWal).
+  Status ReplayRecord(const SpoolWal::Record& record,
+                      const std::function<Status(const CaptureId&, bool* known)>& known, WalReplayTally* tally,
+                      bool* new_dir_changed);
   std::string root_;
   DurableIo* io_;
   std::string tag_;
@@ -235,6 +258,8 @@ class Spool {
     Status result;
   };
   std::map<uint64_t, DirSyncWaiters> dir_sync_waiters_;  // by fsync number
+  // Last: destroyed first, so its checkpoints still find everything above.
+  std::unique_ptr<SpoolWal> wal_;
 };
 
 // The reason as Spool::Quarantine records it: cut to kMaxQuarantineReason bytes plus "..."

@@ -38,6 +38,12 @@ class PowerLossIo : public DurableIo {
   Status WriteAll(int fd, const void* data, size_t n, const std::string& what,
                   const char* point = nullptr) override;
   Status Fsync(int fd, const std::string& what, const char* point = nullptr) override;
+  // An overwrite inside the file is remembered with the bytes it replaced; a crash may
+  // restore them (each overwrite on its own) until the next Fsync/Fdatasync of that file.
+  Status PWriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& what,
+                   const char* point = nullptr) override;
+  // Like Fsync for the file's bytes (and a durability barrier for set_power_cut_at_sync).
+  Status Fdatasync(int fd, const std::string& what, const char* point = nullptr) override;
   Status Close(UniqueFd* fd, const std::string& what) override;
   Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) override;
   Status RenameNoReplace(const std::string& from, const std::string& to, const char* point = nullptr) override;

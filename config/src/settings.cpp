@@ -76,6 +76,10 @@ constexpr Row kMilter[] = {
     {"message_size_limit", "50m", "Largest message captured; larger ones get 552 5.3.4."},
     {"recipient_limit", "1000", "Most cc:Mail recipients in one message; more get 452 4.5.3."},
     {"header_count_limit", "1000", "Most header fields in one message; more get 552 5.3.4."},
+    {"spool_log", "yes",
+     "yes: a captured message up to 256 KiB is made durable by the spool's write-ahead log "
+     "(spool/wal, one fdatasync shared by concurrent messages) before its 250; its file in "
+     "spool/new is fsynced later. no: each message's file and spool/new are fsynced before its 250."},
     {"spool_min_free", "256m", "Free space the spool file system must keep; below it new mail gets 452 4.3.1."},
     {"backlog_limit_messages", "100000", "Captured but not yet exported messages above which new mail gets 452 4.3.1."},
     {"backlog_limit_bytes", "4g", "Spooled bytes not yet exported above which new mail gets 452 4.3.1."},

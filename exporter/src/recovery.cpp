@@ -83,6 +83,17 @@ Status Exporter::Impl::AdvanceLaggingWatermarks(const std::set<std::string>& pub
 // docs/DESIGN.md §7 step 6: spool. Committed captures still in spool/new are an interrupted cleanup; the others
 // are pending. Then the dead writers' tmp files and the recorded clean mark.
 Status Exporter::Impl::RecoverSpool(RecoveryTally* tally) {
+  // First the log segments of milters that died without checkpointing them (a crash, a power
+  // loss): their captures' files in new/ may be missing or torn until this has run.
+  store::WalReplayTally wal;
+  CCMAIL_RETURN_IF_ERROR(spool->ReplayWal(
+      [this](const CaptureId& id, bool* known) { return ledger->HasCapture(id, known); }, &wal));
+  if (wal.segments > 0)
+    LogInfo("recovery: replayed %llu spool log segment(s) of dead writers: %llu file(s) made durable, %llu "
+            "restored, %llu already exported or quarantined, %llu torn record(s) (never acknowledged)",
+            static_cast<unsigned long long>(wal.segments), static_cast<unsigned long long>(wal.made_durable),
+            static_cast<unsigned long long>(wal.restored), static_cast<unsigned long long>(wal.already_done),
+            static_cast<unsigned long long>(wal.torn));
   std::vector<CaptureId> ids;
   CCMAIL_RETURN_IF_ERROR(spool->ListPending(&ids));
   std::vector<char> in_ledger;

@@ -126,6 +126,7 @@ Status SpoolSinkOptions::FromConfig(const Config& cfg, SpoolSinkOptions* out) {
   CCMAIL_RETURN_IF_ERROR(BridgePaths::FromConfig(cfg, &paths));
   o.spool_root = paths.spool_root;
   CCMAIL_RETURN_IF_ERROR(shm::TableOptionsFromConfig(cfg, &o.table));
+  CCMAIL_RETURN_IF_ERROR(cfg.GetBool("spool_log", &o.spool_log));
   *out = std::move(o);
   return Status::Ok();
 }
@@ -193,6 +194,7 @@ Status SpoolCaptureSink::Attach(bool create_if_missing) {
   const uint64_t my_rgen = att->reg->rgen();
   att->tag = store::WriterTag{my_index, my_rgen}.ToString();
   CCMAIL_RETURN_IF_ERROR(store::Spool::Open(opt_.spool_root, &att->spool, opt_.io, att->tag));
+  if (opt_.spool_log) CCMAIL_RETURN_IF_ERROR(att->spool->EnableWal());
   // Stats() never walks the directory on a message's path when the background
   // thread re-counts (Spool::Open counted once already).
   att->spool->set_stats_refresh_ms(opt_.stats_refresh_ms > 0 ? INT64_MAX / 2 : 0);

@@ -43,7 +43,7 @@ $E2E q184524 "${common[@]}" --prefix qe --seed 25 --no-id-date --between "sleep 
 # Round milter_timeout: every odd capture waits 2.5 s after it is durable, before the milter
 # answers; Postfix gives up after 1 s and replies 451 to the client, which retries.
 NT=$($E2E_PY -c "print(max(2, int(20 * $SCALE)))")
-delays=$(seq 1 2 $((4 * NT)) | sed 's/.*/spool.dir.fsynced:&:2500/' | paste -sd, -)
+delays=$(seq 1 2 $((4 * NT)) | sed 's/.*/spool.wal.synced:&:2500/' | paste -sd, -)
 e2e_stop_milter
 CCMAIL_DELAY_AT="$delays" e2e_start_milter || fail "milter with delays"
 postconf -c "$T/pf/etc" -e "milter_content_timeout = 1s" && postfix -c "$T/pf/etc" reload >/dev/null 2>&1 ||

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Postfix's milter timeouts against the milter's slowest step, the spool fsync at end of
-# message (a slow disk simulated with CCMAIL_DELAY_AT=spool.tmp.fsynced:N:ms):
+# message (a slow disk simulated with CCMAIL_DELAY_AT=spool.wal.synced:N:ms, the fdatasync of the
+# spool log that makes a capture durable):
 #   1. milter_content_timeout (1s) shorter than the fsync (4s): Postfix gives up and answers
 #      4xx (milter_default_action = tempfail); never 2xx, the message goes nowhere. The client
 #      retries; the capture made after the timeout is deduplicated by the exporter (e2e
@@ -21,8 +22,8 @@ mta_test_init milter-timeout
 mkdir -p "$T/spool"; chown nobody "$T/spool"
 echo "kim@cc.example  Kim Lee at HUBPO" > "$T/map"
 milter_conf "$T/ccmail.conf" "milter_socket_group = postfix" "milter_socket_mode = 0660" "milter_user = nobody"
-# Passes 1 and 3 of the tmp-file fsync take 4 s.
-CCMAIL_DELAY_AT="spool.tmp.fsynced:1:4000,spool.tmp.fsynced:3:4000" \
+# Passes 1 and 3 of the spool log's fdatasync take 4 s.
+CCMAIL_DELAY_AT="spool.wal.synced:1:4000,spool.wal.synced:3:4000" \
   "$MILTER" --stderr -c "$T/ccmail.conf" 2> "$T/milter.log" &
 MPID=$!
 wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || { cat "$T/milter.log"; exit 1; }
@@ -57,7 +58,7 @@ msg slow3 | smtp_send $PF_PORT alice@example.org kim@cc.example > "$T/r3" \
 postconf -c "$T/pf/etc" -e "milter_content_timeout = 1s" "milter_default_action = accept" &&
   postfix -c "$T/pf/etc" reload >/dev/null 2>&1
 kill "$MPID"; wait "$MPID" 2>/dev/null; MPID=
-CCMAIL_DELAY_AT="spool.tmp.fsynced:1:4000" "$MILTER" --stderr -c "$T/ccmail.conf" 2>> "$T/milter.log" &
+CCMAIL_DELAY_AT="spool.wal.synced:1:4000" "$MILTER" --stderr -c "$T/ccmail.conf" 2>> "$T/milter.log" &
 MPID=$!
 wait_until 60 "$MPID" ccmail-milter test -S "$T/milter.sock" || exit 1
 sleep 1

@@ -75,6 +75,8 @@ struct SpoolSinkOptions {
   // last walk's duration) so a huge backlog cannot eat the CPU. 0: re-counted inline at
   // every Probe (tests).
   int64_t stats_refresh_ms = 1000;
+  // spool_log: commits through the spool's write-ahead log (store/spool_wal.h).
+  bool spool_log = true;
 
   static Status FromConfig(const Config& cfg, SpoolSinkOptions* out);
 };

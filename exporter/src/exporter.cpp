@@ -136,7 +136,7 @@ Status Exporter::Impl::RunOnce(bool* did_work) {
   if (now >= next_scan || overflow != last_overflow || (draining && pending.empty())) {
     last_overflow = overflow;
     if (Status s = ScanSpool(); !s.ok()) LogWarning("spool scan: %s", s.ToString().c_str());
-    Housekeeping();
+    CCMAIL_RETURN_IF_ERROR(Housekeeping());
   }
   CCMAIL_RETURN_IF_ERROR(MaybePrune());
   std::vector<shm::Claim> claims;

@@ -407,8 +407,9 @@ struct Exporter::Impl {
     table->PublishExporterState(st);
   }
 
-  // Periodic housekeeping on the scan tick: dead milters (R1), a replaced segment, tmp files.
-  void Housekeeping() {
+  // Periodic housekeeping on the scan tick: dead milters (R1), a replaced segment, the log
+  // segments of dead milters, tmp files. An error is the committer's fatal one.
+  Status Housekeeping() {
     if (table) {
       if (Status s = table->CheckSameSegment(); !s.ok()) {
         LogWarning("claim table replaced under us (%s): reopening", s.ToString().c_str());
@@ -422,11 +423,28 @@ struct Exporter::Impl {
       if (r.dead_registrations || r.reserved_freed)
         LogInfo("freed %u dead registration(s), %u reserved slot(s)", r.dead_registrations, r.reserved_freed);
     }
+    if (spool->HasDeadWalSegments()) {
+      // A milter died since the last tick: its log segment's captures are in new/ but not
+      // durable. The committer uses the ledger too: let it finish first.
+      CCMAIL_RETURN_IF_ERROR(WaitCommitter());
+      {
+        store::WalReplayTally wal;
+        Status s = spool->ReplayWal(
+            [this](const CaptureId& id, bool* known) { return ledger->HasCapture(id, known); }, &wal);
+        if (!s.ok())
+          LogWarning("spool log replay: %s", s.ToString().c_str());
+        else if (wal.segments)
+          LogInfo("replayed %llu spool log segment(s) of dead milters: %llu file(s) made durable, %llu restored",
+                  static_cast<unsigned long long>(wal.segments), static_cast<unsigned long long>(wal.made_durable),
+                  static_cast<unsigned long long>(wal.restored));
+      }
+    }
     size_t removed = 0;
     if (Status s = spool->CleanTmp([this](const std::string& t) { return WriterIsLive(t); }, &removed); !s.ok())
       LogWarning("spool tmp cleanup: %s", s.ToString().c_str());
     else if (removed)
       LogInfo("removed %zu unfinished spool/tmp file(s) of dead writers", removed);
+    return Status::Ok();
   }
 
   // T4 for the slots of a finished (or dropped) round. A slot that cannot be freed now (an

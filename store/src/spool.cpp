@@ -591,14 +591,35 @@ Status Spool::ReplayRecord(const SpoolWal::Record& record,
   return Status::Ok();
 }
 
+bool Spool::HasDeadWalSegments() const {
+  bool dead = false;
+  const std::string dir = wal_dir();
+  Status s = ForEachEntry(dir, [&](const std::string& n) {
+    if (dead || !SpoolWal::IsSegmentName(n)) return;
+    UniqueFd fd(::open((dir + "/" + n).c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.valid() && ::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) dead = true;  // released by the close
+  });
+  return s.ok() && dead;
+}
+
 Status Spool::ReplayWal(const std::function<Status(const CaptureId&, bool* known)>& known, WalReplayTally* tally) {
   const std::string dir = wal_dir();
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) return errno == ENOENT ? Status::Ok() : Status::FromErrno("stat " + dir, errno);
   std::vector<std::string> names;
+  std::vector<std::string> unfinished;  // "<segment>.new": a writer died while preparing it
   CCMAIL_RETURN_IF_ERROR(ForEachEntry(dir, [&](const std::string& n) {
     if (SpoolWal::IsSegmentName(n)) names.push_back(n);
+    if (n.size() > 4 && n.compare(n.size() - 4, 4, ".new") == 0 && SpoolWal::IsSegmentName(n.substr(0, n.size() - 4)))
+      unfinished.push_back(n);
   }));
+  for (const std::string& n : unfinished) {
+    UniqueFd fd(::open((dir + "/" + n).c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.valid() && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+      Status u = io_->Unlink(dir + "/" + n);  // it never held a record
+      if (!u.ok() && !u.IsNotFound()) return u;
+    }
+  }
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) {
     const std::string path = dir + "/" + n;

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -199,28 +200,38 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
       // fdatasync then writes only its data (no block allocation, no size change).
       auto fresh = std::make_shared<Segment>();
       fresh->size = options_.segment_bytes;
+      // Prepared under a name replay ignores ("<tag>.<seq>.new"), locked, filled and synced,
+      // then renamed to its own name with the lock held: a replay never sees a segment that
+      // is not yet locked by its writer.
       Status s;
+      std::string preparing;
       for (int attempt = 0; attempt < 1000; ++attempt) {
         char seq[24];
         std::snprintf(seq, sizeof seq, "%08llu", static_cast<unsigned long long>(impl_->next_seq++));
         fresh->path = dir_ + "/" + impl_->tag + "." + seq;
-        s = impl_->io->CreateExclusive(fresh->path, 0600, &fresh->fd);
+        struct stat st;
+        if (::stat(fresh->path.c_str(), &st) == 0) continue;  // an earlier process with our tag
+        preparing = fresh->path + ".new";
+        s = impl_->io->CreateExclusive(preparing, 0600, &fresh->fd);
         if (s.code() != Status::Code::kAlreadyExists) break;
       }
       if (!s.ok()) return s.WithContext("spool log");
       if (::flock(fresh->fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        Status f = Status::FromErrno("flock " + fresh->path, errno);
-        (void)impl_->io->Unlink(fresh->path);
+        Status f = Status::FromErrno("flock " + preparing, errno);
+        fresh->fd.reset();
+        (void)impl_->io->Unlink(preparing);
         return f;
       }
       static const std::string kZeros(256 * 1024, '\0');
       for (uint64_t done = 0; s.ok() && done < fresh->size; done += kZeros.size())
         s = impl_->io->WriteAll(fresh->fd.get(), kZeros.data(),
-                                static_cast<size_t>(std::min<uint64_t>(kZeros.size(), fresh->size - done)), fresh->path);
-      if (s.ok()) s = impl_->io->Fsync(fresh->fd.get(), fresh->path);
+                                static_cast<size_t>(std::min<uint64_t>(kZeros.size(), fresh->size - done)), preparing);
+      if (s.ok()) s = impl_->io->Fsync(fresh->fd.get(), preparing);
+      if (s.ok()) s = impl_->io->Rename(preparing, fresh->path);
       if (s.ok()) s = impl_->io->FsyncDir(dir_);
       if (!s.ok()) {
         fresh->fd.reset();
+        (void)impl_->io->Unlink(preparing);
         (void)impl_->io->Unlink(fresh->path);
         return s.WithContext("spool log: new segment");
       }

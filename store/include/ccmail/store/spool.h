@@ -170,6 +170,8 @@ class Spool {
   // exporter before it reads new/.
   Status ReplayWal(const std::function<Status(const CaptureId&, bool* known)>& known, WalReplayTally* tally);
   std::string wal_dir() const { return root_ + "/wal"; }
+  // Whether wal/ holds a segment no live writer holds (cheap: for a periodic check).
+  bool HasDeadWalSegments() const;
 
   // Ids of files in new/ (unordered; skips names that are not capture ids).
   Status ListPending(std::vector<CaptureId>* ids) const;

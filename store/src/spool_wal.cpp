@@ -8,9 +8,10 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -69,7 +70,11 @@ struct SpoolWal::Impl {
   std::condition_variable cv;  // the checkpoint thread waits on it
   std::shared_ptr<Segment> active;
   std::deque<std::shared_ptr<Segment>> sealed;
-  uint64_t next_seq = 1;
+  // The next segment, prepared ahead by the checkpoint thread so that a rollover does not
+  // make the captures of that moment wait for 4 MiB of zeros and three syncs.
+  std::shared_ptr<Segment> spare;
+  bool spare_wanted = true;
+  std::atomic<uint64_t> next_seq{1};
   uint64_t checkpoints = 0;
   bool stopping = false;
   std::thread checkpointer;
@@ -132,6 +137,17 @@ Status SpoolWal::Open(const std::string& dir, const std::string& tag, DurableIo*
       }
       if (!ready) {
         if (impl->stopping && impl->sealed.empty()) return;
+        if (!impl->stopping && impl->spare_wanted && !impl->spare) {
+          impl->spare_wanted = false;  // set again by the rollover that takes it
+          lock.unlock();
+          std::shared_ptr<Segment> spare;
+          Status s = self->PrepareSegment(&spare);
+          if (!s.ok()) LogWarning("spool log: preparing the next segment: %s", s.ToString().c_str());
+          lock.lock();
+          if (spare && !impl->spare) impl->spare = std::move(spare);
+          else if (spare) self->DropUnusedSegment(spare.get());
+          continue;
+        }
         impl->cv.wait(lock);
         continue;
       }
@@ -165,6 +181,14 @@ SpoolWal::~SpoolWal() {
   }
   impl_->cv.notify_all();
   if (impl_->checkpointer.joinable()) impl_->checkpointer.join();
+  if (impl_->spare) DropUnusedSegment(impl_->spare.get());
+}
+
+void SpoolWal::DropUnusedSegment(Segment* segment) {
+  // No record was ever written into it; a lost unlink leaves an empty segment for replay.
+  Status u = impl_->io->Unlink(segment->path);
+  if (!u.ok() && !u.IsNotFound()) LogWarning("spool log: %s", u.ToString().c_str());
+  segment->fd.reset();
 }
 
 uint64_t SpoolWal::checkpoints_done() const {
@@ -179,6 +203,49 @@ void SpoolWal::Unpin(Segment* segment) {
     wake = --segment->in_flight == 0 && segment->sealed;
   }
   if (wake) impl_->cv.notify_all();
+}
+
+// A new segment, written full of zeros and made durable with its name: a record's fdatasync
+// then writes only its data (no block allocation, no size change). Prepared under a name a
+// replay ignores ("<tag>.<seq>.new"), locked, filled and synced, then renamed to its own name
+// with the lock held: a replay never takes a segment before its writer has locked it.
+Status SpoolWal::PrepareSegment(std::shared_ptr<Segment>* out) {
+  auto fresh = std::make_shared<Segment>();
+  fresh->size = options_.segment_bytes;
+  Status s;
+  std::string preparing;
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    char seq[24];
+    std::snprintf(seq, sizeof seq, "%08llu", static_cast<unsigned long long>(impl_->next_seq.fetch_add(1)));
+    fresh->path = dir_ + "/" + impl_->tag + "." + seq;
+    struct stat st;
+    if (::stat(fresh->path.c_str(), &st) == 0) continue;  // an earlier process with our tag
+    preparing = fresh->path + ".new";
+    s = impl_->io->CreateExclusive(preparing, 0600, &fresh->fd);
+    if (s.code() != Status::Code::kAlreadyExists) break;
+  }
+  if (!s.ok()) return s.WithContext("spool log");
+  if (::flock(fresh->fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    Status f = Status::FromErrno("flock " + preparing, errno);
+    fresh->fd.reset();
+    (void)impl_->io->Unlink(preparing);
+    return f;
+  }
+  static const std::string kZeros(256 * 1024, '\0');
+  for (uint64_t done = 0; s.ok() && done < fresh->size; done += kZeros.size())
+    s = impl_->io->WriteAll(fresh->fd.get(), kZeros.data(),
+                            static_cast<size_t>(std::min<uint64_t>(kZeros.size(), fresh->size - done)), preparing);
+  if (s.ok()) s = impl_->io->Fsync(fresh->fd.get(), preparing);
+  if (s.ok()) s = impl_->io->Rename(preparing, fresh->path);
+  if (s.ok()) s = impl_->io->FsyncDir(dir_);
+  if (!s.ok()) {
+    fresh->fd.reset();
+    (void)impl_->io->Unlink(preparing);
+    (void)impl_->io->Unlink(fresh->path);
+    return s.WithContext("spool log: new segment");
+  }
+  *out = std::move(fresh);
+  return Status::Ok();
 }
 
 Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
@@ -196,46 +263,26 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
         impl_->sealed.push_back(std::move(impl_->active));
         impl_->cv.notify_all();
       }
-      // A new segment, written full of zeros and made durable with its name: a record's
-      // fdatasync then writes only its data (no block allocation, no size change).
-      auto fresh = std::make_shared<Segment>();
-      fresh->size = options_.segment_bytes;
-      // Prepared under a name replay ignores ("<tag>.<seq>.new"), locked, filled and synced,
-      // then renamed to its own name with the lock held: a replay never sees a segment that
-      // is not yet locked by its writer.
-      Status s;
-      std::string preparing;
-      for (int attempt = 0; attempt < 1000; ++attempt) {
-        char seq[24];
-        std::snprintf(seq, sizeof seq, "%08llu", static_cast<unsigned long long>(impl_->next_seq++));
-        fresh->path = dir_ + "/" + impl_->tag + "." + seq;
-        struct stat st;
-        if (::stat(fresh->path.c_str(), &st) == 0) continue;  // an earlier process with our tag
-        preparing = fresh->path + ".new";
-        s = impl_->io->CreateExclusive(preparing, 0600, &fresh->fd);
-        if (s.code() != Status::Code::kAlreadyExists) break;
+      std::shared_ptr<Segment> fresh = std::move(impl_->spare);
+      if (!fresh) {
+        lock.unlock();  // the others wait for the same thing anyway: the active segment is full
+        Status s = PrepareSegment(&fresh);
+        lock.lock();
+        if (!s.ok()) return s;
+        if (impl_->active) {  // another append installed a segment meanwhile
+          if (impl_->active->failed_from == 0 && impl_->active->next_offset + record_len <= impl_->active->size) {
+            if (!impl_->spare) impl_->spare = std::move(fresh);  // ours is the next one
+            else DropUnusedSegment(fresh.get());
+            fresh = nullptr;
+          } else {
+            impl_->active->sealed = true;
+            impl_->sealed.push_back(std::move(impl_->active));
+          }
+        }
       }
-      if (!s.ok()) return s.WithContext("spool log");
-      if (::flock(fresh->fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        Status f = Status::FromErrno("flock " + preparing, errno);
-        fresh->fd.reset();
-        (void)impl_->io->Unlink(preparing);
-        return f;
-      }
-      static const std::string kZeros(256 * 1024, '\0');
-      for (uint64_t done = 0; s.ok() && done < fresh->size; done += kZeros.size())
-        s = impl_->io->WriteAll(fresh->fd.get(), kZeros.data(),
-                                static_cast<size_t>(std::min<uint64_t>(kZeros.size(), fresh->size - done)), preparing);
-      if (s.ok()) s = impl_->io->Fsync(fresh->fd.get(), preparing);
-      if (s.ok()) s = impl_->io->Rename(preparing, fresh->path);
-      if (s.ok()) s = impl_->io->FsyncDir(dir_);
-      if (!s.ok()) {
-        fresh->fd.reset();
-        (void)impl_->io->Unlink(preparing);
-        (void)impl_->io->Unlink(fresh->path);
-        return s.WithContext("spool log: new segment");
-      }
-      impl_->active = std::move(fresh);
+      impl_->spare_wanted = true;
+      impl_->cv.notify_all();
+      if (fresh) impl_->active = std::move(fresh);
     }
     seg = impl_->active;
     offset = seg->next_offset;

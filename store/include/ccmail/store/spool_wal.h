@@ -124,6 +124,8 @@ class SpoolWal {
   SpoolWal(std::string dir, std::string tag, DurableIo* io, WalOptions options, MakeDurableFn make_durable);
   struct Impl;
   void Unpin(Segment* segment);
+  Status PrepareSegment(std::shared_ptr<Segment>* out);
+  void DropUnusedSegment(Segment* segment);
   std::string dir_;
   WalOptions options_;
   std::unique_ptr<Impl> impl_;

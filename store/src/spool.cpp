@@ -691,6 +691,13 @@ Status Spool::Quarantine(const CaptureId& id, const std::string& reason) {
     LogWarning("spool: reason file %s (%s): %s", reason_path.c_str(), recorded.c_str(), rs.ToString().c_str());
   struct stat st;
   const uint64_t size = ::stat(from.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  {
+    // A capture committed through the log has an unsynced file; once it is out of new/,
+    // neither the checkpoint nor a replay looks after it any more, so its bytes go to disk now.
+    UniqueFd fd(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno("open " + from, errno);
+    CCMAIL_RETURN_IF_ERROR(io_->Fsync(fd.get(), from));
+  }
   CCMAIL_RETURN_IF_ERROR(io_->Rename(from, to));
   CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(corrupt_dir()));
   CCMAIL_RETURN_IF_ERROR(io_->FsyncDir(new_dir()));

@@ -222,15 +222,26 @@ Status SpoolWal::PrepareSegment(std::shared_ptr<Segment>* out) {
     if (::stat(fresh->path.c_str(), &st) == 0) continue;  // an earlier process with our tag
     preparing = fresh->path + ".new";
     s = impl_->io->CreateExclusive(preparing, 0600, &fresh->fd);
-    if (s.code() != Status::Code::kAlreadyExists) break;
+    if (s.code() == Status::Code::kAlreadyExists) continue;
+    if (!s.ok()) break;
+    // Until it is locked, a replay may take the file for a dead writer's unfinished one and
+    // delete it: wait for the lock (a replay holds it only briefly), then make sure the name
+    // still holds the file, else take the next name.
+    int locked;
+    while ((locked = ::flock(fresh->fd.get(), LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    struct stat opened;
+    if (locked != 0 || ::fstat(fresh->fd.get(), &opened) != 0) {
+      s = Status::FromErrno("flock " + preparing, errno);
+      fresh->fd.reset();
+      (void)impl_->io->Unlink(preparing);
+      break;
+    }
+    if (opened.st_nlink > 0) break;
+    fresh->fd.reset();
+    s = Status::Busy("spool log: new segment " + preparing + " was removed by a replay");
   }
   if (!s.ok()) return s.WithContext("spool log");
-  if (::flock(fresh->fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    Status f = Status::FromErrno("flock " + preparing, errno);
-    fresh->fd.reset();
-    (void)impl_->io->Unlink(preparing);
-    return f;
-  }
   static const std::string kZeros(256 * 1024, '\0');
   for (uint64_t done = 0; s.ok() && done < fresh->size; done += kZeros.size())
     s = impl_->io->WriteAll(fresh->fd.get(), kZeros.data(),

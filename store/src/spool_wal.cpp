@@ -59,6 +59,7 @@ struct SpoolWal::Segment {
   uint64_t synced_upto = 0;
   bool syncing = false;
   uint64_t failed_from = 0;  // first append number a failed write or sync may have lost; 0 = none
+  std::atomic<bool> abandoned{false};  // failed_from != 0, readable under Impl::mu
   Status failure;
 };
 
@@ -267,7 +268,7 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
   uint64_t offset = 0;
   {
     std::unique_lock<std::mutex> lock(impl_->mu);
-    if (!impl_->active || impl_->active->failed_from != 0 ||
+    if (!impl_->active || impl_->active->abandoned.load() ||
         impl_->active->next_offset + record_len > impl_->active->size) {
       if (impl_->active) {
         impl_->active->sealed = true;
@@ -281,7 +282,7 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
         lock.lock();
         if (!s.ok()) return s;
         if (impl_->active) {  // another append installed a segment meanwhile
-          if (impl_->active->failed_from == 0 && impl_->active->next_offset + record_len <= impl_->active->size) {
+          if (!impl_->active->abandoned.load() && impl_->active->next_offset + record_len <= impl_->active->size) {
             if (!impl_->spare) impl_->spare = std::move(fresh);  // ours is the next one
             else DropUnusedSegment(fresh.get());
             fresh = nullptr;
@@ -320,6 +321,7 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
   if (!written.ok() && seg->failed_from == 0) {
     // The bytes of this write are unknown: no later sync of this segment may vouch for it.
     seg->failed_from = 1;
+    seg->abandoned = true;
     seg->failure = written;
   }
   while (seg->synced_upto < number && seg->failed_from == 0) {
@@ -337,6 +339,7 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
       seg->synced_upto = target;
     } else if (seg->failed_from == 0) {
       seg->failed_from = seg->synced_upto + 1;
+      seg->abandoned = true;
       seg->failure = s;
     }
     seg->sync_cv.notify_all();

@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -508,6 +510,112 @@ TEST(SpoolWal, FailedLogWriteOrSyncFailsOnlyItsCommitAndTheNextUseANewSegment) {
     ASSERT_TRUE(Spool::Open(root, &sp).ok());
     EXPECT_EQ(VerifyAllNew(sp.get()), 3u) << c.spec;
   }
+}
+
+// A record whose header holds but whose image does not verify (its write never completed, so
+// it was never acknowledged) is counted and skipped: nothing torn reaches new/.
+TEST(SpoolWalReplay, SkipsATornRecordAndRestoresTheOthers) {
+  TempDir d;
+  const std::string root = d.path() + "/spool";
+  std::unique_ptr<Spool> sp;
+  ASSERT_TRUE(Spool::Open(root, &sp, nullptr, "w1").ok());
+  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  std::vector<CaptureId> ids(2);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(CaptureOne(sp.get(), i, &ids[i]).ok());
+  std::string bytes = Slurp(SegmentPaths(sp->wal_dir())[0]);
+  const auto records = SpoolWal::ReadSegment(bytes);
+  ASSERT_EQ(records.size(), 2u);
+  bytes[records[0].offset + 100] ^= 0x20;  // inside the first capture's message
+  ASSERT_TRUE(test::WriteFile(sp->wal_dir() + "/dead.00000001", bytes));
+  for (const CaptureId& id : ids) ASSERT_TRUE(sp->Remove(id).ok());
+  std::unique_ptr<Spool> replayer;
+  ASSERT_TRUE(Spool::Open(root, &replayer, nullptr, "w2").ok());
+  WalReplayTally tally;
+  ASSERT_TRUE(replayer->ReplayWal(kNoneKnown, &tally).ok());
+  EXPECT_EQ(tally.torn, 1u);
+  EXPECT_EQ(tally.restored, 1u);
+  EXPECT_FALSE(InNew(replayer.get(), ids[0]));
+  EXPECT_TRUE(HoldsBody(replayer.get(), ids[1], 1));
+  EXPECT_EQ(CountFiles(replayer->tmp_dir()), 0u);
+  EXPECT_EQ(CountFiles(replayer->corrupt_dir()), 0u);
+}
+
+// Holds the first capture's rename into new/ until the main thread says so, and meanwhile
+// watches the log segment of that capture.
+class HeldRename : public DurableIoWrapper {
+ public:
+  explicit HeldRename(std::string new_dir) : new_dir_(std::move(new_dir)) {}
+  Status Rename(const std::string& from, const std::string& to, const char* point = nullptr) override {
+    if (to.rfind(new_dir_ + "/", 0) == 0 && !held_.exchange(true)) {
+      std::unique_lock<std::mutex> l(mu_);
+      in_rename_ = true;
+      cv_.notify_all();
+      cv_.wait(l, [&] { return release_; });
+    }
+    return DurableIoWrapper::Rename(from, to, point);
+  }
+  void WaitUntilHeld() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return in_rename_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    release_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  const std::string new_dir_;
+  std::atomic<bool> held_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool in_rename_ = false, release_ = false;
+};
+
+// A sealed segment is not checkpointed while one of its captures is between its log sync and
+// its rename into new/: the checkpoint would find no file to fsync and delete the only
+// durable copy of an acknowledged capture.
+TEST(SpoolWal, CheckpointWaitsForACaptureNotYetRenamed) {
+  TempDir d;
+  const std::string root = d.path() + "/spool";
+  HeldRename io(root + "/new");
+  std::unique_ptr<Spool> sp;
+  ASSERT_TRUE(Spool::Open(root, &sp, &io, "w1").ok());
+  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  CaptureId held_id;
+  Status held_status;
+  std::thread held([&] { held_status = CaptureOne(sp.get(), 0, &held_id); });
+  struct ReleaseAtExit {  // a failed ASSERT must not leave the thread blocked
+    HeldRename& io;
+    std::thread& thread;
+    ~ReleaseAtExit() {
+      io.Release();
+      if (thread.joinable()) thread.join();
+    }
+  } release_at_exit{io, held};
+  io.WaitUntilHeld();
+  const std::string first = sp->wal_dir() + "/w1.00000001";
+  // Enough captures to seal the first segment (16 records of Body(i) fill 64 KiB).
+  for (int i = 1; i <= 20; ++i) {
+    CaptureId id;
+    ASSERT_TRUE(CaptureOne(sp.get(), i, &id).ok()) << i;
+  }
+  ASSERT_TRUE(std::filesystem::exists(sp->wal_dir() + "/w1.00000002"));  // the first is sealed
+  bool first_kept = true;
+  for (int k = 0; k < 50 && first_kept; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    first_kept = std::filesystem::exists(first);
+  }
+  EXPECT_TRUE(first_kept) << "the segment was checkpointed before its capture was renamed";
+  EXPECT_EQ(sp->wal()->checkpoints_done(), 0u);
+  io.Release();
+  held.join();
+  ASSERT_TRUE(held_status.ok()) << held_status.ToString();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::exists(first) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(std::filesystem::exists(first));  // checkpointed once the capture is in new/
+  EXPECT_TRUE(HoldsBody(sp.get(), held_id, 0));
 }
 
 // ---- 5. concurrent commits ----

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -205,14 +206,26 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
         std::snprintf(seq, sizeof seq, "%08llu", static_cast<unsigned long long>(impl_->next_seq++));
         fresh->path = dir_ + "/" + impl_->tag + "." + seq;
         s = impl_->io->CreateExclusive(fresh->path, 0600, &fresh->fd);
-        if (s.code() != Status::Code::kAlreadyExists) break;
+        if (s.code() == Status::Code::kAlreadyExists) continue;
+        if (!s.ok()) break;
+        // Until it is locked, a replay (Spool::ReplayWal) may take the new file for a dead
+        // writer's segment and delete it: wait for the lock, then make sure the name still
+        // holds the file, else records would go to a deleted one. Try the next name then.
+        int locked;
+        while ((locked = ::flock(fresh->fd.get(), LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        struct stat st;
+        if (locked != 0 || ::fstat(fresh->fd.get(), &st) != 0) {
+          s = Status::FromErrno("flock " + fresh->path, errno);
+          (void)impl_->io->Close(&fresh->fd, fresh->path);
+          (void)impl_->io->Unlink(fresh->path);
+          break;
+        }
+        if (st.st_nlink > 0) break;
+        (void)impl_->io->Close(&fresh->fd, fresh->path);
+        s = Status::Busy("spool log: new segment " + fresh->path + " was removed by a replay");
       }
       if (!s.ok()) return s.WithContext("spool log");
-      if (::flock(fresh->fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        Status f = Status::FromErrno("flock " + fresh->path, errno);
-        (void)impl_->io->Unlink(fresh->path);
-        return f;
-      }
       static const std::string kZeros(256 * 1024, '\0');
       for (uint64_t done = 0; s.ok() && done < fresh->size; done += kZeros.size())
         s = impl_->io->WriteAll(fresh->fd.get(), kZeros.data(),

@@ -740,6 +740,54 @@ TEST(SpoolWalReplay, KeepsTheSegmentWhenTheLedgerCannotAnswer) {
   EXPECT_EQ(CountFiles(sp->wal_dir()), 0u);
 }
 
+// Runs a replay (another process's recovery) right after the writer creates a new segment,
+// before the writer could lock it.
+class ReplayAfterSegmentCreate : public DurableIoWrapper {
+ public:
+  ReplayAfterSegmentCreate(std::string wal_dir, Spool* replayer) : wal_dir_(std::move(wal_dir)), replayer_(replayer) {}
+  Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd, const char* point = nullptr) override {
+    Status s = DurableIoWrapper::CreateExclusive(path, mode, fd, point);
+    if (s.ok() && path.rfind(wal_dir_ + "/", 0) == 0 && !replayed_) {
+      replayed_ = true;
+      replay_status = replayer_->ReplayWal(kNoneKnown, &tally);
+    }
+    return s;
+  }
+  Status replay_status;
+  WalReplayTally tally;
+
+ private:
+  const std::string wal_dir_;
+  Spool* replayer_;
+  bool replayed_ = false;
+};
+
+// A replay that finds a new segment before its writer locked it may take it for a dead
+// writer's and delete it; the writer must then not log into the deleted file (its
+// acknowledged records would be in no segment, and their files in new/ are not synced).
+TEST(SpoolWalReplay, ANewSegmentTakenByAReplayIsNotUsed) {
+  TempDir d;
+  const std::string root = d.path() + "/spool";
+  std::unique_ptr<Spool> replayer;
+  ASSERT_TRUE(Spool::Open(root, &replayer, nullptr, "w2").ok());
+  ReplayAfterSegmentCreate io(root + "/wal", replayer.get());
+  std::unique_ptr<Spool> sp;
+  ASSERT_TRUE(Spool::Open(root, &sp, &io, "w1").ok());
+  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  CaptureId a, b;
+  ASSERT_TRUE(CaptureOne(sp.get(), 0, &a).ok());
+  ASSERT_TRUE(CaptureOne(sp.get(), 1, &b).ok());
+  ASSERT_TRUE(io.replay_status.ok()) << io.replay_status.ToString();
+  // Whatever the replay did, the acknowledged records are in a segment on disk.
+  const auto segments = SegmentPaths(sp->wal_dir());
+  ASSERT_EQ(segments.size(), 1u);
+  EXPECT_EQ(RecordIds(segments[0]), (std::vector<CaptureId>{a, b}));
+  sp.reset();
+  EXPECT_EQ(CountFiles(root + "/wal"), 0u);
+  EXPECT_TRUE(HoldsBody(replayer.get(), a, 0));
+  EXPECT_TRUE(HoldsBody(replayer.get(), b, 1));
+}
+
 // ---- 7. records after a hole ----
 
 TEST(SpoolWalSegment, ReadSegmentFindsRecordsAfterAHoleAndSkipsDamagedOnes) {

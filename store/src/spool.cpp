@@ -634,6 +634,7 @@ Status Spool::ReplayWal(const std::function<Status(const CaptureId&, bool* known
       continue;
     }
     if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path, errno);
+    if (st.st_nlink == 0) continue;  // checkpointed by its writer between our open and our lock
     std::string bytes(static_cast<size_t>(st.st_size), '\0');
     CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), bytes.data(), bytes.size(), 0, path));
     bool new_dir_changed = false;

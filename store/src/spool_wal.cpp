@@ -74,7 +74,7 @@ struct SpoolWal::Impl {
   // The next segment, prepared ahead by the checkpoint thread so that a rollover does not
   // make the captures of that moment wait for 4 MiB of zeros and three syncs.
   std::shared_ptr<Segment> spare;
-  bool spare_wanted = true;
+  bool spare_wanted = false;  // set when the active segment is half full
   std::atomic<uint64_t> next_seq{1};
   uint64_t checkpoints = 0;
   bool stopping = false;
@@ -123,6 +123,9 @@ Status SpoolWal::Open(const std::string& dir, const std::string& tag, DurableIo*
   CCMAIL_RETURN_IF_ERROR(io->MakeDir(dir, 0700, &created));
   if (created) CCMAIL_RETURN_IF_ERROR(io->FsyncDir(ParentDirectory(dir)));
   std::unique_ptr<SpoolWal> wal(new SpoolWal(dir, tag, io, options, std::move(make_durable)));
+  // The first segment now: the first capture does not wait for it, and a spool directory
+  // the writer cannot use shows at start.
+  CCMAIL_RETURN_IF_ERROR(wal->PrepareSegment(&wal->impl_->active));
   Impl* impl = wal->impl_.get();
   SpoolWal* self = wal.get();
   impl->checkpointer = std::thread([self, impl] {
@@ -277,30 +280,24 @@ Status SpoolWal::Append(const CaptureId& id, std::string_view image, Pin* pin) {
       }
       std::shared_ptr<Segment> fresh = std::move(impl_->spare);
       if (!fresh) {
-        lock.unlock();  // the others wait for the same thing anyway: the active segment is full
+        // No spare ready (a burst filled half a segment faster than the checkpoint thread
+        // prepared one, or its preparation failed): prepared here, under the lock, so that
+        // the appends waiting for a segment wait for this one instead of each making its own.
         Status s = PrepareSegment(&fresh);
-        lock.lock();
         if (!s.ok()) return s;
-        if (impl_->active) {  // another append installed a segment meanwhile
-          if (!impl_->active->abandoned.load() && impl_->active->next_offset + record_len <= impl_->active->size) {
-            if (!impl_->spare) impl_->spare = std::move(fresh);  // ours is the next one
-            else DropUnusedSegment(fresh.get());
-            fresh = nullptr;
-          } else {
-            impl_->active->sealed = true;
-            impl_->sealed.push_back(std::move(impl_->active));
-          }
-        }
       }
-      impl_->spare_wanted = true;
-      impl_->cv.notify_all();
-      if (fresh) impl_->active = std::move(fresh);
+      impl_->spare_wanted = false;
+      impl_->active = std::move(fresh);
     }
     seg = impl_->active;
     offset = seg->next_offset;
     seg->next_offset += record_len;
     ++seg->in_flight;
     seg->ids.push_back(id);
+    if (!impl_->spare && !impl_->spare_wanted && seg->next_offset * 2 > seg->size) {
+      impl_->spare_wanted = true;  // half full: the checkpoint thread prepares the next one
+      impl_->cv.notify_all();
+    }
   }
   Pin held;
   held.wal_ = this;

@@ -21,55 +21,11 @@
 
 namespace ccmail::store {
 namespace {
+using test::CaptureOne;
 using test::CountFiles;
+using test::RunChild;
 using test::TempDir;
-
-std::string Body(int i) { return "Subject: m" + std::to_string(i) + "\r\n\r\n" + std::string(3000 + i, 'a' + i % 26) + "\r\n"; }
-
-SpoolMeta Meta(const std::string& body) {
-  SpoolMeta m;
-  m.content_key = ContentKeyOfMessage("s@x", body);
-  m.envelope_sender = "s@x";
-  m.recipients = {{"r@x", "R", "PO"}};
-  return m;
-}
-
-Status CaptureOne(Spool* sp, int i, CaptureId* id) {
-  std::unique_ptr<SpoolWriter> w;
-  CCMAIL_RETURN_IF_ERROR(sp->Begin(&w));
-  *id = w->id();
-  std::string b = Body(i);
-  CCMAIL_RETURN_IF_ERROR(w->Append(b.data(), b.size() / 2));
-  CCMAIL_RETURN_IF_ERROR(w->Append(b.data() + b.size() / 2, b.size() - b.size() / 2));
-  return w->Commit(Meta(b));
-}
-
-// Runs f in a child with CCMAIL_CRASH_AT=spec; returns the wait status.
-template <typename F>
-int RunChild(const std::string& spec, F f) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("CCMAIL_CRASH_AT", spec.c_str(), 1);
-    ReloadFaultSpecFromEnv();
-    int rc = f();
-    _exit(rc);
-  }
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return st;
-}
-
-// Every file in new/ verifies; returns their count.
-size_t VerifyAllNew(Spool* sp) {
-  std::vector<CaptureId> ids;
-  EXPECT_TRUE(sp->ListPending(&ids).ok());
-  for (const auto& id : ids) {
-    SpoolEntry e;
-    Status s = sp->VerifyOnly(id, &e);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-  }
-  return ids.size();
-}
+using test::VerifyAllNew;
 
 TEST(SpoolCrash, KillAtEveryPointNeverLeavesHalfFileInNew) {
   for (const auto& point : SpoolCaptureCrashPoints()) {

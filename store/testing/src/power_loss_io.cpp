@@ -146,8 +146,13 @@ Status PowerLossIo::PWriteAll(int fd, const void* data, size_t n, uint64_t offse
   std::string before;
   struct stat st;
   if (::fstat(fd, &st) == 0 && offset < static_cast<uint64_t>(st.st_size)) {
+    // The bytes it replaces, read through a descriptor of our own: `fd` may be write-only
+    // (CreateExclusive opens so), and a failed read would leave the overwrite unremembered.
+    char link[64];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    UniqueFd reader(::open(link, O_RDONLY | O_CLOEXEC));
     before.resize(std::min<uint64_t>(n, static_cast<uint64_t>(st.st_size) - offset));
-    ssize_t r = ::pread(fd, before.data(), before.size(), static_cast<off_t>(offset));
+    ssize_t r = reader.valid() ? ::pread(reader.get(), before.data(), before.size(), static_cast<off_t>(offset)) : -1;
     before.resize(r > 0 ? static_cast<size_t>(r) : 0);
   }
   Status s = DurableIo::Real().PWriteAll(fd, data, n, offset, what, point);

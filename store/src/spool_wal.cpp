@@ -142,7 +142,7 @@ Status SpoolWal::Open(const std::string& dir, const std::string& tag, DurableIo*
       if (!ready) {
         if (impl->stopping && impl->sealed.empty()) return;
         if (!impl->stopping && impl->spare_wanted && !impl->spare) {
-          impl->spare_wanted = false;  // set again by the rollover that takes it
+          impl->spare_wanted = false;  // set again when the next active segment is half full
           lock.unlock();
           std::shared_ptr<Segment> spare;
           Status s = self->PrepareSegment(&spare);
@@ -164,8 +164,7 @@ Status SpoolWal::Open(const std::string& dir, const std::string& tag, DurableIo*
       if (!s.ok())
         LogWarning("spool log: checkpoint of %s failed, left for the exporter's replay: %s", ready->path.c_str(),
                    s.ToString().c_str());
-      Status c = impl->io->Close(&ready->fd, ready->path);  // releases its flock: replayable
-      (void)c;
+      (void)impl->io->Close(&ready->fd, ready->path);  // releases its flock: replayable if still there
       lock.lock();
       ++impl->checkpoints;
     }

@@ -12,7 +12,10 @@
 // LAYOUT
 //   <spool>/wal/<writer tag>.<seq>   a segment: segment_bytes of zeros written and fsynced
 //                                    (with wal/) before the first record, so a record's
-//                                    fdatasync writes only its own data blocks.
+//                                    fdatasync writes only its own data blocks. Prepared as
+//                                    "<name>.new", locked (flock), then renamed: the first
+//                                    one at Open, the next one by the checkpoint thread once
+//                                    the active one is half full.
 //   record, at a multiple of 4096 : "CCMWALR1"(8) | capture id, 32 hex | u64 image size
 //                                   | u32 crc32(the 48 bytes before) | u32 0 | image
 //   The image is the capture's whole spool file (spool.h FILE FORMAT), which verifies on its

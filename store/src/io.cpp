@@ -125,15 +125,18 @@ Status InjectedStatus(FaultKind k, const std::string& what) {
   return Status::Ok();
 }
 
-Status WriteLoop(int fd, const char* p, size_t left, const std::string& what) {
+// write(2) all of it, or pwrite(2) at *offset when given.
+Status WriteLoop(int fd, const char* p, size_t left, const std::string& what, const uint64_t* offset = nullptr) {
+  uint64_t at = offset ? *offset : 0;
   while (left > 0) {
-    ssize_t w = ::write(fd, p, left);
+    ssize_t w = offset ? ::pwrite(fd, p, left, static_cast<off_t>(at)) : ::write(fd, p, left);
     if (w < 0) {
       if (errno == EINTR) continue;
       return Status::FromErrno("write " + what, errno);
     }
     if (w == 0) return Status::FromErrno("write " + what + " (wrote 0 bytes)", EIO);
     p += w;
+    at += static_cast<uint64_t>(w);
     left -= static_cast<size_t>(w);
   }
   return Status::Ok();
@@ -141,12 +144,13 @@ Status WriteLoop(int fd, const char* p, size_t left, const std::string& what) {
 
 // The fault injected at a write point, if any (a SHORT fault writes half first, as a full
 // disk would); Ok when the write should go ahead.
-Status InjectedWriteFault(int fd, const void* data, size_t n, const std::string& what, const char* point) {
+Status InjectedWriteFault(int fd, const void* data, size_t n, const std::string& what, const char* point,
+                          const uint64_t* offset = nullptr) {
   if (!point) return Status::Ok();
   FaultKind k = InjectedFailure(point);
   if (k == FaultKind::kShortWrite) {
     size_t half = n / 2;
-    if (half > 0 && ::write(fd, data, half) < 0) return Status::FromErrno("write " + what, errno);
+    if (half > 0) CCMAIL_RETURN_IF_ERROR(WriteLoop(fd, static_cast<const char*>(data), half, what, offset));
     return InjectedStatus(k, "write " + what);
   }
   if (k != FaultKind::kNone) return InjectedStatus(k, "write " + what);
@@ -155,6 +159,16 @@ Status InjectedWriteFault(int fd, const void* data, size_t n, const std::string&
 
 // The real POSIX implementation.
 class RealIo final : public DurableIo {
+  // fsync(2) or fdatasync(2) as a named step: fail before, crash after.
+  static Status Sync(int (*sync)(int), const char* verb, int fd, const std::string& what, const char* point) {
+    if (point) {
+      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, verb + what);
+    }
+    if (sync(fd) != 0) return Status::FromErrno(verb + what, errno);
+    if (point) CrashPoint(point);
+    return Status::Ok();
+  }
+
  public:
   Status CreateExclusive(const std::string& path, mode_t mode, UniqueFd* fd,
                          const char* point) override {
@@ -221,49 +235,19 @@ class RealIo final : public DurableIo {
   }
 
   Status Fsync(int fd, const std::string& what, const char* point) override {
-    if (point) {
-      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fsync " + what);
-    }
-    if (::fsync(fd) != 0) return Status::FromErrno("fsync " + what, errno);
-    if (point) CrashPoint(point);
-    return Status::Ok();
+    return Sync(::fsync, "fsync ", fd, what, point);
   }
 
   Status PWriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& what,
                    const char* point) override {
-    const char* p = static_cast<const char*>(data);
-    if (point) {
-      FaultKind k = InjectedFailure(point);
-      if (k == FaultKind::kShortWrite) {
-        size_t half = n / 2;
-        if (half > 0 && ::pwrite(fd, p, half, static_cast<off_t>(offset)) < 0) return Status::FromErrno("write " + what, errno);
-        return InjectedStatus(k, "write " + what);
-      }
-      if (k != FaultKind::kNone) return InjectedStatus(k, "write " + what);
-    }
-    size_t left = n;
-    while (left > 0) {
-      ssize_t w = ::pwrite(fd, p, left, static_cast<off_t>(offset));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Status::FromErrno("write " + what, errno);
-      }
-      if (w == 0) return Status::FromErrno("write " + what + " (wrote 0 bytes)", EIO);
-      p += w;
-      offset += static_cast<uint64_t>(w);
-      left -= static_cast<size_t>(w);
-    }
+    if (Status f = InjectedWriteFault(fd, data, n, what, point, &offset); !f.ok()) return f;
+    CCMAIL_RETURN_IF_ERROR(WriteLoop(fd, static_cast<const char*>(data), n, what, &offset));
     if (point) CrashPoint(point);
     return Status::Ok();
   }
 
   Status Fdatasync(int fd, const std::string& what, const char* point) override {
-    if (point) {
-      if (FaultKind k = InjectedFailure(point); k != FaultKind::kNone) return InjectedStatus(k, "fdatasync " + what);
-    }
-    if (::fdatasync(fd) != 0) return Status::FromErrno("fdatasync " + what, errno);
-    if (point) CrashPoint(point);
-    return Status::Ok();
+    return Sync(::fdatasync, "fdatasync ", fd, what, point);
   }
 
   Status Close(UniqueFd* fd, const std::string& what) override {

@@ -184,7 +184,13 @@ SpoolWal::~SpoolWal() {
   }
   impl_->cv.notify_all();
   if (impl_->checkpointer.joinable()) impl_->checkpointer.join();
-  if (impl_->spare) DropUnusedSegment(impl_->spare.get());
+  if (impl_->spare) {
+    DropUnusedSegment(impl_->spare.get());
+    // Not needed for safety (an empty segment replays to nothing), but a clean stop leaves
+    // no segment behind, even after a power loss.
+    Status s = impl_->io->FsyncDir(dir_);
+    if (!s.ok()) LogWarning("spool log: %s", s.ToString().c_str());
+  }
 }
 
 void SpoolWal::DropUnusedSegment(Segment* segment) {

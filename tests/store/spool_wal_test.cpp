@@ -46,6 +46,15 @@ WalOptions SmallSegments() {
   return o;
 }
 
+// Opens `root` as writer `tag` through `io` (nullptr: the real one), with the log on small segments.
+::testing::AssertionResult OpenLogged(const std::string& root, std::unique_ptr<Spool>* sp, DurableIo* io = nullptr,
+                                      const std::string& tag = "w1") {
+  Status s = Spool::Open(root, sp, io, tag);
+  if (s.ok()) s = (*sp)->EnableWal(SmallSegments());
+  if (!s.ok()) return ::testing::AssertionFailure() << root << ": " << s.ToString();
+  return ::testing::AssertionSuccess();
+}
+
 const auto kNoneKnown = [](const CaptureId&, bool* known) {
   *known = false;
   return Status::Ok();
@@ -252,8 +261,7 @@ TEST(SpoolWal, CaptureLargerThanARecordIsCommittedTheFileWay) {
   const std::string root = d.path() + "/spool";
   CountingIo io;
   std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(root, &sp, &io).ok());
-  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &sp, &io));
   auto capture = [&](const std::string& body, CaptureId* id) {
     std::unique_ptr<SpoolWriter> w;
     CCMAIL_RETURN_IF_ERROR(sp->Begin(&w));
@@ -474,8 +482,7 @@ TEST(SpoolWal, FailedLogWriteOrSyncFailsOnlyItsCommitAndTheNextUseANewSegment) {
     TempDir d;
     const std::string root = d.path() + "/spool";
     std::unique_ptr<Spool> sp;
-    ASSERT_TRUE(Spool::Open(root, &sp, nullptr, "w1").ok());
-    ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+    ASSERT_TRUE(OpenLogged(root, &sp));
     const uint64_t injected_before = InjectedFailureCount();
     setenv("CCMAIL_FAIL_AT", c.spec, 1);
     ReloadFaultSpecFromEnv();
@@ -518,8 +525,7 @@ TEST(SpoolWalReplay, SkipsATornRecordAndRestoresTheOthers) {
   TempDir d;
   const std::string root = d.path() + "/spool";
   std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(root, &sp, nullptr, "w1").ok());
-  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &sp));
   std::vector<CaptureId> ids(2);
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(CaptureOne(sp.get(), i, &ids[i]).ok());
   std::string bytes = Slurp(SegmentPaths(sp->wal_dir())[0]);
@@ -580,8 +586,7 @@ TEST(SpoolWal, CheckpointWaitsForACaptureNotYetRenamed) {
   const std::string root = d.path() + "/spool";
   HeldRename io(root + "/new");
   std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(root, &sp, &io, "w1").ok());
-  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &sp, &io));
   CaptureId held_id;
   Status held_status;
   std::thread held([&] { held_status = CaptureOne(sp.get(), 0, &held_id); });
@@ -625,8 +630,7 @@ TEST(SpoolWal, ConcurrentCommitsSealAndCheckpointManySegments) {
   TempDir d;
   const std::string root = d.path() + "/spool";
   std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(root, &sp).ok());
-  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &sp));
   std::vector<std::vector<CaptureId>> ids(kThreads, std::vector<CaptureId>(kPerThread));
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
@@ -661,8 +665,7 @@ TEST(SpoolWalReplay, LeavesALiveWritersSegmentAlone) {
   TempDir d;
   const std::string root = d.path() + "/spool";
   std::unique_ptr<Spool> live;
-  ASSERT_TRUE(Spool::Open(root, &live, nullptr, "w1").ok());
-  ASSERT_TRUE(live->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &live));
   CaptureId a, b;
   ASSERT_TRUE(CaptureOne(live.get(), 0, &a).ok());
   ASSERT_TRUE(CaptureOne(live.get(), 1, &b).ok());
@@ -796,8 +799,7 @@ TEST(SpoolWalReplay, ANewSegmentTakenByAReplayIsNotUsed) {
   ASSERT_TRUE(Spool::Open(root, &replayer, nullptr, "w2").ok());
   ReplayAfterSegmentCreate io(root + "/wal", replayer.get());
   std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(root, &sp, &io, "w1").ok());
-  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &sp, &io));
   CaptureId a, b;
   ASSERT_TRUE(CaptureOne(sp.get(), 0, &a).ok());
   ASSERT_TRUE(CaptureOne(sp.get(), 1, &b).ok());
@@ -818,8 +820,7 @@ TEST(SpoolWalSegment, ReadSegmentFindsRecordsAfterAHoleAndSkipsDamagedOnes) {
   TempDir d;
   const std::string root = d.path() + "/spool";
   std::unique_ptr<Spool> sp;
-  ASSERT_TRUE(Spool::Open(root, &sp, nullptr, "w1").ok());
-  ASSERT_TRUE(sp->EnableWal(SmallSegments()).ok());
+  ASSERT_TRUE(OpenLogged(root, &sp));
   std::vector<CaptureId> ids(3);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(CaptureOne(sp.get(), i, &ids[i]).ok());
   ASSERT_EQ(SegmentPaths(sp->wal_dir()).size(), 1u);

@@ -24,12 +24,18 @@ namespace fs = std::filesystem;
 using shm::testing::TestTable;
 
 // Real I/O, except that Fsync of a spool file can be made to fail with ENOSPC.
+// A disk that fails the sync making a capture durable: the file's fsync, or the spool log's
+// fdatasync (spool_log = yes).
 class NoSpaceIo : public store::DurableIoWrapper {
  public:
   bool fail_fsync = false;
   Status Fsync(int fd, const std::string& w, const char* pt) override {
     if (fail_fsync) return Status::FromErrno("fsync " + w, ENOSPC);
     return target().Fsync(fd, w, pt);
+  }
+  Status Fdatasync(int fd, const std::string& w, const char* pt) override {
+    if (fail_fsync) return Status::FromErrno("fdatasync " + w, ENOSPC);
+    return target().Fdatasync(fd, w, pt);
   }
 };
 
@@ -274,10 +280,11 @@ TEST(SpoolSinkTest, MissingTableAtStartIsCreatedOnce) {
   EXPECT_TRUE(sink->Probe().table_present);
 }
 
-TEST(SpoolSinkTest, NoSpaceAtFsyncTempfailsAndLeavesNothing) {
+void NoSpaceAtTheDurableSyncTempfailsAndLeavesNothing(bool spool_log) {
   Fixture f;
   NoSpaceIo io;
   f.opt.io = &io;
+  f.opt.spool_log = spool_log;
   std::unique_ptr<SpoolCaptureSink> sink;
   ASSERT_TRUE(SpoolCaptureSink::Open(f.opt, &sink).ok());
   io.fail_fsync = true;
@@ -317,6 +324,11 @@ TEST(SpoolSinkTest, NoSpaceAtFsyncTempfailsAndLeavesNothing) {
   r = session.EndOfMessage("Q3");
   EXPECT_TRUE(r.captured);
   EXPECT_EQ(f.Names("new").size(), 1u);
+}
+
+TEST(SpoolSinkTest, NoSpaceAtFsyncTempfailsAndLeavesNothing) { NoSpaceAtTheDurableSyncTempfailsAndLeavesNothing(false); }
+TEST(SpoolSinkTest, NoSpaceAtTheLogSyncTempfailsAndLeavesNothing) {
+  NoSpaceAtTheDurableSyncTempfailsAndLeavesNothing(true);
 }
 
 TEST(SpoolSinkTest, ExporterIdleFromHeartbeatAndProgress) {

@@ -596,7 +596,7 @@ bool Spool::HasDeadWalSegments() const {
   const std::string dir = wal_dir();
   Status s = ForEachEntry(dir, [&](const std::string& n) {
     if (dead || !SpoolWal::IsSegmentName(n)) return;
-    UniqueFd fd(::open((dir + "/" + n).c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open((dir + "/" + n).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (fd.valid() && ::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) dead = true;  // released by the close
   });
   return s.ok() && dead;
@@ -614,7 +614,7 @@ Status Spool::ReplayWal(const std::function<Status(const CaptureId&, bool* known
       unfinished.push_back(n);
   }));
   for (const std::string& n : unfinished) {
-    UniqueFd fd(::open((dir + "/" + n).c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open((dir + "/" + n).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (fd.valid() && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
       Status u = io_->Unlink(dir + "/" + n);  // it never held a record
       if (!u.ok() && !u.IsNotFound()) return u;
@@ -623,7 +623,7 @@ Status Spool::ReplayWal(const std::function<Status(const CaptureId&, bool* known
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) {
     const std::string path = dir + "/" + n;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd.valid()) {
       if (errno == ENOENT) continue;  // its writer checkpointed it meanwhile
       return Status::FromErrno("open " + path, errno);
@@ -635,6 +635,10 @@ Status Spool::ReplayWal(const std::function<Status(const CaptureId&, bool* known
     }
     if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path, errno);
     if (st.st_nlink == 0) continue;  // checkpointed by its writer between our open and our lock
+    // Read whole below: only a regular file of a plausible size is a segment of ours.
+    constexpr off_t kMaxSegmentBytes = off_t{1} << 30;
+    if (!S_ISREG(st.st_mode) || st.st_size > kMaxSegmentBytes)
+      return Status::Corrupt(path + " is not a spool log segment (not a regular file, or larger than 1 GiB)");
     std::string bytes(static_cast<size_t>(st.st_size), '\0');
     CCMAIL_RETURN_IF_ERROR(PreadAll(fd.get(), bytes.data(), bytes.size(), 0, path));
     bool new_dir_changed = false;

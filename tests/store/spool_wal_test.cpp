@@ -661,6 +661,18 @@ TEST(SpoolWal, ConcurrentCommitsSealAndCheckpointManySegments) {
 
 // ---- 6. what the replay leaves alone ----
 
+// The live writer's one segment holds exactly `ids`; once the writer is gone (its checkpoint
+// ran) no segment is left and every capture i of `ids` holds Body(i) in new/.
+void ExpectLoggedThenCheckpointed(const std::string& root, std::unique_ptr<Spool>* writer, Spool* reader,
+                                  const std::vector<CaptureId>& ids) {
+  const auto segments = SegmentPaths(root + "/wal");
+  ASSERT_EQ(segments.size(), 1u);
+  EXPECT_EQ(RecordIds(segments[0]), ids);
+  writer->reset();
+  EXPECT_EQ(CountFiles(root + "/wal"), 0u);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_TRUE(HoldsBody(reader, ids[i], static_cast<int>(i)));
+}
+
 TEST(SpoolWalReplay, LeavesALiveWritersSegmentAlone) {
   TempDir d;
   const std::string root = d.path() + "/spool";
@@ -676,12 +688,7 @@ TEST(SpoolWalReplay, LeavesALiveWritersSegmentAlone) {
   EXPECT_EQ(tally.live_skipped, 1u);
   EXPECT_EQ(tally.segments, 0u);
   EXPECT_EQ(tally.made_durable + tally.restored + tally.already_done, 0u);
-  ASSERT_EQ(SegmentPaths(root + "/wal").size(), 1u);
-  EXPECT_EQ(RecordIds(SegmentPaths(root + "/wal")[0]), (std::vector<CaptureId>{a, b}));
-  live.reset();
-  EXPECT_EQ(CountFiles(root + "/wal"), 0u);
-  EXPECT_TRUE(HoldsBody(replayer.get(), a, 0));
-  EXPECT_TRUE(HoldsBody(replayer.get(), b, 1));
+  ExpectLoggedThenCheckpointed(root, &live, replayer.get(), {a, b});
 }
 
 TEST(SpoolWalReplay, SkipsCapturesTheLedgerKnowsOrThatAreQuarantined) {
@@ -805,13 +812,7 @@ TEST(SpoolWalReplay, ANewSegmentTakenByAReplayIsNotUsed) {
   ASSERT_TRUE(CaptureOne(sp.get(), 1, &b).ok());
   ASSERT_TRUE(io.replay_status.ok()) << io.replay_status.ToString();
   // Whatever the replay did, the acknowledged records are in a segment on disk.
-  const auto segments = SegmentPaths(sp->wal_dir());
-  ASSERT_EQ(segments.size(), 1u);
-  EXPECT_EQ(RecordIds(segments[0]), (std::vector<CaptureId>{a, b}));
-  sp.reset();
-  EXPECT_EQ(CountFiles(root + "/wal"), 0u);
-  EXPECT_TRUE(HoldsBody(replayer.get(), a, 0));
-  EXPECT_TRUE(HoldsBody(replayer.get(), b, 1));
+  ExpectLoggedThenCheckpointed(root, &sp, replayer.get(), {a, b});
 }
 
 // ---- 7. records after a hole ----

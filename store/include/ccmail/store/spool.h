@@ -4,10 +4,12 @@
 //   <root>/tmp/<capture_id>.<writer_tag>  being written (never acknowledged)
 //   <root>/new/<capture_id>               durable, not yet exported
 //   <root>/corrupt/<capture_id>[.reason]  failed verification, with a reason file
+//   <root>/wal/<writer_tag>.<seq>         the write-ahead log's segments (spool_wal.h)
 //
 // FILE FORMAT (version 1, all integers little-endian)
 //   header  : "CCMSPOOL" magic(8) | u32 version=1 | u32 reserved=0
-//   message : the raw RFC 5322 message bytes as received (streamed, never held in memory)
+//   message : the raw RFC 5322 message bytes as received (streamed; held in memory only
+//             for a log record, up to WalOptions::max_image_bytes)
 //   meta    : text lines "key=value\n" (capture_id, content_key, queue_id, sender,
 //             received_ms, message_size, rcpt=<smtp>\t<ccmail name>\t<post office>, ...),
 //             values percent-escaped for '%', '\n', '\t', '\r' and '='
@@ -20,6 +22,9 @@
 //   Begin: create tmp exclusive (spool.tmp.created). Append: streamed writes.
 //   Commit(meta): write meta+trailer (spool.tmp.written), fsync (spool.tmp.fsynced),
 //   rename into new (spool.renamed), fsync new/ (spool.dir.fsynced) = durability point.
+//   With the log (EnableWal) and a capture that fits a record: meta+trailer written, the
+//   record appended and fdatasynced (spool.wal.written, spool.wal.synced) = durability
+//   point, then the rename into new/ without fsyncs (spool_wal.h PROTOCOL).
 //   Any failure: the tmp file is closed and unlinked, nothing is in new/, a Status is
 //   returned; a failed fsync is never retried on the same file.
 //
